@@ -1,0 +1,5 @@
+"""Entry point for `python -m edgefleet`."""
+
+from edgefleet.cli import main
+
+main()

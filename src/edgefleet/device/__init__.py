@@ -1,0 +1,1 @@
+"""The supervisor runtime: loop, executor, locks, store, cloud link, local API, logs."""

@@ -1,0 +1,88 @@
+"""The container engine as the supervisor sees it: the seam between executor and engine."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from edgefleet.model.engine_state import EngineState
+from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """Progress of one image pull, in bytes over all its layers (total may grow as layers appear)."""
+
+    image: str
+    downloaded: int
+    total: int
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.downloaded / self.total) if self.total else 0
+
+
+@dataclass(frozen=True)
+class EngineEvent:
+    """One engine event (container start/die/health_status, image pull, ...)."""
+
+    type: str
+    action: str
+    id: str
+    attributes: dict[str, str]
+    time_nano: int
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a container's output."""
+
+    container_id: str
+    message: str
+    timestamp_ms: int
+    is_stderr: bool
+
+
+class Engine(Protocol):
+    """What the executor and loop need from an engine. `engine.docker.DockerEngine` implements it."""
+
+    async def observe(self) -> EngineState: ...
+
+    async def pull(
+        self,
+        image: str,
+        *,
+        auth: dict[str, str] | None = None,
+        progress: Callable[[PullProgress], None] | None = None,
+    ) -> str: ...
+
+    async def create_container(self, spec: ServiceSpec) -> str: ...
+
+    async def start_container(self, ref: str) -> None: ...
+
+    async def stop_container(self, ref: str, *, timeout_s: float) -> None: ...
+
+    async def restart_container(self, ref: str, *, timeout_s: float) -> None: ...
+
+    async def remove_container(self, ref: str, *, force: bool = False) -> None: ...
+
+    async def rename_container(self, ref: str, *, new_name: str) -> None: ...
+
+    async def create_network(self, spec: NetworkSpec) -> None: ...
+
+    async def remove_network(self, name: str) -> None: ...
+
+    async def create_volume(self, spec: VolumeSpec) -> None: ...
+
+    async def remove_volume(self, name: str) -> None: ...
+
+    async def remove_image(self, image_id: str) -> None: ...
+
+    def events(self) -> AsyncIterator[EngineEvent]: ...
+
+    def logs(
+        self, ref: str, *, follow: bool, since_s: float = 0
+    ) -> AsyncIterator[LogLine]: ...
+
+    async def close(self) -> None: ...

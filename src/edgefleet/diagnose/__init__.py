@@ -1,0 +1,1 @@
+"""Health checks and the diagnostics report, over a `Host` view."""

@@ -1,0 +1,1 @@
+"""The reconciler's brain: `plan(observed, desired, context) -> Plan`, pure and deterministic."""

@@ -1,0 +1,188 @@
+"""The typed steps of a plan and the plan itself: a DAG the executor runs concurrently.
+
+Each step has a stable `id` (derived from what it acts on, so the same inputs give the same
+plan) and `after`: the ids of steps that must finish first. The executor never decides anything;
+it only runs steps whose `after` are done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """Base of every step."""
+
+    id: str
+    after: frozenset[str] = field(default_factory=frozenset)
+    app_uuid: str = ""
+    reason: str = ""
+    """Why the planner chose this step, for logs ("config changed: environment")."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchImage(Step):
+    """Pull an image (never blocked by locks)."""
+
+    image: str
+    service_name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveImage(Step):
+    """Delete an image no release uses any more (or, for delete-then-download, the old one)."""
+
+    image_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateNetwork(Step):
+    network: NetworkSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveNetwork(Step):
+    name: str
+    """Engine name."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateVolume(Step):
+    volume: VolumeSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveVolume(Step):
+    """Only ever planned for an explicit purge or cleanup, never by reconciliation."""
+
+    name: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateContainer(Step):
+    """Create (not start) the container for a service, attached to all its networks."""
+
+    service: ServiceSpec
+
+
+@dataclass(frozen=True, kw_only=True)
+class StartContainer(Step):
+    """Start a container, by engine name or id."""
+
+    container: str
+    service_name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StopContainer(Step):
+    """Stop without removing (`running: false`, stop-service)."""
+
+    container: str
+    service_name: str = ""
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class KillContainer(Step):
+    """Stop (grace period, then SIGKILL) and remove a container."""
+
+    container: str
+    service_name: str = ""
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class RemoveContainer(Step):
+    """Remove a container that is already stopped (or created, never started)."""
+
+    container: str
+    service_name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RenameContainer(Step):
+    """updateMetadata: only the commit/release changed, so only the name changes."""
+
+    container: str
+    new_name: str
+    service_name: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestartContainer(Step):
+    """Restart in place (restart-service); never recreates."""
+
+    container: str
+    service_name: str = ""
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WaitHandover(Step):
+    """Wait until the new container writes handover-complete, or the timeout passes."""
+
+    service_name: str
+    timeout_ms: int = 60000
+
+
+@dataclass(frozen=True, kw_only=True)
+class TakeLock(Step):
+    """Take the app's update lock before kills/stops/renames (waits while a service holds it)."""
+
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseLock(Step):
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Noop(Step):
+    """Nothing to do now, but the target is not reached: wait for an event (e.g. healthy)."""
+
+    waiting_for: str = ""
+
+
+StepKind = Literal[
+    "fetch", "removeImage", "createNetwork", "removeNetwork", "createVolume", "removeVolume",
+    "create", "start", "stop", "kill", "remove", "updateMetadata", "restart", "handover",
+    "takeLock", "releaseLock", "noop",
+]
+
+KIND: dict[type[Step], StepKind] = {
+    FetchImage: "fetch", RemoveImage: "removeImage", CreateNetwork: "createNetwork",
+    RemoveNetwork: "removeNetwork", CreateVolume: "createVolume", RemoveVolume: "removeVolume",
+    CreateContainer: "create", StartContainer: "start", StopContainer: "stop",
+    KillContainer: "kill", RemoveContainer: "remove", RenameContainer: "updateMetadata",
+    RestartContainer: "restart", WaitHandover: "handover", TakeLock: "takeLock",
+    ReleaseLock: "releaseLock", Noop: "noop",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A DAG of steps. Empty (no steps, or only `Noop`s) means the engine is where it should be."""
+
+    steps: tuple[Step, ...] = ()
+
+    def __iter__(self) -> Iterator[Step]:
+        return iter(self.steps)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def converged(self) -> bool:
+        """True when there is nothing left to do at all."""
+        return not self.steps
+
+    @property
+    def actionable(self) -> tuple[Step, ...]:
+        """Steps that change something (everything but Noop)."""
+        return tuple(s for s in self.steps if not isinstance(s, Noop))

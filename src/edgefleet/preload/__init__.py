@@ -1,0 +1,1 @@
+"""Preload: extract images from a data root, inject them into another, write apps.json."""

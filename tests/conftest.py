@@ -1,0 +1,65 @@
+"""Shared fixtures: the real dockerd and local registry, unique names, busybox test images."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.support import images
+from tests.support.dockerd import Dockerd, new_dockerd
+
+
+def _engine_up() -> bool:
+    try:
+        with images.engine_client(timeout=3) as c:
+            return c.get("/_ping").text == "OK"
+    except httpx.HTTPError:
+        return False
+
+
+def _registry_up() -> bool:
+    try:
+        return httpx.get(f"http://{images.REGISTRY}/v2/", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def engine_sock() -> str:
+    """The shared test dockerd's socket. Fails (not skips) in CI when it is missing."""
+    if not _engine_up():
+        if os.environ.get("CI"):
+            pytest.fail("dockerd is not running: scripts/setup should have started it")
+        pytest.skip("dockerd is not running (run scripts/setup)")
+    return images.DOCKER_SOCK
+
+
+@pytest.fixture(scope="session")
+def registry(engine_sock: str) -> str:
+    """The local registry's address (`127.0.0.1:5055`)."""
+    if not _registry_up():
+        if os.environ.get("CI"):
+            pytest.fail("the local registry is not running: scripts/setup should have started it")
+        pytest.skip("the local registry is not running (run scripts/setup)")
+    return images.REGISTRY
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique token for names (app uuids, scopes, repos) so tests never collide."""
+    return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def private_dockerd() -> Iterator[Dockerd]:
+    """A started private dockerd with its own roots; cleaned up afterwards."""
+    d = new_dockerd()
+    d.start()
+    try:
+        yield d
+    finally:
+        d.cleanup()

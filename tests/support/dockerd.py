@@ -1,0 +1,112 @@
+"""Start extra dockerd instances ("devices") with their own data-root, exec-root, pidfile,
+socket and address pool, for tests that need an engine of their own (kill it, fill its disk,
+preload into it, run several devices)."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+_counter = itertools.count(1)
+
+
+@dataclass
+class Dockerd:
+    """A running (or stopped) private dockerd. `sock` is its API socket path."""
+
+    root: Path
+    index: int
+    data_root: Path
+    extra_args: tuple[str, ...] = ()
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.root / "dockerd.log"
+
+    @property
+    def sock(self) -> str:
+        return str(self.root / "docker.sock")
+
+    @property
+    def host(self) -> str:
+        return f"unix://{self.sock}"
+
+    def start(self, *, timeout: float = 60) -> None:
+        """Start dockerd and wait until it answers `/_ping`."""
+        exec_root = self.root / "exec"
+        exec_root.mkdir(parents=True, exist_ok=True)
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        # A private /24 pool per instance (never used for traffic beyond this machine),
+        # no iptables and no default bridge, so instances never fight over host networking.
+        pool = f"base=172.31.{self.index}.0/24,size=28"
+        args = [
+            "dockerd",
+            f"--data-root={self.data_root}",
+            f"--exec-root={exec_root}",
+            f"--pidfile={self.root / 'docker.pid'}",
+            f"--host=unix://{self.sock}",
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-masq=false",
+            f"--default-address-pool={pool}",
+            "--storage-driver=overlay2",
+            *self.extra_args,
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+        self.wait_ready(timeout=timeout)
+
+    def wait_ready(self, *, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"dockerd exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with httpx.Client(transport=httpx.HTTPTransport(uds=self.sock), timeout=2) as c:
+                    if c.get("http://docker/_ping").text == "OK":
+                        return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"dockerd did not answer within {timeout}s: {self.log_path}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Kill dockerd (SIGKILL by default, as seed 000 §2.1 does) and wait for it to go."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=60)
+
+    def stop(self) -> None:
+        """Stop dockerd cleanly (SIGTERM), killing containers it leaves behind."""
+        self.kill(signal.SIGTERM)
+
+    def cleanup(self) -> None:
+        """Stop it, unmount anything left under its roots, and delete its files."""
+        self.stop()
+        for base in (self.root / "exec", self.data_root):
+            subprocess.run(
+                ["sh", "-c", f"grep ' {base}' /proc/mounts | cut -d' ' -f2 | sort -r | "
+                 "xargs -r -n1 umount -l"],
+                check=False,
+            )
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def new_dockerd(*, data_root: Path | None = None, extra_args: tuple[str, ...] = (),
+                base: str | None = None) -> Dockerd:
+    """Make (not start) a private dockerd under a fresh temp dir. Short paths: unix sockets
+    have a 108-byte limit."""
+    index = (os.getpid() + next(_counter)) % 200 + 20
+    root = Path(tempfile.mkdtemp(prefix="efd", dir=base or "/tmp"))
+    return Dockerd(root=root, index=index, data_root=data_root or root / "data",
+                   extra_args=extra_args)
