@@ -12,7 +12,7 @@ from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
 
 @dataclass(frozen=True)
 class PullProgress:
-    """Progress of one image pull, in bytes over all its layers (total may grow as layers appear)."""
+    """Progress of one image pull, in bytes over all its layers (total grows as layers appear)."""
 
     image: str
     downloaded: int
@@ -45,7 +45,7 @@ class LogLine:
 
 
 class Engine(Protocol):
-    """What the executor and loop need from an engine. `engine.docker.DockerEngine` implements it."""
+    """What the executor and loop need from an engine (`engine.docker.DockerEngine`)."""
 
     async def observe(self) -> EngineState: ...
 

@@ -1,1 +1,1 @@
-"""Pure data: config.json, target and current state, compose normalisation, engine naming. No I/O."""
+"""Pure data: config.json, target and current state, compose normalisation, naming. No I/O."""

@@ -8,7 +8,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.model import naming
 
-ContainerStatus = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
+ContainerStatus = Literal[
+    "created", "running", "paused", "restarting", "removing", "exited", "dead"
+]
 
 
 class _Observed(BaseModel):

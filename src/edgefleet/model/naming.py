@@ -15,7 +15,7 @@ FEATURE_PREFIX = "io.balena.features."
 # edgefleet's own labels
 CONFIG_HASH = "io.edgefleet.config-hash"
 SCOPE = "io.edgefleet.scope"
-"""Which supervisor owns an object. Lets several supervisors (tests, dev machines) share an engine."""
+"""Which supervisor owns an object: lets several supervisors share one engine."""
 
 LEGACY_PREFIX = "io.resin."
 BALENA_PREFIX = "io.balena."

@@ -1,1 +1,1 @@
-"""The fleet server: fleets, releases, configuration, device status; balena-compatible device API."""
+"""The fleet server: fleets, releases, configuration, device status (balena-compatible)."""

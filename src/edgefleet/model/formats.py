@@ -1,0 +1,190 @@
+"""Reading target state in its three formats (v3, apps.json, v2 local) and compose files."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgefleet.model.context import DeviceContext
+from edgefleet.model.errors import InvalidInput, Problem
+from edgefleet.model.naming import local_image_name
+from edgefleet.model.resolve import desired_state
+from edgefleet.model.target import AppTarget, DeviceTarget, ReleaseTarget, TargetState
+
+
+def _pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        out.append(Problem(f"{prefix}{loc}" if loc else prefix.rstrip("."), err["msg"]))
+    return out
+
+
+def validate(*, target: TargetState) -> TargetState:
+    """Run full resolution once so a bad composition is rejected at the door."""
+    desired_state(target=target, device=DeviceContext(uuid=target.device_uuid))
+    return target
+
+
+def parse_v3(*, data: object, device_uuid: str | None = None) -> TargetState:
+    """A v3 target document `{<uuid>: {name, config, apps}}` → a validated TargetState."""
+    if not isinstance(data, dict) or not data:
+        raise InvalidInput("target state", [Problem("", "expected {<device uuid>: {...}}")])
+    if device_uuid is None:
+        if len(data) != 1:
+            raise InvalidInput("target state", [Problem("", "expected exactly one device")])
+        device_uuid = str(next(iter(data)))
+    if device_uuid not in data:
+        raise InvalidInput("target state",
+                           [Problem("", f"no entry for this device ({device_uuid})")])
+    try:
+        device = DeviceTarget.model_validate(data[device_uuid])
+    except ValidationError as exc:
+        raise InvalidInput("target state", _pydantic_problems(exc)) from None
+    return validate(target=TargetState(device_uuid=device_uuid, device=device))
+
+
+class AppsJson(BaseModel):
+    """apps.json at the root of the data partition (preload, compat §2)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    config: dict[str, str] = Field(default_factory=dict)
+    apps: dict[str, AppTarget] = Field(default_factory=dict)
+    pin_device: bool = Field(default=False, alias="pinDevice")
+
+    @property
+    def empty(self) -> bool:
+        """`{}`: nothing to preload (what the file holds after it has been loaded)."""
+        return not self.apps
+
+    def to_target(self, *, device_uuid: str, device_name: str = "") -> TargetState:
+        """The target state this file asks for."""
+        return TargetState(
+            device_uuid=device_uuid,
+            device=DeviceTarget(name=device_name, config=self.config, apps=self.apps),
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=False)
+
+
+def parse_apps_json(*, data: object) -> AppsJson:
+    """Validate an apps.json document (each app needs a non-empty releases map)."""
+    try:
+        parsed = AppsJson.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput("apps.json", _pydantic_problems(exc)) from None
+    problems = [Problem(f"apps.{uuid}.releases", "must contain a release")
+                for uuid, app in parsed.apps.items() if not app.releases]
+    if problems:
+        raise InvalidInput("apps.json", problems)
+    try:
+        validate(target=parsed.to_target(device_uuid="preload"))
+    except InvalidInput as exc:
+        raise InvalidInput("apps.json", exc.problems) from None
+    return parsed
+
+
+def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
+    """balena CLI's v2 local target `{local: {name, config, apps: {"<appId>": ...}}}` → v3."""
+    if not isinstance(data, dict) or not isinstance(data.get("local"), dict):
+        raise InvalidInput("local target state", [Problem("local", "expected {local: {...}}")])
+    local = data["local"]
+    problems: list[Problem] = []
+    apps: dict[str, Any] = {}
+    for app_id, app in (local.get("apps") or {}).items():
+        path = f"local.apps.{app_id}"
+        if not str(app_id).isdigit() or not isinstance(app, dict):
+            problems.append(Problem(path, "app ids must be numeric and apps mappings"))
+            continue
+        services: dict[str, Any] = {}
+        for sid, svc in (app.get("services") or {}).items():
+            if not isinstance(svc, dict):
+                problems.append(Problem(f"{path}.services.{sid}", "expected a mapping"))
+                continue
+            name = str(svc.get("serviceName") or sid)
+            composition = {k: v for k, v in svc.items() if k not in (
+                "serviceName", "serviceId", "imageId", "image", "running", "environment",
+                "labels", "build", "contract", "releaseId", "commit", "appId")}
+            services[name] = {
+                "id": svc.get("serviceId", sid), "image_id": svc.get("imageId", sid),
+                "image": svc.get("image") or local_image_name(name),
+                "environment": svc.get("environment") or {}, "labels": svc.get("labels") or {},
+                "running": svc.get("running", True), "composition": composition,
+            }
+        commit = str(app.get("commit") or "localrelease")
+        apps[str(app_id)] = {
+            "id": int(app_id), "name": app.get("name", ""),
+            "releases": {commit: {"id": app.get("releaseId") or 1, "services": services,
+                                  "volumes": app.get("volumes") or {},
+                                  "networks": app.get("networks") or {}}},
+        }
+    if problems:
+        raise InvalidInput("local target state", problems)
+    doc = {device_uuid: {"name": local.get("name", ""), "config": local.get("config") or {},
+                         "apps": apps}}
+    try:
+        return parse_v3(data=doc, device_uuid=device_uuid)
+    except InvalidInput as exc:
+        raise InvalidInput("local target state", exc.problems) from None
+
+
+def target_to_v2_local(*, target: TargetState) -> dict[str, Any]:
+    """A TargetState in balena CLI's v2 local format (numeric app and service keys)."""
+    apps: dict[str, Any] = {}
+    for app in target.device.apps.values():
+        chosen = app.release
+        entry: dict[str, Any] = {"name": app.name, "services": {}, "volumes": {},
+                                 "networks": {}}
+        if chosen:
+            commit, rel = chosen
+            entry.update(commit=commit, releaseId=rel.id,
+                         volumes={k: v.model_dump(mode="json") for k, v in rel.volumes.items()},
+                         networks={k: v.model_dump(mode="json")
+                                   for k, v in rel.networks.items()})
+            for name, svc in rel.services.items():
+                entry["services"][str(svc.id)] = {
+                    **svc.composition, "environment": svc.environment, "labels": svc.labels,
+                    "imageId": svc.image_id, "serviceName": name, "serviceId": svc.id,
+                    "image": svc.image, "running": svc.running,
+                }
+        apps[str(app.id)] = entry
+    return {"local": {"name": target.device.name, "config": target.device.config,
+                      "apps": apps}}
+
+
+def release_from_compose(*, compose_yaml: str, images: Mapping[str, str], release_id: int = 1,
+                         first_service_id: int = 1, first_image_id: int = 1) -> ReleaseTarget:
+    """A docker-compose.yml text plus each service's image ref → a v3 release."""
+    try:
+        doc = yaml.safe_load(compose_yaml)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidInput("compose file", [Problem(where, str(exc).splitlines()[0])]) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
+        raise InvalidInput("compose file", [Problem("services", "a compose file needs services")])
+    problems = [Problem(f"services.{name}", "no image for this service")
+                for name in doc["services"] if name not in images]
+    allowed_top = {"version", "services", "volumes", "networks"}
+    problems += [Problem(k, f"unsupported top-level key {k!r}") for k in doc
+                 if k not in allowed_top]
+    if problems:
+        raise InvalidInput("compose file", problems)
+    services = {}
+    for i, (name, conf) in enumerate(doc["services"].items()):
+        composition = {k: v for k, v in (conf or {}).items() if k != "build"}
+        composition.pop("image", None)
+        services[name] = {"id": first_service_id + i, "image_id": first_image_id + i,
+                          "image": images[name], "composition": composition}
+    data = {"id": release_id, "services": services,
+            "volumes": {k: v or {} for k, v in (doc.get("volumes") or {}).items()},
+            "networks": {k: v or {} for k, v in (doc.get("networks") or {}).items()}}
+    try:
+        return ReleaseTarget.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput("compose file", _pydantic_problems(exc)) from None
