@@ -107,6 +107,7 @@ class ServiceSpec(_Frozen):
     ports: tuple[PortBinding, ...] = ()
     expose: tuple[str, ...] = ()
     mounts: tuple[Mount, ...] = ()
+    tmpfs: tuple[str, ...] = ()
     networks: dict[str, NetworkAttachment] = Field(default_factory=dict)
     network_mode: str = ""
     privileged: bool = False

@@ -1,0 +1,375 @@
+"""The Docker Engine API adapter (aiodocker over the unix socket): the only code that calls
+the engine. Works with dockerd, balenaEngine and podman's Docker-compatible socket."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import struct
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+from typing import Any
+
+import aiodocker
+import aiohttp
+
+from edgefleet.engine import translate
+from edgefleet.engine.errors import Conflict, EngineError, EngineUnavailable, NotFound, PullFailed
+from edgefleet.model import naming
+from edgefleet.model.engine_events import EngineEvent, LogLine, PullProgress
+from edgefleet.model.engine_state import (
+    ContainerState,
+    EngineState,
+    ImageState,
+    NetworkState,
+    VolumeState,
+)
+from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+
+_EXIT = re.compile(r"Exited \((-?\d+)\)")
+_HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
+
+
+def _wrap(obj: str, exc: aiodocker.DockerError) -> EngineError:
+    status = int(exc.status)
+    message = str(exc.message)
+    if status == 900:
+        return EngineUnavailable(obj, f"engine not reachable ({message}); is dockerd running?",
+                                 status=status)
+    if status == 404:
+        return NotFound(obj, message, status=status)
+    if status == 409:
+        return Conflict(obj, message, status=status)
+    return EngineError(obj, message, status=status)
+
+
+def _ms(iso: str | None) -> int | None:
+    if not iso or iso.startswith("0001-"):
+        return None
+    text = iso.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:6]}"
+    return int(datetime.fromisoformat(text + "+00:00").timestamp() * 1000)
+
+
+class DockerEngine:
+    """An `Engine` over the Docker API, limited to objects labelled with this `scope`."""
+
+    def __init__(self, *, socket: str = "/var/run/docker.sock", scope: str) -> None:
+        self.socket = socket
+        self.scope = scope
+        self._docker: aiodocker.Docker | None = None
+        self._inspect: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    @property
+    def docker(self) -> aiodocker.Docker:
+        if self._docker is None:
+            self._docker = aiodocker.Docker(url=f"unix://{self.socket}", api_version="v1.41")
+        return self._docker
+
+    async def close(self) -> None:
+        if self._docker is not None:
+            await self._docker.close()
+            self._docker = None
+
+    async def _json(self, obj: str, path: str, method: str = "GET", **kw: Any) -> Any:
+        try:
+            return await self.docker._query_json(path, method, **kw)
+        except aiodocker.DockerError as exc:
+            raise _wrap(obj, exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineUnavailable(obj, f"engine connection failed: {exc}") from None
+
+    async def _call(self, obj: str, path: str, method: str = "POST", **kw: Any) -> None:
+        try:
+            async with self.docker._query(path, method, **kw) as resp:
+                await resp.read()
+        except aiodocker.DockerError as exc:
+            raise _wrap(obj, exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineUnavailable(obj, f"engine connection failed: {exc}") from None
+
+    def _filters(self, *labels: str) -> dict[str, str]:
+        wanted = [naming.SUPERVISED, f"{naming.SCOPE}={self.scope}", *labels]
+        return {"filters": json.dumps({"label": wanted})}
+
+    async def ping(self) -> bool:
+        """True when the engine answers."""
+        try:
+            async with self.docker._query("_ping", "GET", versioned_api=False) as resp:
+                return (await resp.text()) == "OK"
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return False
+
+    # --- observe --------------------------------------------------------------------------
+    async def observe(self) -> EngineState:
+        """Every supervised object of this scope, plus all images and network names."""
+        containers_raw, images_raw, networks_raw, volumes_raw = await asyncio.gather(
+            self._json("containers", "containers/json", params={"all": "1", **self._filters()}),
+            self._json("images", "images/json"),
+            self._json("networks", "networks"),
+            self._json("volumes", "volumes", params=self._filters()),
+        )
+        containers = await asyncio.gather(*(self._container(c) for c in containers_raw))
+        live = {c["Id"] for c in containers_raw}
+        for cid in list(self._inspect):
+            if cid not in live:
+                del self._inspect[cid]
+        return EngineState(
+            containers=tuple(c for c in containers if c is not None),
+            images=tuple(
+                ImageState(id=i["Id"], repo_tags=tuple(i.get("RepoTags") or ()),
+                           repo_digests=tuple(i.get("RepoDigests") or ()),
+                           size=int(i.get("Size") or 0), labels=i.get("Labels") or {})
+                for i in images_raw
+            ),
+            networks=tuple(
+                NetworkState(id=n["Id"], name=n["Name"], driver=n.get("Driver") or "",
+                             labels=n.get("Labels") or {},
+                             config_hash=(n.get("Labels") or {}).get(naming.CONFIG_HASH, ""))
+                for n in networks_raw
+            ),
+            volumes=tuple(
+                VolumeState(name=v["Name"], driver=v.get("Driver") or "local",
+                            labels=v.get("Labels") or {})
+                for v in (volumes_raw.get("Volumes") or [])
+            ),
+        )
+
+    async def _container(self, c: dict[str, Any]) -> ContainerState | None:
+        status_text = str(c.get("Status", ""))
+        key = f"{c.get('State')}|{_HEALTH.findall(status_text)}|{_EXIT.findall(status_text)}"
+        cached = self._inspect.get(c["Id"])
+        if cached is None or cached[0] != key:
+            try:
+                data = await self._json(c["Id"], f"containers/{c['Id']}/json")
+            except NotFound:
+                return None
+            self._inspect[c["Id"]] = (key, data)
+        else:
+            data = cached[1]
+        state = data.get("State") or {}
+        health = (state.get("Health") or {}).get("Status")
+        return ContainerState(
+            id=data["Id"],
+            name=data["Name"].lstrip("/"),
+            image=data["Config"]["Image"],
+            image_id=data["Image"],
+            labels=data["Config"].get("Labels") or {},
+            status=state.get("Status", "created"),
+            exit_code=state.get("ExitCode") if state.get("Status") in ("exited", "dead")
+            else None,
+            restart_count=int(data.get("RestartCount") or 0),
+            started_at=state.get("StartedAt"),
+            finished_at=state.get("FinishedAt"),
+            health=health if health in ("starting", "healthy", "unhealthy") else None,
+            networks=tuple(sorted((data.get("NetworkSettings") or {}).get("Networks") or {})),
+        )
+
+    def forget(self, container_id: str) -> None:
+        """Drop cached inspect data (called on engine events for that container)."""
+        self._inspect.pop(container_id, None)
+
+    # --- images ---------------------------------------------------------------------------
+    async def pull(
+        self,
+        image: str,
+        *,
+        auth: dict[str, str] | None = None,
+        progress: Callable[[PullProgress], None] | None = None,
+    ) -> str:
+        """Pull an image (no client timeout), reporting byte progress; returns its id."""
+        name, tag = _split_ref(image)
+        params = {"fromImage": name, "tag": tag}
+        headers = {}
+        if auth:
+            headers["X-Registry-Auth"] = base64.urlsafe_b64encode(
+                json.dumps(auth).encode()).decode()
+        layers: dict[str, tuple[int, int]] = {}
+        try:
+            async with self.docker._query("images/create", "POST", params=params,
+                                          headers=headers, timeout=None) as resp:
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            self._pull_line(image, json.loads(line), layers, progress)
+                if buf.strip():
+                    self._pull_line(image, json.loads(buf), layers, progress)
+        except aiodocker.DockerError as exc:
+            if int(exc.status) == 900:
+                raise _wrap(f"image {image}", exc) from None
+            raise PullFailed(image, str(exc.message)) from None
+        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
+            raise PullFailed(image, f"connection to the engine broke: {exc}") from None
+        info = await self._json(f"image {image}", f"images/{image}/json")
+        return str(info["Id"])
+
+    @staticmethod
+    def _pull_line(image: str, msg: dict[str, Any], layers: dict[str, tuple[int, int]],
+                   progress: Callable[[PullProgress], None] | None) -> None:
+        if "error" in msg:
+            raise PullFailed(image, str(msg.get("error")))
+        layer = msg.get("id")
+        detail = msg.get("progressDetail") or {}
+        status = msg.get("status", "")
+        if layer and detail.get("total") and status == "Downloading":
+            layers[layer] = (int(detail.get("current", 0)), int(detail["total"]))
+        elif layer and status in ("Download complete", "Pull complete", "Already exists"):
+            done = layers.get(layer, (0, 0))[1]
+            layers[layer] = (done, done)
+        if progress is not None and layer:
+            total = sum(t for _, t in layers.values())
+            progress(PullProgress(image=image, downloaded=sum(c for c, _ in layers.values()),
+                                  total=total))
+
+    async def remove_image(self, image_id: str) -> None:
+        await self._call(f"image {image_id}", f"images/{image_id}", "DELETE")
+
+    async def image_inspect(self, ref: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(f"image {ref}", f"images/{ref}/json")
+        return result
+
+    # --- containers -----------------------------------------------------------------------
+    async def create_container(self, spec: ServiceSpec) -> str:
+        """Create the container for a service, attached to all its networks; returns its id."""
+        name = spec.container_name
+        resolve = None
+        if spec.network_mode.startswith("service:"):
+            target = spec.network_mode[len("service:"):]
+            found = await self._json("containers", "containers/json", params={
+                "all": "1", **self._filters(f"{naming.APP_UUID}={spec.app_uuid}",
+                                            f"{naming.SERVICE_NAME}={target}")})
+            if not found:
+                raise NotFound(f"service {spec.service_name}",
+                               f"network_mode service:{target}: no container for {target}")
+            cid = str(found[0]["Id"])
+            resolve = lambda _n: cid  # noqa: E731
+        body = translate.create_body(spec=spec, resolve_service_container=resolve)
+        data = await self._json(f"container {name}", "containers/create", "POST",
+                                params={"name": name}, data=body)
+        cid = str(data["Id"])
+        for net, endpoint in translate.extra_networks(spec):
+            await self._call(f"network {net}", f"networks/{net}/connect",
+                             data=json.dumps({"Container": cid, "EndpointConfig": endpoint}))
+        return cid
+
+    async def start_container(self, ref: str) -> None:
+        await self._call(f"container {ref}", f"containers/{ref}/start")
+
+    async def stop_container(self, ref: str, *, timeout_s: float) -> None:
+        await self._call(f"container {ref}", f"containers/{ref}/stop",
+                         params={"t": str(int(timeout_s))}, timeout=None)
+
+    async def restart_container(self, ref: str, *, timeout_s: float) -> None:
+        await self._call(f"container {ref}", f"containers/{ref}/restart",
+                         params={"t": str(int(timeout_s))}, timeout=None)
+
+    async def kill_container(self, ref: str, *, signal: str = "SIGKILL") -> None:
+        await self._call(f"container {ref}", f"containers/{ref}/kill", params={"signal": signal})
+
+    async def remove_container(self, ref: str, *, force: bool = False) -> None:
+        await self._call(f"container {ref}", f"containers/{ref}", "DELETE",
+                         params={"force": "1" if force else "0", "v": "0"})
+
+    async def rename_container(self, ref: str, *, new_name: str) -> None:
+        await self._call(f"container {ref}", f"containers/{ref}/rename",
+                         params={"name": new_name})
+
+    async def inspect_container(self, ref: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._json(f"container {ref}", f"containers/{ref}/json")
+        return result
+
+    # --- networks and volumes ------------------------------------------------------------
+    async def create_network(self, spec: NetworkSpec) -> None:
+        await self._json(f"network {spec.engine_name}", "networks/create", "POST",
+                         data=translate.network_body(spec=spec, scope=self.scope))
+
+    async def remove_network(self, name: str) -> None:
+        await self._call(f"network {name}", f"networks/{name}", "DELETE")
+
+    async def create_volume(self, spec: VolumeSpec) -> None:
+        await self._json(f"volume {spec.engine_name}", "volumes/create", "POST",
+                         data=translate.volume_body(spec=spec, scope=self.scope))
+
+    async def remove_volume(self, name: str) -> None:
+        await self._call(f"volume {name}", f"volumes/{name}", "DELETE")
+
+    # --- events and logs -----------------------------------------------------------------
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        """Engine events for this scope's containers, and image/network/volume events."""
+        filters = json.dumps({"type": ["container", "image", "network", "volume"]})
+        try:
+            async with self.docker._query("events", "GET", params={"filters": filters},
+                                          timeout=None) as resp:
+                async for line in resp.content:
+                    if not line.strip():
+                        continue
+                    ev = json.loads(line)
+                    actor = ev.get("Actor") or {}
+                    attrs = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
+                    if ev.get("Type") == "container":
+                        if attrs.get(naming.SCOPE) != self.scope:
+                            continue
+                        self.forget(str(actor.get("ID", "")))
+                    yield EngineEvent(type=str(ev.get("Type")), action=str(ev.get("Action")),
+                                      id=str(actor.get("ID", "")), attributes=attrs,
+                                      time_nano=int(ev.get("timeNano") or 0))
+        except aiodocker.DockerError as exc:
+            raise _wrap("events", exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineUnavailable("events", f"event stream broke: {exc}") from None
+
+    async def logs(self, ref: str, *, follow: bool, since_s: float = 0) -> AsyncIterator[LogLine]:
+        """A container's stdout/stderr lines with their timestamps (non-tty containers)."""
+        params = {"stdout": "1", "stderr": "1", "timestamps": "1",
+                  "follow": "1" if follow else "0", "since": str(int(since_s))}
+        try:
+            async with self.docker._query(f"containers/{ref}/logs", "GET", params=params,
+                                          timeout=None) as resp:
+                tty = resp.headers.get("Content-Type", "") == "application/vnd.docker.raw-stream"
+                reader = resp.content
+                while True:
+                    if tty:
+                        raw = await reader.readline()
+                        if not raw:
+                            return
+                        yield _log_line(ref, raw, False)
+                        continue
+                    try:
+                        header = await reader.readexactly(8)
+                    except asyncio.IncompleteReadError:
+                        return
+                    stream, size = struct.unpack(">BxxxL", header)
+                    payload = await reader.readexactly(size)
+                    for raw in payload.splitlines():
+                        yield _log_line(ref, raw, stream == 2)
+        except aiodocker.DockerError as exc:
+            raise _wrap(f"container {ref}", exc) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise EngineUnavailable(f"container {ref}", f"log stream broke: {exc}") from None
+
+
+def _log_line(ref: str, raw: bytes, is_stderr: bool) -> LogLine:
+    text = raw.decode("utf-8", "replace").rstrip("\r\n")
+    stamp, _, message = text.partition(" ")
+    ts = _ms(stamp) if stamp[:4].isdigit() else None
+    if ts is None:
+        message, ts = text, 0
+    return LogLine(container_id=ref, message=message, timestamp_ms=ts, is_stderr=is_stderr)
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """`repo:tag` → (repo, tag); `repo@digest` → (repo@digest, ""); bare repo → latest."""
+    if "@" in ref:
+        return ref, ""
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        name, tag = ref.rsplit(":", 1)
+        return name, tag
+    return ref, "latest"
