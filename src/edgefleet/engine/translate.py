@@ -146,8 +146,8 @@ def network_body(*, spec: NetworkSpec, scope: str) -> dict[str, Any]:
     ipam: dict[str, Any] = {"Driver": spec.ipam_driver, "Options": spec.ipam_options}
     pools = []
     for pool in spec.ipam_config:
-        entry: dict[str, Any] = {k: v for k, v in (("Subnet", pool.subnet), ("IPRange", pool.ip_range),
-                                    ("Gateway", pool.gateway)) if v}
+        pairs = (("Subnet", pool.subnet), ("IPRange", pool.ip_range), ("Gateway", pool.gateway))
+        entry: dict[str, Any] = {k: v for k, v in pairs if v}
         if pool.aux_addresses:
             entry["AuxiliaryAddresses"] = pool.aux_addresses
         pools.append(entry)

@@ -1,0 +1,307 @@
+"""`plan(observed, desired, context) -> Plan`: every reconciliation decision, pure.
+
+Called in a loop (observe → plan → execute) until the plan is converged, so each plan only
+has to make safe progress; one plan still does all that can be done at once (networks,
+volumes, every create in parallel, starts ordered by depends_on).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgefleet.model import naming
+from edgefleet.model.engine_state import ContainerState, EngineState
+from edgefleet.model.service import AppSpec, DesiredState, ServiceSpec
+from edgefleet.plan.context import PlanContext
+from edgefleet.plan.steps import (
+    CreateContainer,
+    CreateNetwork,
+    CreateVolume,
+    FetchImage,
+    KillContainer,
+    Noop,
+    Plan,
+    RemoveContainer,
+    RemoveImage,
+    RemoveNetwork,
+    RenameContainer,
+    StartContainer,
+    Step,
+    StopContainer,
+)
+
+LOCKED = "Updates are locked"
+
+
+@dataclass
+class _Builder:
+    """Accumulates steps for one plan; ids are unique and stable."""
+
+    observed: EngineState
+    context: PlanContext
+    steps: dict[str, Step] = field(default_factory=dict)
+
+    def add(self, step: Step) -> str:
+        self.steps.setdefault(step.id, step)
+        return step.id
+
+    def gated(self, app_uuid: str, step: Step) -> str | None:
+        """Add a kill/stop/rename unless the app's lock forbids it (then a Noop)."""
+        if self.context.is_locked(app_uuid):
+            self.add(Noop(id=f"noop:{app_uuid}:locked", app_uuid=app_uuid, waiting_for=LOCKED))
+            return None
+        return self.add(step)
+
+
+def plan(*, observed: EngineState, desired: DesiredState, context: PlanContext) -> Plan:
+    """The steps that move `observed` toward `desired`, as a DAG."""
+    b = _Builder(observed=observed, context=context)
+    by_app: dict[str, list[ContainerState]] = {}
+    for c in observed.containers:
+        by_app.setdefault(c.app_uuid, []).append(c)
+    kills_by_network: dict[str, list[str]] = {}
+    for app_uuid in sorted(set(desired.apps) | set(by_app)):
+        app = desired.apps.get(app_uuid)
+        current = sorted(by_app.get(app_uuid, []), key=lambda c: (c.name, c.id))
+        if app is None:
+            for c in current:
+                kid = b.gated(app_uuid, _kill(c, "app removed from the target"))
+                for net_name in c.networks:
+                    kills_by_network.setdefault(net_name, []).append(kid or "")
+            continue
+        _plan_app(b, app=app, current=current, kills_by_network=kills_by_network)
+    _remove_networks(b, desired=desired, kills_by_network=kills_by_network)
+    if context.cleanup_images and not any(not isinstance(s, Noop) for s in b.steps.values()):
+        _cleanup_images(b, desired=desired)
+    return Plan(steps=tuple(b.steps[k] for k in sorted(b.steps)))
+
+
+def _kill(c: ContainerState, reason: str, after: frozenset[str] = frozenset()) -> KillContainer:
+    return KillContainer(id=f"kill:{c.id}", container=c.id, service_name=c.service_name,
+                         app_uuid=c.app_uuid, reason=reason, after=after)
+
+
+def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
+              kills_by_network: dict[str, list[str]]) -> None:
+    obs, ctx = b.observed, b.context
+    existing_nets = {n.name: n for n in obs.networks}
+    prepared: dict[str, str] = {}  # network/volume engine name → step id (if created now)
+    for net in sorted(app.networks.values(), key=lambda n: n.name):
+        have = existing_nets.get(net.engine_name)
+        if have is None:
+            prepared[net.engine_name] = b.add(CreateNetwork(
+                id=f"network:{net.engine_name}", network=net, app_uuid=app.app_uuid))
+    existing_vols = {v.name for v in obs.volumes}
+    for vol in sorted(app.volumes.values(), key=lambda v: v.name):
+        if vol.engine_name not in existing_vols:
+            prepared[vol.engine_name] = b.add(CreateVolume(
+                id=f"volume:{vol.engine_name}", volume=vol, app_uuid=app.app_uuid))
+    images = {s.image: obs.image_for(s.image) for s in app.services.values()}
+    all_present = all(images.values())
+    for ref in sorted(r for r, img in images.items() if img is None):
+        if ref in ctx.fetch_blocked:
+            b.add(Noop(id=f"noop:fetch:{ref}", app_uuid=app.app_uuid,
+                       waiting_for=f"{ref}: {ctx.fetch_blocked[ref]}"))
+    starts: dict[str, str] = {}
+    ready: dict[str, ContainerState] = {}
+    pending_start: list[tuple[ServiceSpec, str]] = []
+    known = set(app.services)
+    for c in current:
+        if c.service_name not in known:
+            kid = b.gated(app.app_uuid, _kill(c, "service removed from the release"))
+            for net_name in c.networks:
+                kills_by_network.setdefault(net_name, []).append(kid or "")
+    for name in sorted(app.services):
+        spec = app.services[name]
+        mine = [c for c in current if c.service_name == name]
+        image = images[spec.image]
+        create_after = {prepared[n] for n in _needs(spec) if n in prepared}
+        result = _plan_service(b, spec=spec, mine=mine, image_id=image.id if image else None,
+                               all_present=all_present, create_after=create_after)
+        if isinstance(result, ContainerState):
+            ready[name] = result
+        elif result is not None:
+            pending_start.append((spec, result))
+    for spec, _create_id in pending_start:
+        starts[spec.service_name] = f"start:{spec.app_uuid}:{spec.service_name}"
+    for spec, create_id in pending_start:
+        after = {create_id} if create_id else set()
+        waiting = None
+        for dep, cond in sorted(spec.depends_on.items()):
+            dc = ready.get(dep)
+            if cond == "service_started":
+                if dep in starts:
+                    after.add(starts[dep])
+                elif dc is None or dc.status == "created":
+                    waiting = f"{dep} to start"
+            elif cond == "service_healthy" and (dc is None or dc.health != "healthy"):
+                waiting = f"{dep} to be healthy"
+            elif cond == "service_completed_successfully" and (
+                dc is None or dc.status != "exited" or dc.exit_code != 0
+            ):
+                waiting = f"{dep} to complete successfully"
+        sid = starts[spec.service_name]
+        if waiting is not None:
+            del starts[spec.service_name]
+            b.add(Noop(id=f"noop:{sid}", app_uuid=spec.app_uuid, waiting_for=waiting))
+            continue
+        b.add(StartContainer(id=sid, container=spec.container_name, app_uuid=spec.app_uuid,
+                             service_name=spec.service_name, after=frozenset(after)))
+    # a start gated on a dependency that itself could not start must not remain
+    _drop_orphan_starts(b)
+
+
+def _needs(spec: ServiceSpec) -> list[str]:
+    return [*spec.networks, *(m.source for m in spec.mounts if m.type == "volume")]
+
+
+def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
+                  image_id: str | None, all_present: bool,
+                  create_after: set[str]) -> ContainerState | str | None:
+    """Plan one service. Returns its settled container, the id of a create step whose start
+    is still to be planned ("" when the container exists but was never started), or None."""
+    ctx = b.context
+    app = spec.app_uuid
+    want_hash = spec.config_hash()
+    running_wanted = spec.running and (app, spec.service_name) not in ctx.stopped_services
+
+    def good(c: ContainerState) -> bool:
+        return c.config_hash == want_hash and image_id is not None and c.image_id == image_id
+
+    matching = sorted((c for c in mine if good(c)),
+                      key=lambda c: (not c.is_running, c.name != spec.container_name, c.id))
+    best = matching[0] if matching else None
+    old = [c for c in mine if c is not best]
+    if best is not None:
+        # duplicates of a good container (a crash mid-update) and superseded containers
+        handover = spec.update_strategy == "hand-over" and best.is_running
+        for c in old:
+            if handover and c.is_running and not _handover_done(b, spec=spec, new=best):
+                b.add(Noop(id=f"noop:handover:{app}:{spec.service_name}", app_uuid=app,
+                           waiting_for=f"hand-over of {spec.service_name}"))
+                continue
+            b.gated(app, _kill(c, "superseded"))
+        if old and not handover and any(c.name == spec.container_name for c in old):
+            return best
+        if best.name != spec.container_name:
+            if any(c.name == spec.container_name for c in old):
+                return best
+            b.gated(app, RenameContainer(
+                id=f"rename:{best.id}", container=best.id, new_name=spec.container_name,
+                app_uuid=app, service_name=spec.service_name, reason="release changed"))
+        if running_wanted and best.status == "created":
+            return ""
+        if not running_wanted and best.is_running:
+            b.gated(app, StopContainer(id=f"stop:{best.id}", container=best.id, app_uuid=app,
+                                       service_name=spec.service_name,
+                                       timeout_s=spec.stop_grace_period_s))
+        return best
+    # no good container: fetch, kill and (re)create according to the update strategy
+    strategy = spec.update_strategy
+    fetch_after: set[str] = set()
+    kills: set[str] = set()
+    blocked = False
+    if old and (strategy in ("kill-then-download", "delete-then-download") or image_id):
+        if strategy == "hand-over" and image_id and all_present and all(
+            c.name != spec.container_name for c in old
+        ):
+            pass  # the new container starts beside the old one
+        elif image_id is None or all_present:
+            for c in old:
+                kid = b.gated(app, _kill(c, _why(c, want_hash)))
+                if kid is None:
+                    blocked = True
+                else:
+                    kills.add(kid)
+            if strategy == "delete-then-download" and image_id is None and kills:
+                for c in old:
+                    fetch_after.add(b.add(RemoveImage(
+                        id=f"rmimg:{c.image_id}", image_id=c.image_id, app_uuid=app,
+                        after=frozenset(kills), reason="delete-then-download")))
+            elif image_id is None:
+                fetch_after |= kills
+    if image_id is None:
+        if spec.image not in ctx.fetch_blocked and not (
+            strategy in ("kill-then-download", "delete-then-download") and blocked
+        ):
+            b.add(FetchImage(id=f"fetch:{spec.image}", image=spec.image, app_uuid=app,
+                             service_name=spec.service_name, after=frozenset(fetch_after)))
+        return None
+    if not all_present or blocked:
+        return None
+    cid = b.add(CreateContainer(id=f"create:{app}:{spec.service_name}", service=spec,
+                                app_uuid=app, after=frozenset(create_after | kills),
+                                reason="new" if not old else _why(old[0], want_hash)))
+    return cid if running_wanted else None
+
+
+def _why(c: ContainerState, want_hash: str) -> str:
+    return "config changed" if c.config_hash != want_hash else "image changed"
+
+
+def _handover_done(b: _Builder, *, spec: ServiceSpec, new: ContainerState) -> bool:
+    if (spec.app_uuid, spec.service_name) in b.context.handover_complete:
+        return True
+    started = _iso_ms(new.started_at)
+    return started is not None and b.context.now_ms - started >= spec.handover_timeout_ms
+
+
+def _iso_ms(iso: str | None) -> int | None:
+    from datetime import datetime
+
+    if not iso or iso.startswith("0001-"):
+        return None
+    text = iso.rstrip("Z")
+    if "." in text:
+        head, frac = text.split(".", 1)
+        text = f"{head}.{frac[:6]}"
+    try:
+        return int(datetime.fromisoformat(text + "+00:00").timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def _drop_orphan_starts(b: _Builder) -> None:
+    changed = True
+    while changed:
+        changed = False
+        for sid, step in list(b.steps.items()):
+            if any(a not in b.steps for a in step.after):
+                del b.steps[sid]
+                changed = True
+
+
+def _remove_networks(b: _Builder, *, desired: DesiredState,
+                     kills_by_network: dict[str, list[str]]) -> None:
+    wanted = {n.engine_name for a in desired.apps.values() for n in a.networks.values()}
+    for net in sorted(b.observed.networks, key=lambda n: n.name):
+        labels = net.labels
+        if labels.get(naming.SCOPE) != b.context.scope or naming.APP_UUID not in labels:
+            continue
+        if net.name in wanted:
+            continue
+        kills = kills_by_network.get(net.name, [])
+        if "" in kills:  # a container on it could not be killed (locked)
+            continue
+        attached_alive = [c for c in b.observed.containers if net.name in c.networks
+                          and f"kill:{c.id}" not in b.steps]
+        if attached_alive:
+            continue
+        b.add(RemoveNetwork(id=f"rmnet:{net.name}", name=net.name,
+                            app_uuid=labels[naming.APP_UUID], after=frozenset(kills)))
+
+
+def _cleanup_images(b: _Builder, *, desired: DesiredState) -> None:
+    obs = b.observed
+    used = {c.image_id for c in obs.containers}
+    for spec in (s for a in desired.apps.values() for s in a.services.values()):
+        img = obs.image_for(spec.image)
+        if img is not None:
+            used.add(img.id)
+    for ref in sorted(b.context.managed_images):
+        img = obs.image_for(ref)
+        if img is not None and img.id not in used:
+            b.add(RemoveImage(id=f"rmimg:{img.id}", image_id=img.id, reason="unused"))
+
+
+__all__ = ["RemoveContainer", "plan"]
