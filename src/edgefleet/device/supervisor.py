@@ -1,0 +1,303 @@
+"""The reconcile loop: observe → plan → execute until converged; woken by new targets and
+engine events; backs off on failure; follows container logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from edgefleet.device import locks
+from edgefleet.device.engine_port import Engine, PullProgress
+from edgefleet.device.executor import Executor, StepHooks
+from edgefleet.device.logs import LogSink
+from edgefleet.device.store import Store, now_ms
+from edgefleet.model import formats
+from edgefleet.model.context import DeviceContext
+from edgefleet.model.engine_state import EngineState
+from edgefleet.model.errors import InvalidInput
+from edgefleet.model.resolve import desired_state
+from edgefleet.model.service import DesiredState
+from edgefleet.model.target import TargetState
+from edgefleet.plan.context import PlanContext
+from edgefleet.plan.planner import plan
+from edgefleet.plan.steps import FetchImage, Noop, Plan
+
+BACKOFF_BASE_S = 0.5
+
+
+def backoff_s(*, failures: int, cap_s: float) -> float:
+    """min(2^n * 500 ms, cap): the delay after `failures` consecutive failures."""
+    if failures <= 0:
+        return 0.0
+    return float(min(BACKOFF_BASE_S * 2 ** min(failures, 30), cap_s))
+
+
+@dataclass
+class SupervisorState:
+    """What the supervisor is doing, for status, the API and health."""
+
+    app_state: str = "applied"
+    """`applying` or `applied`."""
+    last_error: str = ""
+    waiting_for: list[str] = field(default_factory=list)
+    apply_started_ms: int | None = None
+    last_converged_ms: int | None = None
+    last_loop_ms: int = 0
+    failures: int = 0
+    progress: dict[str, tuple[int, int]] = field(default_factory=dict)
+    observed: EngineState | None = None
+
+
+class Supervisor:
+    """One device's supervisor, owning every supervised object of its scope on one engine."""
+
+    def __init__(self, *, engine: Engine, store: Store, device: DeviceContext, logs: LogSink,
+                 poll_interval_s: float = 900.0, lock_override: bool = False) -> None:
+        self.engine = engine
+        self.store = store
+        self.device = device
+        self.logs = logs
+        self.poll_interval_s = poll_interval_s
+        self.lock_override = lock_override
+        self.state = SupervisorState()
+        self.stopped_services: set[tuple[str, str]] = set()
+        self.force_once = False
+        self._wake = asyncio.Event()
+        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._target: TargetState | None = None
+        self._desired: DesiredState | None = None
+        self.executor = Executor(engine=engine, logs=logs, hooks=StepHooks(
+            on_progress=self._on_progress, on_fetched=self._on_fetched,
+            on_fetch_failed=self._on_fetch_failed, before_kill=lambda _c: True,
+            on_image_removed=self._on_image_removed))
+        stored = store.load_target()
+        if stored is not None:
+            try:
+                self._accept(formats.parse_v3(data=stored.document, device_uuid=device.uuid))
+            except InvalidInput as exc:
+                logs.system(f"Stored target is no longer valid, ignoring it: {exc}", error=True)
+
+    # --- targets ---------------------------------------------------------------------------
+    @property
+    def target(self) -> TargetState | None:
+        return self._target
+
+    def set_target(self, *, target: TargetState, source: str) -> None:
+        """Validate and adopt a target; on InvalidInput nothing changes (raised to caller)."""
+        try:
+            desired = desired_state(target=target, device=self.device)
+        except InvalidInput as exc:
+            self.logs.system(f"Rejected target state from {source}: {exc}", error=True)
+            raise
+        self.store.save_target(source=source, document=target.to_wire())
+        self._target, self._desired = target, desired
+        self.logs.system(f"Target state applied from {source}")
+        self.wake()
+
+    def _accept(self, target: TargetState) -> None:
+        self._target = target
+        self._desired = desired_state(target=target, device=self.device)
+
+    def wake(self) -> None:
+        """Reconcile now."""
+        self._wake.set()
+
+    # --- the loop --------------------------------------------------------------------------
+    async def reconcile_once(self) -> Plan:
+        """One round: observe, plan, execute. Returns the plan that was executed."""
+        observed = await self.engine.observe()
+        self.state.observed = observed
+        desired = self._desired or DesiredState()
+        context = self._context(observed)
+        the_plan = plan(observed=observed, desired=desired, context=context)
+        self.state.waiting_for = sorted({s.waiting_for for s in the_plan.steps
+                                         if isinstance(s, Noop)})
+        if not the_plan.actionable:
+            self._settled(desired, the_plan)
+            return the_plan
+        if self.state.app_state != "applying":
+            self.state.app_state = "applying"
+            self.state.apply_started_ms = now_ms()
+        self._record_status(desired, the_plan)
+        result = await self.executor.run(the_plan)
+        if not result.ok:
+            raise RuntimeError("; ".join(f"{k}: {v}" for k, v in sorted(result.failed.items())))
+        return the_plan
+
+    def _context(self, observed: EngineState) -> PlanContext:
+        locked: set[str] = set()
+        root = self.device.lock_root
+        for lock in locks.find_locks(lock_root=root, observed=observed):
+            if not lock.owner_running:
+                lock.path.unlink(missing_ok=True)
+                self.logs.system(f"Cleared stale update lock of service '{lock.service}': its"
+                                 " container is not running", app_uuid=lock.app_uuid,
+                                 service=lock.service)
+            elif lock.app_uuid:
+                locked.add(lock.app_uuid)
+        handover = {
+            (a.app_uuid, s.service_name)
+            for a in (self._desired.apps.values() if self._desired else ())
+            for s in a.services.values()
+            if locks.handover_done(lock_root=root, app_id=a.app_id, service=s.service_name)
+        }
+        managed = frozenset(r.ref for r in self.store.images())
+        return PlanContext(
+            scope=self.device.scope, now_ms=now_ms(), locked=frozenset(locked),
+            force=self.lock_override or self.force_once,
+            stopped_services=frozenset(self.stopped_services),
+            handover_complete=frozenset(handover), cleanup_images=True,
+            managed_images=managed,
+        )
+
+    def _settled(self, desired: DesiredState, the_plan: Plan) -> None:
+        waiting = bool(the_plan.steps)
+        if not waiting:
+            if self.state.app_state != "applied":
+                self.logs.system("Device state applied")
+            self.state.app_state = "applied"
+            self.state.apply_started_ms = None
+            self.state.last_converged_ms = now_ms()
+            self.force_once = False
+        self._record_status(desired, the_plan)
+
+    def _record_status(self, desired: DesiredState, the_plan: Plan) -> None:
+        fetching = {s.app_uuid for s in the_plan.steps if isinstance(s, FetchImage)}
+        active = {s.app_uuid for s in the_plan.actionable}
+        for app in desired.apps.values():
+            if app.app_uuid in fetching:
+                status = "downloading"
+            elif app.app_uuid in active or any(s.app_uuid == app.app_uuid for s in the_plan.steps):
+                status = "applying changes"
+            else:
+                status = "done"
+            message = "; ".join(s.waiting_for for s in the_plan.steps
+                                if isinstance(s, Noop) and s.app_uuid == app.app_uuid)
+            self.store.set_app(uuid=app.app_uuid, app_id=app.app_id, commit=app.commit,
+                               release_id=app.release_id, update_status=status,
+                               status_message=message)
+        self.store.delete_apps_except(keep=set(desired.apps))
+
+    async def run(self) -> None:
+        """Reconcile forever; also watch engine events and follow container logs."""
+        tasks = [asyncio.create_task(self._watch_events()),
+                 asyncio.create_task(self.logs.run_flusher())]
+        try:
+            await self._loop()
+        finally:
+            for task in [*tasks, *self._followers.values()]:
+                task.cancel()
+            for task in [*tasks, *self._followers.values()]:
+                with contextlib.suppress(BaseException):
+                    await task
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            self.state.last_loop_ms = now_ms()
+            delay = self.poll_interval_s
+            try:
+                the_plan = await self.reconcile_once()
+                self.state.failures = 0
+                self.state.last_error = ""
+                if the_plan.actionable:
+                    delay = 0
+                elif the_plan.steps:  # waiting (locks, health, hand-over): look again soon
+                    delay = 2.0
+                self._follow_running()
+            except Exception as exc:
+                self.state.failures += 1
+                self.state.last_error = str(exc)
+                delay = backoff_s(failures=self.state.failures, cap_s=self.poll_interval_s)
+                self.logs.system(f"Failed to apply target state, retrying in {delay:.1f}s:"
+                                 f" {exc}", error=True)
+            if delay:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _watch_events(self) -> None:
+        failures = 0
+        while True:
+            try:
+                async for event in self.engine.events():
+                    failures = 0
+                    if (event.type == "container" and event.action in (
+                        "start", "die", "destroy", "health_status: healthy",
+                        "health_status: unhealthy", "stop", "restart",
+                    )) or event.action.startswith("health_status"):
+                        if event.action == "die":
+                            name = event.attributes.get("io.balena.service-name", "")
+                            code = event.attributes.get("exitCode", "?")
+                            self.logs.system(f"Service exited '{name}' (exit code {code})",
+                                             app_uuid=event.attributes.get(
+                                                 "io.balena.app-uuid", ""), service=name)
+                        await asyncio.sleep(0.05)  # debounce bursts
+                        self.wake()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+            await asyncio.sleep(backoff_s(failures=max(failures, 1), cap_s=30))
+            self.wake()
+
+    # --- container logs --------------------------------------------------------------------
+    def _follow_running(self) -> None:
+        observed = self.state.observed
+        if observed is None:
+            return
+        for c in observed.containers:
+            if c.is_running and c.id not in self._followers:
+                self._followers[c.id] = asyncio.create_task(self._follow(
+                    c.id, app_uuid=c.app_uuid, service=c.service_name))
+
+    async def _follow(self, container_id: str, *, app_uuid: str, service: str) -> None:
+        try:
+            async for line in self.engine.logs(container_id, follow=True, since_s=time.time()):
+                self.logs.container(line.message, app_uuid=app_uuid, service=service,
+                                    is_stderr=line.is_stderr, ts_ms=line.timestamp_ms)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            pass
+        finally:
+            self._followers.pop(container_id, None)
+
+    # --- fetch bookkeeping -----------------------------------------------------------------
+    def _on_progress(self, step: FetchImage, p: PullProgress) -> None:
+        previous = self.state.progress.get(step.image)
+        self.state.progress[step.image] = (p.downloaded, p.total)
+        if previous is None or p.percent // 10 != (
+            int(100 * previous[0] / previous[1]) // 10 if previous[1] else 0
+        ):
+            self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
+                                 service_name=step.service_name, status="Downloading",
+                                 downloaded=p.downloaded, total=p.total)
+
+    def _on_fetched(self, step: FetchImage, image_id: str) -> None:
+        self.state.progress.pop(step.image, None)
+        self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
+                             service_name=step.service_name, status="Downloaded",
+                             image_id=image_id)
+
+    def _on_image_removed(self, image_id: str) -> None:
+        for record in self.store.images():
+            if record.image_id == image_id:
+                self.store.delete_image(ref=record.ref)
+
+    def _on_fetch_failed(self, step: FetchImage, error: str) -> None:
+        self.state.progress.pop(step.image, None)
+        self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
+                             service_name=step.service_name, status="Failed", error=error)
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-able summary of apps, services and images."""
+        observed = self.state.observed or EngineState()
+        services = [{"app_uuid": c.app_uuid, "service": c.service_name, "status": c.status,
+                     "container_id": c.id, "image": c.image, "name": c.name}
+                    for c in observed.containers]
+        return {"appState": self.state.app_state, "last_error": self.state.last_error,
+                "waiting_for": self.state.waiting_for, "services": services,
+                "apps": [a.__dict__ for a in self.store.apps()]}

@@ -1,0 +1,169 @@
+"""config.json (the boot partition's device configuration, compat §1): parse, validate, redact.
+
+Writing is atomic with a backup (`save_config`); a bad file or a bad change is refused with the
+field named and the file left untouched.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgefleet.model.errors import InvalidInput, Problem
+
+POLL_MIN_MS = 10_000
+POLL_MAX_MS = 86_400_000
+SECRET_MARKERS = ("apikey", "mixpanelToken".lower(), "wifikey", "files")
+
+
+def is_secret_key(key: str) -> bool:
+    """Keys whose values are secrets (compat §1): *apiKey*, pubnub*Key, mixpanelToken, ..."""
+    low = key.lower()
+    return any(m in low for m in SECRET_MARKERS) or (low.startswith("pubnub") and
+                                                      low.endswith("key"))
+
+
+class DeviceConfig(BaseModel):
+    """The fields edgefleet reads from config.json; unknown fields are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    api_endpoint: str | None = Field(default=None, alias="apiEndpoint")
+    app_update_poll_interval: int = Field(default=900_000, alias="appUpdatePollInterval")
+    application_id: int | None = Field(default=None, alias="applicationId")
+    application_name: str | None = Field(default=None, alias="applicationName")
+    delta_endpoint: str | None = Field(default=None, alias="deltaEndpoint")
+    device_api_key: str | None = Field(default=None, alias="deviceApiKey")
+    device_api_keys: dict[str, str] = Field(default_factory=dict, alias="deviceApiKeys")
+    device_type: str = Field(default="generic-amd64", alias="deviceType")
+    listen_port: int = Field(default=48484, alias="listenPort")
+    registry_endpoint: str | None = Field(default=None, alias="registryEndpoint")
+    user_id: int | None = Field(default=None, alias="userId")
+    username: str | None = None
+    vpn_endpoint: str | None = Field(default=None, alias="vpnEndpoint")
+    vpn_port: int | None = Field(default=None, alias="vpnPort")
+    uuid: str | None = None
+    registered_at: int | None = None
+    device_id: int | None = Field(default=None, alias="deviceId")
+    hostname: str | None = None
+    persistent_logging: bool = Field(default=False, alias="persistentLogging")
+    local_mode: bool = Field(default=False, alias="localMode")
+    development_mode: bool | None = Field(default=None, alias="developmentMode")
+    os_variant: str | None = Field(default=None, alias="osVariant")
+    lock_override: bool = Field(default=False, alias="lockOverride")
+    dns_servers: str | None = Field(default=None, alias="dnsServers")
+    balena_root_ca: str | None = Field(default=None, alias="balenaRootCA")
+    provisioning_api_key: str | None = Field(default=None, alias="provisioningApiKey")
+
+    @field_validator("app_update_poll_interval")
+    @classmethod
+    def _poll(cls, v: int) -> int:
+        if not POLL_MIN_MS <= v <= POLL_MAX_MS:
+            raise ValueError(f"must be between {POLL_MIN_MS} and {POLL_MAX_MS} ms")
+        return v
+
+    @field_validator("listen_port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 0 < v < 65536:
+            raise ValueError("must be a TCP port (1-65535)")
+        return v
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _dns(cls, v: str | None) -> str | None:
+        if v is None or v.strip() in ("", "null"):
+            return v
+        for part in v.split(","):
+            try:
+                ipaddress.ip_address(part.strip())
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not an IP address (comma-separated"
+                                 " list of IP addresses expected)") from None
+        return v
+
+    @property
+    def is_managed(self) -> bool:
+        """True when the device talks to a fleet server."""
+        return bool(self.api_endpoint)
+
+    @property
+    def poll_interval_s(self) -> float:
+        return self.app_update_poll_interval / 1000
+
+    @property
+    def is_production(self) -> bool:
+        """A production-variant device: local mode is refused on it."""
+        return self.development_mode is False or self.os_variant == "prod"
+
+    @property
+    def dns_server_list(self) -> list[str]:
+        if not self.dns_servers or self.dns_servers.strip() == "null":
+            return []
+        return [p.strip() for p in self.dns_servers.split(",") if p.strip()]
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON document, with the original key names."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_config(*, data: object) -> DeviceConfig:
+    """Validate a config.json document."""
+    if not isinstance(data, dict):
+        raise InvalidInput("config.json", [Problem("", "expected a JSON object")])
+    try:
+        return DeviceConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [Problem(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+        raise InvalidInput("config.json", problems) from None
+
+
+def load_config(*, path: str | Path) -> DeviceConfig:
+    """Read and validate config.json; a clear InvalidInput on bad JSON or bad fields."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise InvalidInput("config.json", [Problem(str(path), f"cannot read: {exc}")]) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput("config.json", [Problem(f"line {exc.lineno} column {exc.colno}",
+                                                   f"not valid JSON: {exc.msg}")]) from None
+    return parse_config(data=data)
+
+
+def save_config(*, path: str | Path, config: DeviceConfig | dict[str, Any]) -> None:
+    """Validate, keep `config.json.backup`, write a temp file, fsync, and replace atomically."""
+    data = config.to_wire() if isinstance(config, DeviceConfig) else config
+    parse_config(data=data)
+    target = Path(path)
+    if target.exists():
+        shutil.copy2(target, target.with_name(target.name + ".backup"))
+    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def redact(*, data: Any) -> Any:
+    """A copy with every secret field replaced, at any depth."""
+    if isinstance(data, dict):
+        return {k: ("[REDACTED]" if is_secret_key(str(k)) and v not in (None, "")
+                    else redact(data=v)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [redact(data=v) for v in data]
+    return data
