@@ -124,7 +124,7 @@ class Executor:
             for m in spec.mounts:
                 if m.type == "bind" and m.target == "/tmp/balena":
                     os.makedirs(m.source, exist_ok=True)
-            log(f"Installing service '{spec.service_name} sha256:{spec.image}'", app_uuid=app,
+            log(f"Installing service '{spec.service_name}' (image {spec.image})", app_uuid=app,
                 service=spec.service_name)
             await eng.create_container(spec)
             log(f"Installed service '{spec.service_name}'", app_uuid=app,
