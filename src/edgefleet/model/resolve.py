@@ -106,12 +106,13 @@ def _app(*, app_uuid: str, app: AppTarget, device: DeviceContext,
         )
         if spec is not None:
             services[name] = spec
-    for name, spec in services.items():
-        for dep in spec.depends_on:
+    for name, svc in release.services.items():
+        deps = svc.composition.get("depends_on") or []
+        for dep in deps if isinstance(deps, list | dict) else []:
             if dep not in release.services:
                 problems.append(Problem(f"{rpath}.services.{name}.composition.depends_on",
                                         f"depends on unknown service {dep!r}"))
-        mode = spec.network_mode
+        mode = str(svc.composition.get("network_mode") or "")
         if mode.startswith("service:") and mode[8:] not in release.services:
             problems.append(Problem(f"{rpath}.services.{name}.composition.network_mode",
                                     f"unknown service {mode[8:]!r}"))
