@@ -31,6 +31,7 @@ from edgefleet.plan.steps import (
 )
 
 LOCKED = "Updates are locked"
+_EXISTING = "existing:"
 
 
 @dataclass
@@ -125,6 +126,9 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
     for spec, _create_id in pending_start:
         starts[spec.service_name] = f"start:{spec.app_uuid}:{spec.service_name}"
     for spec, create_id in pending_start:
+        container = spec.container_name
+        if create_id.startswith(_EXISTING):
+            container, create_id = create_id[len(_EXISTING):], ""
         after = {create_id} if create_id else set()
         waiting = None
         for dep, cond in sorted(spec.depends_on.items()):
@@ -145,7 +149,7 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
             del starts[spec.service_name]
             b.add(Noop(id=f"noop:{sid}", app_uuid=spec.app_uuid, waiting_for=waiting))
             continue
-        b.add(StartContainer(id=sid, container=spec.container_name, app_uuid=spec.app_uuid,
+        b.add(StartContainer(id=sid, container=container, app_uuid=spec.app_uuid,
                              service_name=spec.service_name, after=frozenset(after)))
     # a start gated on a dependency that itself could not start must not remain
     _drop_orphan_starts(b)
@@ -159,7 +163,7 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
                   image_id: str | None, all_present: bool,
                   create_after: set[str]) -> ContainerState | str | None:
     """Plan one service. Returns its settled container, the id of a create step whose start
-    is still to be planned ("" when the container exists but was never started), or None."""
+    is still to be planned (`existing:<id>` when it exists but never started), or None."""
     ctx = b.context
     app = spec.app_uuid
     want_hash = spec.config_hash()
@@ -190,7 +194,7 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
                 id=f"rename:{best.id}", container=best.id, new_name=spec.container_name,
                 app_uuid=app, service_name=spec.service_name, reason="release changed"))
         if running_wanted and best.status == "created":
-            return ""
+            return f"{_EXISTING}{best.id}"
         if not running_wanted and best.is_running:
             b.gated(app, StopContainer(id=f"stop:{best.id}", container=best.id, app_uuid=app,
                                        service_name=spec.service_name,
