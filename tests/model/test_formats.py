@@ -59,7 +59,7 @@ def test_v2_local_converts_to_v3_and_back() -> None:
     t = formats.parse_v2_local(data=v2, device_uuid="d1")
     app = t.device.apps["1"]
     assert app.id == 1 and app.name == "localapp"
-    commit, rel = app.release  # type: ignore[misc]
+    _commit, rel = app.release  # type: ignore[misc]
     assert rel.services["main"].composition == {"restart": "always"}
     back = formats.target_to_v2_local(target=t)
     assert back["local"]["apps"]["1"]["services"]["1"]["serviceName"] == "main"

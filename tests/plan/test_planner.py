@@ -104,14 +104,14 @@ def test_volumes_are_created_first_and_never_removed() -> None:
                            "db": {"restart": "always"}}}, volumes=vols)
     state, _ = converge(EngineState(), want)
     assert [v.name for v in state.volumes] == ["1_data"]
-    state, plans = converge(state, desired({}))
+    state, _plans = converge(state, desired({}))
     assert [v.name for v in state.volumes] == ["1_data"]
     assert not state.containers
 
 
 def test_depends_on_orders_starts() -> None:
     want = desired({"a1": {"web": {"depends_on": ["db"]}, "db": {"restart": "always"}}})
-    state, plans = converge(EngineState(), want)
+    _state, plans = converge(EngineState(), want)
     start_web = next(s for s in plans[1].steps
                      if isinstance(s, StartContainer) and s.service_name == "web")
     assert "start:a1:db" in start_web.after
