@@ -68,5 +68,5 @@ def test_v2_local_converts_to_v3_and_back() -> None:
 def test_v3_rejects_bad_documents_with_paths() -> None:
     with pytest.raises(InvalidInput, match="expected"):
         formats.parse_v3(data=[])
-    with pytest.raises(InvalidInput, match="apps.u.id"):
+    with pytest.raises(InvalidInput, match=r"apps\.u\.id"):
         formats.parse_v3(data={"d": {"apps": {"u": {"id": "not-a-number"}}}})
