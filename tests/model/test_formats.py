@@ -70,3 +70,8 @@ def test_v3_rejects_bad_documents_with_paths() -> None:
         formats.parse_v3(data=[])
     with pytest.raises(InvalidInput, match=r"apps\.u\.id"):
         formats.parse_v3(data={"d": {"apps": {"u": {"id": "not-a-number"}}}})
+
+
+def test_compose_interpolation() -> None:
+    assert formats.interpolate(["$$HOME", "${A:-x}", "${B-y}", "$A", "${A}"], {"A": "1"}) == [
+        "$HOME", "1", "y", "1", "1"]

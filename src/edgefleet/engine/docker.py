@@ -63,6 +63,7 @@ class DockerEngine:
         self.scope = scope
         self._docker: aiodocker.Docker | None = None
         self._inspect: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._events_live = False
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -142,7 +143,9 @@ class DockerEngine:
     async def _container(self, c: dict[str, Any]) -> ContainerState | None:
         status_text = str(c.get("Status", ""))
         key = f"{c.get('State')}|{_HEALTH.findall(status_text)}|{_EXIT.findall(status_text)}"
-        cached = self._inspect.get(c["Id"])
+        # Inspect results are reused only while an event stream is open: its container events
+        # invalidate them (a restart changes RestartCount/StartedAt but not the list entry).
+        cached = self._inspect.get(c["Id"]) if self._events_live else None
         if cached is None or cached[0] != key:
             try:
                 data = await self._json(c["Id"], f"containers/{c['Id']}/json")
@@ -155,7 +158,7 @@ class DockerEngine:
         health = (state.get("Health") or {}).get("Status")
         return ContainerState(
             id=data["Id"],
-            name=data["Name"].lstrip("/"),
+            name=(c.get("Names") or [data["Name"]])[0].lstrip("/"),
             image=data["Config"]["Image"],
             image_id=data["Image"],
             labels=data["Config"].get("Labels") or {},
@@ -169,9 +172,10 @@ class DockerEngine:
             networks=tuple(sorted((data.get("NetworkSettings") or {}).get("Networks") or {})),
         )
 
-    def forget(self, container_id: str) -> None:
-        """Drop cached inspect data (called on engine events for that container)."""
-        self._inspect.pop(container_id, None)
+    def forget(self, ref: str) -> None:
+        """Drop cached inspect data of a container (by id, or all when given a name)."""
+        if self._inspect.pop(ref, None) is None:
+            self._inspect.clear()
 
     # --- images ---------------------------------------------------------------------------
     async def pull(
@@ -260,13 +264,16 @@ class DockerEngine:
         return cid
 
     async def start_container(self, ref: str) -> None:
+        self.forget(ref)
         await self._call(f"container {ref}", f"containers/{ref}/start")
 
     async def stop_container(self, ref: str, *, timeout_s: float) -> None:
+        self.forget(ref)
         await self._call(f"container {ref}", f"containers/{ref}/stop",
                          params={"t": str(int(timeout_s))}, timeout=None)
 
     async def restart_container(self, ref: str, *, timeout_s: float) -> None:
+        self.forget(ref)
         await self._call(f"container {ref}", f"containers/{ref}/restart",
                          params={"t": str(int(timeout_s))}, timeout=None)
 
@@ -278,6 +285,7 @@ class DockerEngine:
                          params={"force": "1" if force else "0", "v": "0"})
 
     async def rename_container(self, ref: str, *, new_name: str) -> None:
+        self.forget(ref)
         await self._call(f"container {ref}", f"containers/{ref}/rename",
                          params={"name": new_name})
 
@@ -307,6 +315,7 @@ class DockerEngine:
         try:
             async with self.docker._query("events", "GET", params={"filters": filters},
                                           timeout=None) as resp:
+                self._events_live = True
                 async for line in resp.content:
                     if not line.strip():
                         continue
@@ -324,6 +333,9 @@ class DockerEngine:
             raise _wrap("events", exc) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise EngineUnavailable("events", f"event stream broke: {exc}") from None
+        finally:
+            self._events_live = False
+            self._inspect.clear()
 
     async def logs(self, ref: str, *, follow: bool, since_s: float = 0) -> AsyncIterator[LogLine]:
         """A container's stdout/stderr lines with their timestamps (non-tty containers)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -157,9 +158,34 @@ def target_to_v2_local(*, target: TargetState) -> dict[str, Any]:
                       "apps": apps}}
 
 
+_VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
+    """Compose variable interpolation: `$$` → `$`, `${VAR}`, `${VAR:-default}`, `$VAR`."""
+    if isinstance(value, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1):
+                return "$"
+            name = m.group(2) or m.group(5)
+            if m.group(3) == ":-":
+                return variables.get(name) or m.group(4)
+            if m.group(3) == "-":
+                return variables.get(name, m.group(4))
+            return variables.get(name, "")
+        return _VAR.sub(sub, value)
+    if isinstance(value, list):
+        return [interpolate(v, variables) for v in value]
+    if isinstance(value, dict):
+        return {k: interpolate(v, variables) for k, v in value.items()}
+    return value
+
+
 def release_from_compose(*, compose_yaml: str, images: Mapping[str, str], release_id: int = 1,
-                         first_service_id: int = 1, first_image_id: int = 1) -> ReleaseTarget:
-    """A docker-compose.yml text plus each service's image ref → a v3 release."""
+                         first_service_id: int = 1, first_image_id: int = 1,
+                         variables: Mapping[str, str] | None = None) -> ReleaseTarget:
+    """A docker-compose.yml text plus each service's image ref → a v3 release (with compose
+    variable interpolation from `variables`)."""
     try:
         doc = yaml.safe_load(compose_yaml)
     except yaml.YAMLError as exc:
@@ -168,6 +194,7 @@ def release_from_compose(*, compose_yaml: str, images: Mapping[str, str], releas
         raise InvalidInput("compose file", [Problem(where, str(exc).splitlines()[0])]) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
         raise InvalidInput("compose file", [Problem("services", "a compose file needs services")])
+    doc = interpolate(doc, variables or {})
     problems = [Problem(f"services.{name}", "no image for this service")
                 for name in doc["services"] if name not in images]
     allowed_top = {"version", "services", "volumes", "networks"}
