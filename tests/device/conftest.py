@@ -101,9 +101,11 @@ def test_images(registry: str) -> dict[str, Any]:
     """Images in the local registry (not on the engine), built once per session."""
     loop = "while true; do sleep 1; done"
     return {
-        "web": images.build_and_push("ef-dev-web", "v1", cmd=["sh", "-c", f"httpd -p 8080; {loop}"]),
+        "web": images.build_and_push("ef-dev-web", "v1",
+                                     cmd=["sh", "-c", f"httpd -p 8080; {loop}"]),
         "web2": images.build_and_push("ef-dev-web", "v2", extra="RUN echo v2 > /version",
                                       cmd=["sh", "-c", f"httpd -p 8080; {loop}"]),
         "sleeper": images.build_and_push("ef-dev-sleeper", "v1", cmd=["sh", "-c", loop]),
-        "exiter": images.build_and_push("ef-dev-exiter", "v1", cmd=["sh", "-c", "echo bye; exit 3"]),
+        "exiter": images.build_and_push("ef-dev-exiter", "v1",
+                                        cmd=["sh", "-c", "echo bye; exit 3"]),
     }

@@ -22,7 +22,10 @@ services:
   frontend:
     build: ./frontend
     network_mode: host
-    command: ["sh", "-c", "echo First volume >> /frontend-data/somedata; while true; do sleep 1; done"]
+    command:
+      - sh
+      - -c
+      - echo First volume >> /frontend-data/somedata; while true; do sleep 1; done
     volumes:
       - 'my-first-volume:/frontend-data'
       - 'a-second-volume:/backend-data'

@@ -158,7 +158,9 @@ def target_to_v2_local(*, target: TargetState) -> dict[str, Any]:
                       "apps": apps}}
 
 
-_VAR = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))")
+_VAR = re.compile(
+    r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))"
+)
 
 
 def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
