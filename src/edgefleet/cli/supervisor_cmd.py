@@ -45,6 +45,7 @@ def run(
     from edgefleet.model.config import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         cfg = load_config(path=config)
         options = RunOptions(config=cfg, data_dir=data_dir, apps_json=apps,

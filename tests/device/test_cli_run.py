@@ -1,0 +1,87 @@
+"""`edgefleet supervisor run|status|logs` as a user runs them: apps.json first boot."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgefleet.model import formats
+from tests.device.conftest import cleanup_scope
+
+pytestmark = pytest.mark.engine
+CLI = [sys.executable, "-m", "edgefleet"]
+
+
+def write_apps(path: Path, image: str) -> None:
+    rel = formats.release_from_compose(
+        compose_yaml='services:\n  hello:\n    command: ["sh", "-c", "echo hello from'
+                     ' edgefleet; while true; do sleep 1; done"]\n',
+        images={"hello": image})
+    path.write_text(json.dumps({"apps": {"firstboot": {
+        "id": 5, "name": "fb", "releases": {"r1": rel.model_dump(mode="json")}}}}))
+
+
+async def test_supervisor_run_loads_apps_json_once_and_reports_status(
+    tmp_path: Path, unique: str, test_images: dict[str, Any]
+) -> None:
+    scope = f"cli{unique}"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"deviceType": "generic-amd64"}))
+    apps = tmp_path / "apps.json"
+    write_apps(apps, test_images["sleeper"].ref)
+    data = tmp_path / "data"
+    proc = subprocess.Popen([*CLI, "supervisor", "run", "--config", str(config), "--apps",
+                             str(apps), "--data-dir", str(data), "--scope", scope],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        status: dict[str, Any] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            out = subprocess.run([*CLI, "supervisor", "status", "--json", "--data-dir",
+                                  str(data), "--scope", scope], capture_output=True, text=True)
+            if out.returncode == 0:
+                status = json.loads(out.stdout)
+                if status["services"] and status["services"][0]["status"] == "running" and \
+                        status["apps"] and status["apps"][0]["update_status"] == "done":
+                    break
+        assert status["services"][0]["service"] == "hello"
+        assert status["apps"][0]["commit"] == "r1"
+        assert json.loads(apps.read_text()) == {}
+        assert (tmp_path / "apps.json.preloaded").exists()
+        time.sleep(1)
+        logs = subprocess.run([*CLI, "supervisor", "logs", "--data-dir", str(data)],
+                              capture_output=True, text=True).stdout
+        assert "Started service 'hello'" in logs
+        assert "hello from edgefleet" in logs
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        await cleanup_scope(scope)
+
+
+def test_bad_apps_json_is_refused_with_the_field(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text("{}")
+    apps = tmp_path / "apps.json"
+    apps.write_text(json.dumps({"apps": {"x": {"id": 1, "releases": {}}}}))
+    out = subprocess.run([*CLI, "supervisor", "run", "--config", str(config), "--apps",
+                          str(apps), "--data-dir", str(tmp_path / "d"), "--scope", "never"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "apps.x.releases" in out.stdout
+    assert json.loads(apps.read_text())["apps"]["x"]["id"] == 1, "the file is left as it was"
+
+
+def test_bad_config_json_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{"listenPort": 99999}')
+    out = subprocess.run([*CLI, "supervisor", "run", "--config", str(config), "--data-dir",
+                          str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "listenPort" in out.stdout
