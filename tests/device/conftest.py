@@ -63,7 +63,7 @@ class Device:
         return [r.message for r in self.store.logs(limit=10_000)]
 
 
-async def cleanup_scope(scope: str) -> None:
+def cleanup_scope(scope: str) -> None:
     """Remove every container, network and volume labelled with this scope."""
     with images.engine_client() as c:
         flt = json.dumps({"label": [f"{naming.SCOPE}={scope}"]})
@@ -93,7 +93,7 @@ async def device(registry: str, unique: str, tmp_path: Path) -> AsyncIterator[De
         yield dev
     finally:
         await dev.engine.close()
-        await cleanup_scope(f"t{unique}")
+        cleanup_scope(f"t{unique}")
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ def write_apps(path: Path, image: str) -> None:
         "id": 5, "name": "fb", "releases": {"r1": rel.model_dump(mode="json")}}}}))
 
 
-async def test_supervisor_run_loads_apps_json_once_and_reports_status(
+def test_supervisor_run_loads_apps_json_once_and_reports_status(
     tmp_path: Path, unique: str, test_images: dict[str, Any]
 ) -> None:
     scope = f"cli{unique}"
@@ -63,7 +63,7 @@ async def test_supervisor_run_loads_apps_json_once_and_reports_status(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        await cleanup_scope(scope)
+        cleanup_scope(scope)
 
 
 def test_bad_apps_json_is_refused_with_the_field(tmp_path: Path) -> None:
