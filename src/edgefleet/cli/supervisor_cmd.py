@@ -10,18 +10,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from edgefleet.model.errors import InvalidInput
 
 app = typer.Typer(help="Run and inspect the device supervisor.", no_args_is_help=True)
-console = Console()
 DATA_DIR_HELP = "Supervisor data dir (SQLite store, lock dirs)."
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}")
+    typer.echo(f"error: {message}", err=False)
     raise typer.Exit(2)
 
 
@@ -63,8 +60,12 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Show each app's release and update status, each service's container, and images."""
+    from rich.console import Console
+    from rich.table import Table
+
     from edgefleet.device.status import collect_status
 
+    console = Console()
     report = asyncio.run(collect_status(data_dir=data_dir, engine_socket=engine_socket,
                                         scope=scope))
     if as_json:
@@ -104,8 +105,11 @@ def logs(
     lines: int = typer.Option(100, "-n", "--lines", help="How many recent lines to show."),
 ) -> None:
     """Print the supervisor's events and the services' output, oldest first."""
+    from rich.console import Console
+
     from edgefleet.device.runtime import open_store
 
+    console = Console()
     store = open_store(data_dir=data_dir)
     last = 0
     records = store.logs(service=service, limit=lines)

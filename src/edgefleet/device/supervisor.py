@@ -69,6 +69,7 @@ class Supervisor:
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._target: TargetState | None = None
         self._desired: DesiredState | None = None
+        self._recorded: dict[str, tuple[object, ...]] = {}
         self.executor = Executor(engine=engine, logs=logs, hooks=StepHooks(
             on_progress=self._on_progress, on_fetched=self._on_fetched,
             on_fetch_failed=self._on_fetch_failed, before_kill=lambda _c: True,
@@ -176,10 +177,15 @@ class Supervisor:
                 status = "done"
             message = "; ".join(s.waiting_for for s in the_plan.steps
                                 if isinstance(s, Noop) and s.app_uuid == app.app_uuid)
-            self.store.set_app(uuid=app.app_uuid, app_id=app.app_id, commit=app.commit,
-                               release_id=app.release_id, update_status=status,
-                               status_message=message)
-        self.store.delete_apps_except(keep=set(desired.apps))
+            record = (app.app_id, app.commit, app.release_id, status, message)
+            if self._recorded.get(app.app_uuid) != record:  # write only what changed
+                self.store.set_app(uuid=app.app_uuid, app_id=app.app_id, commit=app.commit,
+                                   release_id=app.release_id, update_status=status,
+                                   status_message=message)
+                self._recorded[app.app_uuid] = record
+        if set(self._recorded) != set(desired.apps):
+            self.store.delete_apps_except(keep=set(desired.apps))
+            self._recorded = {k: v for k, v in self._recorded.items() if k in desired.apps}
 
     async def run(self) -> None:
         """Reconcile forever; also watch engine events and follow container logs."""

@@ -64,6 +64,7 @@ class DockerEngine:
         self._docker: aiodocker.Docker | None = None
         self._inspect: dict[str, tuple[str, dict[str, Any]]] = {}
         self._events_live = False
+        self._lists: dict[str, Any] = {}
 
     @property
     def docker(self) -> aiodocker.Docker:
@@ -110,9 +111,9 @@ class DockerEngine:
         """Every supervised object of this scope, plus all images and network names."""
         containers_raw, images_raw, networks_raw, volumes_raw = await asyncio.gather(
             self._json("containers", "containers/json", params={"all": "1", **self._filters()}),
-            self._json("images", "images/json"),
-            self._json("networks", "networks"),
-            self._json("volumes", "volumes", params=self._filters()),
+            self._listed("images", "images/json"),
+            self._listed("networks", "networks"),
+            self._listed("volumes", "volumes", params=self._filters()),
         )
         containers = await asyncio.gather(*(self._container(c) for c in containers_raw))
         live = {c["Id"] for c in containers_raw}
@@ -139,6 +140,16 @@ class DockerEngine:
                 for v in (volumes_raw.get("Volumes") or [])
             ),
         )
+
+    async def _listed(self, kind: str, path: str, **kw: Any) -> Any:
+        """Image, network and volume lists, reused while the event stream (which reports
+        every change to them) is open."""
+        if self._events_live and kind in self._lists:
+            return self._lists[kind]
+        result = await self._json(kind, path, **kw)
+        if self._events_live:
+            self._lists[kind] = result
+        return result
 
     async def _container(self, c: dict[str, Any]) -> ContainerState | None:
         status_text = str(c.get("Status", ""))
@@ -211,6 +222,7 @@ class DockerEngine:
             raise PullFailed(image, str(exc.message)) from None
         except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
             raise PullFailed(image, f"connection to the engine broke: {exc}") from None
+        self._lists.pop("images", None)
         info = await self._json(f"image {image}", f"images/{image}/json")
         return str(info["Id"])
 
@@ -233,6 +245,7 @@ class DockerEngine:
                                   total=total))
 
     async def remove_image(self, image_id: str) -> None:
+        self._lists.pop("images", None)
         await self._call(f"image {image_id}", f"images/{image_id}", "DELETE")
 
     async def image_inspect(self, ref: str) -> dict[str, Any]:
@@ -295,17 +308,21 @@ class DockerEngine:
 
     # --- networks and volumes ------------------------------------------------------------
     async def create_network(self, spec: NetworkSpec) -> None:
+        self._lists.pop("networks", None)
         await self._json(f"network {spec.engine_name}", "networks/create", "POST",
                          data=translate.network_body(spec=spec, scope=self.scope))
 
     async def remove_network(self, name: str) -> None:
+        self._lists.pop("networks", None)
         await self._call(f"network {name}", f"networks/{name}", "DELETE")
 
     async def create_volume(self, spec: VolumeSpec) -> None:
+        self._lists.pop("volumes", None)
         await self._json(f"volume {spec.engine_name}", "volumes/create", "POST",
                          data=translate.volume_body(spec=spec, scope=self.scope))
 
     async def remove_volume(self, name: str) -> None:
+        self._lists.pop("volumes", None)
         await self._call(f"volume {name}", f"volumes/{name}", "DELETE")
 
     # --- events and logs -----------------------------------------------------------------
@@ -322,7 +339,10 @@ class DockerEngine:
                     ev = json.loads(line)
                     actor = ev.get("Actor") or {}
                     attrs = {str(k): str(v) for k, v in (actor.get("Attributes") or {}).items()}
-                    if ev.get("Type") == "container":
+                    kind = str(ev.get("Type"))
+                    if kind in ("image", "network", "volume"):
+                        self._lists.pop(f"{kind}s", None)
+                    if kind == "container":
                         if attrs.get(naming.SCOPE) != self.scope:
                             continue
                         self.forget(str(actor.get("ID", "")))
@@ -336,6 +356,7 @@ class DockerEngine:
         finally:
             self._events_live = False
             self._inspect.clear()
+            self._lists.clear()
 
     async def logs(self, ref: str, *, follow: bool, since_s: float = 0) -> AsyncIterator[LogLine]:
         """A container's stdout/stderr lines with their timestamps (non-tty containers)."""

@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 RestartPolicy = Literal["no", "always", "on-failure", "unless-stopped"]
 DependsCondition = Literal[
@@ -177,8 +177,15 @@ class ServiceSpec(_Frozen):
         raw = self.labels.get(HANDOVER_TIMEOUT, "60000")
         return int(raw) if raw.isdigit() else 60000
 
+    _hash: str | None = PrivateAttr(default=None)
+
     def config_hash(self) -> str:
-        """Hash of what the user set, normalised; decides "recreate or keep"."""
+        """Hash of what the user set, normalised; decides "recreate or keep" (computed once)."""
+        if self._hash is None:
+            self._hash = self._compute_hash()
+        return self._hash
+
+    def _compute_hash(self) -> str:
         data = self.model_dump(
             mode="json",
             exclude={"app_name", "service_id", "image_id", "release_id", "commit", "running"},

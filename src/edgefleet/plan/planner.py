@@ -112,9 +112,12 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
             kid = b.gated(app.app_uuid, _kill(c, "service removed from the release"))
             for net_name in c.networks:
                 kills_by_network.setdefault(net_name, []).append(kid or "")
+    by_service: dict[str, list[ContainerState]] = {}
+    for c in current:
+        by_service.setdefault(c.service_name, []).append(c)
     for name in sorted(app.services):
         spec = app.services[name]
-        mine = [c for c in current if c.service_name == name]
+        mine = by_service.get(name, [])
         image = images[spec.image]
         create_after = {prepared[n] for n in _needs(spec) if n in prepared}
         result = _plan_service(b, spec=spec, mine=mine, image_id=image.id if image else None,
