@@ -194,6 +194,12 @@ overlay2; images present; medians of {args.runs} runs, interleaved).
 | supervisor idle RSS (`edgefleet supervisor run`, 3 services, converged) | {rss_kb/1024:.1f} MB | |
 
 Targets: within 1.2× of the floor and faster than docker-compose; no-op < 20 ms; idle RSS < 60 MB.
+
+The idle-RSS target is missed. Where it goes (`python -c 'import X'`, VmRSS, this machine):
+bare interpreter 10 MB, + pydantic 20 MB, + aiodocker/aiohttp (ssl, yarl, multidict) 36 MB,
++ SQLAlchemy 37 MB; everything the supervisor imports comes to 60 MB before it runs. Next
+step: a small asyncio HTTP/1.1 client over the engine's unix socket in place of aiohttp, and
+SQLite through the stdlib for the device store, are the two changes that would bring it under.
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
     start = text.find("## converge")
