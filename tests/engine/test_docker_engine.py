@@ -1,0 +1,102 @@
+"""DockerEngine against the real dockerd and the local registry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from edgefleet.engine.docker import DockerEngine
+from edgefleet.engine.errors import EngineUnavailable, PullFailed
+from edgefleet.model import naming
+from edgefleet.model.engine_events import PullProgress
+from edgefleet.model.service import NetworkAttachment, NetworkSpec, ServiceSpec
+from tests.device.conftest import cleanup_scope
+from tests.support import images
+
+pytestmark = pytest.mark.engine
+
+
+@pytest.fixture
+async def engine(registry: str, unique: str) -> AsyncIterator[DockerEngine]:
+    eng = DockerEngine(scope=f"e{unique}")
+    try:
+        yield eng
+    finally:
+        await eng.close()
+        cleanup_scope(f"e{unique}")
+
+
+def svc(engine: DockerEngine, name: str, image: str, unique: str, **kw: object) -> ServiceSpec:
+    labels = {naming.SUPERVISED: "true", naming.APP_UUID: f"a{unique}",
+              naming.SERVICE_NAME: f"{name}{unique}", naming.SCOPE: engine.scope}
+    return ServiceSpec(app_id=3, app_uuid=f"a{unique}", service_name=f"{name}{unique}",
+                       image=image, labels=labels, **kw)  # type: ignore[arg-type]
+
+
+async def test_pull_reports_progress_and_returns_the_id(engine: DockerEngine,
+                                                        unique: str) -> None:
+    built = images.build_and_push(f"eng-pull-{unique}", "v1",
+                                  extra="RUN dd if=/dev/urandom of=/blob bs=1M count=4")
+    seen: list[PullProgress] = []
+    image_id = await engine.pull(built.ref, progress=seen.append)
+    assert image_id == built.id
+    assert seen and seen[-1].total > 0
+    done = [p.downloaded for p in seen]
+    assert done == sorted(done) and done[-1] == seen[-1].total
+    images.remove_local(built.ref)
+
+
+async def test_unknown_image_is_a_pull_failure_naming_it(engine: DockerEngine) -> None:
+    with pytest.raises(PullFailed, match="no-such-image"):
+        await engine.pull(f"{images.REGISTRY}/no-such-image:1")
+
+
+async def test_dead_socket_is_engine_unavailable(tmp_path: object) -> None:
+    eng = DockerEngine(socket="/tmp/edgefleet-no-engine.sock", scope="x")
+    with pytest.raises(EngineUnavailable, match="dockerd"):
+        await eng.observe()
+    await eng.close()
+
+
+async def test_lifecycle_observe_restart_rename_events_logs(engine: DockerEngine,
+                                                            unique: str) -> None:
+    built = images.build_and_push("eng-life", "v1", keep_local=True, cmd=[
+        "sh", "-c", "echo out; echo err >&2; while true; do sleep 1; done"])
+    net = NetworkSpec(app_uuid=f"a{unique}", app_id=3, name="default")
+    await engine.create_network(net)
+    events: list[str] = []
+
+    async def watch() -> None:
+        async for ev in engine.events():
+            if ev.type == "container":
+                events.append(ev.action)
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0.3)
+    main = svc(engine, "main", built.ref, unique, network_mode=net.engine_name,
+               networks={net.engine_name: NetworkAttachment(aliases=("main",))})
+    cid = await engine.create_container(main)
+    await engine.start_container(cid)
+    side = svc(engine, "side", built.ref, unique, network_mode=f"service:main{unique}")
+    sid = await engine.create_container(side)
+    await engine.start_container(sid)
+    state = await engine.observe()
+    mine = {c.id: c for c in state.containers}
+    assert set(mine) == {cid, sid}
+    assert mine[cid].status == "running" and mine[cid].networks == (net.engine_name,)
+    assert mine[cid].config_hash == main.config_hash()
+    assert any(n.name == net.engine_name for n in state.networks)
+    await engine.restart_container(cid, timeout_s=1)
+    await engine.rename_container(cid, new_name=f"renamed{unique}")
+    again = {c.id: c for c in (await engine.observe()).containers}
+    assert again[cid].name == f"renamed{unique}", "restart keeps the container, rename names it"
+    lines = [line async for line in engine.logs(cid, follow=False)]
+    assert ("out", False) in [(x.message, x.is_stderr) for x in lines]
+    assert ("err", True) in [(x.message, x.is_stderr) for x in lines]
+    assert all(x.timestamp_ms > 0 for x in lines)
+    await engine.stop_container(sid, timeout_s=1)
+    await asyncio.sleep(0.5)
+    watcher.cancel()
+    assert "start" in events and "die" in events
