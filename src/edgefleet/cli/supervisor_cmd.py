@@ -125,3 +125,29 @@ def logs(
             return
         time.sleep(0.5)
         records = store.logs(after_id=last, service=service)
+
+
+@app.command()
+def locks(
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
+    scope: str = typer.Option("default", "--scope"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """List update locks (`/tmp/balena/updates.lock` in a service) and who holds them.
+
+    A lock whose service is not running is stale: the supervisor clears it on its next pass.
+    """
+    from edgefleet.device.status import collect_locks
+
+    found = asyncio.run(collect_locks(data_dir=data_dir, engine_socket=engine_socket,
+                                      scope=scope))
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+        return
+    if not found:
+        typer.echo("no update locks")
+    for lock in found:
+        state = "held" if lock["owner_running"] else "stale (owner not running)"
+        typer.echo(f"{lock['app_uuid'] or lock['app_id']}/{lock['service']}: {state}"
+                   f"  {lock['path']}")

@@ -36,3 +36,20 @@ async def collect_status(*, data_dir: Path, engine_socket: str, scope: str) -> d
         await engine.close()
         store.close()
     return report
+
+
+async def collect_locks(*, data_dir: Path, engine_socket: str, scope: str) -> list[dict[str, Any]]:
+    """Every update lock under the data dir's lock root, with whether its owner runs."""
+    from edgefleet.device.locks import find_locks
+    from edgefleet.model.engine_state import EngineState
+
+    engine = DockerEngine(socket=engine_socket, scope=scope)
+    try:
+        observed = await engine.observe()
+    except EngineError:
+        observed = EngineState()
+    finally:
+        await engine.close()
+    return [{"app_id": lk.app_id, "app_uuid": lk.app_uuid, "service": lk.service,
+             "path": str(lk.path), "owner_running": lk.owner_running}
+            for lk in find_locks(lock_root=str(data_dir / "services"), observed=observed)]
