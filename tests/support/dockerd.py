@@ -38,6 +38,10 @@ class Dockerd:
         return str(self.root / "docker.sock")
 
     @property
+    def bridge(self) -> str:
+        return f"efbr{self.index}"
+
+    @property
     def host(self) -> str:
         return f"unix://{self.sock}"
 
@@ -46,16 +50,22 @@ class Dockerd:
         exec_root = self.root / "exec"
         exec_root.mkdir(parents=True, exist_ok=True)
         self.data_root.mkdir(parents=True, exist_ok=True)
-        # A private /24 pool per instance (never used for traffic beyond this machine),
-        # no iptables and no default bridge, so instances never fight over host networking.
+        # Its own default bridge and a private /24 pool per instance (never used for traffic
+        # beyond this machine), and no iptables, so instances never fight over host
+        # networking. Never `--bridge=none`: dockerd then deletes the host's docker0.
         pool = f"base=172.31.{self.index}.0/24,size=28"
+        subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=False,
+                       capture_output=True)
+        subprocess.run(["ip", "addr", "replace", f"172.30.{self.index}.1/24", "dev",
+                        self.bridge], check=True)
+        subprocess.run(["ip", "link", "set", self.bridge, "up"], check=True)
         args = [
             "dockerd",
             f"--data-root={self.data_root}",
             f"--exec-root={exec_root}",
             f"--pidfile={self.root / 'docker.pid'}",
             f"--host=unix://{self.sock}",
-            "--bridge=none",
+            f"--bridge={self.bridge}",
             "--iptables=false",
             "--ip-masq=false",
             f"--default-address-pool={pool}",
@@ -63,8 +73,13 @@ class Dockerd:
             *self.extra_args,
         ]
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the process
+        host_bridge = _bridge_addresses("docker0")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
         self.wait_ready(timeout=timeout)
+        # dockerd 20.10 restarting after SIGKILL clears its "stale" default bridge and deletes
+        # the host's docker0 while doing so (seen here); give the host engine its bridge back.
+        if host_bridge and not _bridge_addresses("docker0"):
+            _restore_bridge("docker0", host_bridge)
 
     def wait_ready(self, *, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -81,9 +96,21 @@ class Dockerd:
         raise TimeoutError(f"dockerd did not answer within {timeout}s: {self.log_path}")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Kill dockerd (SIGKILL by default, as seed 000 §2.1 does) and wait for it to go."""
+        """Kill the engine (SIGKILL by default, as seed 000 §2.1 does) and wait for it to go.
+
+        SIGKILL goes to the whole process group, dockerd and its containerd, the way a
+        single-binary engine (balenaEngine) dies; container shims survive, as they do there."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
+            if sig == signal.SIGKILL:
+                os.killpg(self.proc.pid, sig)
+                # dockerd's containerd runs in a process group of its own
+                subprocess.run(["pkill", "-KILL", "-f",
+                                f"containerd --config {self.root / 'exec'}/"], check=False)
+                # this sandbox's init may not reap it: a zombie's pid in the pidfile would make
+                # the next dockerd wait for a containerd that never answers
+                (self.root / "exec" / "containerd" / "containerd.pid").unlink(missing_ok=True)
+            else:
+                self.proc.send_signal(sig)
             self.proc.wait(timeout=60)
 
     def stop(self) -> None:
@@ -100,6 +127,23 @@ class Dockerd:
                 check=False,
             )
         shutil.rmtree(self.root, ignore_errors=True)
+        subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
+
+
+def _bridge_addresses(name: str) -> list[str]:
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", name], capture_output=True,
+                         text=True)
+    if out.returncode != 0:
+        return []
+    return [line.split()[3] for line in out.stdout.splitlines()] or ["present"]
+
+
+def _restore_bridge(name: str, addresses: list[str]) -> None:
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=False)
+    for addr in addresses:
+        if addr != "present":
+            subprocess.run(["ip", "addr", "add", addr, "dev", name], check=False)
+    subprocess.run(["ip", "link", "set", name, "up"], check=False)
 
 
 def new_dockerd(*, data_root: Path | None = None, extra_args: tuple[str, ...] = (),
