@@ -9,7 +9,6 @@ import json
 import re
 import struct
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
 from typing import Any
 
 import aiodocker
@@ -27,6 +26,7 @@ from edgefleet.model.engine_state import (
     VolumeState,
 )
 from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+from edgefleet.model.timeutil import iso_to_ms
 
 _EXIT = re.compile(r"Exited \((-?\d+)\)")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
@@ -43,16 +43,6 @@ def _wrap(obj: str, exc: aiodocker.DockerError) -> EngineError:
     if status == 409:
         return Conflict(obj, message, status=status)
     return EngineError(obj, message, status=status)
-
-
-def _ms(iso: str | None) -> int | None:
-    if not iso or iso.startswith("0001-"):
-        return None
-    text = iso.rstrip("Z")
-    if "." in text:
-        head, frac = text.split(".", 1)
-        text = f"{head}.{frac[:6]}"
-    return int(datetime.fromisoformat(text + "+00:00").timestamp() * 1000)
 
 
 class DockerEngine:
@@ -391,7 +381,7 @@ class DockerEngine:
 def _log_line(ref: str, raw: bytes, is_stderr: bool) -> LogLine:
     text = raw.decode("utf-8", "replace").rstrip("\r\n")
     stamp, _, message = text.partition(" ")
-    ts = _ms(stamp) if stamp[:4].isdigit() else None
+    ts = iso_to_ms(stamp) if stamp[:4].isdigit() else None
     if ts is None:
         message, ts = text, 0
     return LogLine(container_id=ref, message=message, timestamp_ms=ts, is_stderr=is_stderr)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from edgefleet.model import naming
 from edgefleet.model.engine_state import ContainerState, EngineState
 from edgefleet.model.service import AppSpec, DesiredState, ServiceSpec
+from edgefleet.model.timeutil import iso_to_ms
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.steps import (
     CreateContainer,
@@ -249,23 +250,8 @@ def _why(c: ContainerState, want_hash: str) -> str:
 def _handover_done(b: _Builder, *, spec: ServiceSpec, new: ContainerState) -> bool:
     if (spec.app_uuid, spec.service_name) in b.context.handover_complete:
         return True
-    started = _iso_ms(new.started_at)
+    started = iso_to_ms(new.started_at)
     return started is not None and b.context.now_ms - started >= spec.handover_timeout_ms
-
-
-def _iso_ms(iso: str | None) -> int | None:
-    from datetime import datetime
-
-    if not iso or iso.startswith("0001-"):
-        return None
-    text = iso.rstrip("Z")
-    if "." in text:
-        head, frac = text.split(".", 1)
-        text = f"{head}.{frac[:6]}"
-    try:
-        return int(datetime.fromisoformat(text + "+00:00").timestamp() * 1000)
-    except ValueError:
-        return None
 
 
 def _drop_orphan_starts(b: _Builder) -> None:
