@@ -1,7 +1,41 @@
-"""`edgefleet diagnose ...` commands."""
+"""`edgefleet diagnose ...`: health checks of this device (seed 000 §2.1)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="diagnose commands.", no_args_is_help=True)
+app = typer.Typer(help="Find out why a device misbehaves.", no_args_is_help=True)
+
+
+@app.command()
+def checks(
+    as_json: bool = typer.Option(False, "--json", help="device-diagnostics' JSON format."),
+    root: Path = typer.Option(Path("/"), "--root", help="Host root (a copy of one works too)."),
+    data_root: str = typer.Option("/var/lib/docker", "--data-root",
+                                  help="The engine's data root inside --root."),
+) -> None:
+    """Run the host health checks: memory, temperature and throttling, under-voltage, disk
+    space, write latency, data partition, OS, time sync, OS rollbacks. Exit 1 if any fails."""
+    from edgefleet.diagnose.checks import run_checks
+    from edgefleet.diagnose.host import Host
+
+    host = Host(root=root, data_root=data_root, run_commands=root == Path("/"))
+    report = run_checks(host=host)
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"edgefleet diagnose {report['diagnose_version']}")
+        for col in ("check", "", "status"):
+            table.add_column(col)
+        for c in report["checks"]:
+            table.add_row(c["name"], "[green]ok[/green]" if c["success"] else "[red]FAIL[/red]",
+                          c["status"])
+        Console().print(table)
+    if not all(c["success"] for c in report["checks"]):
+        raise typer.Exit(1)
