@@ -39,3 +39,36 @@ def checks(
         Console().print(table)
     if not all(c["success"] for c in report["checks"]):
         raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    output: Path | None = typer.Option(None, "-o", "--output", help="Write to FILE."),
+    config: Path = typer.Option(Path("/mnt/boot/config.json"), "--config",
+                                help="config.json whose secrets are redacted everywhere."),
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir",
+                                  help="Supervisor data dir (its API keys are redacted too)."),
+    engine: str = typer.Option("docker", "--engine", help="Engine CLI (docker, balena-engine)."),
+) -> None:
+    """Collect the diagnostics report: ENGINE, HARDWARE, NETWORK, OS, SUPERVISOR and TIME
+    sections; every command has a timeout; secrets are replaced in every line."""
+    import sqlite3
+
+    from edgefleet.diagnose.report import build_report, default_commands
+
+    secrets: list[str] = []
+    db = data_dir / "edgefleet.sqlite"
+    if db.exists():  # the supervisor API keys are secrets too
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                secrets += [row[0] for row in conn.execute("SELECT key FROM api_secret")]
+        except sqlite3.Error:
+            pass
+    text = build_report(commands=default_commands(engine=engine),
+                        config_path=config if config.exists() else None,
+                        extra_secrets=secrets)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        typer.echo(f"wrote {output} ({len(text)} bytes)")
