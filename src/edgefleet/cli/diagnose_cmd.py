@@ -16,14 +16,25 @@ def checks(
     root: Path = typer.Option(Path("/"), "--root", help="Host root (a copy of one works too)."),
     data_root: str = typer.Option("/var/lib/docker", "--data-root",
                                   help="The engine's data root inside --root."),
+    config: Path = typer.Option(Path("/mnt/boot/config.json"), "--config",
+                                help="config.json (API endpoint, dnsServers, listenPort)."),
 ) -> None:
-    """Run the host health checks: memory, temperature and throttling, under-voltage, disk
-    space, write latency, data partition, OS, time sync, OS rollbacks. Exit 1 if any fails."""
-    from edgefleet.diagnose.checks import run_checks
+    """Run the health checks: memory, temperature and throttling, under-voltage, disk space,
+    write latency, data partition, OS, time sync, OS rollbacks, and with a config.json the
+    supervisor, DNS and API checks. Exit 1 if any fails."""
     from edgefleet.diagnose.host import Host
+    from edgefleet.diagnose.suite import run_device_checks
+    from edgefleet.model.config import load_config
+    from edgefleet.model.errors import InvalidInput
 
     host = Host(root=root, data_root=data_root, run_commands=root == Path("/"))
-    report = run_checks(host=host)
+    device_config = None
+    if config.exists():
+        try:
+            device_config = load_config(path=config)
+        except InvalidInput as exc:
+            typer.echo(f"warning: {exc}; config checks skipped", err=True)
+    report = run_device_checks(host=host, config=device_config)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

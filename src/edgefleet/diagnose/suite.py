@@ -1,0 +1,58 @@
+"""The full check run: host checks plus the checks that need config.json (DNS, API, supervisor)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+from typing import Any
+from urllib.parse import urlparse
+
+from edgefleet.diagnose import netchecks
+from edgefleet.diagnose.checks import CheckResult, run_checks
+from edgefleet.diagnose.host import Host
+from edgefleet.model.config import DeviceConfig
+
+
+def _root_ca(config: DeviceConfig) -> str | None:
+    if not config.balena_root_ca:
+        return None
+    try:
+        return base64.b64decode(config.balena_root_ca).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return config.balena_root_ca
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def run_device_checks(*, host: Host, config: DeviceConfig | None) -> dict[str, Any]:
+    """Every check; the network ones run concurrently so a full run stays short."""
+    report = run_checks(host=host)
+    if config is None:
+        return report
+    api_host = urlparse(config.api_endpoint or "").hostname
+    if api_host and _is_ip(api_host):
+        api_host = None  # nothing to resolve
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = [
+            pool.submit(netchecks.check_supervisor, port=config.listen_port),
+            pool.submit(netchecks.check_networking, api_endpoint=config.api_endpoint,
+                        root_ca_pem=_root_ca(config)),
+        ]
+        if api_host:
+            futures.append(pool.submit(netchecks.check_dns, host=host, api_host=api_host,
+                                       dns_servers=config.dns_server_list))
+        results: list[CheckResult] = [f.result() for f in futures]
+    if not api_host:
+        results.append(CheckResult("check_dns", True, "not applicable: no API host name to"
+                                   " resolve (unmanaged, or an IP address)"))
+    report["checks"].extend(asdict(r) for r in results)
+    return report
