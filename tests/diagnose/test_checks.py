@@ -122,3 +122,19 @@ def test_cli_json_and_exit_code(tmp_path: Path, healthy: bool) -> None:
     memory = next(x for x in doc["checks"] if x["name"] == "check_memory")
     assert memory["success"] is healthy
     assert result.exit_code == (0 if healthy else 1)
+
+
+def test_rootfs_fingerprint(tmp_path: Path) -> None:
+    import hashlib
+
+    files = {"/bin/tool": "binary", "/etc/issue": "balenaOS",
+             "/var/cache/ldconfig/aux-cache": "changes"}
+    lines = "".join(f"{hashlib.md5(t.encode()).hexdigest()}  {p}\n" for p, t in files.items())
+    good = tree(tmp_path / "a", {**files, "/balenaos.fingerprint": lines})
+    assert c.check_rootfs_fingerprint(good).success
+    broken = tree(tmp_path / "b", {**files, "/balenaos.fingerprint": lines,
+                                   "/bin/tool": "bitflip", "/var/cache/ldconfig/aux-cache": "x"})
+    result = c.check_rootfs_fingerprint(broken)
+    assert not result.success and "/bin/tool: differs" in result.status
+    assert "aux-cache" not in result.status
+    assert "not applicable" in c.check_rootfs_fingerprint(tree(tmp_path / "c", {})).status

@@ -6,6 +6,7 @@ Each check returns a `CheckResult`; one that cannot run on this host says why ("
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -202,9 +203,43 @@ def check_timesync(host: Host) -> CheckResult:
                        " not yet valid")
 
 
+FINGERPRINTS = ("/balenaos.fingerprint", "/resinos.fingerprint")
+FINGERPRINT_SKIP = ("/var/cache/ldconfig/aux-cache",)
+
+
+def check_rootfs_fingerprint(host: Host) -> CheckResult:
+    """Compare every file's MD5 with the OS image's fingerprint file (seed 000 §11.2)."""
+    name = next((f for f in FINGERPRINTS if host.path(f).exists()), None)
+    if name is None:
+        return _na("check_rootfs_fingerprint", "no OS fingerprint file")
+    bad = []
+    for line in (host.read(name) or "").splitlines():
+        digest, _, path = line.strip().partition("  ")
+        if not path or path in FINGERPRINT_SKIP:
+            continue
+        try:
+            md5 = hashlib.md5(usedforsecurity=False)
+            with host.path(path).open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    md5.update(block)
+        except OSError:
+            bad.append(f"{path}: missing")
+            continue
+        if md5.hexdigest() != digest:
+            bad.append(f"{path}: differs from the image")
+    if bad:
+        shown = "\n".join(bad[:20]) + (f"\n... and {len(bad) - 20} more" if len(bad) > 20
+                                        else "")
+        return CheckResult("check_rootfs_fingerprint", False,
+                           f"{len(bad)} root filesystem files do not match {name} (possible "
+                           f"media corruption):\n{shown}")
+    return CheckResult("check_rootfs_fingerprint", True, f"All files match {name}")
+
+
 CHECKS: tuple[Callable[[Host], CheckResult], ...] = (
     check_os, check_under_voltage, check_memory, check_temperature, check_diskspace,
     check_write_latency, check_localdisk, check_timesync, check_os_rollback,
+    check_rootfs_fingerprint,
 )
 
 
