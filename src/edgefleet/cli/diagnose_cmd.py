@@ -18,6 +18,9 @@ def checks(
                                   help="The engine's data root inside --root."),
     config: Path = typer.Option(Path("/mnt/boot/config.json"), "--config",
                                 help="config.json (API endpoint, dnsServers, listenPort)."),
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir",
+                                  help="Supervisor data dir (its record of engine starts)."),
 ) -> None:
     """Run the health checks: memory, temperature and throttling, under-voltage, disk space,
     write latency, data partition, OS, time sync, OS rollbacks, and with a config.json the
@@ -34,7 +37,8 @@ def checks(
             device_config = load_config(path=config)
         except InvalidInput as exc:
             typer.echo(f"warning: {exc}; config checks skipped", err=True)
-    report = run_device_checks(host=host, config=device_config)
+    report = run_device_checks(host=host, config=device_config, engine_socket=engine_socket,
+                               data_dir=data_dir)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

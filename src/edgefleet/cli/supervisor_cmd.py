@@ -33,6 +33,8 @@ def run(
                                       help="The container engine's API socket."),
     scope: str = typer.Option("default", "--scope",
                               help="Label value marking this supervisor's objects on the engine."),
+    engine_pidfile: str = typer.Option("/var/run/docker.pid", "--engine-pidfile",
+                                       help="The engine's pidfile (to record unclean restarts)."),
 ) -> None:
     """Run the supervisor: keep the engine in line with the target state until stopped.
 
@@ -46,7 +48,8 @@ def run(
     try:
         cfg = load_config(path=config)
         options = RunOptions(config=cfg, data_dir=data_dir, apps_json=apps,
-                             engine_socket=engine_socket, scope=scope)
+                             engine_socket=engine_socket, scope=scope,
+                             engine_pidfile=engine_pidfile)
         asyncio.run(run_supervisor(options=options))
     except InvalidInput as exc:
         _fail(str(exc))

@@ -16,6 +16,7 @@ from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.supervisor import Supervisor
 from edgefleet.engine.docker import DockerEngine
+from edgefleet.engine.starts import EngineStartRecorder
 from edgefleet.model import formats
 from edgefleet.model.config import DeviceConfig
 from edgefleet.model.context import DeviceContext
@@ -33,6 +34,7 @@ class RunOptions:
     apps_json: Path | None = None
     engine_socket: str = "/var/run/docker.sock"
     scope: str = "default"
+    engine_pidfile: str = "/var/run/docker.pid"
 
 
 def open_store(*, data_dir: Path) -> Store:
@@ -100,11 +102,14 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         if task is not None:
             loop.add_signal_handler(sig, task.cancel)
+    recorder = asyncio.create_task(EngineStartRecorder(
+        pidfile=options.engine_pidfile, record=options.data_dir / "engine-starts.jsonl").run())
     try:
         await supervisor.run()
     except asyncio.CancelledError:
         logs.system("Supervisor stopping")
     finally:
+        recorder.cancel()
         logs.flush()
         await engine.close()
         store.close()

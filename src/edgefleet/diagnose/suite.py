@@ -7,11 +7,13 @@ import binascii
 import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from edgefleet.diagnose import netchecks
 from edgefleet.diagnose.checks import CheckResult, run_checks
+from edgefleet.diagnose.engine_checks import check_container_engine, check_service_restarts
 from edgefleet.diagnose.host import Host
 from edgefleet.model.config import DeviceConfig
 
@@ -33,9 +35,15 @@ def _is_ip(name: str) -> bool:
     return True
 
 
-def run_device_checks(*, host: Host, config: DeviceConfig | None) -> dict[str, Any]:
+def run_device_checks(*, host: Host, config: DeviceConfig | None,
+                      engine_socket: str = "/var/run/docker.sock",
+                      data_dir: Path = Path("/var/lib/edgefleet")) -> dict[str, Any]:
     """Every check; the network ones run concurrently so a full run stays short."""
     report = run_checks(host=host)
+    if host.run_commands:  # a live host: its engine and services
+        report["checks"].append(asdict(check_container_engine(
+            host=host, socket_path=engine_socket, record=data_dir / "engine-starts.jsonl")))
+        report["checks"].append(asdict(check_service_restarts(socket_path=engine_socket)))
     if config is None:
         return report
     api_host = urlparse(config.api_endpoint or "").hostname
