@@ -87,3 +87,38 @@ def report(
     else:
         output.write_text(text)
         typer.echo(f"wrote {output} ({len(text)} bytes)")
+
+
+@app.command()
+def state(
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir"),
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
+    scope: str = typer.Option("default", "--scope"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Show target and current state side by side, marking every difference."""
+    import asyncio
+    from dataclasses import asdict
+
+    from edgefleet.diagnose.state import collect_state
+
+    rows = asyncio.run(collect_state(data_dir=data_dir, engine_socket=engine_socket,
+                                     scope=scope))
+    if as_json:
+        typer.echo(json.dumps([{**asdict(r), "differences": r.differences} for r in rows],
+                              indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="target vs current")
+    for col in ("app", "service", "target image / release", "current image / release / status",
+                "differences"):
+        table.add_column(col)
+    for r in rows:
+        diff = ", ".join(r.differences)
+        table.add_row(r.app, r.service, f"{r.target_image or '-'} / {r.target_release or '-'}",
+                      f"{r.current_image or '-'} / {r.current_release or '-'} / "
+                      f"{r.current_status or '-'}",
+                      f"[red]{diff}[/red]" if diff else "[green]in sync[/green]")
+    Console().print(table)
