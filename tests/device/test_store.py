@@ -33,3 +33,14 @@ def test_reopening_keeps_target_and_logs_are_bounded(tmp_path: Path) -> None:
     newer = again.logs(after_id=lines[-2].id)
     assert [r.message for r in newer] == ["line 19-9"]
     assert [r.message for r in again.logs(service="nope")] == []
+
+
+def test_log_bytes_are_capped(tmp_path: Path) -> None:
+    s = Store(path=tmp_path / "db.sqlite", log_limit=100_000, log_bytes=50_000)
+    for i in range(30):
+        s.add_logs(records=[dict(ts_ms=i, app_uuid="", service="x", message="y" * 1000,
+                                 is_system=False, is_stderr=False) for _ in range(10)])
+    total = sum(len(r.message) for r in s.logs(limit=10_000))
+    assert 40_000 <= total <= 51_000
+    s.clear_logs()
+    assert s.logs() == []

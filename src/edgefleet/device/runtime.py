@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgefleet import __version__
 from edgefleet.device.logs import LogSink
-from edgefleet.device.store import Store
+from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
 from edgefleet.device.supervisor import Supervisor
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.starts import EngineStartRecorder
@@ -37,8 +37,11 @@ class RunOptions:
     engine_pidfile: str = "/var/run/docker.pid"
 
 
-def open_store(*, data_dir: Path) -> Store:
-    """The store of a supervisor data dir."""
+def open_store(*, data_dir: Path, persistent_logs: bool = False) -> Store:
+    """The store of a supervisor data dir; persistent logging keeps up to 32 MB of log lines
+    across restarts, otherwise the newest 10,000 lines of this run are kept."""
+    if persistent_logs:
+        return Store(path=data_dir / "edgefleet.sqlite", log_limit=PERSISTENT_LOG_LIMIT)
     return Store(path=data_dir / "edgefleet.sqlite")
 
 
@@ -80,7 +83,10 @@ def load_apps_json(*, path: Path, supervisor: Supervisor, store: Store) -> str:
 
 async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
     """Run a supervisor until SIGINT/SIGTERM."""
-    store = open_store(data_dir=options.data_dir)
+    store = open_store(data_dir=options.data_dir,
+                       persistent_logs=options.config.persistent_logging)
+    if not options.config.persistent_logging:
+        store.clear_logs()  # like balena's volatile journal: logs last one run
     logs = LogSink(store=store, echo=echo)
     cfg = options.config
     device = DeviceContext(

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine as SqlEngine
 from edgefleet.device import tables as t
 
 LOG_LIMIT = 10_000
+PERSISTENT_LOG_LIMIT = 200_000
+PERSISTENT_LOG_BYTES = 32 * 2**20
 
 
 def now_ms() -> int:
@@ -95,14 +97,17 @@ def _migrate(engine: SqlEngine) -> None:
 class Store:
     """Typed access to the store. Opening it runs pending migrations."""
 
-    def __init__(self, *, path: str | Path, log_limit: int = LOG_LIMIT) -> None:
+    def __init__(self, *, path: str | Path, log_limit: int = LOG_LIMIT,
+                 log_bytes: int = PERSISTENT_LOG_BYTES) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.log_limit = log_limit
+        self.log_bytes = log_bytes
         self.engine = sa.create_engine(f"sqlite:///{self.path}")
         sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         _migrate(self.engine)
         self._log_writes = 0
+        self._log_written_bytes = 0
 
     def close(self) -> None:
         self.engine.dispose()
@@ -197,10 +202,35 @@ class Store:
         with self.engine.begin() as c:
             c.execute(t.log.insert(), records)
             self._log_writes += len(records)
-            if self._log_writes >= max(1, self.log_limit // 10):
-                self._log_writes = 0
+            self._log_written_bytes += sum(len(r.get("message", "")) for r in records)
+            if self._log_writes >= max(1, min(self.log_limit // 10, 1000)) or (
+                self._log_written_bytes >= self.log_bytes // 10
+            ):
+                self._log_writes = self._log_written_bytes = 0
                 top = c.execute(sa.select(sa.func.max(t.log.c.id))).scalar() or 0
                 c.execute(t.log.delete().where(t.log.c.id <= top - self.log_limit))
+                self._trim_bytes(c)
+
+    def _trim_bytes(self, c: sa.Connection) -> None:
+        """Drop the oldest lines while the log holds more than `log_bytes` of messages."""
+        size = c.execute(sa.select(sa.func.sum(sa.func.length(t.log.c.message)))).scalar() or 0
+        if size <= self.log_bytes:
+            return
+        excess = size - self.log_bytes
+        cutoff, dropped = 0, 0
+        rows = c.execute(sa.select(t.log.c.id, sa.func.length(t.log.c.message))
+                         .order_by(t.log.c.id)).yield_per(5000)
+        for row_id, length in rows:
+            dropped += length or 0
+            cutoff = row_id
+            if dropped >= excess:
+                break
+        c.execute(t.log.delete().where(t.log.c.id <= cutoff))
+
+    def clear_logs(self) -> None:
+        """Forget every log line (a device without persistent logging, at start)."""
+        with self.engine.begin() as c:
+            c.execute(t.log.delete())
 
     def logs(self, *, after_id: int = 0, service: str | None = None,
              limit: int = 1000) -> list[LogRecord]:
