@@ -1,0 +1,107 @@
+"""config.json: typed fields, unknown fields kept, clear errors, atomic saves, deep redaction."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgefleet.model.config import (
+    DeviceConfig,
+    load_config,
+    parse_config,
+    redact,
+    save_config,
+)
+from edgefleet.model.errors import InvalidInput
+
+SAMPLE = {
+    "apiEndpoint": "https://api.example.test",
+    "appUpdatePollInterval": 900000,
+    "applicationId": 12,
+    "deviceApiKey": "dk-secret",
+    "deviceApiKeys": {"api.example.test": "dk-secret-2"},
+    "listenPort": 48484,
+    "uuid": "abc123",
+    "dnsServers": "1.1.1.1, 9.9.9.9",
+    "developmentMode": False,
+    "os": {"sshKeys": ["ssh-ed25519 AAAA"], "network": {"wifiKey": "wk"}},
+    "customThing": {"nested": [1, 2]},
+}
+
+
+def test_fields_are_typed_and_unknown_fields_kept() -> None:
+    cfg = parse_config(data=SAMPLE)
+    assert cfg.is_managed and cfg.is_production
+    assert cfg.poll_interval_s == 900.0
+    assert cfg.listen_port == 48484
+    assert cfg.dns_server_list == ["1.1.1.1", "9.9.9.9"]
+    wire = cfg.to_wire()
+    assert wire["customThing"] == {"nested": [1, 2]}
+    assert wire["os"]["sshKeys"] == ["ssh-ed25519 AAAA"]
+    assert wire["deviceApiKey"] == "dk-secret"
+
+
+def test_unmanaged_development_device() -> None:
+    cfg = parse_config(data={"developmentMode": True})
+    assert not cfg.is_managed and not cfg.is_production
+    assert parse_config(data={"osVariant": "prod"}).is_production
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("appUpdatePollInterval", 5),
+    ("appUpdatePollInterval", 86_400_001),
+    ("appUpdatePollInterval", "soon"),
+    ("listenPort", 70000),
+    ("dnsServers", "1.1.1.1,not-an-ip"),
+    ("localMode", "maybe"),
+])
+def test_bad_field_is_named(field: str, value: object) -> None:
+    with pytest.raises(InvalidInput) as err:
+        parse_config(data={**SAMPLE, field: value})
+    alias_to_name = {"appUpdatePollInterval": "app_update_poll_interval",
+                     "listenPort": "listen_port", "dnsServers": "dns_servers",
+                     "localMode": "local_mode"}
+    text = str(err.value)
+    assert field in text or alias_to_name[field] in text
+
+
+def test_load_bad_json_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text('{"uuid": "x",\n  oops}')
+    with pytest.raises(InvalidInput, match="line 2"):
+        load_config(path=path)
+    with pytest.raises(InvalidInput, match="JSON object"):
+        parse_config(data=[1, 2])
+
+
+def test_save_is_atomic_with_backup(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(SAMPLE))
+    cfg = load_config(path=path).model_copy(update={"listen_port": 48485})
+    save_config(path=path, config=cfg)
+    assert json.loads(path.read_text())["listenPort"] == 48485
+    assert json.loads((tmp_path / "config.json.backup").read_text()) == SAMPLE
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "config.json.backup"]
+
+
+def test_invalid_save_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(SAMPLE))
+    before = path.read_bytes()
+    with pytest.raises(InvalidInput, match="dns"):
+        save_config(path=path, config={**SAMPLE, "dnsServers": "nope"})
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def test_redact_at_any_depth() -> None:
+    data = {**SAMPLE, "pubnubSubscribeKey": "p1", "mixpanelToken": "m1",
+            "provisioningApiKey": "pk", "files": {"network/x": "psk=1"},
+            "deep": [{"a": {"apiKey": "k9"}}]}
+    out = json.dumps(redact(data=data))
+    for secret in ("dk-secret", "dk-secret-2", "wk", "p1", "m1", "pk", "psk=1", "k9"):
+        assert f'"{secret}"' not in out
+    assert "api.example.test" in out and "abc123" in out
+    assert DeviceConfig.model_validate(SAMPLE).device_api_key == "dk-secret"  # input untouched
