@@ -53,8 +53,9 @@ class StepHooks:
     on_progress: Callable[[FetchImage, PullProgress], None] = lambda s, p: None
     on_fetched: Callable[[FetchImage, str], None] = lambda s, image_id: None
     on_fetch_failed: Callable[[FetchImage, str], None] = lambda s, err: None
-    before_kill: Callable[[str], bool] = lambda container: True
-    """Last check before a kill/stop/rename (a lock taken since planning): False → skip."""
+    may_disturb: Callable[[str], bool] = lambda app_uuid: True
+    """Last check before a kill/stop/rename of an app's container: False while a service of
+    the app holds its update lock (taken since the plan was made) and nothing forces it."""
     registry_auth: Callable[[str], dict[str, str] | None] = lambda image: None
     on_image_removed: Callable[[str], None] = lambda image_id: None
     """Called after a removal attempt (even a failed one: the image is no longer ours)."""
@@ -102,6 +103,10 @@ class Executor:
     async def _execute(self, step: Step) -> None:
         log, eng, app = self.logs.system, self.engine, step.app_uuid
         svc = getattr(step, "service_name", "")
+        if isinstance(step, KillContainer | StopContainer | RenameContainer) and (
+            not self.hooks.may_disturb(app)
+        ):  # a service took its update lock after the plan was made
+            raise RuntimeError("Updates are locked, retrying")
         if isinstance(step, FetchImage):
             log(f"Downloading image '{step.image}'", app_uuid=app, service=svc)
             try:
@@ -134,23 +139,17 @@ class Executor:
             await eng.start_container(step.container)
             log(f"Started service '{svc}'", app_uuid=app, service=svc)
         elif isinstance(step, KillContainer):
-            if not self.hooks.before_kill(step.container):
-                raise RuntimeError("Updates are locked, retrying")
             log(f"Killing service '{svc}' ({step.reason})", app_uuid=app, service=svc)
             await eng.stop_container(step.container, timeout_s=step.timeout_s)
             await eng.remove_container(step.container, force=True)
             log(f"Killed service '{svc}'", app_uuid=app, service=svc)
         elif isinstance(step, StopContainer):
-            if not self.hooks.before_kill(step.container):
-                raise RuntimeError("Updates are locked, retrying")
             log(f"Stopping service '{svc}'", app_uuid=app, service=svc)
             await eng.stop_container(step.container, timeout_s=step.timeout_s)
             log(f"Stopped service '{svc}'", app_uuid=app, service=svc)
         elif isinstance(step, RemoveContainer):
             await eng.remove_container(step.container, force=True)
         elif isinstance(step, RenameContainer):
-            if not self.hooks.before_kill(step.container):
-                raise RuntimeError("Updates are locked, retrying")
             log(f"Updating metadata of service '{svc}'", app_uuid=app, service=svc)
             await eng.rename_container(step.container, new_name=step.new_name)
         elif isinstance(step, RestartContainer):

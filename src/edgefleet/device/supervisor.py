@@ -72,7 +72,7 @@ class Supervisor:
         self._recorded: dict[str, tuple[object, ...]] = {}
         self.executor = Executor(engine=engine, logs=logs, hooks=StepHooks(
             on_progress=self._on_progress, on_fetched=self._on_fetched,
-            on_fetch_failed=self._on_fetch_failed, before_kill=lambda _c: True,
+            on_fetch_failed=self._on_fetch_failed, may_disturb=self._may_disturb,
             on_image_removed=self._on_image_removed))
         stored = store.load_target()
         if stored is not None:
@@ -287,6 +287,14 @@ class Supervisor:
         self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
                              service_name=step.service_name, status="Downloaded",
                              image_id=image_id)
+
+    def _may_disturb(self, app_uuid: str) -> bool:
+        if self.lock_override or self.force_once:
+            return True
+        observed = self.state.observed or EngineState()
+        return not any(lock.app_uuid == app_uuid and lock.owner_running
+                       for lock in locks.find_locks(lock_root=self.device.lock_root,
+                                                    observed=observed))
 
     def _on_image_removed(self, image_id: str) -> None:
         for record in self.store.images():
