@@ -13,6 +13,7 @@ from edgefleet.diagnose.engine_checks import check_container_engine, check_servi
 from edgefleet.diagnose.host import Host
 from edgefleet.engine.starts import EngineStartRecorder, read_runs
 from tests.support.dockerd import Dockerd
+from tests.support.images import build, busybox_dockerfile, engine_client
 
 pytestmark = pytest.mark.engine
 
@@ -55,3 +56,25 @@ def test_two_engine_sigkills_are_two_unclean_restarts(private_dockerd: Dockerd,
     private_dockerd.kill(signal.SIGKILL)
     dead = check_container_engine(host=host, socket_path=private_dockerd.sock, record=record)
     assert "not answering" in dead.status
+
+
+def test_a_crashing_supervised_service_fails_service_restarts(private_dockerd: Dockerd,
+                                                              unique: str) -> None:
+    tag = f"crash-{unique}:1"
+    build(tag, dockerfile=busybox_dockerfile(cmd=["sh", "-c", "exit 3"]),
+          sock=private_dockerd.sock)
+    with engine_client(private_dockerd.sock, timeout=30) as c:
+        created = c.post("/containers/create", params={"name": f"crash-{unique}"}, json={
+            "Image": tag, "Labels": {"io.balena.supervised": "true",
+                                     "io.balena.service-name": "crasher"},
+            "HostConfig": {"RestartPolicy": {"Name": "always"}, "NetworkMode": "none"}})
+        created.raise_for_status()
+        cid = created.json()["Id"]
+        c.post(f"/containers/{cid}/start").raise_for_status()
+        for _ in range(100):  # bounded: at most ~20 s
+            if c.get(f"/containers/{cid}/json").json()["RestartCount"] >= 1:
+                break
+            threading.Event().wait(0.2)
+    result = check_service_restarts(socket_path=private_dockerd.sock)
+    assert not result.success
+    assert "service crasher is restarting unexpectedly, count:" in result.status
