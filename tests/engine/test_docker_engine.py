@@ -8,10 +8,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from edgefleet.engine.docker import DockerEngine
-from edgefleet.engine.errors import EngineUnavailable, PullFailed
+from edgefleet.engine.errors import EngineUnavailable, NotFound, PullFailed
 from edgefleet.model import naming
 from edgefleet.model.engine_events import PullProgress
-from edgefleet.model.service import NetworkAttachment, NetworkSpec, ServiceSpec
+from edgefleet.model.engine_state import ContainerState
+from edgefleet.model.service import (
+    Healthcheck,
+    Mount,
+    NetworkAttachment,
+    NetworkSpec,
+    ServiceSpec,
+    VolumeSpec,
+)
 from tests.device.conftest import cleanup_scope
 from tests.support import images
 
@@ -100,3 +108,44 @@ async def test_lifecycle_observe_restart_rename_events_logs(engine: DockerEngine
     await asyncio.sleep(0.5)
     watcher.cancel()
     assert "start" in events and "die" in events
+
+
+async def test_observe_exit_code_health_restart_count_and_volume(engine: DockerEngine,
+                                                                 unique: str) -> None:
+    built = images.build_and_push(f"eng-obs-{unique}", "v1", keep_local=True, cmd=["sh", "-c", "exit 3"])
+    vol = VolumeSpec(app_uuid=f"a{unique}", app_id=3, name="data")
+    await engine.create_volume(vol)
+    quits = svc(engine, "quits", built.ref, unique, restart="no",
+                mounts=(Mount(type="volume", source=vol.engine_name, target="/data"),))
+    loops = svc(engine, "loops", built.ref, unique, restart="on-failure")
+    healthy = svc(engine, "healthy", built.ref, unique, restart="no",
+                  command=("sh", "-c", "while true; do sleep 1; done"),
+                  healthcheck=Healthcheck(test=("CMD", "true"), interval_ns=200_000_000,
+                                          retries=1))
+    ids = {s.service_name: await engine.create_container(s) for s in (quits, loops, healthy)}
+    for cid in ids.values():
+        await engine.start_container(cid)
+    mine: dict[str, ContainerState] = {}
+    for _ in range(50):  # bounded: ≤ 10 s
+        state = await engine.observe()
+        mine = {c.service_name: c for c in state.containers}
+        if (mine[quits.service_name].status == "exited"
+                and mine[loops.service_name].restart_count > 0
+                and mine[healthy.service_name].health == "healthy"):
+            break
+        await asyncio.sleep(0.2)
+    assert mine[quits.service_name].status == "exited"
+    assert mine[quits.service_name].exit_code == 3
+    assert mine[quits.service_name].finished_at
+    assert mine[loops.service_name].restart_count > 0
+    assert mine[healthy.service_name].health == "healthy"
+    assert mine[healthy.service_name].exit_code is None
+    assert mine[healthy.service_name].image == built.ref
+    assert mine[healthy.service_name].image_id == built.id
+    assert {c.id for c in state.containers} == set(ids.values())
+    assert [v.name for v in state.volumes] == [vol.engine_name]
+    assert state.image_for(built.ref) is not None
+    await engine.remove_container(ids[loops.service_name], force=True)
+    with pytest.raises(NotFound, match=ids[loops.service_name][:12]):
+        await engine.start_container(ids[loops.service_name])
+    images.remove_local(built.ref)
