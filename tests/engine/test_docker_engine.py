@@ -40,7 +40,7 @@ def svc(engine: DockerEngine, name: str, image: str, unique: str, **kw: object) 
     labels = {naming.SUPERVISED: "true", naming.APP_UUID: f"a{unique}",
               naming.SERVICE_NAME: f"{name}{unique}", naming.SCOPE: engine.scope}
     return ServiceSpec(app_id=3, app_uuid=f"a{unique}", service_name=f"{name}{unique}",
-                       image=image, labels=labels, **kw)  # type: ignore[arg-type]
+                       image=image, labels=labels, **kw)
 
 
 async def test_pull_reports_progress_and_returns_the_id(engine: DockerEngine,
@@ -112,7 +112,8 @@ async def test_lifecycle_observe_restart_rename_events_logs(engine: DockerEngine
 
 async def test_observe_exit_code_health_restart_count_and_volume(engine: DockerEngine,
                                                                  unique: str) -> None:
-    built = images.build_and_push(f"eng-obs-{unique}", "v1", keep_local=True, cmd=["sh", "-c", "exit 3"])
+    built = images.build_and_push(f"eng-obs-{unique}", "v1", keep_local=True,
+                                  cmd=["sh", "-c", "exit 3"])
     vol = VolumeSpec(app_uuid=f"a{unique}", app_id=3, name="data")
     await engine.create_volume(vol)
     quits = svc(engine, "quits", built.ref, unique, restart="no",

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgefleet.model import naming
+from edgefleet.model.errors import InvalidInput, Problem
 from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
 
 
@@ -30,7 +31,9 @@ def _network_mode(spec: ServiceSpec, resolve: Callable[[str], str] | None) -> st
     mode = spec.network_mode or "default"
     if mode.startswith("service:"):
         if resolve is None:
-            raise ValueError(f"{spec.service_name}: network_mode {mode} needs the other container")
+            raise InvalidInput(f"service {spec.service_name}", [Problem(
+                "network_mode", f"{mode} needs the id of that service's container: create "
+                "it first and pass resolve_service_container")])
         return f"container:{resolve(mode[len('service:'):])}"
     return mode
 
