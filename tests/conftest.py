@@ -12,6 +12,12 @@ import pytest
 from tests.support import images
 from tests.support.dockerd import Dockerd, new_dockerd
 
+# Subprocesses (`python -m edgefleet ...`) import this checkout's code, not whichever copy the
+# venv's editable install points at (matters for git worktrees sharing one venv).
+_SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (_SRC, os.environ.get("PYTHONPATH", "")) if p)
+
 
 def _engine_up() -> bool:
     try:

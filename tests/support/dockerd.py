@@ -4,7 +4,7 @@ preload into it, run several devices)."""
 
 from __future__ import annotations
 
-import itertools
+import fcntl
 import os
 import shutil
 import signal
@@ -16,7 +16,24 @@ from pathlib import Path
 
 import httpx
 
-_counter = itertools.count(1)
+_INDEX_DIR = Path("/tmp/edgefleet-dockerd-index")
+
+
+def _claim_index() -> tuple[int, int]:
+    """An index (bridge efbrN, address pools 172.30/31.N) no other test process holds: each
+    index is an flock'd file, held until the dockerd is cleaned up (or its process dies)."""
+    _INDEX_DIR.mkdir(exist_ok=True)
+    start = os.getpid() % 200
+    for step in range(200):
+        index = (start + step) % 200 + 20
+        fd = os.open(_INDEX_DIR / str(index), os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        return index, fd
+    raise RuntimeError("no free private-dockerd index (200 in use)")
 
 
 @dataclass
@@ -27,6 +44,7 @@ class Dockerd:
     index: int
     data_root: Path
     extra_args: tuple[str, ...] = ()
+    index_fd: int = -1
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -128,6 +146,9 @@ class Dockerd:
             )
         shutil.rmtree(self.root, ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
+        if self.index_fd >= 0:
+            os.close(self.index_fd)  # releases the index's flock
+            self.index_fd = -1
 
 
 def _bridge_addresses(name: str) -> list[str]:
@@ -150,7 +171,7 @@ def new_dockerd(*, data_root: Path | None = None, extra_args: tuple[str, ...] = 
                 base: str | None = None) -> Dockerd:
     """Make (not start) a private dockerd under a fresh temp dir. Short paths: unix sockets
     have a 108-byte limit."""
-    index = (os.getpid() + next(_counter)) % 200 + 20
+    index, fd = _claim_index()
     root = Path(tempfile.mkdtemp(prefix="efd", dir=base or "/tmp"))
     return Dockerd(root=root, index=index, data_root=data_root or root / "data",
-                   extra_args=extra_args)
+                   extra_args=extra_args, index_fd=fd)
