@@ -1,7 +1,138 @@
-"""`edgefleet preload ...` commands."""
+"""`edgefleet preload ...`: extract images from an engine's data root, inject them (with
+apps.json) into another, or preload a whole release."""
 
 from __future__ import annotations
 
-import typer
+from pathlib import Path
+from types import TracebackType
 
-app = typer.Typer(help="preload commands.", no_args_is_help=True)
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as RichProgress
+
+app = typer.Typer(help="Preload images and apps.json onto a device's data partition "
+                       "(first boot without network).", no_args_is_help=True)
+console = Console(stderr=True)
+NO_VERIFY_HELP = ("Skip recomputing each layer's diffId from its files and tar-split (default: "
+                  "verify, and write nothing when a layer does not match).")
+
+
+class _Bar:
+    """A rich progress bar showing bytes verified / copied per phase."""
+
+    def __init__(self) -> None:
+        self._p = RichProgress(TextColumn("{task.description:>8}"), BarColumn(),
+                               DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+                               console=console, transient=False)
+        self._task: object = None
+
+    def __enter__(self) -> _Bar:
+        self._p.start()
+        return self
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._p.stop()
+
+    def phase(self, name: str, total: int) -> None:
+        self._task = self._p.add_task(name, total=max(total, 1))
+
+    def advance(self, n: int) -> None:
+        if self._task is not None:
+            self._p.advance(self._task, n)  # type: ignore[arg-type]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def extract(
+    images: list[str] = typer.Argument(..., help="Images by name (repo:tag), full or short id."),
+    data_root: Path = typer.Option(Path("/var/lib/docker"), "--data-root",
+                                   help="The engine's data root (live or an offline copy)."),
+    out: Path = typer.Option(..., "--out", "-o", help="New bundle directory to write."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+) -> None:
+    """Copy images (config, layers once each, tags) out of a data root into a bundle.
+
+    Works while the engine runs. Layers are found by computing chain ids from the image's
+    diffIds; each layer's diffId is recomputed from its overlay2 diff and tar-split first.
+    """
+    from edgefleet.preload.errors import PreloadError
+    from edgefleet.preload.extract import extract as run
+
+    try:
+        with _Bar() as bar:
+            manifest = run(data_root=data_root, out=out, refs=images, verify=not no_verify,
+                           progress=bar)
+    except PreloadError as exc:
+        _fail(str(exc))
+        return
+    total = sum(x.bytes for x in manifest.layers.values())
+    console.print(f"extracted {len(manifest.images)} image(s), {len(manifest.layers)} layer(s), "
+                  f"{total / 2**20:.1f} MB into {out}"
+                  + ("" if manifest.verified else " (not verified)"), highlight=False)
+
+
+@app.command()
+def inject(
+    data_root: Path = typer.Option(..., "--data-root",
+                                   help="The target engine's data root, e.g. "
+                                        "<mounted data partition>/docker (engine stopped)."),
+    bundle: Path = typer.Option(..., "--from", help="Bundle written by `preload extract`."),
+    apps: Path | None = typer.Option(None, "--apps", help="apps.json to write beside the data "
+                                     "root (<data root>/../apps.json), validated first."),
+    merge: bool = typer.Option(False, "--merge", help="Merge with an apps.json already there."),
+    apps_dest: Path | None = typer.Option(None, "--apps-dest", help="Write apps.json here "
+                                          "instead of <data root>/../apps.json."),
+    boot: Path | None = typer.Option(None, "--boot", help="Mounted boot partition (for "
+                                     "--static-ip)."),
+    static_ip: str | None = typer.Option(None, "--static-ip", help="ADDR/PREFIX for a "
+                                         "NetworkManager static-IP connection."),
+    gateway: str | None = typer.Option(None, "--gateway"),
+    dns: str | None = typer.Option(None, "--dns", help="Comma-separated DNS servers."),
+    interface: str = typer.Option("", "--interface", help="Limit the connection to one NIC."),
+    engine_pidfile: list[Path] = typer.Option([], "--engine-pidfile",
+                                              help="Also refuse when this pidfile's engine runs."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+) -> None:
+    """Copy a bundle's images into a stopped engine's data root; write apps.json.
+
+    Keeps every image and tag already there (e.g. the supervisor's) and skips layers already
+    present. Checks the engine is stopped, apps.json, integrity and free space before writing.
+    Start the supervisor with `--apps <data root>/../apps.json` (balenaOS: /mnt/data/apps.json).
+    """
+    from edgefleet.preload.errors import PreloadError
+    from edgefleet.preload.inject import InjectOptions
+    from edgefleet.preload.inject import inject as run
+    from edgefleet.preload.netconf import parse_static_ip
+
+    try:
+        net = parse_static_ip(address=static_ip, gateway=gateway, dns=dns,
+                              interface=interface) if static_ip else None
+        opts = InjectOptions(data_root=data_root, bundle=bundle, apps=apps, merge=merge,
+                             apps_dest=apps_dest, boot=boot, static_ip=net,
+                             verify=not no_verify, pidfiles=tuple(engine_pidfile))
+        with _Bar() as bar:
+            result = run(options=opts, progress=bar)
+    except PreloadError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"injected {len(result.images)} image(s): {result.layers_copied} layer(s) "
+                  f"copied ({result.bytes_copied / 2**20:.1f} MB), {result.layers_skipped} "
+                  f"already present", highlight=False)
+    for ref in result.moved_tags:
+        console.print(f"tag {ref} now names the injected image", highlight=False)
+    if result.apps_json:
+        console.print(f"apps.json written to {result.apps_json}", highlight=False)
+    if result.keyfile:
+        console.print(f"static IP connection written to {result.keyfile}", highlight=False)

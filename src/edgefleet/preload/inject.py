@@ -1,0 +1,187 @@
+"""`preload inject`: put a bundle's images into a stopped engine's data root, with apps.json
+beside it and, optionally, a static-IP connection in the boot partition. Every check (bundle,
+target, engine stopped, apps.json, integrity, free space) runs before the first write; a
+failure while writing removes what this run added."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgefleet.engine import rootwrite
+from edgefleet.engine.storage import DataRoot, StorageError
+from edgefleet.model import formats
+from edgefleet.preload.appsjson import apps_json_path, load_apps, merge_apps, service_images, \
+    write_apps
+from edgefleet.preload.bundle import Manifest, config_path, layer_dir, read_manifest
+from edgefleet.preload.copytree import copy_tree, tree_usage
+from edgefleet.preload.errors import NoProgress, PreloadError, Progress
+from edgefleet.preload.netconf import StaticIp, boot_check, write_keyfile
+from edgefleet.preload.target import check_not_running, check_space, check_target_root
+from edgefleet.preload.verify import LayerToCheck, verify_layers
+
+
+@dataclass(frozen=True)
+class InjectOptions:
+    """What `preload inject` was asked to do."""
+
+    data_root: Path
+    bundle: Path
+    apps: Path | None = None
+    merge: bool = False
+    apps_dest: Path | None = None
+    boot: Path | None = None
+    static_ip: StaticIp | None = None
+    verify: bool = True
+    pidfiles: tuple[Path, ...] = ()
+
+
+@dataclass
+class InjectResult:
+    """What was written."""
+
+    images: list[str] = field(default_factory=list)
+    layers_copied: int = 0
+    layers_skipped: int = 0
+    bytes_copied: int = 0
+    moved_tags: list[str] = field(default_factory=list)
+    apps_json: Path | None = None
+    keyfile: Path | None = None
+
+
+def _normal_ref(ref: str) -> str:
+    last = ref.rsplit("/", 1)[-1]
+    return ref if "@" in ref or ":" in last else f"{ref}:latest"
+
+
+def _plan_apps(opts: InjectOptions, manifest: Manifest, existing_tags: set[str]
+               ) -> tuple[formats.AppsJson | None, Path]:
+    dest = opts.apps_dest or apps_json_path(data_root=opts.data_root)
+    if opts.apps is None:
+        return None, dest
+    apps = load_apps(path=opts.apps)
+    if dest.exists():
+        current = load_apps(path=dest)
+        if not current.empty:
+            if not opts.merge:
+                raise PreloadError(f"{dest} already holds apps ({', '.join(current.apps)}): pass "
+                                   "--merge to add yours to them, or remove it")
+            apps = merge_apps(existing=current, new=apps)
+    have = set(manifest.tags()) | existing_tags
+    missing = {svc: ref for svc, ref in service_images(apps).items()
+               if _normal_ref(ref) not in have}
+    if missing:
+        listed = ", ".join(f"{svc} uses {ref}" for svc, ref in sorted(missing.items()))
+        raise PreloadError(f"apps.json names images that are neither in the bundle nor in the "
+                           f"target, so the device would have to pull them: {listed}")
+    return apps, dest
+
+
+def _bundle_checks(bundle: Path, manifest: Manifest, chains: list[str]) -> list[LayerToCheck]:
+    user = {c: img.asked_as for img in reversed(manifest.images) for c in img.layers}
+    return [LayerToCheck(image=user.get(c, "?"), chain_id=c, diff_id=manifest.layers[c].diff_id,
+                         tar_split=layer_dir(bundle, c) / "layerdb" / "tar-split.json.gz",
+                         diff_dir=layer_dir(bundle, c) / "diff", bytes=manifest.layers[c].bytes)
+            for c in chains]
+
+
+def inject(*, options: InjectOptions, progress: Progress | None = None) -> InjectResult:
+    """Check everything, then write the layers, image configs, tags, apps.json and keyfile."""
+    progress = progress or NoProgress()
+    opts = options
+    manifest = read_manifest(opts.bundle)
+    is_root = check_target_root(data_root=opts.data_root)
+    check_not_running(data_root=opts.data_root, pidfiles=opts.pidfiles)
+    tags: set[str] = set()
+    if is_root:
+        try:
+            repos = DataRoot(opts.data_root).repositories()
+        except (StorageError, ValueError) as exc:
+            raise PreloadError(f"cannot read {opts.data_root}'s repositories.json: {exc}") from None
+        tags = {ref for entries in repos.values() for ref in entries}
+    apps, apps_dest = _plan_apps(opts, manifest, tags)
+    if opts.static_ip is not None:
+        if opts.boot is None:
+            raise PreloadError("--static-ip needs --boot (the mounted boot partition)")
+        boot_check(opts.boot)
+    try:
+        present = {c for c in manifest.layers
+                   if is_root and rootwrite.layer_present(opts.data_root, c)}
+    except StorageError as exc:
+        raise PreloadError(str(exc)) from None
+    to_copy = [c for c in manifest.layers if c not in present]
+    for c in to_copy:
+        if not (layer_dir(opts.bundle, c) / "diff").is_dir():
+            raise PreloadError(f"bundle {opts.bundle} lacks layer {c}: extract it again")
+    if opts.verify:
+        verify_layers(layers=_bundle_checks(opts.bundle, manifest, to_copy), progress=progress)
+    usages = [tree_usage(layer_dir(opts.bundle, c) / "diff") for c in to_copy]
+    check_space(data_root=opts.data_root,
+                needed=sum(u.disk for u in usages) + 64 * 1024 * (len(to_copy) + 4),
+                inodes=sum(u.entries for u in usages) + 8 * len(to_copy) + 32)
+    result = InjectResult(layers_skipped=len(present))
+    _write(opts, manifest, to_copy, sum(u.bytes for u in usages), progress, result)
+    if apps is not None:
+        write_apps(path=apps_dest, apps=apps)
+        result.apps_json = apps_dest
+    if opts.static_ip is not None and opts.boot is not None:
+        result.keyfile = write_keyfile(boot=opts.boot, cfg=opts.static_ip)
+    return result
+
+
+def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: int,
+           progress: Progress, result: InjectResult) -> None:
+    root = opts.data_root
+    made_dirs: list[Path] = []
+    cache_ids: dict[str, str] = {}
+    committed: list[Path] = []
+    configs: list[Path] = []
+    try:
+        made_dirs = rootwrite.init_root(root)
+        progress.phase("copy", total)
+        for chain in to_copy:
+            rec = manifest.layers[chain]
+            src = layer_dir(opts.bundle, chain)
+            cache_id = rootwrite.free_cache_id(root, rec.cache_id)
+            cache_ids[chain] = cache_id
+            (root / "overlay2" / cache_id).mkdir(mode=0o710)
+            copy_tree(src=src / "diff", dst=root / "overlay2" / cache_id / "diff",
+                      advance=progress.advance)
+            parent_cache = None
+            if rec.parent is not None:
+                parent_cache = cache_ids.get(rec.parent) or rootwrite.layer_cache_id(
+                    root, rec.parent)
+            rootwrite.finish_overlay_layer(root=root, cache_id=cache_id,
+                                           parent_cache_id=parent_cache)
+            files = {name: (src / "layerdb" / name).read_bytes()
+                     for name in rootwrite.LAYERDB_FILES if (src / "layerdb" / name).exists()}
+            files["cache-id"] = cache_id.encode()
+            committed.append(rootwrite.commit_layerdb(root=root, chain_id=chain, files=files))
+            result.layers_copied += 1
+            result.bytes_copied += rec.bytes
+        for img in manifest.images:
+            raw = config_path(opts.bundle, img.id).read_bytes()
+            if rootwrite.write_image_config(root=root, image_id=img.id, config=raw, parent=None):
+                configs.append(rootwrite.image_dir(root) / "imagedb" / "content" / "sha256"
+                               / img.id.removeprefix("sha256:"))
+            result.images.append(img.id)
+        refs: dict[str, dict[str, str]] = {}
+        for img in manifest.images:
+            for ref, repo in img.refs.items():
+                refs.setdefault(repo, {})[ref] = img.id
+        result.moved_tags = rootwrite.merge_repositories(root=root, refs=refs)
+    except BaseException as exc:
+        for path in committed:
+            shutil.rmtree(path, ignore_errors=True)
+        for cache_id in cache_ids.values():
+            rootwrite.remove_overlay_layer(root=root, cache_id=cache_id)
+        for path in configs:
+            path.unlink(missing_ok=True)
+            shutil.rmtree(path.parent.parent.parent / "metadata" / "sha256" / path.name,
+                          ignore_errors=True)
+        for path in reversed(made_dirs):
+            shutil.rmtree(path, ignore_errors=True)
+        if isinstance(exc, (OSError, StorageError)):
+            raise PreloadError(f"writing into {root} failed and was undone: {exc}") from None
+        raise
