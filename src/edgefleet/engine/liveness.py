@@ -72,12 +72,12 @@ def running_engine(*, data_root: Path, pidfiles: Iterable[Path] = ()) -> str | N
     for rel in _BOLT_DBS:
         if _locked(data_root / rel):
             return f"{data_root / rel} is locked by a running engine"
-    for pid, name in _engine_processes(data_root):
-        return f"{name} (pid {pid}) runs with this data root"
+    for proc, name in _engine_processes(data_root):
+        return f"{name} (pid {proc}) runs with this data root"
     for pidfile in pidfiles:
-        pid = _pid_alive(pidfile)
-        if pid is not None:
-            return f"the engine of pidfile {pidfile} is running (pid {pid})"
+        alive = _pid_alive(pidfile)
+        if alive is not None:
+            return f"the engine of pidfile {pidfile} is running (pid {alive})"
     mounts = Path("/proc/self/mounts")
     prefix = os.path.realpath(data_root / "overlay2") + "/"
     if mounts.exists():

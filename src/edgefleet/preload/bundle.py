@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgefleet.preload.errors import PreloadError
 
-FORMAT = "edgefleet-preload/1"
+FORMAT: Literal["edgefleet-preload/1"] = "edgefleet-preload/1"
 
 
 class LayerRecord(BaseModel):

@@ -28,9 +28,8 @@ def tree_usage(path: Path) -> TreeUsage:
     seen: set[tuple[int, int]] = set()
     total = entries = disk = 0
     for root, dirs, files in os.walk(path):
-        for name in dirs:
-            entries += 1
-            disk += _BLOCK
+        entries += len(dirs)
+        disk += _BLOCK * len(dirs)
         for name in files:
             entries += 1
             st = os.lstat(os.path.join(root, name))

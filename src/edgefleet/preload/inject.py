@@ -12,8 +12,13 @@ from pathlib import Path
 from edgefleet.engine import rootwrite
 from edgefleet.engine.storage import DataRoot, StorageError
 from edgefleet.model import formats
-from edgefleet.preload.appsjson import apps_json_path, load_apps, merge_apps, service_images, \
-    write_apps
+from edgefleet.preload.appsjson import (
+    apps_json_path,
+    load_apps,
+    merge_apps,
+    service_images,
+    write_apps,
+)
 from edgefleet.preload.bundle import Manifest, config_path, layer_dir, read_manifest
 from edgefleet.preload.copytree import copy_tree, tree_usage
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
