@@ -79,7 +79,7 @@ def test_inject_refuses_a_root_whose_engine_runs(
     root = engine_a.data_root
     repos = (root / "image" / "overlay2" / "repositories.json").read_bytes()
     layers = sorted(os.listdir(root / "image" / "overlay2" / "layerdb" / "sha256"))
-    with pytest.raises(PreloadError, match="an engine is running on .*stop it first"):
+    with pytest.raises(PreloadError, match=r"an engine is running on .*stop it first"):
         inject(options=InjectOptions(data_root=root, bundle=bundle[0]))
     assert (root / "image" / "overlay2" / "repositories.json").read_bytes() == repos
     assert sorted(os.listdir(root / "image" / "overlay2" / "layerdb" / "sha256")) == layers

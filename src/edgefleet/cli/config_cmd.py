@@ -9,7 +9,6 @@ from typing import Any
 
 import typer
 
-from edgefleet.model.config import load_config, parse_config, redact, save_config
 from edgefleet.model.errors import InvalidInput
 
 app = typer.Typer(help="Show, check and edit config.json (seed 000 §7).", no_args_is_help=True)
@@ -20,6 +19,8 @@ PATH_OPT = typer.Option(Path(DEFAULT), "--config", "-c",
 
 
 def _read(path: Path) -> dict[str, Any]:
+    from edgefleet.model.config import load_config
+
     try:
         load_config(path=path)
     except InvalidInput as exc:
@@ -30,6 +31,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
+    from edgefleet.model.config import save_config
+
     try:
         save_config(path=path, config=data)
     except InvalidInput as exc:
@@ -51,6 +54,8 @@ def _parse_value(raw: str, as_string: bool) -> Any:
 def show(path: Path = PATH_OPT,
          reveal: bool = typer.Option(False, "--reveal", help="Show secrets too.")) -> None:
     """Print config.json, with secret fields (API keys, wifi keys, ...) redacted."""
+    from edgefleet.model.config import redact
+
     data = _read(path)
     typer.echo(json.dumps(data if reveal else redact(data=data), indent=2))
 
@@ -59,6 +64,8 @@ def show(path: Path = PATH_OPT,
 def get(key: str, path: Path = PATH_OPT,
         reveal: bool = typer.Option(False, "--reveal", help="Show a secret value.")) -> None:
     """Print one field (dotted keys reach nested fields: os.sshKeys)."""
+    from edgefleet.model.config import redact
+
     value: Any = _read(path)
     for part in key.split("."):
         if not isinstance(value, dict) or part not in value:
@@ -101,6 +108,8 @@ def unset(key: str, path: Path = PATH_OPT) -> None:
 @app.command()
 def validate(path: Path = PATH_OPT) -> None:
     """Check config.json; exit 2 and name every bad field when it does not validate."""
+    from edgefleet.model.config import parse_config
+
     data = _read(path)
     parse_config(data=data)
     typer.echo(f"{path}: valid")

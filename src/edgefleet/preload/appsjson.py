@@ -8,10 +8,12 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from edgefleet.model import formats
-from edgefleet.model.errors import InvalidInput
 from edgefleet.preload.errors import PreloadError
+
+if TYPE_CHECKING:  # imported when used: the CLI starts faster without pydantic
+    from edgefleet.model import formats
 
 APPS_JSON = "apps.json"
 
@@ -23,6 +25,9 @@ def apps_json_path(*, data_root: Path) -> Path:
 
 def load_apps(*, path: Path) -> formats.AppsJson:
     """Read and validate an apps.json file; a clear error naming what is wrong."""
+    from edgefleet.model import formats
+    from edgefleet.model.errors import InvalidInput
+
     try:
         text = path.read_text()
     except OSError as exc:
@@ -40,6 +45,9 @@ def load_apps(*, path: Path) -> formats.AppsJson:
 def merge_apps(*, existing: formats.AppsJson, new: formats.AppsJson) -> formats.AppsJson:
     """Apps of both (the new file wins for an app uuid in both); config merged the same way;
     pinDevice when either asks for it."""
+    from edgefleet.model import formats
+    from edgefleet.model.errors import InvalidInput
+
     data = existing.to_wire()
     incoming = new.to_wire()
     data["apps"].update(incoming["apps"])

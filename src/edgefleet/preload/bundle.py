@@ -11,20 +11,18 @@ Each layer is stored once, however many images share it."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import Any
 
 from edgefleet.preload.errors import PreloadError
 
-FORMAT: Literal["edgefleet-preload/1"] = "edgefleet-preload/1"
+FORMAT = "edgefleet-preload/1"
 
 
-class LayerRecord(BaseModel):
+@dataclass(frozen=True)
+class LayerRecord:
     """One layer of the bundle."""
-
-    model_config = ConfigDict(frozen=True)
 
     chain_id: str
     diff_id: str
@@ -37,11 +35,10 @@ class LayerRecord(BaseModel):
     """Entries (files, dirs, links, whiteouts) in its diff dir."""
 
 
-class ImageRecord(BaseModel):
+@dataclass(frozen=True)
+class ImageRecord:
     """One image of the bundle: id, the repositories.json entries naming it, layers bottom
     first (chain ids)."""
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     asked_as: str
@@ -50,20 +47,33 @@ class ImageRecord(BaseModel):
     layers: list[str]
 
 
-class Manifest(BaseModel):
-    """manifest.json of a bundle."""
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json of a bundle (plain dataclasses: the CLI starts without pydantic)."""
 
-    model_config = ConfigDict(frozen=True)
-
-    format: Literal["edgefleet-preload/1"] = FORMAT
     source: str
     verified: bool
     images: list[ImageRecord]
     layers: dict[str, LayerRecord]
+    format: str = field(default=FORMAT)
 
     def tags(self) -> dict[str, str]:
         """Every ref in the bundle → its image id."""
         return {ref: img.id for img in self.images for ref in img.refs}
+
+    @classmethod
+    def from_json(cls, data: Any) -> Manifest:
+        """Parse manifest.json; KeyError/TypeError/ValueError when it is not one."""
+        if data.get("format") != FORMAT:
+            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+        layers = {k: LayerRecord(**v) for k, v in data["layers"].items()}
+        images = [ImageRecord(**v) for v in data["images"]]
+        for img in images:
+            missing = [c for c in img.layers if c not in layers]
+            if missing:
+                raise ValueError(f"image {img.id} names layers not in the bundle: {missing}")
+        return cls(source=str(data["source"]), verified=bool(data["verified"]), images=images,
+                   layers=layers)
 
 
 def layer_dir(bundle: Path, chain_id: str) -> Path:
@@ -81,12 +91,12 @@ def read_manifest(bundle: Path) -> Manifest:
         raise PreloadError(f"{bundle} is not a preload bundle (no manifest.json): pass the "
                            "--out directory of `edgefleet preload extract`")
     try:
-        return Manifest.model_validate(json.loads(path.read_text()))
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise PreloadError(f"{path} is not a valid preload manifest: {exc}") from None
+        return Manifest.from_json(json.loads(path.read_text()))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise PreloadError(f"{path} is not a valid preload manifest: {exc!r}") from None
 
 
 def write_manifest(bundle: Path, manifest: Manifest) -> None:
     tmp = bundle / ".manifest.json.tmp"
-    tmp.write_text(manifest.model_dump_json(indent=2))
+    tmp.write_text(json.dumps(asdict(manifest), indent=2))
     tmp.rename(bundle / "manifest.json")

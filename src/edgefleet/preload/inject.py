@@ -8,10 +8,10 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefleet.engine import rootwrite
 from edgefleet.engine.storage import DataRoot, StorageError
-from edgefleet.model import formats
 from edgefleet.preload.appsjson import (
     apps_json_path,
     load_apps,
@@ -25,6 +25,9 @@ from edgefleet.preload.errors import NoProgress, PreloadError, Progress
 from edgefleet.preload.netconf import StaticIp, boot_check, write_keyfile
 from edgefleet.preload.target import check_not_running, check_space, check_target_root
 from edgefleet.preload.verify import LayerToCheck, verify_layers
+
+if TYPE_CHECKING:
+    from edgefleet.model import formats
 
 
 @dataclass(frozen=True)

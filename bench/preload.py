@@ -1,0 +1,134 @@
+"""Preload benchmark (issue 7): moving the same images (>= 200 MB, random data FROM scratch,
+sharing a base layer) from engine A to another engine, with
+- edgefleet: `preload extract` (verifying every layer) + `preload inject` (verifying again)
+  into an empty data root, as the CLI runs them;
+- docker: `docker save | docker load` into a second private engine.
+Both run warm (page cache), interleaved, each after a sync; the injected root is checked by starting an engine
+on it. Run: .venv/bin/python bench/preload.py [--runs 3]   (root, dockerd; no registry needed)
+Writes the "## preload" section of bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from tests.support import images
+from tests.support.dockerd import new_dockerd
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+CLI = [sys.executable, "-m", "edgefleet", "preload"]
+MB = 2**20
+
+
+def _build(sock: str, base_mb: int, each_mb: int) -> list[str]:
+    base = "127.0.0.1:9/bench/base:v1"
+    images.build(base, sock=sock, files={"base.bin": os.urandom(base_mb * MB)},
+                 dockerfile=images.busybox_dockerfile(extra="COPY base.bin /base.bin"))
+    refs = []
+    for name in ("one", "two", "three"):
+        ref = f"127.0.0.1:9/bench/{name}:v1"
+        images.build(ref, sock=sock, files={"own.bin": os.urandom(each_mb * MB)},
+                     dockerfile=f"FROM {base}\nCOPY own.bin /own.bin\nRUN echo {name} > /name\n")
+        refs.append(ref)
+    return refs
+
+
+def _timed(cmd: list[str] | str, *, shell: bool = False) -> float:
+    os.sync()  # neither side pays for the other's dirty pages
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if done.returncode:
+        raise SystemExit(f"{cmd} failed: {done.stderr.decode()[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--base-mb", type=int, default=64)
+    parser.add_argument("--each-mb", type=int, default=48)
+    args = parser.parse_args()
+    os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    work = Path(tempfile.mkdtemp(prefix="plbench", dir="/var/tmp"))
+    a, c = new_dockerd(), new_dockerd()
+    a.start()
+    c.start()
+    ours: list[float] = []
+    parts: list[tuple[float, float]] = []
+    theirs: list[float] = []
+    try:
+        refs = _build(a.sock, args.base_mb, args.each_mb)
+        with images.engine_client(a.sock) as cl:
+            ids = {r: cl.get(f"/images/{r}/json").json()["Id"] for r in refs}
+        out = subprocess.run(["docker", "-H", a.host, "save", *refs], check=True,
+                             capture_output=True).stdout
+        saved_mb = len(out) / MB
+        del out
+        for _ in range(args.runs):
+            shutil.rmtree(work / "out", ignore_errors=True)
+            shutil.rmtree(work / "target", ignore_errors=True)
+            (work / "target").mkdir()
+            t_extract = _timed([*CLI, "extract", "--data-root", str(a.data_root), "--out",
+                                str(work / "out"), *refs])
+            t_inject = _timed([*CLI, "inject", "--data-root", str(work / "target" / "docker"),
+                               "--from", str(work / "out")])
+            ours.append(t_extract + t_inject)
+            parts.append((t_extract, t_inject))
+            print(f"extract {t_extract:.2f} s, inject {t_inject:.2f} s", flush=True)
+            subprocess.run(["docker", "-H", c.host, "rmi", "-f", *refs], check=False,
+                           capture_output=True)
+            theirs.append(_timed(f"docker -H {a.host} save {' '.join(refs)} | "
+                                 f"docker -H {c.host} load", shell=True))
+            print(f"docker save | docker load {theirs[-1]:.2f} s", flush=True)
+        b = new_dockerd(data_root=work / "target" / "docker")
+        b.start()
+        try:
+            with images.engine_client(b.sock) as cl:
+                got = {r: cl.get(f"/images/{r}/json").json()["Id"] for r in refs}
+            assert got == ids, "engine B does not list the injected images"
+        finally:
+            b.cleanup()
+    finally:
+        a.cleanup()
+        c.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+    mine, peer = statistics.median(ours), statistics.median(theirs)
+    section = f"""## preload
+
+Command: `.venv/bin/python bench/preload.py --runs {args.runs}` (2-core VM, dockerd 20.10,
+overlay2 on ext4; warm page cache, `sync` before each timed command; medians of {args.runs} interleaved runs). Three images FROM
+scratch sharing a {args.base_mb} MB random base layer, each adding {args.each_mb} MB of random data:
+`docker save` of the three is {saved_mb:.0f} MB. The injected root was checked by starting an
+engine on it (same image ids).
+
+| what | median | runs |
+| --- | --- | --- |
+| `docker save \\| docker load` into a second engine | {peer:.2f} s | {", ".join(f"{x:.2f}" for x in theirs)} |
+| `edgefleet preload extract` + `preload inject`, both verifying every layer's diffId | {mine:.2f} s | {", ".join(f"{x:.2f}" for x in ours)} |
+| of which `preload extract` / `preload inject` | {statistics.median(p[0] for p in parts):.2f} s / {statistics.median(p[1] for p in parts):.2f} s | |
+| speed-up | {peer / mine:.1f}× | |
+
+Target: at least 3× faster than `docker save | docker load`.
+"""
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
+    start_at = text.find("## preload")
+    if start_at >= 0:
+        end = text.find("\n## ", start_at + 1)
+        text = text[:start_at] + text[end + 1 if end >= 0 else len(text):]
+    RESULTS.write_text(text.rstrip() + "\n\n" + section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
