@@ -136,3 +136,47 @@ def inject(
         console.print(f"apps.json written to {result.apps_json}", highlight=False)
     if result.keyfile:
         console.print(f"static IP connection written to {result.keyfile}", highlight=False)
+
+
+@app.command()
+def release(
+    fleet: str = typer.Argument(..., help="Fleet name (also the app's name in apps.json)."),
+    data_root: Path = typer.Option(..., "--data-root", help="The target engine's data root "
+                                   "(engine stopped); apps.json goes to <data root>/../apps.json."),
+    project: Path = typer.Option(..., "--project", help="Compose project (or a directory "
+                                 "with a Dockerfile) to build on this machine's engine."),
+    release_: str | None = typer.Option(None, "--release", help="Release commit to record "
+                                        "(default: a hash of the compose file and image ids)."),
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
+                                      help="This machine's engine (builds, and its data root "
+                                           "is read)."),
+    app_id: int = typer.Option(1, "--app-id", help="Numeric app id in apps.json."),
+    pin: bool = typer.Option(False, "--pin", help="Set pinDevice: the device stays on this "
+                                                  "release."),
+    merge: bool = typer.Option(False, "--merge", help="Merge with an apps.json already there."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+) -> None:
+    """Build a compose project locally and preload it as a release: images + apps.json.
+
+    Services with `build:` are built and tagged <fleet>/<service>:<release>; services with only
+    `image:` must already be on this machine's engine.
+    """
+    from edgefleet.preload.errors import PreloadError
+    from edgefleet.preload.release import LocalRelease, preload_local_release
+
+    spec = LocalRelease(fleet=fleet, project=project, socket=engine_socket, release=release_,
+                        app_id=app_id, pin=pin)
+    try:
+        with _Bar() as bar:
+            built, result = preload_local_release(spec=spec, data_root=data_root,
+                                                  verify=not no_verify, merge=merge,
+                                                  progress=bar)
+    except PreloadError as exc:
+        _fail(str(exc))
+        return
+    console.print(f"release {built.commit} of {fleet} (app {built.app_uuid}): "
+                  + ", ".join(f"{k}={v}" for k, v in sorted(built.images.items())),
+                  highlight=False)
+    console.print(f"injected {len(result.images)} image(s), {result.layers_copied} layer(s) "
+                  f"copied, {result.layers_skipped} already present; apps.json written to "
+                  f"{result.apps_json}", highlight=False)
