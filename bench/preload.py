@@ -104,13 +104,15 @@ def main() -> None:
         c.cleanup()
         shutil.rmtree(work, ignore_errors=True)
     mine, peer = statistics.median(ours), statistics.median(theirs)
+    load = os.getloadavg()
     section = f"""## preload
 
 Command: `.venv/bin/python bench/preload.py --runs {args.runs}` (2-core VM, dockerd 20.10,
 overlay2 on ext4; warm page cache, `sync` before each timed command; medians of {args.runs} interleaved runs). Three images FROM
 scratch sharing a {args.base_mb} MB random base layer, each adding {args.each_mb} MB of random data:
 `docker save` of the three is {saved_mb:.0f} MB. The injected root was checked by starting an
-engine on it (same image ids).
+engine on it (same image ids). Load average at the end (other work on this shared 2-core
+machine): {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.
 
 | what | median | runs |
 | --- | --- | --- |
