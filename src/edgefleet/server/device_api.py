@@ -102,7 +102,10 @@ def router(state: ServerState) -> APIRouter:
         return Response(rendered.body, media_type="application/json",
                         headers={"ETag": rendered.etag, "Cache-Control": "no-cache"})
 
-    @api.patch("/device/v3/state", responses={400: {}, 401: {}, 403: {}})
+    @api.patch("/device/v3/state", responses={400: {}, 401: {}, 403: {}}, openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": {
+                "$ref": "#/components/schemas/DeviceReport"}}}}}})
     async def patch_state(request: Request) -> Response:
         """A state report `{uuid: {...}}` (a diff against the last one); device key only."""
         principal = await state.principal(request.headers.get("authorization"))
