@@ -143,40 +143,66 @@ def release(
     fleet: str = typer.Argument(..., help="Fleet name (also the app's name in apps.json)."),
     data_root: Path = typer.Option(..., "--data-root", help="The target engine's data root "
                                    "(engine stopped); apps.json goes to <data root>/../apps.json."),
-    project: Path = typer.Option(..., "--project", help="Compose project (or a directory "
-                                 "with a Dockerfile) to build on this machine's engine."),
-    release_: str | None = typer.Option(None, "--release", help="Release commit to record "
-                                        "(default: a hash of the compose file and image ids)."),
+    release_: str | None = typer.Option(None, "--release", help="Release commit (server: "
+                                        "default the fleet's current release; project: "
+                                        "default a hash of the compose file and image ids)."),
+    project: Path | None = typer.Option(None, "--project", help="Build this compose project "
+                                        "(or Dockerfile directory) here instead of asking the "
+                                        "fleet server."),
+    server: str | None = typer.Option(None, "--server", help="Fleet server URL (default: "
+                                      "`edgefleet login`'s, or env EDGEFLEET_SERVER)."),
+    token: str | None = typer.Option(None, "--token", help="API token (default: `edgefleet "
+                                     "login`'s, or env EDGEFLEET_TOKEN)."),
     engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
-                                      help="This machine's engine (builds, and its data root "
-                                           "is read)."),
-    app_id: int = typer.Option(1, "--app-id", help="Numeric app id in apps.json."),
+                                      help="This machine's engine (builds; images it already "
+                                           "has are taken from its data root)."),
+    app_id: int = typer.Option(1, "--app-id", help="Numeric app id (with --project)."),
     pin: bool = typer.Option(False, "--pin", help="Set pinDevice: the device stays on this "
                                                   "release."),
     merge: bool = typer.Option(False, "--merge", help="Merge with an apps.json already there."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:
-    """Build a compose project locally and preload it as a release: images + apps.json.
+    """Preload a release of a fleet: its images and the apps.json a device of it would get.
 
-    Services with `build:` are built and tagged <fleet>/<service>:<release>; services with only
-    `image:` must already be on this machine's engine.
+    From the fleet server (default): the release's composition, image refs and fleet
+    variables are read over the API; images this machine's engine lacks are pulled through a
+    temporary engine. With --project: the compose project is built here, services with
+    `build:` tagged <fleet>/<service>:<release>; `image:`-only services must be on the engine.
     """
     from edgefleet.preload.errors import PreloadError
-    from edgefleet.preload.release import LocalRelease, preload_local_release
 
-    spec = LocalRelease(fleet=fleet, project=project, socket=engine_socket, release=release_,
-                        app_id=app_id, pin=pin)
     try:
         with _Bar() as bar:
-            built, result = preload_local_release(spec=spec, data_root=data_root,
-                                                  verify=not no_verify, merge=merge,
-                                                  progress=bar)
+            if project is not None:
+                from edgefleet.preload.release import LocalRelease, preload_local_release
+
+                spec = LocalRelease(fleet=fleet, project=project, socket=engine_socket,
+                                    release=release_, app_id=app_id, pin=pin)
+                built, result = preload_local_release(spec=spec, data_root=data_root,
+                                                      verify=not no_verify, merge=merge,
+                                                      progress=bar)
+                commit, refs = built.commit, sorted(built.images.values())
+                how = "built here"
+            else:
+                from edgefleet.preload.fleet import ServerRelease, preload_server_release
+                from edgefleet.server.client import load_login
+
+                login = load_login()
+                url = server or (login.url if login else None)
+                key = token or (login.token if login else None)
+                if not url or not key:
+                    raise PreloadError("no fleet server: pass --server and --token, run "
+                                       "`edgefleet login`, or use --project")
+                sspec = ServerRelease(fleet=fleet, url=url, token=key, release=release_,
+                                      socket=engine_socket, pin=pin)
+                commit, refs, pulled, result = preload_server_release(
+                    spec=sspec, data_root=data_root, verify=not no_verify, merge=merge,
+                    progress=bar)
+                how = "pulled through a temporary engine" if pulled else "from this engine"
     except PreloadError as exc:
         _fail(str(exc))
         return
-    console.print(f"release {built.commit} of {fleet} (app {built.app_uuid}): "
-                  + ", ".join(f"{k}={v}" for k, v in sorted(built.images.items())),
-                  highlight=False)
+    console.print(f"release {commit} of {fleet}: {', '.join(refs)} ({how})", highlight=False)
     console.print(f"injected {len(result.images)} image(s), {result.layers_copied} layer(s) "
                   f"copied, {result.layers_skipped} already present; apps.json written to "
                   f"{result.apps_json}", highlight=False)
