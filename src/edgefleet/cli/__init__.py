@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
+from functools import cache
+
 import typer
 
 from edgefleet import __version__
-from edgefleet.cli import (
-    config_cmd,
-    diagnose_cmd,
-    engine_cmd,
-    fleet_cmds,
-    preload_cmd,
-    server_cmd,
-    supervisor_cmd,
-)
 
-app = typer.Typer(
-    name="edgefleet",
-    help="Keep multi-container applications running on fleets of Linux edge devices.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
-app.add_typer(supervisor_cmd.app, name="supervisor")
-app.add_typer(server_cmd.app, name="server")
-app.add_typer(diagnose_cmd.app, name="diagnose")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(engine_cmd.app, name="engine")
-app.add_typer(preload_cmd.app, name="preload")
-fleet_cmds.register(app)
+# command groups, imported only when used: `edgefleet preload ...` starts without loading
+# the fleet client, the server or the supervisor
+_GROUPS = {"supervisor": "supervisor_cmd", "server": "server_cmd", "diagnose": "diagnose_cmd",
+           "config": "config_cmd", "engine": "engine_cmd", "preload": "preload_cmd"}
 
 
 def _version(value: bool) -> None:
@@ -36,7 +22,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -45,6 +30,37 @@ def _root(
     """edgefleet: supervisor, fleet server, diagnostics and preload in one command."""
 
 
+def build_app(*, only: str | None = None) -> typer.Typer:
+    """The command tree; with `only`, just that group (what `main` runs for `edgefleet <group>`)."""
+    root = typer.Typer(
+        name="edgefleet",
+        help="Keep multi-container applications running on fleets of Linux edge devices.",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+    )
+    for name, module in _GROUPS.items():
+        if only in (None, name):
+            root.add_typer(importlib.import_module(f"edgefleet.cli.{module}").app, name=name)
+    if only is None:
+        from edgefleet.cli import fleet_cmds
+
+        fleet_cmds.register(root)
+    root.callback()(_root)
+    return root
+
+
+@cache
+def _full_app() -> typer.Typer:
+    return build_app()
+
+
+def __getattr__(name: str) -> typer.Typer:
+    if name == "app":
+        return _full_app()
+    raise AttributeError(name)
+
+
 def main() -> None:
     """Console entry point."""
-    app()
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    build_app(only=first if first in _GROUPS else None)()
