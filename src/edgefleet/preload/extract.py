@@ -21,7 +21,7 @@ from edgefleet.preload.bundle import (
     layer_dir,
     write_manifest,
 )
-from edgefleet.preload.copytree import copy_tree, tree_usage
+from edgefleet.preload.copytree import copy_trees, tree_usage
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
 from edgefleet.preload.verify import LayerToCheck, verify_layers
 
@@ -123,7 +123,8 @@ def extract(*, data_root: Path, out: Path, refs: Sequence[str], verify: bool = T
                 src = sel.layerdb(chain_id) / name
                 if src.exists():
                     shutil.copyfile(src, dest / "layerdb" / name)
-            copy_tree(src=sel.diff_dir(chain_id), dst=dest / "diff", advance=progress.advance)
+        copy_trees(pairs=[(sel.diff_dir(c), layer_dir(staging, c) / "diff") for c in sel.layers],
+                   advance=progress.advance)
         write_manifest(staging, manifest)
         if out.exists():
             out.rmdir()

@@ -20,7 +20,7 @@ from edgefleet.preload.appsjson import (
     write_apps,
 )
 from edgefleet.preload.bundle import Manifest, config_path, layer_dir, read_manifest
-from edgefleet.preload.copytree import copy_tree, tree_usage
+from edgefleet.preload.copytree import copy_trees, tree_usage
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
 from edgefleet.preload.netconf import StaticIp, boot_check, write_keyfile
 from edgefleet.preload.target import check_not_running, check_space, check_target_root
@@ -149,13 +149,18 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: i
         made_dirs = rootwrite.init_root(root)
         progress.phase("copy", total)
         for chain in to_copy:
-            rec = manifest.layers[chain]
-            src = layer_dir(opts.bundle, chain)
-            cache_id = rootwrite.free_cache_id(root, rec.cache_id)
+            cache_id = rootwrite.free_cache_id(root, manifest.layers[chain].cache_id)
+            while cache_id in cache_ids.values():
+                cache_id = rootwrite.new_cache_id()
             cache_ids[chain] = cache_id
             (root / "overlay2" / cache_id).mkdir(mode=0o710)
-            copy_tree(src=src / "diff", dst=root / "overlay2" / cache_id / "diff",
-                      advance=progress.advance)
+        copy_trees(pairs=[(layer_dir(opts.bundle, c) / "diff",
+                           root / "overlay2" / cache_ids[c] / "diff") for c in to_copy],
+                   advance=progress.advance)
+        for chain in to_copy:  # bottom first: a layer's `lower` names its parent's link
+            rec = manifest.layers[chain]
+            src = layer_dir(opts.bundle, chain)
+            cache_id = cache_ids[chain]
             parent_cache = None
             if rec.parent is not None:
                 parent_cache = cache_ids.get(rec.parent) or rootwrite.layer_cache_id(
