@@ -44,13 +44,46 @@ def _build(sock: str, base_mb: int, each_mb: int) -> list[str]:
     return refs
 
 
-def _timed(cmd: list[str] | str, *, shell: bool = False) -> float:
+def _tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) of these processes and all their descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    todo, total, seen = list(pids), 0.0, set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen or pid not in stats:
+            continue
+        seen.add(pid)
+        total += stats[pid][1]
+        todo += [p for p, (ppid, _) in stats.items() if ppid == pid]
+    return total
+
+
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _timed(cmd: list[str] | str, *, shell: bool = False,
+           engines: tuple[int, ...] = ()) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the command and of the engines it drives)."""
     os.sync()  # neither side pays for the other's dirty pages
+    cpu0 = _children_cpu() + _tree_cpu(list(engines))
     t0 = time.perf_counter()
     done = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if done.returncode:
         raise SystemExit(f"{cmd} failed: {done.stderr.decode()[-2000:]}")
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    return wall, _children_cpu() + _tree_cpu(list(engines)) - cpu0
 
 
 def main() -> None:
@@ -66,6 +99,8 @@ def main() -> None:
     c.start()
     ours: list[float] = []
     parts: list[tuple[float, float]] = []
+    ours_cpu: list[float] = []
+    theirs_cpu: list[float] = []
     theirs: list[float] = []
     try:
         refs = _build(a.sock, args.base_mb, args.each_mb)
@@ -79,17 +114,22 @@ def main() -> None:
             shutil.rmtree(work / "out", ignore_errors=True)
             shutil.rmtree(work / "target", ignore_errors=True)
             (work / "target").mkdir()
-            t_extract = _timed([*CLI, "extract", "--data-root", str(a.data_root), "--out",
-                                str(work / "out"), *refs])
-            t_inject = _timed([*CLI, "inject", "--data-root", str(work / "target" / "docker"),
-                               "--from", str(work / "out")])
+            t_extract, c_extract = _timed([*CLI, "extract", "--data-root", str(a.data_root),
+                                           "--out", str(work / "out"), *refs])
+            t_inject, c_inject = _timed([*CLI, "inject", "--data-root",
+                                         str(work / "target" / "docker"), "--from",
+                                         str(work / "out")])
             ours.append(t_extract + t_inject)
+            ours_cpu.append(c_extract + c_inject)
             parts.append((t_extract, t_inject))
             print(f"extract {t_extract:.2f} s, inject {t_inject:.2f} s", flush=True)
             subprocess.run(["docker", "-H", c.host, "rmi", "-f", *refs], check=False,
                            capture_output=True)
-            theirs.append(_timed(f"docker -H {a.host} save {' '.join(refs)} | "
-                                 f"docker -H {c.host} load", shell=True))
+            wall, cpu = _timed(f"docker -H {a.host} save {' '.join(refs)} | "
+                               f"docker -H {c.host} load", shell=True,
+                               engines=(a.proc.pid, c.proc.pid) if a.proc and c.proc else ())
+            theirs.append(wall)
+            theirs_cpu.append(cpu)
             print(f"docker save | docker load {theirs[-1]:.2f} s", flush=True)
         b = new_dockerd(data_root=work / "target" / "docker")
         b.start()
@@ -119,7 +159,9 @@ machine): {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.
 | `docker save \\| docker load` into a second engine | {peer:.2f} s | {", ".join(f"{x:.2f}" for x in theirs)} |
 | `edgefleet preload extract` + `preload inject`, both verifying every layer's diffId | {mine:.2f} s | {", ".join(f"{x:.2f}" for x in ours)} |
 | of which `preload extract` / `preload inject` | {statistics.median(p[0] for p in parts):.2f} s / {statistics.median(p[1] for p in parts):.2f} s | |
-| speed-up | {peer / mine:.1f}× | |
+| speed-up (wall time) | {peer / mine:.1f}× | best runs: {min(theirs) / min(ours):.1f}× |
+| CPU seconds: `docker save \\| docker load` (both CLIs + both dockerds and their children) | {statistics.median(theirs_cpu):.2f} s | |
+| CPU seconds: `preload extract` + `preload inject` | {statistics.median(ours_cpu):.2f} s | {statistics.median(theirs_cpu) / statistics.median(ours_cpu):.1f}× less |
 
 Target: at least 3× faster than `docker save | docker load`.
 """

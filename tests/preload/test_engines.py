@@ -15,6 +15,7 @@ from edgefleet.device.store import Store
 from edgefleet.model import formats
 from edgefleet.preload.appsjson import apps_json_path
 from edgefleet.preload.bundle import Manifest
+from edgefleet.preload.extract import extract
 from edgefleet.preload.inject import InjectOptions, inject
 from tests.preload.conftest import EngineA, engine_images, run_in
 from tests.support import images
@@ -139,3 +140,17 @@ def test_inject_keeps_the_images_already_there_and_skips_present_layers(
         assert run_in(c.sock, engine_a.image_refs()[0], ["cat", "/marker"]) == (0, "web\n")
     finally:
         c.cleanup()
+
+
+def test_extract_from_an_offline_tar_copy(engine_a: EngineA, bundle: tuple[Path, Manifest],
+                                          tmp_path: Path) -> None:
+    """Seed 003's way: `tar` the data root, unpack it elsewhere, extract from the copy."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    tar = "tar --xattrs --xattrs-include='*' --numeric-owner"
+    subprocess.run(f"{tar} -C {engine_a.data_root} -cf - image overlay2 | {tar} -C {copy} -xf -",
+                   shell=True, check=True, timeout=120)
+    manifest = extract(data_root=copy, out=tmp_path / "out", refs=engine_a.image_refs())
+    assert manifest.verified
+    assert manifest.layers == bundle[1].layers
+    assert [i.id for i in manifest.images] == [i.id for i in bundle[1].images]
