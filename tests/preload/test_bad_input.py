@@ -176,3 +176,25 @@ def test_too_little_space_is_refused_before_writing(
                     str(bundle[0])))
     assert "not enough space" in err and "nothing was written" in err
     assert snapshot(small_fs) == before
+
+
+def test_a_failure_while_writing_is_undone(
+    bundle: tuple[Path, Manifest], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefleet.engine import rootwrite
+
+    target = tmp_path / "docker"
+    target.mkdir()
+    calls = []
+    real = rootwrite.commit_layerdb
+
+    def failing(**kw: object) -> Path:
+        calls.append(kw)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real(**kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rootwrite, "commit_layerdb", failing)
+    with pytest.raises(PreloadError, match=r"failed and was undone.*No space left"):
+        inject(options=InjectOptions(data_root=target, bundle=bundle[0]))
+    assert snapshot(target) == {}
