@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.preload.bundle import Manifest, layer_dir
+from edgefleet.preload.bundle import Manifest, config_path, layer_dir
 from edgefleet.preload.errors import PreloadError
 from edgefleet.preload.extract import extract
 from edgefleet.preload.inject import InjectOptions, inject
@@ -79,3 +79,15 @@ def test_inject_fails_naming_the_layer_and_leaves_the_target_untouched(
                            str(broken)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and chain in " ".join(done.stderr.split())
     assert not missing.exists()
+
+
+def test_inject_refuses_a_config_that_does_not_match_its_id(
+    bundle: tuple[Path, Manifest], tmp_path: Path, copy_of: Callable[[Path], Path]
+) -> None:
+    out, manifest = bundle
+    broken = copy_of(out)
+    cfg = config_path(broken, manifest.images[0].id)
+    cfg.write_bytes(cfg.read_bytes().replace(b'"os":"linux"', b'"os":"Linux"'))
+    with pytest.raises(PreloadError, match="config does not hash to"):
+        inject(options=InjectOptions(data_root=tmp_path / "docker", bundle=broken))
+    assert not (tmp_path / "docker").exists()

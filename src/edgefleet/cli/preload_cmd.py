@@ -98,7 +98,8 @@ def inject(
                                      "--static-ip)."),
     static_ip: str | None = typer.Option(None, "--static-ip", help="ADDR/PREFIX for a "
                                          "NetworkManager static-IP connection."),
-    gateway: str | None = typer.Option(None, "--gateway"),
+    gateway: str | None = typer.Option(None, "--gateway", help="Default gateway (with "
+                                       "--static-ip)."),
     dns: str | None = typer.Option(None, "--dns", help="Comma-separated DNS servers."),
     interface: str = typer.Option("", "--interface", help="Limit the connection to one NIC."),
     engine_pidfile: list[Path] = typer.Option([], "--engine-pidfile",

@@ -5,13 +5,15 @@ failure while writing removes what this run added."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgefleet.engine import rootwrite
-from edgefleet.engine.storage import DataRoot, StorageError
+from edgefleet.engine.storage import DataRoot, StorageError, chain_ids
 from edgefleet.preload.appsjson import (
     apps_json_path,
     load_apps,
@@ -94,6 +96,24 @@ def _bundle_checks(bundle: Path, manifest: Manifest, chains: list[str]) -> list[
             for c in chains]
 
 
+def _check_configs(bundle: Path, manifest: Manifest) -> None:
+    """Each image config must hash to its image id (the id the diffIds hang from)."""
+    for img in manifest.images:
+        try:
+            raw = config_path(bundle, img.id).read_bytes()
+        except OSError as exc:
+            raise PreloadError(f"bundle {bundle} lacks the config of {img.asked_as}: "
+                               f"{exc.strerror}") from None
+        if "sha256:" + hashlib.sha256(raw).hexdigest() != img.id:
+            raise PreloadError(f"integrity check failed, nothing was written: image "
+                               f"{img.asked_as}: its config does not hash to {img.id}")
+        diff_ids = json.loads(raw).get("rootfs", {}).get("diff_ids", [])
+        if [manifest.layers[c].diff_id for c in img.layers] != diff_ids or \
+                chain_ids(diff_ids) != img.layers:
+            raise PreloadError(f"integrity check failed, nothing was written: image "
+                               f"{img.asked_as}: manifest layers differ from its config")
+
+
 def inject(*, options: InjectOptions, progress: Progress | None = None) -> InjectResult:
     """Check everything, then write the layers, image configs, tags, apps.json and keyfile."""
     progress = progress or NoProgress()
@@ -123,6 +143,7 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
         if not (layer_dir(opts.bundle, c) / "diff").is_dir():
             raise PreloadError(f"bundle {opts.bundle} lacks layer {c}: extract it again")
     if opts.verify:
+        _check_configs(opts.bundle, manifest)
         verify_layers(layers=_bundle_checks(opts.bundle, manifest, to_copy), progress=progress)
     usages = [tree_usage(layer_dir(opts.bundle, c) / "diff") for c in to_copy]
     check_space(data_root=opts.data_root,
