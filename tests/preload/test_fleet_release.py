@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from edgefleet.model.target import AppTarget
@@ -27,14 +30,46 @@ CLI = [sys.executable, "-m", "edgefleet"]
 
 
 @pytest.fixture(scope="module")
-def fleet_server(registry: str) -> Iterator[RunningServer]:
+def own_registry(engine_sock: str) -> Iterator[str]:
+    """A registry of this module's own (Debian's docker-registry on an ephemeral loopback
+    port), stopped afterwards; the shared one on 127.0.0.1:5055 is never touched."""
+    if not shutil.which("docker-registry"):
+        pytest.skip("needs docker-registry (scripts/setup installs it)")
+    with tempfile.TemporaryDirectory(prefix="efreg-") as tmp:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        addr = f"127.0.0.1:{sock.getsockname()[1]}"
+        sock.close()
+        cfg = Path(tmp) / "registry.yml"
+        cfg.write_text(f"version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem: "
+                       f"{{rootdirectory: {tmp}/data}}\nhttp: {{addr: {addr}}}\n")
+        proc = subprocess.Popen(["docker-registry", "serve", str(cfg)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://{addr}/v2/", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            else:
+                pytest.fail("the test registry did not start")
+            yield addr
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def fleet_server(own_registry: str) -> Iterator[RunningServer]:
     with tempfile.TemporaryDirectory(prefix="efsrv-") as data, \
-            run_server(data_dir=Path(data), registry=registry) as srv:
+            run_server(data_dir=Path(data), registry=own_registry) as srv:
         yield srv
 
 
 def test_release_from_the_fleet_server_through_a_temporary_engine(
-    fleet_server: RunningServer, engine_a: EngineA, tmp_path: Path
+    fleet_server: RunningServer, own_registry: str, engine_a: EngineA, tmp_path: Path
 ) -> None:
     tenant = new_tenant(fleet_server)
     fleet = new_fleet(tenant)
@@ -55,6 +90,7 @@ def test_release_from_the_fleet_server_through_a_temporary_engine(
         client.set_variable(kind="env", fleet=fleet.name, name="GREETING", value="hello")
         client.set_variable(kind="config", fleet=fleet.name, name="BALENA_HOST_X", value="1")
         ref = client.release(commit=commit)["images"][0]["ref"]
+        assert ref.startswith(f"{own_registry}/") and "@sha256:" in ref
         data_root = tmp_path / "part" / "docker"
         data_root.parent.mkdir()
         done = subprocess.run([*CLI, "preload", "release", fleet.name, "--data-root",
