@@ -164,6 +164,10 @@ machine): {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}.
 | CPU seconds: `preload extract` + `preload inject` | {statistics.median(ours_cpu):.2f} s | {statistics.median(theirs_cpu) / statistics.median(ours_cpu):.1f}× less |
 
 Target: at least 3× faster than `docker save | docker load`.
+Ours is CPU-bound (two sha256 passes over the data, two Python start-ups of about 0.35 s CPU
+each), dockerd mostly waits on I/O, so other load on the machine slows ours more: on this
+shared 2-core VM, earlier runs under load averages of 6-10 gave medians of 1.7-2.9x. The CPU
+seconds row does not depend on that load.
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
     start_at = text.find("## preload")
