@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench.rawhttp import Conn  # noqa: E402
 from tests.support.fleet_server import pg_schema_url  # noqa: E402
 
-from bench.rawhttp import Conn  # noqa: E402
 from edgefleet.server.registry import free_port  # noqa: E402
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
