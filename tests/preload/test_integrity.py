@@ -67,7 +67,7 @@ def test_inject_fails_naming_the_layer_and_leaves_the_target_untouched(
     out, manifest = bundle
     broken = copy_of(out)
     chain = _layer_with(manifest, "/worker:v1", -2)   # COPY blob /blob (12 MB)
-    _flip(layer_dir(broken, chain) / "diff" / "blob", 5_000_000)
+    _flip(layer_dir(bundle=broken, chain_id=chain) / "diff" / "blob", 5_000_000)
     target = tmp_path / "empty-root"
     target.mkdir()
     with pytest.raises(PreloadError) as err:
@@ -86,7 +86,7 @@ def test_inject_refuses_a_config_that_does_not_match_its_id(
 ) -> None:
     out, manifest = bundle
     broken = copy_of(out)
-    cfg = config_path(broken, manifest.images[0].id)
+    cfg = config_path(bundle=broken, image_id=manifest.images[0].id)
     cfg.write_bytes(cfg.read_bytes().replace(b'"os":"linux"', b'"os":"Linux"'))
     with pytest.raises(PreloadError, match="config does not hash to"):
         inject(options=InjectOptions(data_root=tmp_path / "docker", bundle=broken))

@@ -28,6 +28,7 @@ def new_cache_id() -> str:
 
 
 def image_dir(root: Path) -> Path:
+    """`<root>/image/overlay2`: imagedb, layerdb and repositories.json."""
     return root / "image" / "overlay2"
 
 
@@ -51,7 +52,7 @@ def init_root(root: Path) -> list[Path]:
     return made
 
 
-def layer_present(root: Path, chain_id: str) -> bool:
+def layer_present(*, root: Path, chain_id: str) -> bool:
     """Whether the layer is already in the data root (layerdb entry and its overlay2 diff)."""
     entry = image_dir(root) / "layerdb" / "sha256" / chain_id.removeprefix("sha256:")
     if not entry.is_dir():
@@ -67,12 +68,13 @@ def layer_present(root: Path, chain_id: str) -> bool:
     return True
 
 
-def layer_cache_id(root: Path, chain_id: str) -> str:
+def layer_cache_id(*, root: Path, chain_id: str) -> str:
+    """The overlay2 directory name (cache-id) of a layer in the data root."""
     entry = image_dir(root) / "layerdb" / "sha256" / chain_id.removeprefix("sha256:")
     return (entry / "cache-id").read_text().strip()
 
 
-def free_cache_id(root: Path, wanted: str) -> str:
+def free_cache_id(*, root: Path, wanted: str) -> str:
     """`wanted` when no overlay2 dir of that name exists, else a fresh random one."""
     return wanted if wanted and not (root / "overlay2" / wanted).exists() else new_cache_id()
 

@@ -76,11 +76,13 @@ class Manifest:
                    layers=layers)
 
 
-def layer_dir(bundle: Path, chain_id: str) -> Path:
+def layer_dir(*, bundle: Path, chain_id: str) -> Path:
+    """`layers/<chainId hex>` of a bundle."""
     return bundle / "layers" / chain_id.removeprefix("sha256:")
 
 
-def config_path(bundle: Path, image_id: str) -> Path:
+def config_path(*, bundle: Path, image_id: str) -> Path:
+    """`images/<imageId hex>` of a bundle."""
     return bundle / "images" / image_id.removeprefix("sha256:")
 
 
@@ -96,7 +98,8 @@ def read_manifest(bundle: Path) -> Manifest:
         raise PreloadError(f"{path} is not a valid preload manifest: {exc!r}") from None
 
 
-def write_manifest(bundle: Path, manifest: Manifest) -> None:
+def write_manifest(*, bundle: Path, manifest: Manifest) -> None:
+    """Write manifest.json (temporary name, then rename)."""
     tmp = bundle / ".manifest.json.tmp"
     tmp.write_text(json.dumps(asdict(manifest), indent=2))
     tmp.rename(bundle / "manifest.json")

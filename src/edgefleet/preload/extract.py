@@ -87,6 +87,7 @@ def select(*, data_root: Path, refs: Sequence[str]) -> Selection:
 
 
 def checks_for(sel: Selection) -> list[LayerToCheck]:
+    """What verify_layers needs for each selected layer."""
     return [LayerToCheck(image=sel.named_by[c], chain_id=c, diff_id=rec.diff_id,
                          tar_split=sel.layerdb(c) / "tar-split.json.gz",
                          diff_dir=sel.diff_dir(c), bytes=rec.bytes)
@@ -114,18 +115,18 @@ def extract(*, data_root: Path, out: Path, refs: Sequence[str], verify: bool = T
     try:
         (staging / "images").mkdir(parents=True)
         for image_id, raw in sel.configs.items():
-            config_path(staging, image_id).write_bytes(raw)
+            config_path(bundle=staging, image_id=image_id).write_bytes(raw)
         progress.phase("copy", sum(x.bytes for x in sel.layers.values()))
         for chain_id in sel.layers:
-            dest = layer_dir(staging, chain_id)
+            dest = layer_dir(bundle=staging, chain_id=chain_id)
             (dest / "layerdb").mkdir(parents=True)
             for name in LAYERDB_FILES:
                 src = sel.layerdb(chain_id) / name
                 if src.exists():
                     shutil.copyfile(src, dest / "layerdb" / name)
-        copy_trees(pairs=[(sel.diff_dir(c), layer_dir(staging, c) / "diff") for c in sel.layers],
-                   advance=progress.advance)
-        write_manifest(staging, manifest)
+        copy_trees(pairs=[(sel.diff_dir(c), layer_dir(bundle=staging, chain_id=c) / "diff")
+                          for c in sel.layers], advance=progress.advance)
+        write_manifest(bundle=staging, manifest=manifest)
         if out.exists():
             out.rmdir()
         os.rename(staging, out)

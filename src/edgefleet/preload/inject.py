@@ -91,8 +91,10 @@ def _plan_apps(opts: InjectOptions, manifest: Manifest, existing_tags: set[str]
 def _bundle_checks(bundle: Path, manifest: Manifest, chains: list[str]) -> list[LayerToCheck]:
     user = {c: img.asked_as for img in reversed(manifest.images) for c in img.layers}
     return [LayerToCheck(image=user.get(c, "?"), chain_id=c, diff_id=manifest.layers[c].diff_id,
-                         tar_split=layer_dir(bundle, c) / "layerdb" / "tar-split.json.gz",
-                         diff_dir=layer_dir(bundle, c) / "diff", bytes=manifest.layers[c].bytes)
+                         tar_split=layer_dir(bundle=bundle, chain_id=c) / "layerdb"
+                         / "tar-split.json.gz",
+                         diff_dir=layer_dir(bundle=bundle, chain_id=c) / "diff",
+                         bytes=manifest.layers[c].bytes)
             for c in chains]
 
 
@@ -100,7 +102,7 @@ def _check_configs(bundle: Path, manifest: Manifest) -> None:
     """Each image config must hash to its image id (the id the diffIds hang from)."""
     for img in manifest.images:
         try:
-            raw = config_path(bundle, img.id).read_bytes()
+            raw = config_path(bundle=bundle, image_id=img.id).read_bytes()
         except OSError as exc:
             raise PreloadError(f"bundle {bundle} lacks the config of {img.asked_as}: "
                                f"{exc.strerror}") from None
@@ -135,17 +137,17 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
         boot_check(opts.boot)
     try:
         present = {c for c in manifest.layers
-                   if is_root and rootwrite.layer_present(opts.data_root, c)}
+                   if is_root and rootwrite.layer_present(root=opts.data_root, chain_id=c)}
     except StorageError as exc:
         raise PreloadError(str(exc)) from None
     to_copy = [c for c in manifest.layers if c not in present]
     for c in to_copy:
-        if not (layer_dir(opts.bundle, c) / "diff").is_dir():
+        if not (layer_dir(bundle=opts.bundle, chain_id=c) / "diff").is_dir():
             raise PreloadError(f"bundle {opts.bundle} lacks layer {c}: extract it again")
     if opts.verify:
         _check_configs(opts.bundle, manifest)
         verify_layers(layers=_bundle_checks(opts.bundle, manifest, to_copy), progress=progress)
-    usages = [tree_usage(layer_dir(opts.bundle, c) / "diff") for c in to_copy]
+    usages = [tree_usage(layer_dir(bundle=opts.bundle, chain_id=c) / "diff") for c in to_copy]
     check_space(data_root=opts.data_root,
                 needed=sum(u.disk for u in usages) + 64 * 1024 * (len(to_copy) + 4),
                 inodes=sum(u.entries for u in usages) + 8 * len(to_copy) + 32)
@@ -170,22 +172,22 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: i
         made_dirs = rootwrite.init_root(root)
         progress.phase("copy", total)
         for chain in to_copy:
-            cache_id = rootwrite.free_cache_id(root, manifest.layers[chain].cache_id)
+            cache_id = rootwrite.free_cache_id(root=root, wanted=manifest.layers[chain].cache_id)
             while cache_id in cache_ids.values():
                 cache_id = rootwrite.new_cache_id()
             cache_ids[chain] = cache_id
             (root / "overlay2" / cache_id).mkdir(mode=0o710)
-        copy_trees(pairs=[(layer_dir(opts.bundle, c) / "diff",
+        copy_trees(pairs=[(layer_dir(bundle=opts.bundle, chain_id=c) / "diff",
                            root / "overlay2" / cache_ids[c] / "diff") for c in to_copy],
                    advance=progress.advance)
         for chain in to_copy:  # bottom first: a layer's `lower` names its parent's link
             rec = manifest.layers[chain]
-            src = layer_dir(opts.bundle, chain)
+            src = layer_dir(bundle=opts.bundle, chain_id=chain)
             cache_id = cache_ids[chain]
             parent_cache = None
             if rec.parent is not None:
                 parent_cache = cache_ids.get(rec.parent) or rootwrite.layer_cache_id(
-                    root, rec.parent)
+                    root=root, chain_id=rec.parent)
             rootwrite.finish_overlay_layer(root=root, cache_id=cache_id,
                                            parent_cache_id=parent_cache)
             files = {name: (src / "layerdb" / name).read_bytes()
@@ -195,7 +197,7 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: i
             result.layers_copied += 1
             result.bytes_copied += rec.bytes
         for img in manifest.images:
-            raw = config_path(opts.bundle, img.id).read_bytes()
+            raw = config_path(bundle=opts.bundle, image_id=img.id).read_bytes()
             if rootwrite.write_image_config(root=root, image_id=img.id, config=raw, parent=None):
                 configs.append(rootwrite.image_dir(root) / "imagedb" / "content" / "sha256"
                                / img.id.removeprefix("sha256:"))

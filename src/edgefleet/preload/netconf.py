@@ -58,6 +58,7 @@ def keyfile(cfg: StaticIp) -> str:
 
 
 def boot_check(boot: Path) -> None:
+    """Refuse a --boot that is not a directory."""
     if not boot.is_dir():
         raise PreloadError(f"--boot {boot} is not a directory (mount the boot partition)")
 
