@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,8 @@ from edgefleet.device.engine_port import Engine, PullProgress
 from edgefleet.device.executor import Executor, StepHooks
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store, now_ms
+from edgefleet.device.update_gate import UpdateGate
+from edgefleet.device.update_status import app_statuses
 from edgefleet.model import formats
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.engine_state import EngineState
@@ -55,13 +58,20 @@ class Supervisor:
     """One device's supervisor, owning every supervised object of its scope on one engine."""
 
     def __init__(self, *, engine: Engine, store: Store, device: DeviceContext, logs: LogSink,
-                 poll_interval_s: float = 900.0, lock_override: bool = False) -> None:
+                 poll_interval_s: float = 900.0, lock_override: bool = False,
+                 gate: UpdateGate | None = None) -> None:
         self.engine = engine
         self.store = store
         self.device = device
         self.logs = logs
         self.poll_interval_s = poll_interval_s
         self.lock_override = lock_override
+        self.gate = gate
+        self.rejected: dict[str, str] = {}
+        """App uuid → why its newest target was rejected (until a target is accepted)."""
+        self.fetch_errors: dict[str, str] = {}
+        """Image ref → why its last pull failed (until it is pulled)."""
+        self._downloaded: set[str] = set()
         self.state = SupervisorState()
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
@@ -92,11 +102,27 @@ class Supervisor:
             desired = desired_state(target=target, device=self.device)
         except InvalidInput as exc:
             self.logs.system(f"Rejected target state from {source}: {exc}", error=True)
+            self._reject(target, str(exc))
             raise
+        self.rejected.clear()
         self.store.save_target(source=source, document=target.to_wire())
         self._target, self._desired = target, desired
         self.logs.system(f"Target state applied from {source}")
         self.wake()
+
+    def _reject(self, target: TargetState, why: str) -> None:
+        """Mark every app of a refused target `rejected`; the running release stays."""
+        current = {a.uuid: a for a in self.store.apps()}
+        for app_uuid, app in target.device.apps.items():
+            found = app.release
+            commit = found[0] if found else "?"
+            self.rejected[app_uuid] = f"release {commit} rejected: {why}"
+            have = current.get(app_uuid)
+            self.store.set_app(uuid=app_uuid, app_id=have.app_id if have else app.id,
+                               commit=have.commit if have else None,
+                               release_id=have.release_id if have else None,
+                               update_status="rejected", status_message=self.rejected[app_uuid])
+        self._recorded.clear()
 
     def _accept(self, target: TargetState) -> None:
         self._target = target
@@ -114,6 +140,13 @@ class Supervisor:
         desired = self._desired or DesiredState()
         context = self._context(observed)
         the_plan = plan(observed=observed, desired=desired, context=context)
+        if self.gate is not None and any(isinstance(s, FetchImage) for s in the_plan.steps):
+            blocked = await self.gate.blocked(the_plan=the_plan, desired=desired,
+                                              observed=observed, now_ms=context.now_ms)
+            if blocked:  # no space / cannot run here: plan again without those downloads
+                context = dataclasses.replace(
+                    context, fetch_blocked={**context.fetch_blocked, **blocked})
+                the_plan = plan(observed=observed, desired=desired, context=context)
         self.state.waiting_for = sorted({s.waiting_for for s in the_plan.steps
                                          if isinstance(s, Noop)})
         if not the_plan.actionable:
@@ -124,6 +157,14 @@ class Supervisor:
             self.state.apply_started_ms = now_ms()
         self._record_status(desired, the_plan)
         result = await self.executor.run(the_plan)
+        fetched = {s.app_uuid for s in the_plan.steps
+                   if isinstance(s, FetchImage) and s.id in result.done}
+        failed = {s.app_uuid for s in the_plan.steps
+                  if isinstance(s, FetchImage) and s.id not in result.done}
+        if fetched - failed:
+            self._downloaded = fetched - failed
+            self._record_status(desired, the_plan)
+            self._downloaded = set()
         if not result.ok:
             raise RuntimeError("; ".join(f"{k}: {v}" for k, v in sorted(result.failed.items())))
         return the_plan
@@ -166,17 +207,12 @@ class Supervisor:
         self._record_status(desired, the_plan)
 
     def _record_status(self, desired: DesiredState, the_plan: Plan) -> None:
-        fetching = {s.app_uuid for s in the_plan.steps if isinstance(s, FetchImage)}
-        active = {s.app_uuid for s in the_plan.actionable}
+        statuses = app_statuses(
+            desired=desired, the_plan=the_plan, holds=self.gate.holds if self.gate else {},
+            rejected=self.rejected, fetch_errors=self.fetch_errors,
+            downloaded=frozenset(self._downloaded))
         for app in desired.apps.values():
-            if app.app_uuid in fetching:
-                status = "downloading"
-            elif app.app_uuid in active or any(s.app_uuid == app.app_uuid for s in the_plan.steps):
-                status = "applying changes"
-            else:
-                status = "done"
-            message = "; ".join(s.waiting_for for s in the_plan.steps
-                                if isinstance(s, Noop) and s.app_uuid == app.app_uuid)
+            status, message = statuses[app.app_uuid]
             record = (app.app_id, app.commit, app.release_id, status, message)
             if self._recorded.get(app.app_uuid) != record:  # write only what changed
                 self.store.set_app(uuid=app.app_uuid, app_id=app.app_id, commit=app.commit,
@@ -275,7 +311,12 @@ class Supervisor:
     def _on_progress(self, step: FetchImage, p: PullProgress) -> None:
         previous = self.state.progress.get(step.image)
         self.state.progress[step.image] = (p.downloaded, p.total)
-        if previous is None or p.percent // 10 != (
+        if p.note:  # the engine lost the registry mid-download and retries on its own
+            self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
+                                 service_name=step.service_name, status="Downloading",
+                                 downloaded=p.downloaded, total=p.total,
+                                 error=f"download interrupted, engine: {p.note}")
+        elif previous is None or p.percent // 10 != (
             int(100 * previous[0] / previous[1]) // 10 if previous[1] else 0
         ):
             self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
@@ -284,6 +325,7 @@ class Supervisor:
 
     def _on_fetched(self, step: FetchImage, image_id: str) -> None:
         self.state.progress.pop(step.image, None)
+        self.fetch_errors.pop(step.image, None)
         self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
                              service_name=step.service_name, status="Downloaded",
                              image_id=image_id)
@@ -303,8 +345,11 @@ class Supervisor:
 
     def _on_fetch_failed(self, step: FetchImage, error: str) -> None:
         self.state.progress.pop(step.image, None)
+        self.fetch_errors[step.image] = error
         self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
                              service_name=step.service_name, status="Failed", error=error)
+        if self._desired is not None:  # aborted (naming the cause) until the retry starts
+            self._record_status(self._desired, Plan(steps=()))
 
     def status(self) -> dict[str, Any]:
         """A JSON-able summary of apps, services and images."""

@@ -209,7 +209,10 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
     fetch_after: set[str] = set()
     kills: set[str] = set()
     blocked = False
-    if old and (strategy in ("kill-then-download", "delete-then-download") or image_id):
+    held = image_id is None and spec.image in ctx.fetch_blocked  # e.g. no disk space
+    if old and not held and (
+        strategy in ("kill-then-download", "delete-then-download") or image_id
+    ):
         if strategy == "hand-over" and image_id and all_present and all(
             c.name != spec.container_name for c in old
         ):
