@@ -62,13 +62,18 @@ def status(
     scope: str = typer.Option("default", "--scope"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Show each app's release and update status, each service's container, and images."""
+    """Show each app's release and update status, each service's container, and images.
+
+    Update status: downloading, downloaded, applying changes, done, aborted (cannot proceed
+    now: no disk space, failed download; the current release keeps running and it is
+    retried) or rejected (the release cannot run on this device), with the reason. Services
+    show the image they are being updated to with download progress; images show bytes."""
     from rich.console import Console
     from rich.table import Table
 
     from edgefleet.device.status import collect_status
 
-    console = Console()
+    console = Console(width=max(Console().width, 160))
     report = asyncio.run(collect_status(data_dir=data_dir, engine_socket=engine_socket,
                                         scope=scope))
     if as_json:
@@ -82,19 +87,18 @@ def status(
                      a["status_message"])
     console.print(apps)
     svcs = Table(title="Services")
-    for col in ("service", "status", "container", "image", "release"):
+    for col in ("service", "status", "container", "image", "release", "update"):
         svcs.add_column(col)
     for s in report["services"]:
         svcs.add_row(s["service"], s["status"], s["container_id"][:12], s["image"],
-                     s["release"])
+                     s["release"], s["update"])
     console.print(svcs)
     imgs = Table(title="Images")
     for col in ("image", "service", "status", "progress"):
         imgs.add_column(col)
     for i in report["images"]:
-        pct = f"{100 * i['downloaded'] // i['total']}%" if i["total"] else ""
         imgs.add_row(i["ref"], i["service_name"], i["status"] + (f" ({i['error']})"
-                     if i["error"] else ""), pct)
+                     if i["error"] else ""), i["progress"])
     console.print(imgs)
     if report.get("engine_error"):
         console.print(f"[yellow]engine:[/yellow] {report['engine_error']}")
