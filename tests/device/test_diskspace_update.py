@@ -15,13 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.device.logs import LogSink
-from edgefleet.device.store import Store
-from edgefleet.device.supervisor import Supervisor
-from edgefleet.device.update_gate import UpdateGate
-from edgefleet.engine.docker import DockerEngine
-from edgefleet.model.context import DeviceContext
-from tests.device.conftest import Device
+from tests.device.conftest import Device, make_device
 from tests.support import images
 from tests.support.dockerd import Dockerd, new_dockerd
 
@@ -57,22 +51,11 @@ def loop_dockerd(tmp_path: Path) -> Iterator[Dockerd]:
         d.cleanup()  # also unmounts what is left under the data root
 
 
-async def _device(d: Dockerd, tmp: Path, scope: str) -> Device:
-    store = Store(path=tmp / "edgefleet.sqlite")
-    logs = LogSink(store=store)
-    engine = DockerEngine(socket=d.sock, scope=scope)
-    ctx = DeviceContext(uuid=f"dev-{scope}", lock_root=str(tmp / "services"), scope=scope)
-    gate = UpdateGate(engine=engine, logs=logs, cap_s=4)
-    sup = Supervisor(engine=engine, store=store, device=ctx, logs=logs, poll_interval_s=4,
-                     gate=gate)
-    return Device(supervisor=sup, engine=engine, store=store, logs=logs,
-                  app_uuid=f"app{scope}", data_dir=tmp)
-
-
 @pytest.fixture
 async def disk_device(loop_dockerd: Dockerd, tmp_path: Path, unique: str
                       ) -> AsyncIterator[Device]:
-    dev = await _device(loop_dockerd, tmp_path / "sup", f"d{unique}")
+    dev = make_device(data_dir=tmp_path / "sup", scope=f"d{unique}", app_uuid=f"appd{unique}",
+                      gate=True, socket=loop_dockerd.sock, poll_interval_s=4)
     try:
         yield dev
     finally:
@@ -90,6 +73,15 @@ def _fill(path: Path, *, leave_bytes: int) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     return filler
+
+
+def status_cli(dev: Device, sock: str) -> str:
+    """`edgefleet supervisor status` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "edgefleet", "supervisor", "status",
+                           "--data-dir", str(dev.data_dir), "--engine-socket", sock,
+                           "--scope", dev.supervisor.device.scope],
+                          capture_output=True, text=True, timeout=60, check=True,
+                          env={**os.environ, "COLUMNS": "250"}).stdout
 
 
 async def test_full_data_root_refuses_the_update_keeps_the_old_release_and_resumes(
@@ -122,12 +114,8 @@ async def test_full_data_root_refuses_the_update_keeps_the_old_release_and_resum
     now = await dev.containers()
     assert now["app"].id == old.id and now["app"].status == "running", "old release kept"
     assert (await dev.engine.observe()).image_for(v2.ref) is None, "nothing was pulled"
-    out = subprocess.run([sys.executable, "-m", "edgefleet", "supervisor", "status",
-                          "--data-dir", str(dev.data_dir), "--engine-socket", loop_dockerd.sock,
-                          "--scope", dev.supervisor.device.scope],
-                         capture_output=True, text=True, timeout=60, check=True,
-                         env={**os.environ, "COLUMNS": "250"})
-    assert "aborted" in out.stdout and "not enough space for release c2" in out.stdout
+    out = status_cli(dev, loop_dockerd.sock)
+    assert "aborted" in out and "not enough space for release c2" in out
 
     filler.unlink()
     for _ in range(40):

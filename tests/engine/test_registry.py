@@ -71,6 +71,12 @@ async def test_manifest_of_a_pushed_image_matches_the_engine(registry: str, uniq
         images.remove_local(img.ref)
 
 
+def _manifest_digest(registry: str, repo: str) -> tuple[str, int]:
+    head = httpx.get(f"http://{registry}/v2/{repo}/manifests/v1",
+                     headers={"Accept": DOCKER_MANIFEST})
+    return head.headers["docker-content-digest"], len(head.content)
+
+
 def _put_index(registry: str, repo: str, digest: str, size: int) -> str:
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": DOCKER_MANIFEST, "digest": digest, "size": size,
@@ -87,10 +93,8 @@ def _put_index(registry: str, repo: str, digest: str, size: int) -> str:
 async def test_an_index_resolves_to_this_platform_or_is_refused(registry: str,
                                                                  unique: str) -> None:
     img = images.build_and_push(f"reg-{unique}", "v1")
-    head = httpx.get(f"http://{registry}/v2/reg-{unique}/manifests/v1",
-                     headers={"Accept": DOCKER_MANIFEST})
-    digest = head.headers["docker-content-digest"]
-    _put_index(registry, f"reg-{unique}", digest, len(head.content))
+    digest, size = _manifest_digest(registry, f"reg-{unique}")
+    _put_index(registry, f"reg-{unique}", digest, size)
     ref = f"{registry}/reg-{unique}:multi"
     client = RegistryClient(platform=AMD64)
     try:

@@ -315,7 +315,8 @@ class Supervisor:
             self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
                                  service_name=step.service_name, status="Downloading",
                                  downloaded=p.downloaded, total=p.total,
-                                 error=f"download interrupted, engine: {p.note}")
+                                 error=f"download interrupted (connection to the registry lost),"
+                                 f" engine: {p.note}")
         elif previous is None or p.percent // 10 != (
             int(100 * previous[0] / previous[1]) // 10 if previous[1] else 0
         ):
