@@ -158,3 +158,29 @@ def locks(
         state = "held" if lock["owner_running"] else "stale (owner not running)"
         typer.echo(f"{lock['app_uuid'] or lock['app_id']}/{lock['service']}: {state}"
                    f"  {lock['path']}")
+
+
+@app.command()
+def prune(
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
+    scope: str = typer.Option("default", "--scope"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would go; delete nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Delete images this supervisor pulled that no release uses any more (what it does after
+    every successful update). Images it did not pull, images any container uses (running or
+    stopped) and images of the target are never deleted; volumes are never touched."""
+    from edgefleet.cli.prune_view import show
+    from edgefleet.device.prune import prune as do_prune
+    from edgefleet.engine.errors import EngineError
+
+    if not (data_dir / "edgefleet.sqlite").exists():
+        _fail(f"no supervisor store in {data_dir}")
+    try:
+        result = asyncio.run(do_prune(engine_socket=engine_socket, scope=scope,
+                                      data_dir=data_dir, dry_run=dry_run, engine_wide=False))
+    except EngineError as exc:
+        _fail(str(exc))
+        return
+    show(result, as_json=as_json)

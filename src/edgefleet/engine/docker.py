@@ -248,6 +248,10 @@ class DockerEngine:
         result: dict[str, Any] = await self._json("engine", "info")
         return result
 
+    async def api(self, obj: str, path: str, method: str = "GET", **kw: Any) -> Any:
+        """Any other Engine API call returning JSON (errors typed like the rest)."""
+        return await self._json(obj, path, method, **kw)
+
     async def raw_list(self, kind: str) -> list[dict[str, Any]]:
         """Every container (`containers`, stopped too) or image (`images`) on the engine,
         whoever made it, as the list endpoint returns them."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from edgefleet.model import naming
 from edgefleet.model.engine_state import ContainerState, EngineState
+from edgefleet.model.prune import prunable_images
 from edgefleet.model.service import AppSpec, DesiredState, ServiceSpec
 from edgefleet.model.timeutil import iso_to_ms
 from edgefleet.plan.context import PlanContext
@@ -289,15 +290,13 @@ def _remove_networks(b: _Builder, *, desired: DesiredState,
 
 def _cleanup_images(b: _Builder, *, desired: DesiredState) -> None:
     obs = b.observed
-    used = {c.image_id for c in obs.containers}
-    for spec in (s for a in desired.apps.values() for s in a.services.values()):
-        img = obs.image_for(spec.image)
-        if img is not None:
-            used.add(img.id)
-    for ref in sorted(b.context.managed_images):
-        img = obs.image_for(ref)
-        if img is not None and img.id not in used:
-            b.add(RemoveImage(id=f"rmimg:{img.id}", image_id=img.id, reason="unused"))
+    for cand in prunable_images(
+        observed=obs, used_ids={c.image_id for c in obs.containers},
+        desired_refs=[s.image for a in desired.apps.values() for s in a.services.values()],
+        managed_refs=b.context.managed_images,
+    ):
+        b.add(RemoveImage(id=f"rmimg:{cand.image_id}", image_id=cand.image_id,
+                          reason="unused"))
 
 
 __all__ = ["RemoveContainer", "plan"]
