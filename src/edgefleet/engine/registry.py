@@ -171,7 +171,7 @@ class RegistryClient:
         try:
             resp = await self._http.get(self.base_url(registry))
         except httpx.HTTPError as exc:
-            raise RegistryError(f"registry {registry}", _why(exc)) from None
+            raise RegistryError(f"registry {registry}", describe_http_error(exc)) from None
         if resp.status_code not in (200, 401):
             raise RegistryError(f"registry {registry}", f"HTTP {resp.status_code} on /v2/")
 
@@ -213,7 +213,8 @@ class RegistryClient:
             try:
                 resp = await self._http.get(url, headers=headers)
             except httpx.HTTPError as exc:
-                raise RegistryError(f"registry {image.registry}", _why(exc)) from None
+                why = describe_http_error(exc)
+                raise RegistryError(f"registry {image.registry}", why) from None
             if resp.status_code == 401 and attempt == 0:
                 self._tokens[key] = await self._authorize(image, resp)
                 continue
@@ -241,7 +242,8 @@ class RegistryClient:
         try:
             tok = await self._http.get(realm, params=params, auth=basic or httpx.USE_CLIENT_DEFAULT)
         except httpx.HTTPError as exc:
-            raise RegistryError(f"registry {image.registry}", f"token: {_why(exc)}") from None
+            why = describe_http_error(exc)
+            raise RegistryError(f"registry {image.registry}", f"token: {why}") from None
         if tok.status_code != 200:
             raise RegistryError(f"registry {image.registry}",
                                 f"token endpoint answered HTTP {tok.status_code}")
@@ -249,7 +251,8 @@ class RegistryClient:
         return f"Bearer {data.get('token') or data.get('access_token')}"
 
 
-def _why(exc: httpx.HTTPError) -> str:
+def describe_http_error(exc: httpx.HTTPError) -> str:
+    """Why an HTTP call failed, with the errno httpx hides (`unreachable (connection refused)`)."""
     text = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.ConnectError):
         cause: BaseException | None = exc
