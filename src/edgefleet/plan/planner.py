@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgefleet.model import naming
-from edgefleet.model.engine_state import ContainerState, EngineState
+from edgefleet.model.engine_state import ContainerState, EngineState, NetworkState
 from edgefleet.model.prune import prunable_images
-from edgefleet.model.service import AppSpec, DesiredState, ServiceSpec
+from edgefleet.model.service import AppSpec, DesiredState, NetworkSpec, ServiceSpec
 from edgefleet.model.timeutil import iso_to_ms
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.steps import (
@@ -94,6 +94,8 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
         if have is None:
             prepared[net.engine_name] = b.add(CreateNetwork(
                 id=f"network:{net.engine_name}", network=net, app_uuid=app.app_uuid))
+        elif _network_changed(b, have=have, net=net):
+            _recreate_network(b, net=net, prepared=prepared)
     existing_vols = {v.name for v in obs.volumes}
     for vol in sorted(app.volumes.values(), key=lambda v: v.name):
         if vol.engine_name not in existing_vols:
@@ -158,6 +160,29 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
                              service_name=spec.service_name, after=frozenset(after)))
     # a start gated on a dependency that itself could not start must not remain
     _drop_orphan_starts(b)
+
+
+def _network_changed(b: _Builder, *, have: NetworkState, net: NetworkSpec) -> bool:
+    """Ours (this scope) with a recorded hash that differs: its config changed. Networks
+    without the label (made by something else, or an older supervisor) are left alone."""
+    return (have.labels.get(naming.SCOPE) == b.context.scope and bool(have.config_hash)
+            and have.config_hash != net.config_hash())
+
+
+def _recreate_network(b: _Builder, *, net: NetworkSpec, prepared: dict[str, str]) -> None:
+    """Kill the containers on it, remove it, create it anew; the containers are recreated by
+    the next plan (they no longer exist). A locked app waits: nothing is removed."""
+    attached = [c for c in b.observed.containers if net.engine_name in c.networks]
+    if any(b.context.is_locked(c.app_uuid) for c in attached):
+        b.add(Noop(id=f"noop:{net.app_uuid}:locked", app_uuid=net.app_uuid, waiting_for=LOCKED))
+        return
+    kills = {b.add(_kill(c, f"network {net.name} changed")) for c in attached}
+    removed = b.add(RemoveNetwork(id=f"rmnet:{net.engine_name}", name=net.engine_name,
+                                  app_uuid=net.app_uuid, after=frozenset(kills),
+                                  reason="config changed"))
+    prepared[net.engine_name] = b.add(CreateNetwork(
+        id=f"network:{net.engine_name}", network=net, app_uuid=net.app_uuid,
+        after=frozenset({removed}), reason="config changed"))
 
 
 def _needs(spec: ServiceSpec) -> list[str]:
