@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from edgefleet.device import locks
 from edgefleet.device.engine_port import Engine, PullProgress
 from edgefleet.device.executor import Executor, StepHooks
+from edgefleet.device.followers import LogFollowers
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store, now_ms
+from edgefleet.device.supervisor_state import SupervisorState, backoff_s
 from edgefleet.device.update_gate import UpdateGate
 from edgefleet.device.update_status import app_statuses
 from edgefleet.model import formats
@@ -27,31 +27,6 @@ from edgefleet.model.target import TargetState
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import FetchImage, Noop, Plan
-
-BACKOFF_BASE_S = 0.5
-
-
-def backoff_s(*, failures: int, cap_s: float) -> float:
-    """min(2^n * 500 ms, cap): the delay after `failures` consecutive failures."""
-    if failures <= 0:
-        return 0.0
-    return float(min(BACKOFF_BASE_S * 2 ** min(failures, 30), cap_s))
-
-
-@dataclass
-class SupervisorState:
-    """What the supervisor is doing, for status, the API and health."""
-
-    app_state: str = "applied"
-    """`applying` or `applied`."""
-    last_error: str = ""
-    waiting_for: list[str] = field(default_factory=list)
-    apply_started_ms: int | None = None
-    last_converged_ms: int | None = None
-    last_loop_ms: int = 0
-    failures: int = 0
-    progress: dict[str, tuple[int, int]] = field(default_factory=dict)
-    observed: EngineState | None = None
 
 
 class Supervisor:
@@ -76,7 +51,7 @@ class Supervisor:
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
         self._wake = asyncio.Event()
-        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._followers = LogFollowers(engine=engine, logs=logs)
         self._target: TargetState | None = None
         self._desired: DesiredState | None = None
         self._recorded: dict[str, tuple[object, ...]] = {}
@@ -230,11 +205,12 @@ class Supervisor:
         try:
             await self._loop()
         finally:
-            for task in [*tasks, *self._followers.values()]:
+            for task in tasks:
                 task.cancel()
-            for task in [*tasks, *self._followers.values()]:
+            for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
+            await self._followers.close()
 
     async def _loop(self) -> None:
         while True:
@@ -249,7 +225,7 @@ class Supervisor:
                     delay = 0
                 elif the_plan.steps:  # waiting (locks, health, hand-over): look again soon
                     delay = 2.0
-                self._follow_running()
+                self._followers.follow_running(self.state.observed)
             except Exception as exc:
                 self.state.failures += 1
                 self.state.last_error = str(exc)
@@ -284,28 +260,6 @@ class Supervisor:
                 failures += 1
             await asyncio.sleep(backoff_s(failures=max(failures, 1), cap_s=30))
             self.wake()
-
-    # --- container logs --------------------------------------------------------------------
-    def _follow_running(self) -> None:
-        observed = self.state.observed
-        if observed is None:
-            return
-        for c in observed.containers:
-            if c.is_running and c.id not in self._followers:
-                self._followers[c.id] = asyncio.create_task(self._follow(
-                    c.id, app_uuid=c.app_uuid, service=c.service_name))
-
-    async def _follow(self, container_id: str, *, app_uuid: str, service: str) -> None:
-        try:
-            async for line in self.engine.logs(container_id, follow=True, since_s=time.time()):
-                self.logs.container(line.message, app_uuid=app_uuid, service=service,
-                                    is_stderr=line.is_stderr, ts_ms=line.timestamp_ms)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            pass
-        finally:
-            self._followers.pop(container_id, None)
 
     # --- fetch bookkeeping -----------------------------------------------------------------
     def _on_progress(self, step: FetchImage, p: PullProgress) -> None:
