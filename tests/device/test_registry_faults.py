@@ -93,6 +93,7 @@ async def test_registry_gone_before_and_during_a_pull_then_back_completes(
         await wait_for("download progress", lambda: any(
             i.ref == ref and i.status == "Downloading" and 0 < i.downloaded < i.total
             for i in dev.store.images()), 60)
+        assert (app_of(dev) or app).update_status == "downloading"
         reg.stop()
         await proxy.pause()
         cause = await wait_for("status naming the interruption", lambda: next((

@@ -119,6 +119,8 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
     for _ in range(3):
         plan = await device.supervisor.reconcile_once()
     assert "Updates are locked" in device.supervisor.state.waiting_for
+    [app] = device.store.apps()
+    assert (app.update_status, app.status_message) == ("downloaded", "Updates are locked")
     assert (await device.containers())["app"].id == old.id, "a locked service is not killed"
     lock.unlink()
     await device.converge()
