@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edgefleet.device.status import collect_status
 from edgefleet.device.store import AppRecord
 from tests.device.conftest import Device, cleanup_scope, make_device
 from tests.support import images
@@ -94,12 +96,22 @@ async def test_registry_gone_before_and_during_a_pull_then_back_completes(
             i.ref == ref and i.status == "Downloading" and 0 < i.downloaded < i.total
             for i in dev.store.images()), 60)
         assert (app_of(dev) or app).update_status == "downloading"
+        report = await collect_status(data_dir=tmp_path, engine_socket=images.DOCKER_SOCK,
+                                      scope=dev.supervisor.device.scope)
+        [svc] = report["services"]
+        assert svc["update"].startswith(f"downloading {ref} "), svc  # "x MB / y MB (n%)"
+        assert re.search(r"\d+\.\d MB / \d+\.\d MB \(\d+%\)", svc["update"]), svc
+        [img] = [i for i in report["images"] if i["ref"] == ref]
+        assert 0 < img["downloaded"] < img["total"] and img["progress"] in svc["update"]
         reg.stop()
         await proxy.pause()
         cause = await wait_for("status naming the interruption", lambda: next((
             i.error for i in dev.store.images() if i.ref == ref and i.error), None) or (
             (a := app_of(dev)) and a.update_status == "aborted" and a.status_message), 60)
         assert "interrupted" in cause or "refused" in cause or "EOF" in cause, cause
+        app = await wait_for("the app's status naming it", lambda: (a := app_of(dev)) and (
+            "interrupted" in a.status_message or "refused" in a.status_message) and a, 30)
+        assert app.update_status in ("downloading", "aborted"), app
         running = (await dev.containers())["app"]
         assert running.id == old.id and running.status == "running"
 

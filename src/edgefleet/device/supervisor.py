@@ -47,6 +47,7 @@ class Supervisor:
         self.fetch_errors: dict[str, str] = {}
         """Image ref → why its last pull failed (until it is pulled)."""
         self._downloaded: set[str] = set()
+        self._running_plan = Plan(steps=())
         self.state = SupervisorState()
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
@@ -131,6 +132,7 @@ class Supervisor:
             self.state.app_state = "applying"
             self.state.apply_started_ms = now_ms()
         self._record_status(desired, the_plan)
+        self._running_plan = the_plan
         result = await self.executor.run(the_plan)
         fetched = {s.app_uuid for s in the_plan.steps
                    if isinstance(s, FetchImage) and s.id in result.done}
@@ -266,11 +268,13 @@ class Supervisor:
         previous = self.state.progress.get(step.image)
         self.state.progress[step.image] = (p.downloaded, p.total)
         if p.note:  # the engine lost the registry mid-download and retries on its own
+            why = f"download interrupted (connection to the registry lost), engine: {p.note}"
+            self.fetch_errors[step.image] = why
             self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
                                  service_name=step.service_name, status="Downloading",
-                                 downloaded=p.downloaded, total=p.total,
-                                 error=f"download interrupted (connection to the registry lost),"
-                                 f" engine: {p.note}")
+                                 downloaded=p.downloaded, total=p.total, error=why)
+            if self._desired is not None:
+                self._record_status(self._desired, self._running_plan)
         elif previous is None or p.percent // 10 != (
             int(100 * previous[0] / previous[1]) // 10 if previous[1] else 0
         ):
