@@ -5,7 +5,13 @@ from __future__ import annotations
 from edgefleet.model.engine_state import EngineState
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import LOCKED, plan
-from edgefleet.plan.steps import CreateNetwork, KillContainer, Noop, RemoveNetwork
+from edgefleet.plan.steps import (
+    CreateContainer,
+    CreateNetwork,
+    KillContainer,
+    Noop,
+    RemoveNetwork,
+)
 from tests.plan.helpers import desired
 from tests.plan.test_planner import converge
 
@@ -35,8 +41,12 @@ def test_changed_network_config_recreates_the_network_and_its_containers() -> No
     assert create.network.ipam_config[0].subnet == "10.9.1.0/24"
     assert [s for s in first.steps if isinstance(s, KillContainer)] == [kill], \
         "a service not on the network is left alone"
+    [recreate] = [s for s in first.steps if isinstance(s, CreateContainer)]
+    assert recreate.service.service_name == "web" and create.id in recreate.after, \
+        "the container is recreated in the same plan, once the new network exists"
 
-    state, _ = converge(state, v2)
+    state, plans = converge(state, v2)
+    assert len(plans) == 2, "one plan does it all, the second is empty"
     web = next(c for c in state.containers if c.service_name == "web")
     assert web.id != old_web.id and web.status == "running"
     assert any(c.id == other.id for c in state.containers)

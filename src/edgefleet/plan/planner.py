@@ -95,7 +95,8 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
             prepared[net.engine_name] = b.add(CreateNetwork(
                 id=f"network:{net.engine_name}", network=net, app_uuid=app.app_uuid))
         elif _network_changed(b, have=have, net=net):
-            _recreate_network(b, net=net, prepared=prepared)
+            gone = _recreate_network(b, net=net, prepared=prepared)
+            current = [c for c in current if c.id not in gone]  # recreated below, after it
     existing_vols = {v.name for v in obs.volumes}
     for vol in sorted(app.volumes.values(), key=lambda v: v.name):
         if vol.engine_name not in existing_vols:
@@ -169,13 +170,14 @@ def _network_changed(b: _Builder, *, have: NetworkState, net: NetworkSpec) -> bo
             and have.config_hash != net.config_hash())
 
 
-def _recreate_network(b: _Builder, *, net: NetworkSpec, prepared: dict[str, str]) -> None:
-    """Kill the containers on it, remove it, create it anew; the containers are recreated by
-    the next plan (they no longer exist). A locked app waits: nothing is removed."""
+def _recreate_network(b: _Builder, *, net: NetworkSpec, prepared: dict[str, str]) -> set[str]:
+    """Kill the containers on it, remove it, create it anew; returns the ids of the killed
+    containers, whose services are then planned as having none (created after the network).
+    A locked app waits: nothing is removed."""
     attached = [c for c in b.observed.containers if net.engine_name in c.networks]
     if any(b.context.is_locked(c.app_uuid) for c in attached):
         b.add(Noop(id=f"noop:{net.app_uuid}:locked", app_uuid=net.app_uuid, waiting_for=LOCKED))
-        return
+        return set()
     kills = {b.add(_kill(c, f"network {net.name} changed")) for c in attached}
     removed = b.add(RemoveNetwork(id=f"rmnet:{net.engine_name}", name=net.engine_name,
                                   app_uuid=net.app_uuid, after=frozenset(kills),
@@ -183,6 +185,7 @@ def _recreate_network(b: _Builder, *, net: NetworkSpec, prepared: dict[str, str]
     prepared[net.engine_name] = b.add(CreateNetwork(
         id=f"network:{net.engine_name}", network=net, app_uuid=net.app_uuid,
         after=frozenset({removed}), reason="config changed"))
+    return {c.id for c in attached}
 
 
 def _needs(spec: ServiceSpec) -> list[str]:
