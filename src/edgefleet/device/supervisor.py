@@ -116,7 +116,7 @@ class Supervisor:
         desired = self._desired or DesiredState()
         context = self._context(observed)
         the_plan = plan(observed=observed, desired=desired, context=context)
-        if self.gate is not None and any(isinstance(s, FetchImage) for s in the_plan.steps):
+        if self.gate is not None:
             blocked = await self.gate.blocked(the_plan=the_plan, desired=desired,
                                               observed=observed, now_ms=context.now_ms)
             if blocked:  # no space / cannot run here: plan again without those downloads

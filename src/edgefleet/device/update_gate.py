@@ -77,7 +77,7 @@ class UpdateGate:
         """Image ref → reason, for every missing image of every app that must not be
         downloaded now. Checks apps whose fetches the plan would run."""
         fetching = sorted({s.app_uuid for s in the_plan.steps if isinstance(s, FetchImage)})
-        for gone in set(self.holds) - set(desired.apps):
+        for gone in set(self.holds) - set(fetching):  # removed, or its images came anyway
             del self.holds[gone]
         result: dict[str, str] = {}
         committed = 0  # bytes promised to apps checked earlier in this round
