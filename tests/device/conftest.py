@@ -14,6 +14,7 @@ import pytest
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model import formats, naming
 from edgefleet.model.context import DeviceContext
@@ -75,13 +76,19 @@ def cleanup_scope(scope: str) -> None:
             c.delete(f"/volumes/{vol['Name']}")
 
 
-def make_device(*, data_dir: Path, scope: str, app_uuid: str, store: Store | None = None
-                ) -> Device:
+def make_device(*, data_dir: Path, scope: str, app_uuid: str, store: Store | None = None,
+                gate: bool = False, socket: str = images.DOCKER_SOCK,
+                poll_interval_s: float = 30) -> Device:
+    """A supervisor in this process; `gate` adds the disk-space / platform check before
+    pulls (as `supervisor run` has)."""
     store = store or Store(path=data_dir / "edgefleet.sqlite")
     logs = LogSink(store=store)
-    engine = DockerEngine(scope=scope)
+    engine = DockerEngine(socket=socket, scope=scope)
     ctx = DeviceContext(uuid=f"dev-{scope}", lock_root=str(data_dir / "services"), scope=scope)
-    sup = Supervisor(engine=engine, store=store, device=ctx, logs=logs, poll_interval_s=30)
+    sup = Supervisor(engine=engine, store=store, device=ctx, logs=logs,
+                     poll_interval_s=poll_interval_s,
+                     gate=UpdateGate(engine=engine, logs=logs, cap_s=poll_interval_s)
+                     if gate else None)
     return Device(supervisor=sup, engine=engine, store=store, logs=logs, app_uuid=app_uuid,
                   data_dir=data_dir)
 

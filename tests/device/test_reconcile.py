@@ -177,6 +177,15 @@ async def test_bad_target_is_rejected_and_the_running_release_keeps_running(
     assert (await device.supervisor.reconcile_once()).converged
     assert (await device.containers())["a"].id == before
     assert any("Rejected target state" in m for m in device.log_messages())
+    [app] = device.store.apps()
+    assert (app.update_status, app.commit) == ("rejected", "c1"), app
+    assert app.status_message.startswith("release c2 rejected: ")
+    assert "restart" in app.status_message
+    device.supervisor.set_target(target=device.compose_target(compose, imgs, commit="c3"),
+                                 source="test")
+    await device.converge()
+    [app] = device.store.apps()
+    assert (app.update_status, app.commit) == ("done", "c3"), "a good target clears it"
 
 
 async def test_single_service_app_gets_persistent_data_and_restart_policy(

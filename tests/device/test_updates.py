@@ -26,6 +26,14 @@ services:
 """
 
 
+def unique_target(device: Device, compose_yaml: str, imgs: dict[str, str], *,
+                  commit: str = "c1", release_id: int = 1) -> Any:
+    """A target whose commit (part of container names) is unique to this device, so runs of
+    these tests in other checkouts on the shared engine never collide on names."""
+    return device.compose_target(compose_yaml, imgs, commit=f"{commit}{device.app_uuid[-6:]}",
+                                 release_id=release_id)
+
+
 async def events_during(device: Device, work: Any) -> list[tuple[str, str]]:
     """(action, image or name) of engine events for this scope while `work` runs."""
     seen: list[tuple[str, str]] = []
@@ -54,15 +62,15 @@ async def test_strategy_orders_pull_kill_and_start(
 
     v1 = images.build_and_push(f"upd-{unique}", "v1", cmd=LOOP)
     v2 = images.build_and_push(f"upd-{unique}", "v2", cmd=LOOP, extra="RUN echo 2 > /v")
-    device.supervisor.set_target(target=device.compose_target(
+    device.supervisor.set_target(target=unique_target(device,
         compose(strategy, "1"), {"app": v1.ref}), source="test")
     await device.converge()
     old = (await device.containers())["app"]
-    device.supervisor.set_target(target=device.compose_target(
+    device.supervisor.set_target(target=unique_target(device,
         compose(strategy, "1"), {"app": v2.ref}, commit="c2", release_id=2), source="test")
     seen = await events_during(device, device.converge())
-    actions = [a for a, _ in seen]
-    pull = actions.index("pull")
+    # image events are engine-wide: other tests pull at the same time
+    pull = seen.index(("pull", v2.ref))
     kill = next(i for i, (a, n) in enumerate(seen) if a in ("die", "destroy") and
                 n == old.name)
     start = max(i for i, (a, _) in enumerate(seen) if a == "start")
@@ -81,14 +89,14 @@ async def test_hand_over_keeps_the_old_container_until_the_new_one_signals(
 
     v1 = images.build_and_push(f"ho-{unique}", "v1", cmd=LOOP)
     v2 = images.build_and_push(f"ho-{unique}", "v2", extra="RUN echo 2 > /v", cmd=LOOP)
-    device.supervisor.set_target(target=device.compose_target(
+    device.supervisor.set_target(target=unique_target(device,
         compose("hand-over", "1"), {"app": v1.ref}), source="test")
     await device.converge()
     old = (await device.containers())["app"]
     signalling = compose("hand-over", "1").replace(
         '"while true; do sleep 1; done"',
         '"sleep 2; touch /tmp/balena/handover-complete; while true; do sleep 1; done"')
-    device.supervisor.set_target(target=device.compose_target(
+    device.supervisor.set_target(target=unique_target(device,
         signalling, {"app": v2.ref}, commit="c2", release_id=2), source="test")
     for _ in range(3):  # pull, then start the new one beside the old one
         await device.supervisor.reconcile_once()
@@ -104,7 +112,7 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
     device: Device, test_images: dict[str, Any]
 ) -> None:
     imgs = {"app": test_images["sleeper"].ref}
-    device.supervisor.set_target(target=device.compose_target(compose("download-then-kill",
+    device.supervisor.set_target(target=unique_target(device, compose("download-then-kill",
                                                                       "1"), imgs),
                                  source="test")
     await device.converge()
@@ -114,11 +122,13 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
     observed = await device.engine.observe()
     assert [x.service for x in find_locks(lock_root=device.supervisor.device.lock_root,
                                           observed=observed)] == ["app"]
-    device.supervisor.set_target(target=device.compose_target(
+    device.supervisor.set_target(target=unique_target(device,
         compose("download-then-kill", "2"), imgs), source="test")
     for _ in range(3):
         plan = await device.supervisor.reconcile_once()
     assert "Updates are locked" in device.supervisor.state.waiting_for
+    [app] = device.store.apps()
+    assert (app.update_status, app.status_message) == ("downloaded", "Updates are locked")
     assert (await device.containers())["app"].id == old.id, "a locked service is not killed"
     lock.unlink()
     await device.converge()
@@ -130,7 +140,7 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
     with img.engine_client() as c:
         c.post(f"/containers/{current.id}/stop", params={"t": "1"})
     lock.write_text("")
-    device.supervisor.set_target(target=device.compose_target(
+    device.supervisor.set_target(target=unique_target(device,
         compose("download-then-kill", "3"), imgs), source="test")
     await device.converge()
     assert not lock.exists()
@@ -140,14 +150,14 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
 
 async def test_force_overrides_a_lock(device: Device, test_images: dict[str, Any]) -> None:
     imgs = {"app": test_images["sleeper"].ref}
-    device.supervisor.set_target(target=device.compose_target(compose("download-then-kill",
+    device.supervisor.set_target(target=unique_target(device, compose("download-then-kill",
                                                                       "1"), imgs),
                                  source="test")
     await device.converge()
     old = (await device.containers())["app"]
     (Path(device.supervisor.device.lock_root) / "77" / "app" / "updates.lock").write_text("")
     device.supervisor.force_once = True
-    device.supervisor.set_target(target=device.compose_target(
+    device.supervisor.set_target(target=unique_target(device,
         compose("download-then-kill", "2"), imgs), source="test")
     await device.converge()
     assert (await device.containers())["app"].id != old.id

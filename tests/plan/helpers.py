@@ -14,7 +14,8 @@ DEVICE = DeviceContext(uuid="dev", lock_root="/tmp/l", scope="default")
 
 
 def desired(apps: dict[str, dict[str, Any]], *, commit: str = "c1", release_id: int = 1,
-            volumes: dict[str, Any] | None = None) -> DesiredState:
+            volumes: dict[str, Any] | None = None,
+            networks: dict[str, Any] | None = None) -> DesiredState:
     """apps: app uuid → {service name → composition (plus optional 'image'/'env'/'running')}."""
     doc_apps = {}
     for n, (uuid, services) in enumerate(sorted(apps.items()), start=1):
@@ -26,7 +27,8 @@ def desired(apps: dict[str, dict[str, Any]], *, commit: str = "c1", release_id: 
                           "environment": comp.pop("env", {}),
                           "running": comp.pop("running", True), "composition": comp}
         doc_apps[uuid] = {"id": n, "name": uuid, "releases": {commit: {
-            "id": release_id, "services": svcs, "volumes": volumes or {}}}}
+            "id": release_id, "services": svcs, "volumes": volumes or {},
+            "networks": networks or {}}}}
     target = formats.parse_v3(data={"dev": {"apps": doc_apps}})
     return desired_state(target=target, device=DEVICE)
 

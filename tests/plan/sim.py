@@ -75,7 +75,9 @@ def apply(state: EngineState, plan: Plan, *, registry: Iterable[str]) -> EngineS
             networks[step.network.engine_name] = NetworkState(
                 id=step.network.engine_name, name=step.network.engine_name,
                 labels={naming.APP_UUID: step.network.app_uuid, naming.SUPERVISED: "true",
-                        naming.SCOPE: "default"})
+                        naming.SCOPE: "default",
+                        naming.CONFIG_HASH: step.network.config_hash()},
+                config_hash=step.network.config_hash())
         elif isinstance(step, RemoveNetwork):
             assert all(step.name not in c.networks for c in containers.values()), step.name
             networks.pop(step.name)

@@ -1,4 +1,4 @@
-"""`edgefleet engine storage`: where an image's layers, a container's writable layer and the
+"""`edgefleet engine storage|prune`: where an image's layers, a container's writable layer and the
 volumes live in the engine's data root (seed 001), read straight from disk."""
 
 from __future__ import annotations
@@ -45,6 +45,36 @@ def storage(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(json.dumps(out, indent=2) if as_json else _text(out))
+
+
+@app.command()
+def prune(
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir",
+                                  help="Supervisor data dir: its unused images go too, and the"
+                                       " images of its target are kept."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would go; delete nothing."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Reclaim space safely (seed 000 §11.1): delete dangling images (no tag, no digest, no
+    container), images the supervisor pulled that no release uses, and unused build cache.
+
+    Never deleted: volumes (customer data), networks, containers (stopped supervised ones are
+    kept on purpose, e.g. `restart: no`; others may be an operator's), and any image a
+    container uses or the target references. Unlike `balena system prune -a --volumes`."""
+    import asyncio
+
+    from edgefleet.cli.prune_view import show
+    from edgefleet.device.prune import prune as do_prune
+    from edgefleet.engine.errors import EngineError
+
+    try:
+        result = asyncio.run(do_prune(engine_socket=engine_socket, scope="", data_dir=data_dir,
+                                      dry_run=dry_run, engine_wide=True))
+    except EngineError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    show(result, as_json=as_json)
 
 
 def _text(out: dict[str, Any]) -> str:

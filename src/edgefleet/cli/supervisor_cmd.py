@@ -62,13 +62,18 @@ def status(
     scope: str = typer.Option("default", "--scope"),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
-    """Show each app's release and update status, each service's container, and images."""
+    """Show each app's release and update status, each service's container, and images.
+
+    Update status: downloading, downloaded, applying changes, done, aborted (cannot proceed
+    now: no disk space, failed download; the current release keeps running and it is
+    retried) or rejected (the release cannot run on this device), with the reason. Services
+    show the image they are being updated to with download progress; images show bytes."""
     from rich.console import Console
     from rich.table import Table
 
     from edgefleet.device.status import collect_status
 
-    console = Console()
+    console = Console(width=max(Console().width, 160))
     report = asyncio.run(collect_status(data_dir=data_dir, engine_socket=engine_socket,
                                         scope=scope))
     if as_json:
@@ -82,19 +87,18 @@ def status(
                      a["status_message"])
     console.print(apps)
     svcs = Table(title="Services")
-    for col in ("service", "status", "container", "image", "release"):
+    for col in ("service", "status", "container", "image", "release", "update"):
         svcs.add_column(col)
     for s in report["services"]:
         svcs.add_row(s["service"], s["status"], s["container_id"][:12], s["image"],
-                     s["release"])
+                     s["release"], s["update"])
     console.print(svcs)
     imgs = Table(title="Images")
     for col in ("image", "service", "status", "progress"):
         imgs.add_column(col)
     for i in report["images"]:
-        pct = f"{100 * i['downloaded'] // i['total']}%" if i["total"] else ""
         imgs.add_row(i["ref"], i["service_name"], i["status"] + (f" ({i['error']})"
-                     if i["error"] else ""), pct)
+                     if i["error"] else ""), i["progress"])
     console.print(imgs)
     if report.get("engine_error"):
         console.print(f"[yellow]engine:[/yellow] {report['engine_error']}")
@@ -154,3 +158,29 @@ def locks(
         state = "held" if lock["owner_running"] else "stale (owner not running)"
         typer.echo(f"{lock['app_uuid'] or lock['app_id']}/{lock['service']}: {state}"
                    f"  {lock['path']}")
+
+
+@app.command()
+def prune(
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
+    scope: str = typer.Option("default", "--scope"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would go; delete nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+) -> None:
+    """Delete images this supervisor pulled that no release uses any more (what it does after
+    every successful update). Images it did not pull, images any container uses (running or
+    stopped) and images of the target are never deleted; volumes are never touched."""
+    from edgefleet.cli.prune_view import show
+    from edgefleet.device.prune import prune as do_prune
+    from edgefleet.engine.errors import EngineError
+
+    if not (data_dir / "edgefleet.sqlite").exists():
+        _fail(f"no supervisor store in {data_dir}")
+    try:
+        result = asyncio.run(do_prune(engine_socket=engine_socket, scope=scope,
+                                      data_dir=data_dir, dry_run=dry_run, engine_wide=False))
+    except EngineError as exc:
+        _fail(str(exc))
+        return
+    show(result, as_json=as_json)

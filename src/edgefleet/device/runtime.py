@@ -15,6 +15,7 @@ from edgefleet import __version__
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
 from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.starts import EngineStartRecorder
 from edgefleet.model import formats
@@ -96,9 +97,10 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
         supervisor_api_port=cfg.listen_port, engine_socket=options.engine_socket,
     )
     engine = DockerEngine(socket=options.engine_socket, scope=options.scope)
+    gate = UpdateGate(engine=engine, logs=logs, cap_s=cfg.poll_interval_s)
     supervisor = Supervisor(engine=engine, store=store, device=device, logs=logs,
                             poll_interval_s=cfg.poll_interval_s,
-                            lock_override=cfg.lock_override)
+                            lock_override=cfg.lock_override, gate=gate)
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
     if options.apps_json is not None:
@@ -117,5 +119,6 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
     finally:
         recorder.cancel()
         logs.flush()
+        await gate.close()
         await engine.close()
         store.close()

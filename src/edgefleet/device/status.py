@@ -15,7 +15,9 @@ async def collect_status(*, data_dir: Path, engine_socket: str, scope: str) -> d
     store = open_store(data_dir=data_dir)
     report: dict[str, Any] = {
         "apps": [a.__dict__ for a in store.apps()],
-        "images": [i.__dict__ for i in store.images()],
+        "images": [{**i.__dict__, "progress": progress_text(downloaded=i.downloaded,
+                                                           total=i.total)}
+                   for i in store.images()],
         "services": [],
         "engine_error": "",
     }
@@ -35,7 +37,45 @@ async def collect_status(*, data_dir: Path, engine_socket: str, scope: str) -> d
     finally:
         await engine.close()
         store.close()
+    _service_updates(report)
     return report
+
+
+def progress_text(*, downloaded: int, total: int) -> str:
+    """`1.2 MB / 2.6 MB (45%)`, or "" before the engine knows the size."""
+    if not total:
+        return ""
+    return (f"{downloaded / 2**20:.1f} MB / {total / 2**20:.1f} MB"
+            f" ({100 * downloaded // total}%)")
+
+
+def _service_updates(report: dict[str, Any]) -> None:
+    """Give each service the state of the image it is being updated to (downloading with
+    progress, downloaded, failed with the cause), and list services with no container yet."""
+    services = report["services"]
+    by_key = {(s["app_uuid"], s["service"]): s for s in services}
+    for s in services:
+        s.setdefault("update", "")
+    for img in report["images"]:
+        key = (img["app_uuid"], img["service_name"])
+        svc = by_key.get(key)
+        if (svc is not None and svc["image"] == img["ref"]) or img["status"] not in (
+            "Downloading", "Failed"
+        ):
+            continue
+        if img["status"] == "Downloading":
+            text = f"downloading {img['ref']} {img['progress']}".rstrip()
+        else:
+            text = f"download of {img['ref']} failed: {img['error']}"
+        if img["error"] and img["status"] == "Downloading":
+            text += f" ({img['error']})"
+        if svc is None:
+            svc = {"app_uuid": key[0], "service": key[1], "status": "no container",
+                   "container_id": "", "image": "", "name": "", "release": "",
+                   "exit_code": None, "restart_count": 0, "health": None, "update": ""}
+            services.append(svc)
+            by_key[key] = svc
+        svc["update"] = text
 
 
 async def collect_locks(*, data_dir: Path, engine_socket: str, scope: str) -> list[dict[str, Any]]:

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from dataclasses import dataclass, field
+import dataclasses
 from typing import Any
 
 from edgefleet.device import locks
 from edgefleet.device.engine_port import Engine, PullProgress
 from edgefleet.device.executor import Executor, StepHooks
+from edgefleet.device.followers import LogFollowers
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store, now_ms
+from edgefleet.device.supervisor_state import SupervisorState, backoff_s
+from edgefleet.device.update_gate import UpdateGate
+from edgefleet.device.update_status import app_statuses
 from edgefleet.model import formats
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.engine_state import EngineState
@@ -25,48 +28,31 @@ from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import FetchImage, Noop, Plan
 
-BACKOFF_BASE_S = 0.5
-
-
-def backoff_s(*, failures: int, cap_s: float) -> float:
-    """min(2^n * 500 ms, cap): the delay after `failures` consecutive failures."""
-    if failures <= 0:
-        return 0.0
-    return float(min(BACKOFF_BASE_S * 2 ** min(failures, 30), cap_s))
-
-
-@dataclass
-class SupervisorState:
-    """What the supervisor is doing, for status, the API and health."""
-
-    app_state: str = "applied"
-    """`applying` or `applied`."""
-    last_error: str = ""
-    waiting_for: list[str] = field(default_factory=list)
-    apply_started_ms: int | None = None
-    last_converged_ms: int | None = None
-    last_loop_ms: int = 0
-    failures: int = 0
-    progress: dict[str, tuple[int, int]] = field(default_factory=dict)
-    observed: EngineState | None = None
-
 
 class Supervisor:
     """One device's supervisor, owning every supervised object of its scope on one engine."""
 
     def __init__(self, *, engine: Engine, store: Store, device: DeviceContext, logs: LogSink,
-                 poll_interval_s: float = 900.0, lock_override: bool = False) -> None:
+                 poll_interval_s: float = 900.0, lock_override: bool = False,
+                 gate: UpdateGate | None = None) -> None:
         self.engine = engine
         self.store = store
         self.device = device
         self.logs = logs
         self.poll_interval_s = poll_interval_s
         self.lock_override = lock_override
+        self.gate = gate
+        self.rejected: dict[str, str] = {}
+        """App uuid → why its newest target was rejected (until a target is accepted)."""
+        self.fetch_errors: dict[str, str] = {}
+        """Image ref → why its last pull failed (until it is pulled)."""
+        self._downloaded: set[str] = set()
+        self._running_plan = Plan(steps=())
         self.state = SupervisorState()
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
         self._wake = asyncio.Event()
-        self._followers: dict[str, asyncio.Task[None]] = {}
+        self._followers = LogFollowers(engine=engine, logs=logs)
         self._target: TargetState | None = None
         self._desired: DesiredState | None = None
         self._recorded: dict[str, tuple[object, ...]] = {}
@@ -92,11 +78,27 @@ class Supervisor:
             desired = desired_state(target=target, device=self.device)
         except InvalidInput as exc:
             self.logs.system(f"Rejected target state from {source}: {exc}", error=True)
+            self._reject(target, str(exc))
             raise
+        self.rejected.clear()
         self.store.save_target(source=source, document=target.to_wire())
         self._target, self._desired = target, desired
         self.logs.system(f"Target state applied from {source}")
         self.wake()
+
+    def _reject(self, target: TargetState, why: str) -> None:
+        """Mark every app of a refused target `rejected`; the running release stays."""
+        current = {a.uuid: a for a in self.store.apps()}
+        for app_uuid, app in target.device.apps.items():
+            found = app.release
+            commit = found[0] if found else "?"
+            self.rejected[app_uuid] = f"release {commit} rejected: {why}"
+            have = current.get(app_uuid)
+            self.store.set_app(uuid=app_uuid, app_id=have.app_id if have else app.id,
+                               commit=have.commit if have else None,
+                               release_id=have.release_id if have else None,
+                               update_status="rejected", status_message=self.rejected[app_uuid])
+        self._recorded.clear()
 
     def _accept(self, target: TargetState) -> None:
         self._target = target
@@ -114,6 +116,13 @@ class Supervisor:
         desired = self._desired or DesiredState()
         context = self._context(observed)
         the_plan = plan(observed=observed, desired=desired, context=context)
+        if self.gate is not None:
+            blocked = await self.gate.blocked(the_plan=the_plan, desired=desired,
+                                              observed=observed, now_ms=context.now_ms)
+            if blocked:  # no space / cannot run here: plan again without those downloads
+                context = dataclasses.replace(
+                    context, fetch_blocked={**context.fetch_blocked, **blocked})
+                the_plan = plan(observed=observed, desired=desired, context=context)
         self.state.waiting_for = sorted({s.waiting_for for s in the_plan.steps
                                          if isinstance(s, Noop)})
         if not the_plan.actionable:
@@ -123,7 +132,16 @@ class Supervisor:
             self.state.app_state = "applying"
             self.state.apply_started_ms = now_ms()
         self._record_status(desired, the_plan)
+        self._running_plan = the_plan
         result = await self.executor.run(the_plan)
+        fetched = {s.app_uuid for s in the_plan.steps
+                   if isinstance(s, FetchImage) and s.id in result.done}
+        failed = {s.app_uuid for s in the_plan.steps
+                  if isinstance(s, FetchImage) and s.id not in result.done}
+        if fetched - failed:
+            self._downloaded = fetched - failed
+            self._record_status(desired, the_plan)
+            self._downloaded = set()
         if not result.ok:
             raise RuntimeError("; ".join(f"{k}: {v}" for k, v in sorted(result.failed.items())))
         return the_plan
@@ -166,17 +184,12 @@ class Supervisor:
         self._record_status(desired, the_plan)
 
     def _record_status(self, desired: DesiredState, the_plan: Plan) -> None:
-        fetching = {s.app_uuid for s in the_plan.steps if isinstance(s, FetchImage)}
-        active = {s.app_uuid for s in the_plan.actionable}
+        statuses = app_statuses(
+            desired=desired, the_plan=the_plan, holds=self.gate.holds if self.gate else {},
+            rejected=self.rejected, fetch_errors=self.fetch_errors,
+            downloaded=frozenset(self._downloaded))
         for app in desired.apps.values():
-            if app.app_uuid in fetching:
-                status = "downloading"
-            elif app.app_uuid in active or any(s.app_uuid == app.app_uuid for s in the_plan.steps):
-                status = "applying changes"
-            else:
-                status = "done"
-            message = "; ".join(s.waiting_for for s in the_plan.steps
-                                if isinstance(s, Noop) and s.app_uuid == app.app_uuid)
+            status, message = statuses[app.app_uuid]
             record = (app.app_id, app.commit, app.release_id, status, message)
             if self._recorded.get(app.app_uuid) != record:  # write only what changed
                 self.store.set_app(uuid=app.app_uuid, app_id=app.app_id, commit=app.commit,
@@ -194,11 +207,12 @@ class Supervisor:
         try:
             await self._loop()
         finally:
-            for task in [*tasks, *self._followers.values()]:
+            for task in tasks:
                 task.cancel()
-            for task in [*tasks, *self._followers.values()]:
+            for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
+            await self._followers.close()
 
     async def _loop(self) -> None:
         while True:
@@ -213,7 +227,7 @@ class Supervisor:
                     delay = 0
                 elif the_plan.steps:  # waiting (locks, health, hand-over): look again soon
                     delay = 2.0
-                self._follow_running()
+                self._followers.follow_running(self.state.observed)
             except Exception as exc:
                 self.state.failures += 1
                 self.state.last_error = str(exc)
@@ -249,33 +263,19 @@ class Supervisor:
             await asyncio.sleep(backoff_s(failures=max(failures, 1), cap_s=30))
             self.wake()
 
-    # --- container logs --------------------------------------------------------------------
-    def _follow_running(self) -> None:
-        observed = self.state.observed
-        if observed is None:
-            return
-        for c in observed.containers:
-            if c.is_running and c.id not in self._followers:
-                self._followers[c.id] = asyncio.create_task(self._follow(
-                    c.id, app_uuid=c.app_uuid, service=c.service_name))
-
-    async def _follow(self, container_id: str, *, app_uuid: str, service: str) -> None:
-        try:
-            async for line in self.engine.logs(container_id, follow=True, since_s=time.time()):
-                self.logs.container(line.message, app_uuid=app_uuid, service=service,
-                                    is_stderr=line.is_stderr, ts_ms=line.timestamp_ms)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            pass
-        finally:
-            self._followers.pop(container_id, None)
-
     # --- fetch bookkeeping -----------------------------------------------------------------
     def _on_progress(self, step: FetchImage, p: PullProgress) -> None:
         previous = self.state.progress.get(step.image)
         self.state.progress[step.image] = (p.downloaded, p.total)
-        if previous is None or p.percent // 10 != (
+        if p.note:  # the engine lost the registry mid-download and retries on its own
+            why = f"download interrupted (connection to the registry lost), engine: {p.note}"
+            self.fetch_errors[step.image] = why
+            self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
+                                 service_name=step.service_name, status="Downloading",
+                                 downloaded=p.downloaded, total=p.total, error=why)
+            if self._desired is not None:
+                self._record_status(self._desired, self._running_plan)
+        elif previous is None or p.percent // 10 != (
             int(100 * previous[0] / previous[1]) // 10 if previous[1] else 0
         ):
             self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
@@ -284,6 +284,7 @@ class Supervisor:
 
     def _on_fetched(self, step: FetchImage, image_id: str) -> None:
         self.state.progress.pop(step.image, None)
+        self.fetch_errors.pop(step.image, None)
         self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
                              service_name=step.service_name, status="Downloaded",
                              image_id=image_id)
@@ -303,8 +304,11 @@ class Supervisor:
 
     def _on_fetch_failed(self, step: FetchImage, error: str) -> None:
         self.state.progress.pop(step.image, None)
+        self.fetch_errors[step.image] = error
         self.store.set_image(ref=step.image, app_uuid=step.app_uuid,
                              service_name=step.service_name, status="Failed", error=error)
+        if self._desired is not None:  # aborted (naming the cause) until the retry starts
+            self._record_status(self._desired, Plan(steps=()))
 
     def status(self) -> dict[str, Any]:
         """A JSON-able summary of apps, services and images."""

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from edgefleet.diagnose import netstack
 from edgefleet.diagnose.checks import CheckResult
 from edgefleet.diagnose.host import Host
 
@@ -78,14 +79,22 @@ def check_dns(*, host: Host, api_host: str, dns_servers: list[str],
     return CheckResult("check_dns", True, f"All {len(servers)} DNS servers resolve {api_host}")
 
 
-def probe_ping(*, url: str, root_ca_pem: str | None = None,
-               timeout_s: float = TIMEOUT_S) -> tuple[str, str]:
-    """GET <url>/ping → (kind, detail); kind is ok, unresolvable, refused, timeout, ssl, http."""
+def probe_ping(*, url: str, root_ca_pem: str | None = None, timeout_s: float = TIMEOUT_S,
+               family: int = socket.AF_UNSPEC) -> tuple[str, str]:
+    """GET <url>/ping → (kind, detail); kind is ok, unresolvable, refused, timeout, ssl, http.
+    `family` (AF_INET, AF_INET6) forces one IP stack."""
     parsed = urlparse(url)
     hostname = parsed.hostname or ""
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    target = hostname
+    if family != socket.AF_UNSPEC:
+        found = netstack.family_addresses(hostname=hostname, port=port, family=family)
+        if not found:
+            v = "IPv6" if family == socket.AF_INET6 else "IPv4"
+            return "unresolvable", f"{hostname} has no {v} address"
+        target = found[0]
     try:
-        raw = socket.create_connection((hostname, port), timeout=timeout_s)
+        raw = socket.create_connection((target, port), timeout=timeout_s)
     except socket.gaierror as exc:
         return "unresolvable", f"{hostname} does not resolve ({exc.strerror})"
     except ConnectionRefusedError:
@@ -121,14 +130,44 @@ def probe_ping(*, url: str, root_ca_pem: str | None = None,
     return "http", f"{url}/ping answered {response.status} {body!r}"
 
 
-def check_networking(*, api_endpoint: str | None, root_ca_pem: str | None = None) -> CheckResult:
-    if not api_endpoint:
+def check_networking(*, api_endpoint: str | None, root_ca_pem: str | None = None,
+                     registry_endpoint: str | None = None, host: Host | None = None,
+                     registry_credentials: tuple[str, str] | None = None) -> CheckResult:
+    """API /ping (TLS failures told apart), the registry (reachable, login), and the IPv4 and
+    IPv6 stacks (/ping over each; IPv6 only with an IPv6 default route)."""
+    if not api_endpoint and not registry_endpoint:
         return CheckResult("check_networking", True,
                            "not applicable: unmanaged device (no apiEndpoint)")
-    kind, detail = probe_ping(url=api_endpoint, root_ca_pem=root_ca_pem)
-    if kind == "ok":
-        return CheckResult("check_networking", True, detail)
-    return CheckResult("check_networking", False, f"API {kind} failure: {detail}")
+    problems: list[str] = []
+    passed: list[str] = []
+    if api_endpoint:
+        kind, detail = probe_ping(url=api_endpoint, root_ca_pem=root_ca_pem)
+        (passed if kind == "ok" else problems).append(
+            detail if kind == "ok" else f"API {kind} failure: {detail}")
+        stacks = [("IPv4", socket.AF_INET, True)]
+        v6_route = host is not None and netstack.has_default_route(host=host, ipv6=True)
+        stacks.append(("IPv6", socket.AF_INET6, v6_route))
+        for name, family, applies in stacks:
+            if not applies:
+                passed.append(f"{name} stack: not applicable (no {name} default route)")
+                continue
+            kind, detail = probe_ping(url=api_endpoint, root_ca_pem=root_ca_pem, family=family)
+            if kind == "ok":
+                passed.append(f"{name} stack: OK")
+            else:
+                problems.append(f"{name} stack: {kind} failure: {detail}")
+    if registry_endpoint:
+        why = netstack.probe_registry(registry=registry_endpoint,
+                                      credentials=registry_credentials)
+        if why:
+            problems.append(f"Registry: {why}")
+        else:
+            passed.append(f"Registry {registry_endpoint}: reachable, login OK")
+    if problems:
+        return CheckResult("check_networking", False,
+                           "Some networking issues detected:\n" + "\n".join(problems))
+    return CheckResult("check_networking", True,
+                       "No networking issues detected: " + "; ".join(passed))
 
 
 def check_supervisor(*, port: int, address: str = "127.0.0.1") -> CheckResult:

@@ -28,6 +28,13 @@ def _root_ca(config: DeviceConfig) -> str | None:
         return config.balena_root_ca
 
 
+def _registry_credentials(config: DeviceConfig) -> tuple[str, str] | None:
+    """balena's device login to its registry: `d_<uuid>` with the device API key."""
+    if config.uuid and config.device_api_key:
+        return f"d_{config.uuid}", config.device_api_key
+    return None
+
+
 def _is_ip(name: str) -> bool:
     try:
         ipaddress.ip_address(name)
@@ -54,7 +61,9 @@ def run_device_checks(*, host: Host, config: DeviceConfig | None,
         futures = [
             pool.submit(netchecks.check_supervisor, port=config.listen_port),
             pool.submit(netchecks.check_networking, api_endpoint=config.api_endpoint,
-                        root_ca_pem=_root_ca(config)),
+                        root_ca_pem=_root_ca(config),
+                        registry_endpoint=config.registry_endpoint, host=host,
+                        registry_credentials=_registry_credentials(config)),
         ]
         if api_host:
             futures.append(pool.submit(netchecks.check_dns, host=host, api_host=api_host,

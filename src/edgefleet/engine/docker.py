@@ -229,10 +229,11 @@ class DockerEngine:
         elif layer and status in ("Download complete", "Pull complete", "Already exists"):
             done = layers.get(layer, (0, 0))[1]
             layers[layer] = (done, done)
+        note = status if status.startswith("Retrying") else ""
         if progress is not None and layer:
             total = sum(t for _, t in layers.values())
             progress(PullProgress(image=image, downloaded=sum(c for c, _ in layers.values()),
-                                  total=total))
+                                  total=total, note=note))
 
     async def remove_image(self, image_id: str) -> None:
         self._lists.pop("images", None)
@@ -241,6 +242,21 @@ class DockerEngine:
     async def image_inspect(self, ref: str) -> dict[str, Any]:
         result: dict[str, Any] = await self._json(f"image {ref}", f"images/{ref}/json")
         return result
+
+    async def info(self) -> dict[str, Any]:
+        """The engine's /info (DockerRootDir, Architecture, RegistryConfig, ...)."""
+        result: dict[str, Any] = await self._json("engine", "info")
+        return result
+
+    async def api(self, obj: str, path: str, method: str = "GET", **kw: Any) -> Any:
+        """Any other Engine API call returning JSON (errors typed like the rest)."""
+        return await self._json(obj, path, method, **kw)
+
+    async def raw_list(self, kind: str) -> list[dict[str, Any]]:
+        """Every container (`containers`, stopped too) or image (`images`) on the engine,
+        whoever made it, as the list endpoint returns them."""
+        params = {"all": "1"} if kind == "containers" else {}
+        return list(await self._json(kind, f"{kind}/json", params=params))
 
     # --- containers -----------------------------------------------------------------------
     async def create_container(self, spec: ServiceSpec) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -140,8 +138,7 @@ def extra_networks(spec: ServiceSpec) -> list[tuple[str, dict[str, Any]]]:
 
 def network_hash(spec: NetworkSpec) -> str:
     """Hash of a network's user-set config: a changed network is recreated."""
-    data = spec.model_dump(mode="json", exclude={"app_id"})
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+    return spec.config_hash()
 
 
 def network_body(*, spec: NetworkSpec, scope: str) -> dict[str, Any]:

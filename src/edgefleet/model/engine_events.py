@@ -12,6 +12,8 @@ class PullProgress:
     image: str
     downloaded: int
     total: int
+    note: str = ""
+    """The engine's word on trouble (`Retrying in 5 seconds` after a broken download)."""
 
     @property
     def percent(self) -> int:

@@ -228,6 +228,12 @@ class NetworkSpec(_Frozen):
 
         return network_name(app_uuid=self.app_uuid, name=self.name)
 
+    def config_hash(self) -> str:
+        """Hash of the network's user-set config (label `io.edgefleet.config-hash`): a network
+        whose hash changed is recreated."""
+        data = self.model_dump(mode="json", exclude={"app_id"})
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:32]
+
 
 class VolumeSpec(_Frozen):
     """A named volume of an app; `engine_name` is `<appId>_<name>`."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edgefleet.model import naming
-from edgefleet.model.engine_state import ContainerState, EngineState
-from edgefleet.model.service import AppSpec, DesiredState, ServiceSpec
+from edgefleet.model.engine_state import ContainerState, EngineState, NetworkState
+from edgefleet.model.prune import prunable_images
+from edgefleet.model.service import AppSpec, DesiredState, NetworkSpec, ServiceSpec
 from edgefleet.model.timeutil import iso_to_ms
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.steps import (
@@ -93,6 +94,9 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
         if have is None:
             prepared[net.engine_name] = b.add(CreateNetwork(
                 id=f"network:{net.engine_name}", network=net, app_uuid=app.app_uuid))
+        elif _network_changed(b, have=have, net=net):
+            gone = _recreate_network(b, net=net, prepared=prepared)
+            current = [c for c in current if c.id not in gone]  # recreated below, after it
     existing_vols = {v.name for v in obs.volumes}
     for vol in sorted(app.volumes.values(), key=lambda v: v.name):
         if vol.engine_name not in existing_vols:
@@ -159,6 +163,31 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
     _drop_orphan_starts(b)
 
 
+def _network_changed(b: _Builder, *, have: NetworkState, net: NetworkSpec) -> bool:
+    """Ours (this scope) with a recorded hash that differs: its config changed. Networks
+    without the label (made by something else, or an older supervisor) are left alone."""
+    return (have.labels.get(naming.SCOPE) == b.context.scope and bool(have.config_hash)
+            and have.config_hash != net.config_hash())
+
+
+def _recreate_network(b: _Builder, *, net: NetworkSpec, prepared: dict[str, str]) -> set[str]:
+    """Kill the containers on it, remove it, create it anew; returns the ids of the killed
+    containers, whose services are then planned as having none (created after the network).
+    A locked app waits: nothing is removed."""
+    attached = [c for c in b.observed.containers if net.engine_name in c.networks]
+    if any(b.context.is_locked(c.app_uuid) for c in attached):
+        b.add(Noop(id=f"noop:{net.app_uuid}:locked", app_uuid=net.app_uuid, waiting_for=LOCKED))
+        return set()
+    kills = {b.add(_kill(c, f"network {net.name} changed")) for c in attached}
+    removed = b.add(RemoveNetwork(id=f"rmnet:{net.engine_name}", name=net.engine_name,
+                                  app_uuid=net.app_uuid, after=frozenset(kills),
+                                  reason="config changed"))
+    prepared[net.engine_name] = b.add(CreateNetwork(
+        id=f"network:{net.engine_name}", network=net, app_uuid=net.app_uuid,
+        after=frozenset({removed}), reason="config changed"))
+    return {c.id for c in attached}
+
+
 def _needs(spec: ServiceSpec) -> list[str]:
     return [*spec.networks, *(m.source for m in spec.mounts if m.type == "volume")]
 
@@ -209,7 +238,10 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
     fetch_after: set[str] = set()
     kills: set[str] = set()
     blocked = False
-    if old and (strategy in ("kill-then-download", "delete-then-download") or image_id):
+    held = image_id is None and spec.image in ctx.fetch_blocked  # e.g. no disk space
+    if old and not held and (
+        strategy in ("kill-then-download", "delete-then-download") or image_id
+    ):
         if strategy == "hand-over" and image_id and all_present and all(
             c.name != spec.container_name for c in old
         ):
@@ -286,15 +318,13 @@ def _remove_networks(b: _Builder, *, desired: DesiredState,
 
 def _cleanup_images(b: _Builder, *, desired: DesiredState) -> None:
     obs = b.observed
-    used = {c.image_id for c in obs.containers}
-    for spec in (s for a in desired.apps.values() for s in a.services.values()):
-        img = obs.image_for(spec.image)
-        if img is not None:
-            used.add(img.id)
-    for ref in sorted(b.context.managed_images):
-        img = obs.image_for(ref)
-        if img is not None and img.id not in used:
-            b.add(RemoveImage(id=f"rmimg:{img.id}", image_id=img.id, reason="unused"))
+    for cand in prunable_images(
+        observed=obs, used_ids={c.image_id for c in obs.containers},
+        desired_refs=[s.image for a in desired.apps.values() for s in a.services.values()],
+        managed_refs=b.context.managed_images,
+    ):
+        b.add(RemoveImage(id=f"rmimg:{cand.image_id}", image_id=cand.image_id,
+                          reason="unused"))
 
 
 __all__ = ["RemoveContainer", "plan"]
