@@ -65,8 +65,11 @@ async def test_cleanup_after_update_and_prune_commands_delete_only_what_is_safe(
     dev: Device = make_device(data_dir=tmp_path, scope=f"p{unique}", app_uuid=f"app{unique}",
                               socket=sock)
     try:
-        v1 = images.build_and_push(f"prune-{unique}", "v1", cmd=LOOP)
-        v2 = images.build_and_push(f"prune-{unique}", "v2", cmd=LOOP, extra="RUN echo 2 > /v")
+        # content unique to this test, so no other image (built from the same cache) shares ids
+        v1 = images.build_and_push(f"prune-{unique}", "v1", cmd=LOOP,
+                                   extra=f"RUN echo {unique}-1 > /v")
+        v2 = images.build_and_push(f"prune-{unique}", "v2", cmd=LOOP,
+                                   extra=f"RUN echo {unique}-2 > /v")
         dev.supervisor.set_target(target=dev.compose_target(COMPOSE, {"app": v1.ref}),
                                   source="test")
         await dev.converge()
