@@ -131,6 +131,13 @@ def setup_fleet(url: str, admin: str) -> tuple[int, str]:
     return fleet.json()["id"], key
 
 
+def change_fleet_variable(url: str, admin: str) -> None:
+    """A change every device's target sees (so each is rendered again on its next poll)."""
+    httpx.put(f"{url}/api/v1/variables", headers={"Authorization": f"Bearer {admin}"},
+              json={"fleet": "bench", "name": "GREETING", "value": "changed"}
+              ).raise_for_status()
+
+
 async def run_phase(name: str, seconds: float, conns: list[Conn],
                     op: Callable[[Conn, int], Awaitable[int]], total: int | None = None
                     ) -> Phase:
@@ -207,8 +214,18 @@ async def load(url: str, admin: str, n: int, seconds: float, concurrency: int) -
             "Content-Type": "application/x-ndjson", "Authorization": f"Bearer {d.key}"}, body)
         return status
 
+    async def changed_poll(c: Conn, i: int) -> int:
+        d = devices[i]
+        status, hdrs, _ = await c.request("GET", f"/device/v3/{d.uuid}/state", {
+            "Authorization": f"Bearer {d.key}", "If-None-Match": d.etag})
+        d.etag = hdrs.get("etag", "")
+        return 200 if status == 200 else 599
+
     phases = [await run_phase("register", 0, conns, register, total=n),
-              await run_phase("first poll (200 with body)", 0, conns, first_poll, total=n),
+              await run_phase("first poll (200 with body)", 0, conns, first_poll, total=n)]
+    await asyncio.to_thread(change_fleet_variable, url, admin)
+    phases += [await run_phase("poll after a fleet variable changed (200, re-rendered)", 0,
+                               conns, changed_poll, total=n),
               await run_phase("conditional poll (304)", seconds, conns, poll),
               await run_phase("state report (PATCH)", seconds, conns, report),
               await run_phase("log upload (10 lines each)", seconds, conns, logs)]
