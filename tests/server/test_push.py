@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edgefleet.model.formats import parse_v3
 from edgefleet.server.client import ApiError, FleetClient, Login
 from tests.server.conftest import DeviceInfo, FleetInfo
 from tests.support import images
@@ -92,7 +93,10 @@ def test_push_compose_builds_pushes_and_targets_devices(
     r = httpx.head(f"http://{images.REGISTRY}/v2/{name}/manifests/{digest}", headers={
         "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     assert r.status_code == 200
-    state = device.http.get(f"/device/v3/{device.uuid}/state").json()[device.uuid]
+    doc = device.http.get(f"/device/v3/{device.uuid}/state").json()
+    parsed = parse_v3(data=doc, device_uuid=device.uuid)  # what a device will accept
+    assert parsed.device.apps[fleet.uuid].release is not None
+    state = doc[device.uuid]
     rel = state["apps"][fleet.uuid]["releases"][done["commit"]]
     assert rel["services"]["web"]["image"] == refs["web"]
     assert rel["services"]["web"]["composition"]["environment"] == {"MODE": "web"}
@@ -165,3 +169,24 @@ def test_push_needs_own_fleet(server: RunningServer, client: FleetClient, tmp_pa
     raw = client.http.post(f"/api/v1/fleets/{other.name}/releases", content=b"junk")
     assert raw.status_code == 404
     assert json.loads(raw.text)["detail"].startswith("no fleet")
+
+
+def test_without_a_registry_builds_are_refused_but_image_releases_work(tmp_path: Path) -> None:
+    from tests.server.conftest import new_fleet, new_tenant
+    from tests.support.fleet_server import run_server
+
+    with run_server(data_dir=tmp_path / "srv", registry=None) as srv:
+        fleet = new_fleet(new_tenant(srv))
+        c = FleetClient(login=Login(url=srv.url, token=fleet.tenant.token))
+        built = project(tmp_path / "b", {"Dockerfile": BASE})
+        with pytest.raises(ApiError) as err:
+            list(c.push(fleet=fleet.name, source=built))
+        assert err.value.status == 409 and "registry" in str(err.value)
+        assert c.releases(fleet=fleet.name) == []
+        ref = f"{images.REGISTRY}/some/app@sha256:{'c' * 64}"
+        only_images = project(tmp_path / "i", {
+            "docker-compose.yml": f"services:\n  app:\n    image: {ref}\n"})
+        done, _ = push(c, fleet.name, only_images)
+        assert done["status"] == "success"
+        assert [i["ref"] for i in c.release(commit=done["commit"])["images"]] == [ref]
+        c.close()
