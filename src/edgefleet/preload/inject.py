@@ -71,6 +71,8 @@ def _plan_apps(opts: InjectOptions, manifest: Manifest, existing_tags: set[str]
     if opts.apps is None:
         return None, dest
     apps = load_apps(path=opts.apps)
+    if not dest.parent.is_dir():
+        raise PreloadError(f"cannot write apps.json to {dest}: {dest.parent} is not a directory")
     if dest.exists():
         current = load_apps(path=dest)
         if not current.empty:
