@@ -131,6 +131,13 @@ def setup_fleet(url: str, admin: str) -> tuple[int, str]:
     return fleet.json()["id"], key
 
 
+def change_fleet_variable(url: str, admin: str) -> None:
+    """A change every device's target sees (so each is rendered again on its next poll)."""
+    httpx.put(f"{url}/api/v1/variables", headers={"Authorization": f"Bearer {admin}"},
+              json={"fleet": "bench", "name": "GREETING", "value": "changed"}
+              ).raise_for_status()
+
+
 async def run_phase(name: str, seconds: float, conns: list[Conn],
                     op: Callable[[Conn, int], Awaitable[int]], total: int | None = None
                     ) -> Phase:
@@ -207,8 +214,18 @@ async def load(url: str, admin: str, n: int, seconds: float, concurrency: int) -
             "Content-Type": "application/x-ndjson", "Authorization": f"Bearer {d.key}"}, body)
         return status
 
+    async def changed_poll(c: Conn, i: int) -> int:
+        d = devices[i]
+        status, hdrs, _ = await c.request("GET", f"/device/v3/{d.uuid}/state", {
+            "Authorization": f"Bearer {d.key}", "If-None-Match": d.etag})
+        d.etag = hdrs.get("etag", "")
+        return 200 if status == 200 else 599
+
     phases = [await run_phase("register", 0, conns, register, total=n),
-              await run_phase("first poll (200 with body)", 0, conns, first_poll, total=n),
+              await run_phase("first poll (200 with body)", 0, conns, first_poll, total=n)]
+    await asyncio.to_thread(change_fleet_variable, url, admin)
+    phases += [await run_phase("poll after a fleet variable changed (200, re-rendered)", 0,
+                               conns, changed_poll, total=n),
               await run_phase("conditional poll (304)", seconds, conns, poll),
               await run_phase("state report (PATCH)", seconds, conns, report),
               await run_phase("log upload (10 lines each)", seconds, conns, logs)]
@@ -226,10 +243,59 @@ def measure(backend: str, n: int, seconds: float, concurrency: int) -> list[Phas
         proc, base, admin = start_server(data_dir, url)
         try:
             phases = asyncio.run(load(base, admin, n, seconds, concurrency))
+            rss = next(line.split()[1] for line in Path(f"/proc/{proc.pid}/status")
+                       .read_text().splitlines() if line.startswith("VmRSS"))
+            print(f"{backend}: server RSS after the run: {int(rss) // 1024} MB", flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         return phases
+
+
+FLOOR_APP = """
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", b'"x"')]})
+    await send({"type": "http.response.body", "body": b""})
+uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def measure_floor(seconds: float, concurrency: int) -> Phase:
+    """The same conditional-poll load against a bare uvicorn ASGI app answering 304: the
+    floor (HTTP parsing and the event loop) that the server's poll path is compared to."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+        async def run() -> Phase:
+            conns = [Conn("127.0.0.1", port) for _ in range(concurrency)]
+
+            async def poll(c: Conn, i: int) -> int:
+                status, _, _ = await c.request("GET", f"/device/v3/{uuid.uuid4().hex}/state", {
+                    "Authorization": "Bearer x", "If-None-Match": '"x"'})
+                return 200 if status == 304 else 599
+
+            phase = await run_phase("floor: bare uvicorn app answering 304", seconds, conns,
+                                    poll)
+            for c in conns:
+                c.close()
+            return phase
+
+        return asyncio.run(run())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def table(backend: str, phases: list[Phase]) -> str:
@@ -246,10 +312,13 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgres")
     a = ap.parse_args()
     out = []
+    print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    print(table("-", [measure_floor(a.seconds, a.concurrency)]), flush=True)
     for backend in a.backends.split(","):
         phases = measure(backend, a.devices, a.seconds, a.concurrency)
         out.append(table(backend, phases))
         print(out[-1], flush=True)
+        print(f"load average now: {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from edgefleet.server.device_schemas import (
     RegisterReply,
 )
 from edgefleet.server.devicetypes import same_arch
-from edgefleet.server.reports import apply_report
+from edgefleet.server.reports import apply_reports
 from edgefleet.server.state import ServerState
 
 STATE_DOC: dict[int | str, dict[str, Any]] = {
@@ -43,7 +43,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def router(state: ServerState) -> APIRouter:
+def router(*, state: ServerState) -> APIRouter:
     """The `/device/...` routes, bound to one process's state."""
     api = APIRouter(tags=["device"])
     limiters: dict[int, logstore.RateLimiter] = {}
@@ -66,7 +66,7 @@ def router(state: ServerState) -> APIRouter:
                 fleet = s.get(t.Fleet, body.application)
                 if fleet is None:
                     raise HTTPException(403, "this provisioning key belongs to another fleet")
-                if not same_arch(body.device_type, fleet.device_type):
+                if not same_arch(device_type=body.device_type, fleet_type=fleet.device_type):
                     raise HTTPException(400, f"device type {body.device_type!r} cannot run "
                                              f"fleet {fleet.name!r} ({fleet.device_type})")
                 if s.execute(sa.select(t.Device.id).where(t.Device.uuid == body.uuid)).first():
@@ -90,10 +90,9 @@ def router(state: ServerState) -> APIRouter:
     @api.get("/device/v3/{uuid}/state", responses=STATE_DOC, response_class=Response)
     async def get_state(uuid: str, request: Request) -> Response:
         """The device's target state; every call is a heartbeat. Honours If-None-Match."""
-        principal = require_device(await state.principal(request.headers.get("authorization")),
-                                   uuid=uuid)
+        who, rendered = await state.poll(request.headers.get("authorization"), uuid)
+        principal = require_device(who, uuid=uuid)
         state.heartbeat(principal.device_id, now_ms())
-        rendered = await state.target(principal.device_id)
         if rendered is None:
             raise unauthorized("this device no longer exists")
         if request.headers.get("if-none-match") == rendered.etag:
@@ -133,11 +132,9 @@ def router(state: ServerState) -> APIRouter:
                    if rel.update_status is not None and rel.update_status not in UPDATE_STATUSES]
             if bad:
                 raise HTTPException(400, f"{', '.join(bad)}: not one of {UPDATE_STATUSES}")
-        device_id, stamp = principal.device_id, now_ms()
         for report in reports.values():
-            def write(s: Session, report: DeviceReport = report) -> None:
-                apply_report(s, device_id=device_id, report=report, now_ms=stamp)
-            await state.writer.submit(write)
+            await state.writer.submit_grouped(apply_reports,
+                                              (principal.device_id, report, now_ms()))
         return JSONResponse("OK")
 
     @api.post("/device/v2/{uuid}/log-stream", status_code=201,
