@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -52,6 +53,7 @@ class ServerState:
     log_events: dict[int, asyncio.Event] = field(default_factory=dict)
     writer: BatchWriter = field(init=False)
     _dirty: dict[int, int] = field(default_factory=dict)
+    _view_lock: threading.Lock = field(default_factory=threading.Lock)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -92,10 +94,13 @@ class ServerState:
         with self.db.session() as s:
             hit = self.fleets.get(fleet_id)
             if hit is None or hit[0] != gen:
-                view = fleet_view(s, fleet_id=fleet_id)
-                if view is None:
-                    return None
-                self.fleets[fleet_id] = hit = (gen, view)
+                with self._view_lock:  # one thread reads a fleet; the others wait and reuse
+                    hit = self.fleets.get(fleet_id)
+                    if hit is None or hit[0] != gen:
+                        view = fleet_view(s, fleet_id=fleet_id)
+                        if view is None:
+                            return None
+                        self.fleets[fleet_id] = hit = (gen, view)
             device = hit[1].devices.get(device_id) or device_row(s, device_id=device_id)
             if device is None or device.fleet_id != fleet_id:
                 return None

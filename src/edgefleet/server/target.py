@@ -49,7 +49,7 @@ class RenderedTarget:
     generation: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeviceRow:
     """The columns of a device its target needs."""
 
