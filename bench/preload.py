@@ -3,7 +3,7 @@ sharing a base layer) from engine A to another engine, with
 - edgefleet: `preload extract` (verifying every layer) + `preload inject` (verifying again)
   into an empty data root, as the CLI runs them;
 - docker: `docker save | docker load` into a second private engine.
-Both run warm (page cache), interleaved, each after a sync; the injected root is checked by starting an engine
+Both run warm (page cache), interleaved, each after a sync and 2 s of quiet; the injected root is checked by starting an engine
 on it. Run: .venv/bin/python bench/preload.py [--runs 3]   (root, dockerd; no registry needed)
 Writes the "## preload" section of bench/RESULTS.md.
 """
@@ -76,7 +76,8 @@ def _children_cpu() -> float:
 def _timed(cmd: list[str] | str, *, shell: bool = False,
            engines: tuple[int, ...] = ()) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the command and of the engines it drives)."""
-    os.sync()  # neither side pays for the other's dirty pages
+    os.sync()  # neither side pays for the other's dirty pages or deletions
+    time.sleep(2)  # ... nor for background work they leave (discards, engine clean-up)
     cpu0 = _children_cpu() + _tree_cpu(list(engines))
     t0 = time.perf_counter()
     done = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -148,7 +149,7 @@ def main() -> None:
     section = f"""## preload
 
 Command: `.venv/bin/python bench/preload.py --runs {args.runs}` (2-core VM, dockerd 20.10,
-overlay2 on ext4; warm page cache, `sync` before each timed command; medians of {args.runs} interleaved runs). Three images FROM
+overlay2 on ext4; warm page cache, `sync` and 2 s of quiet before each timed command; medians of {args.runs} interleaved runs). Three images FROM
 scratch sharing a {args.base_mb} MB random base layer, each adding {args.each_mb} MB of random data:
 `docker save` of the three is {saved_mb:.0f} MB. The injected root was checked by starting an
 engine on it (same image ids). Load average at the end (other work on this shared 2-core

@@ -198,3 +198,21 @@ def test_a_failure_while_writing_is_undone(
     with pytest.raises(PreloadError, match=r"failed and was undone.*No space left"):
         inject(options=InjectOptions(data_root=target, bundle=bundle[0]))
     assert snapshot(target) == {}
+
+
+def test_a_failed_tag_merge_undoes_layers_and_apps_json(
+    bundle: tuple[Path, Manifest], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgefleet.engine import rootwrite
+
+    target = tmp_path / "part" / "docker"
+    target.parent.mkdir()
+    apps = _apps(tmp_path / "apps-in.json", next(iter(bundle[1].images[0].refs)))
+
+    def failing(**kw: object) -> list[str]:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(rootwrite, "merge_repositories", failing)
+    with pytest.raises(PreloadError, match="failed and was undone"):
+        inject(options=InjectOptions(data_root=target, bundle=bundle[0], apps=apps))
+    assert snapshot(tmp_path / "part") == {}

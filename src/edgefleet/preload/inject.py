@@ -5,9 +5,11 @@ failure while writing removes what this run added."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,6 +73,8 @@ def _plan_apps(opts: InjectOptions, manifest: Manifest, existing_tags: set[str]
     if opts.apps is None:
         return None, dest
     apps = load_apps(path=opts.apps)
+    if not dest.parent.is_dir():
+        raise PreloadError(f"cannot write apps.json to {dest}: {dest.parent} is not a directory")
     if dest.exists():
         current = load_apps(path=dest)
         if not current.empty:
@@ -152,17 +156,31 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
                 needed=sum(u.disk for u in usages) + 64 * 1024 * (len(to_copy) + 4),
                 inodes=sum(u.entries for u in usages) + 8 * len(to_copy) + 32)
     result = InjectResult(layers_skipped=len(present))
-    _write(opts, manifest, to_copy, sum(u.bytes for u in usages), progress, result)
-    if apps is not None:
-        write_apps(path=apps_dest, apps=apps)
-        result.apps_json = apps_dest
+    previous = apps_dest.read_bytes() if apps is not None and apps_dest.exists() else None
+
+    def finish() -> None:
+        """apps.json, then repositories.json (in _write): a failure undoes both."""
+        if apps is not None:
+            write_apps(path=apps_dest, apps=apps)
+            result.apps_json = apps_dest
+
+    def undo_finish() -> None:
+        if result.apps_json is not None:
+            if previous is None:
+                apps_dest.unlink(missing_ok=True)
+            else:
+                apps_dest.write_bytes(previous)
+
+    _write(opts, manifest, to_copy, sum(u.bytes for u in usages), progress, result,
+           finish=finish, undo_finish=undo_finish)
     if opts.static_ip is not None and opts.boot is not None:
         result.keyfile = write_keyfile(boot=opts.boot, cfg=opts.static_ip)
     return result
 
 
 def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: int,
-           progress: Progress, result: InjectResult) -> None:
+           progress: Progress, result: InjectResult, *, finish: Callable[[], None],
+           undo_finish: Callable[[], None]) -> None:
     root = opts.data_root
     made_dirs: list[Path] = []
     cache_ids: dict[str, str] = {}
@@ -206,8 +224,11 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: i
         for img in manifest.images:
             for ref, repo in img.refs.items():
                 refs.setdefault(repo, {})[ref] = img.id
+        finish()
         result.moved_tags = rootwrite.merge_repositories(root=root, refs=refs)
     except BaseException as exc:
+        with contextlib.suppress(OSError):
+            undo_finish()
         for path in committed:
             shutil.rmtree(path, ignore_errors=True)
         for cache_id in cache_ids.values():

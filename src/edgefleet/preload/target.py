@@ -31,6 +31,9 @@ def check_target_root(*, data_root: Path) -> bool:
         return False
     other = sorted(p.name for p in (data_root / "image").iterdir()) \
         if (data_root / "image").is_dir() else []
+    if "overlay2" in other:
+        raise PreloadError(f"{data_root}/image/overlay2 has no imagedb: the data root is "
+                           "damaged")
     if other:
         raise PreloadError(f"{data_root} is an engine data root for storage driver "
                            f"{', '.join(other)}, not overlay2")
