@@ -171,6 +171,12 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     except asyncio.CancelledError:
         logs.system("Supervisor stopping")
     finally:
+        from edgefleet.device.api.local import end_log_streams
+
+        end_log_streams(logs)
+        server.stop()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(api), timeout=5)
         for t in (recorder, api):
             t.cancel()
         with contextlib.suppress(BaseException):

@@ -14,9 +14,12 @@ from fastapi.responses import StreamingResponse
 from edgefleet.device.api import hostinfo
 from edgefleet.device.api.auth import AnyKey, Caller, Ctx, GlobalKey
 from edgefleet.device.api.errors import ApiError
+from edgefleet.device.logs import LogSink
 from edgefleet.model.errors import InvalidInput
 
 router = APIRouter(tags=["local mode"])
+END_OF_STREAM: dict[str, Any] = {"end_of_stream": True}
+"""Put in a subscriber queue by `end_log_streams`: the stream ends cleanly."""
 NOT_LOCAL = ("Target state can only be {what} when the device is in local mode (config.json"
              " localMode: true, or the SUPERVISOR_LOCAL_MODE config variable)")
 
@@ -83,9 +86,17 @@ async def local_logs(ctx: Ctx, who: AnyKey) -> StreamingResponse:
             yield (json.dumps({"message": "Streaming logs", "isSystem": True}) + "\n").encode()
             while True:
                 record = await queue.get()
+                if record is END_OF_STREAM:
+                    return
                 if visible(record, who):
                     yield _line(record, app_ids)
         finally:
             sink.subscribers.discard(queue)
 
     return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+
+def end_log_streams(sink: LogSink) -> None:
+    """End every open `/v2/local/logs` stream (before the server shuts down)."""
+    for queue in list(sink.subscribers):
+        queue.put_nowait(END_OF_STREAM)
