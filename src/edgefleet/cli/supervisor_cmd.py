@@ -178,3 +178,22 @@ def locks(
         state = "held" if lock["owner_running"] else "stale (owner not running)"
         typer.echo(f"{lock['app_uuid'] or lock['app_id']}/{lock['service']}: {state}"
                    f"  {lock['path']}")
+
+
+@app.command("api-key")
+def api_key(
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
+) -> None:
+    """Print the supervisor API's global key (generated at the supervisor's first start).
+
+    Send it as `?apikey=KEY` or `Authorization: Bearer KEY`. `POST /v1/regenerate-api-key`
+    replaces it.
+    """
+    from edgefleet.device.runtime import open_store
+
+    key = None
+    if (data_dir / "edgefleet.sqlite").exists():
+        key = open_store(data_dir=data_dir).api_key(app_uuid="")
+    if not key:
+        _fail(f"no API key in {data_dir}: start `edgefleet supervisor run` once first")
+    typer.echo(key)

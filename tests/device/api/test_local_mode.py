@@ -129,3 +129,18 @@ async def test_leaving_local_mode_while_stopped_restores_the_kept_target(api: Ap
     LocalMode(supervisor=sup, config=DeviceConfig.model_validate({}))
     stored = sup.store.load_target()
     assert stored is not None and stored.source == "local-exit"
+
+
+@pytest.mark.parametrize("api_config", [LOCAL])
+async def test_unsupported_feature_labels_are_refused_by_name(
+        api: Api, test_images: dict[str, Any]) -> None:
+    for feature, ok in (("gpu", False), ("balena-api", False), ("procfs", True)):
+        body = v2_local(test_images["sleeper"].ref)
+        body["local"]["apps"]["1"]["services"]["1"]["labels"] = {
+            f"io.balena.features.{feature}": "1"}
+        r = await api.client.post("/v2/local/target-state", json=body)
+        if ok:
+            assert r.status_code == 200, r.text
+        else:
+            assert r.status_code == 400
+            assert f"feature '{feature}' is not supported on this host" in r.json()["message"]
