@@ -23,7 +23,7 @@ from edgefleet.model.config import DeviceConfig
 from edgefleet.model.target import AppTarget, DeviceTarget, TargetState
 from tests.device.conftest import Device
 
-LOOP = "while true; do echo tick $BALENA_SERVICE_NAME; sleep 1; done"
+LOOP = "trap 'exit 0' TERM; while true; do echo tick $BALENA_SERVICE_NAME; sleep 1; done"
 APP_A = f"""
 services:
   main:

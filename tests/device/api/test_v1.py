@@ -29,18 +29,25 @@ def hold_lock(api: Api, service: str = "main", app_id: int = 77) -> Path:
 
 
 async def test_healthy_fails_when_the_loop_is_stuck_or_fetches_are_old(api: Api) -> None:
-    state = api.dev.supervisor.state
+    sup = api.dev.supervisor
+    state = sup.state
     assert (await api.client.get("/v1/healthy")).status_code == 200
-    state.apply_started_ms = now_ms() - 3_600_000  # an apply running for an hour
-    r = await api.client.get("/v1/healthy")
-    assert r.status_code == 500 and r.text.startswith("Unhealthy")
-    state.apply_download_ms = 3_590_000  # ... nearly all of it downloading: fine
-    assert (await api.client.get("/v1/healthy")).status_code == 200
-    state.apply_started_ms = None
+    async with sup.busy:  # the loop cannot start a round meanwhile: a stuck apply
+        state.apply_started_ms = now_ms() - 3_600_000  # an apply running for an hour
+        state.apply_download_ms = 0
+        r = await api.client.get("/v1/healthy")
+        assert r.status_code == 500 and r.text.startswith("Unhealthy") and "apply" in r.text
+        state.apply_download_ms = 3_590_000  # ... nearly all of it downloading: fine
+        assert (await api.client.get("/v1/healthy")).status_code == 200
+        state.apply_started_ms = None
+        state.last_loop_ms = now_ms() - 3_600_000  # the loop has not turned for an hour
+        r = await api.client.get("/v1/healthy")
+        assert r.status_code == 500 and "loop" in r.text
+        state.last_loop_ms = now_ms()
     api.ctx.started_ms = now_ms() - 3_600_000  # managed, never fetched for an hour
     r = await api.client.get("/v1/healthy")
     assert r.status_code == 500 and "fetch" in r.text
-    api.dev.supervisor.record_fetch()
+    sup.record_fetch()
     assert (await api.client.get("/v1/healthy")).status_code == 200
 
 
