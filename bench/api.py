@@ -74,6 +74,42 @@ def worker(argv: list[str]) -> None:
                       "p50": statistics.median(lat), "p99": lat[int(len(lat) * 0.99)]}))
 
 
+# --- where the supervisor's memory goes (run in a fresh process) ------------------------------
+BREAKDOWN = [
+    ("asyncio (+ssl, libcrypto)", "asyncio"), ("pydantic", "pydantic"),
+    ("edgefleet.model (pydantic models, yaml)", "edgefleet.model.formats"),
+    ("SQLAlchemy + the store", "edgefleet.device.store"),
+    ("aiohttp + aiodocker (engine adapter)", "edgefleet.engine.docker"),
+    ("supervisor loop, planner, executor", "edgefleet.device.supervisor"),
+    ("FastAPI + Starlette (+ opentelemetry-api, email)", "fastapi"),
+    ("uvicorn (+click, httptools, watchfiles)", "uvicorn"),
+    ("edgefleet.device.api (routes, models)", "edgefleet.device.api.app"),
+    ("typer (the CLI that starts it)", "edgefleet.cli"),
+]
+
+
+BREAKDOWN_CODE = """
+import json, os, sys
+def rss():
+    for line in open(f"/proc/{os.getpid()}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+rows = [["bare interpreter", rss()]]
+for label, module in json.loads(sys.argv[1]):
+    before = rss()
+    __import__(module)
+    rows.append([label, rss() - before])
+print(json.dumps(rows))
+"""
+
+
+def breakdown() -> list[tuple[str, float]]:
+    """VmRSS growth per imported layer, in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", BREAKDOWN_CODE, json.dumps(BREAKDOWN)],
+                         capture_output=True, text=True, check=True).stdout
+    return [(label, mb) for label, mb in json.loads(out)]
+
+
 # --- the benchmark ----------------------------------------------------------------------------
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -178,14 +214,18 @@ def main() -> None:
               f" ms, RSS max {r['rss_max']:.1f} MB")
     print(f"idle RSS {idle:.1f} MB, after load {after:.1f} MB")
     print(f"load average before the run: {load}")
+    parts = breakdown()
+    for label, mb in parts:
+        print(f"  {label}: {mb:.1f} MB")
     write_results(rows, idle=idle, after=after, seconds=args.seconds,
-                  connections=args.connections, load=load)
+                  connections=args.connections, load=load, parts=parts)
 
 
 def write_results(rows: list[dict[str, Any]], *, idle: float, after: float, seconds: float,
-                  connections: int, load: str) -> None:
+                  connections: int, load: str, parts: list[tuple[str, float]]) -> None:
     table = "\n".join(f"| `{r['path']}` | {r['rps']:.0f} | {r['p50']:.2f} ms | {r['p99']:.2f} ms"
                       f" | {r['rss_max']:.1f} MB |" for r in rows)
+    parts_table = "\n".join(f"| {label} | {mb:.1f} |" for label, mb in parts)
     section = f"""## api
 
 Command: `.venv/bin/python bench/api.py --seconds {seconds:g} --connections {connections}`
@@ -203,6 +243,16 @@ before the run: {load}).
 
 Supervisor RSS: {idle:.1f} MB idle with the 10 services (before the load), {after:.1f} MB after.
 Targets: p99 < 10 ms, >= 1000 requests/s, RSS < 60 MB during the load.
+
+Where the RSS goes (VmRSS growth as each layer is imported in a fresh process, `bench/api.py
+--breakdown`; the rest is what the running supervisor allocates: store, engine snapshots,
+connections, and heap fragmentation from start-up):
+
+| imported | MB |
+| --- | --- |
+{parts_table}
+| total after imports | {sum(mb for _, mb in parts):.1f} |
+| running supervisor (measured above, idle) | {idle:.1f} |
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     text = re.sub(r"\n## api\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n")
@@ -212,5 +262,7 @@ Targets: p99 < 10 ms, >= 1000 requests/s, RSS < 60 MB during the load.
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         worker(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--breakdown":
+        print(json.dumps(breakdown()))
     else:
         main()

@@ -105,6 +105,10 @@ async def test_restart_keeps_containers_and_purge_recreates_them_without_data(
     assert r.status_code == 423
     assert (await api.dev.containers())["main"].id == before["main"].id, "locked: untouched"
     lock.unlink()
+    r = await api.client.post("/v1/purge", headers=api.auth(), json={"appId": 12345})
+    assert r.status_code == 404 and "12345" in r.json()["message"]
+    assert (await api.client.post("/v1/purge", headers=api.auth(),
+                                  json={"appId": "x"})).status_code == 400
     r = await api.client.post("/v1/purge", headers=api.auth(), json={"appId": 77})
     assert r.status_code == 200 and r.json() == {"Data": "OK", "Error": ""}
     await wait_for(lambda: api._all_running(), what="app reinstalled after purge")
