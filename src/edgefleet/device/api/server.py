@@ -43,7 +43,7 @@ class ApiServer:
         self.sockets = sockets
         logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         self._server = _Server(uvicorn.Config(
-            app, lifespan="off", access_log=False, log_level="warning",
+            app, lifespan="off", access_log=False, log_level="warning", ws="none",
             timeout_graceful_shutdown=2, server_header=False, date_header=False))
 
     @property
