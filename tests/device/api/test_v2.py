@@ -70,7 +70,8 @@ async def test_stop_and_start_service(api: Api, test_images: dict[str, Any]) -> 
     api.dev.supervisor.wake()
     await asyncio.sleep(1.5)
     ctrs = await api.dev.containers()
-    assert ctrs["side"].status == "exited" and ctrs["side"].id == before["side"].id
+    assert ctrs["side"].status == "exited" and ctrs["side"].id == before["side"].id, \
+        "stopped, not removed, and the loop leaves it stopped"
     r = await api.client.post("/v2/applications/77/start-service", headers=api.auth(),
                               json={"serviceName": "side"})
     assert r.status_code == 200
