@@ -31,7 +31,7 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path, unique: str) -
                 "--request-timeout", "30", "--no-color"]
         for path in EXCLUDED:
             args += ["--exclude-path", path]
-        out = subprocess.run(args, capture_output=True, text=True, timeout=240)
+        out = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=tmp_path)
         assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
         assert " passed" in out.stdout and "Tested: 34" in out.stdout, out.stdout[-3000:]
     finally:
