@@ -8,10 +8,12 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.device.api.context import Diagnostics, HostCommands
@@ -24,6 +26,11 @@ from edgefleet.model import formats
 from edgefleet.model.config import DeviceConfig
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from edgefleet.device.api.server import ApiServer
 
 DEFAULT_DATA_DIR = "/var/lib/edgefleet"
 
@@ -110,22 +117,47 @@ async def _bridge_gateway(*, engine: DockerEngine, options: RunOptions,
         return "127.0.0.1"
 
 
+async def _serve_api(*, app: FastAPI, host: str, port: int, sock: socket.socket | None,
+                     logs: LogSink, gateway: str, started: Callable[[int], None] | None,
+                     servers: list[ApiServer]) -> None:
+    """Serve the API; while its port is taken, say so once and retry every 10 s (the
+    supervisor keeps the apps running without its API meanwhile)."""
+    from edgefleet.device.api.server import ApiServer, bind
+
+    warned = False
+    while sock is None:
+        try:
+            sock = bind(host=host, port=port)
+        except OSError as exc:
+            if not warned:
+                logs.system(f"Supervisor API cannot listen on {host}:{port}"
+                            f" ({exc.strerror or exc}; another supervisor on this port?);"
+                            " running without it, retrying every 10 s", error=True)
+                warned = True
+            await asyncio.sleep(10)
+    server = ApiServer(app=app, sockets=[sock])
+    servers.append(server)
+    logs.system(f"Supervisor API listening on {host}:{server.port}"
+                f" (services on bridges reach it at {gateway}:{server.port})")
+    if started is not None:
+        started(server.port)
+    await server.run()
+
+
 async def run_supervisor(*, options: RunOptions, echo: bool = True,
                          started: Callable[[int], None] | None = None) -> None:
     """Run a supervisor and its API until SIGINT/SIGTERM; `started(port)` once it listens."""
     from edgefleet.device.api.app import create_app
     from edgefleet.device.api.context import ApiContext
-    from edgefleet.device.api.server import ApiServer, bind
+    from edgefleet.device.api.server import bind
     from edgefleet.device.local_mode import LocalMode
 
     cfg = options.config
     port = cfg.listen_port if options.api_port is None else options.api_port
     try:
-        sock = bind(host=options.api_host, port=port)
-    except OSError as exc:
-        raise InvalidInput("supervisor API", [Problem(
-            f"{options.api_host}:{port}", f"cannot listen: {exc.strerror or exc}"
-            " (another supervisor running? change listenPort)")]) from None
+        sock: socket.socket | None = bind(host=options.api_host, port=port)
+    except OSError:
+        sock = None  # `_serve_api` says why and keeps trying; the supervisor runs meanwhile
     store = open_store(data_dir=options.data_dir,
                        persistent_logs=options.config.persistent_logging)
     if not options.config.persistent_logging:
@@ -137,7 +169,8 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         uuid=device_uuid(config=cfg, store=store), device_type=cfg.device_type,
         device_name=cfg.hostname or "", supervisor_version=__version__,
         lock_root=str(options.data_dir / "services"), scope=options.scope,
-        supervisor_api_port=int(sock.getsockname()[1]), engine_socket=options.engine_socket,
+        supervisor_api_port=int(sock.getsockname()[1]) if sock else port,
+        engine_socket=options.engine_socket,
         supervisor_api_host_for_bridge=gateway,
     )
     supervisor = Supervisor(engine=engine, store=store, device=device, logs=logs,
@@ -151,7 +184,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
                      on_update_requested=options.on_update_requested,
                      api_port=device.supervisor_api_port)
     supervisor.api_keys.global_key()  # generated at first start, kept in the store
-    server = ApiServer(app=create_app(ctx=ctx), sockets=[sock])
+    servers: list[ApiServer] = []
     if options.apps_json is not None and not local.enabled:
         logs.system(load_apps_json(path=options.apps_json, supervisor=supervisor, store=store))
     loop = asyncio.get_running_loop()
@@ -161,11 +194,9 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
             loop.add_signal_handler(sig, task.cancel)
     recorder = asyncio.create_task(EngineStartRecorder(
         pidfile=options.engine_pidfile, record=options.data_dir / "engine-starts.jsonl").run())
-    api = asyncio.create_task(server.run())
-    logs.system(f"Supervisor API listening on {options.api_host}:{server.port}"
-                f" (services on bridges reach it at {gateway}:{server.port})")
-    if started is not None:
-        started(server.port)
+    api = asyncio.create_task(_serve_api(
+        app=create_app(ctx=ctx), host=options.api_host, port=port, sock=sock, logs=logs,
+        gateway=gateway, started=started, servers=servers))
     try:
         await supervisor.run()
     except asyncio.CancelledError:
@@ -174,7 +205,8 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         from edgefleet.device.api.local import end_log_streams
 
         end_log_streams(logs)
-        server.stop()
+        for server in servers:
+            server.stop()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(api), timeout=5)
         for t in (recorder, api):

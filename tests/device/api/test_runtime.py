@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -39,6 +40,7 @@ def exec_in(cid: str, script: str) -> tuple[int, str]:
 
 def start_supervisor(tmp: Path, scope: str, config: dict[str, Any], *extra: str
                      ) -> tuple[subprocess.Popen[str], int, list[str]]:
+    tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "config.json").write_text(json.dumps(config))
     proc = subprocess.Popen(
         [*CLI, "supervisor", "run", "--config", str(tmp / "config.json"), "--data-dir",
@@ -116,3 +118,40 @@ def test_a_labelled_service_calls_the_api_from_inside_with_its_scoped_key(
         proc.terminate()
         proc.wait(timeout=30)
         cleanup_scope(scope)
+
+
+def test_a_taken_port_does_not_stop_the_supervisor_and_is_retried(
+        tmp_path: Path, unique: str) -> None:
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    first, _, _ = start_supervisor(tmp_path / "a", f"pa{unique}", {}, "--api-port", str(port),
+                                   "--api-host", "127.0.0.1")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "config.json").write_text("{}")
+    second = subprocess.Popen(
+        [*CLI, "supervisor", "run", "--config", str(tmp_path / "b" / "config.json"),
+         "--data-dir", str(tmp_path / "b" / "data"), "--scope", f"pb{unique}", "--api-port",
+         str(port), "--api-host", "127.0.0.1"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(iter(second.stdout.readline, "")),  # type: ignore[union-attr]
+                     daemon=True).start()
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("cannot listen" in x for x in lines):
+            time.sleep(0.2)
+        assert any(f"cannot listen on 127.0.0.1:{port}" in x for x in lines), lines
+        assert second.poll() is None, "the supervisor keeps running without its API"
+        first.terminate()
+        first.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("API listening" in x for x in lines):
+            time.sleep(0.2)
+        assert httpx.get(f"http://127.0.0.1:{port}/ping").text == "OK"
+    finally:
+        for proc in (first, second):
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=30)
