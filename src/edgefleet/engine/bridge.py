@@ -3,6 +3,7 @@ supervisor API at this bridge's gateway address. Created once, shared, never rem
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from typing import Any
 
@@ -32,26 +33,33 @@ async def ensure_bridge(*, engine: DockerEngine, name: str = DEFAULT_NAME,
     except ValueError as exc:
         raise EngineError(f"network {name}", f"bad subnet {subnet!r}: {exc}") from None
     docker = engine.docker
+    gateway = str(next(net.hosts()))
+    body = {"Name": name, "Driver": "bridge", "CheckDuplicate": True,
+            "Options": {"com.docker.network.bridge.name": name},
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": str(net), "Gateway": gateway}]},
+            "Labels": {"io.edgefleet.supervisor-bridge": "true"}}
+    info: dict[str, Any] | None = None
     try:
-        try:
-            existing = await docker.networks.get(name)
-            info: dict[str, Any] = await existing.show()
-        except aiodocker.DockerError as exc:
-            if exc.status != 404:
-                raise
-            gateway = str(next(net.hosts()))
-            await docker.networks.create({
-                "Name": name, "Driver": "bridge", "CheckDuplicate": True,
-                "Options": {"com.docker.network.bridge.name": name},
-                "IPAM": {"Driver": "default",
-                         "Config": [{"Subnet": str(net), "Gateway": gateway}]},
-                "Labels": {"io.edgefleet.supervisor-bridge": "true"},
-            })
-            return gateway
+        for attempt in range(5):
+            try:
+                info = await (await docker.networks.get(name)).show()
+                break
+            except aiodocker.DockerError as exc:
+                if exc.status != 404:
+                    raise
+            try:
+                await docker.networks.create(body)
+                return gateway
+            except aiodocker.DockerError:
+                # another supervisor may be creating it right now (409 or "pool overlaps")
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.2)
     except aiodocker.DockerError as exc:
         raise EngineError(f"network {name}", str(exc.message), status=int(exc.status)) from None
     except OSError as exc:
         raise EngineUnavailable(f"network {name}", f"engine connection failed: {exc}") from None
+    assert info is not None
     found = _gateway(info)
     if found is None:
         raise EngineError(f"network {name}", "exists but has no IPv4 gateway")
