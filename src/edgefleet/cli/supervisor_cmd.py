@@ -35,11 +35,29 @@ def run(
                               help="Label value marking this supervisor's objects on the engine."),
     engine_pidfile: str = typer.Option("/var/run/docker.pid", "--engine-pidfile",
                                        help="The engine's pidfile (to record unclean restarts)."),
+    api_host: str = typer.Option("0.0.0.0", "--api-host",
+                                 help="Address the supervisor API listens on."),
+    api_port: int | None = typer.Option(
+        None, "--api-port", help="Port of the supervisor API (default: config.json listenPort,"
+        " 48484; 0 picks a free one)."),
+    bridge_name: str = typer.Option("supervisor0", "--bridge-name",
+                                    help="Engine bridge through which services reach the API."),
+    bridge_subnet: str = typer.Option("10.114.104.0/25", "--bridge-subnet",
+                                      help="Subnet of that bridge (its gateway is the address)."),
+    reboot_command: str = typer.Option("systemctl reboot", "--reboot-command",
+                                       help="Host command run by POST /v1/reboot."),
+    shutdown_command: str = typer.Option("systemctl poweroff", "--shutdown-command",
+                                         help="Host command run by POST /v1/shutdown."),
 ) -> None:
-    """Run the supervisor: keep the engine in line with the target state until stopped.
+    """Run the supervisor and its API: keep the engine in line with the target state.
 
     Unmanaged (no apiEndpoint in config.json): the target comes from apps.json or local mode.
+    The balena-compatible supervisor API listens on listenPort (48484).
     """
+    import shlex
+
+    from edgefleet.cli.diagnostics_wiring import DiagnoseForApi
+    from edgefleet.device.api.context import HostCommands
     from edgefleet.device.runtime import RunOptions, run_supervisor
     from edgefleet.model.config import load_config
 
@@ -47,9 +65,15 @@ def run(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         cfg = load_config(path=config)
-        options = RunOptions(config=cfg, data_dir=data_dir, apps_json=apps,
-                             engine_socket=engine_socket, scope=scope,
-                             engine_pidfile=engine_pidfile)
+        options = RunOptions(
+            config=cfg, data_dir=data_dir, apps_json=apps, engine_socket=engine_socket,
+            scope=scope, engine_pidfile=engine_pidfile, api_host=api_host, api_port=api_port,
+            bridge_name=bridge_name, bridge_subnet=bridge_subnet,
+            host_commands=HostCommands(reboot=tuple(shlex.split(reboot_command)),
+                                       shutdown=tuple(shlex.split(shutdown_command))),
+            diagnostics=DiagnoseForApi(config=cfg, config_path=config,
+                                       engine_socket=engine_socket, data_dir=data_dir),
+        )
         asyncio.run(run_supervisor(options=options))
     except InvalidInput as exc:
         _fail(str(exc))
@@ -184,3 +208,22 @@ def prune(
         _fail(str(exc))
         return
     show(result, as_json=as_json)
+
+
+@app.command("api-key")
+def api_key(
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
+) -> None:
+    """Print the supervisor API's global key (generated at the supervisor's first start).
+
+    Send it as `?apikey=KEY` or `Authorization: Bearer KEY`. `POST /v1/regenerate-api-key`
+    replaces it.
+    """
+    from edgefleet.device.runtime import open_store
+
+    key = None
+    if (data_dir / "edgefleet.sqlite").exists():
+        key = open_store(data_dir=data_dir).api_key(app_uuid="")
+    if not key:
+        _fail(f"no API key in {data_dir}: start `edgefleet supervisor run` once first")
+    typer.echo(key)

@@ -4,14 +4,19 @@ supervisor's lifetime."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import uuid as uuidlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefleet import __version__
+from edgefleet.device.api.context import Diagnostics, HostCommands
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
 from edgefleet.device.supervisor import Supervisor
@@ -22,6 +27,11 @@ from edgefleet.model import formats
 from edgefleet.model.config import DeviceConfig
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from edgefleet.device.api.server import ApiServer
 
 DEFAULT_DATA_DIR = "/var/lib/edgefleet"
 
@@ -36,6 +46,17 @@ class RunOptions:
     engine_socket: str = "/var/run/docker.sock"
     scope: str = "default"
     engine_pidfile: str = "/var/run/docker.pid"
+    api_host: str = "0.0.0.0"
+    """Where the supervisor API listens (all addresses: loopback, the supervisor0 bridge,
+    and the LAN, where `balena push <ip>` reaches it in local mode)."""
+    api_port: int | None = None
+    """None: config.json's listenPort (48484); 0: an ephemeral port (tests)."""
+    bridge_name: str = "supervisor0"
+    bridge_subnet: str = "10.114.104.0/25"
+    host_commands: HostCommands = field(default_factory=HostCommands)
+    diagnostics: Diagnostics | None = None
+    on_update_requested: Callable[[], None] | None = None
+    """Called by `POST /v1/update` (the cloud link fetches the target at once)."""
 
 
 def open_store(*, data_dir: Path, persistent_logs: bool = False) -> Store:
@@ -82,28 +103,91 @@ def load_apps_json(*, path: Path, supervisor: Supervisor, store: Store) -> str:
     return f"loaded {path} (renamed to {preloaded.name})"
 
 
-async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
-    """Run a supervisor until SIGINT/SIGTERM."""
+async def _bridge_gateway(*, engine: DockerEngine, options: RunOptions,
+                          logs: LogSink) -> str:
+    from edgefleet.engine.bridge import ensure_bridge
+    from edgefleet.engine.errors import EngineError
+
+    try:
+        return await ensure_bridge(engine=engine, name=options.bridge_name,
+                                   subnet=options.bridge_subnet)
+    except EngineError as exc:
+        logs.system(f"Could not set up the {options.bridge_name} bridge ({exc}); services"
+                    " not on host networking get 127.0.0.1 as the supervisor address",
+                    error=True)
+        return "127.0.0.1"
+
+
+async def _serve_api(*, app: FastAPI, host: str, port: int, sock: socket.socket | None,
+                     logs: LogSink, gateway: str, started: Callable[[int], None] | None,
+                     servers: list[ApiServer]) -> None:
+    """Serve the API; while its port is taken, say so once and retry every 10 s (the
+    supervisor keeps the apps running without its API meanwhile)."""
+    from edgefleet.device.api.server import ApiServer, bind
+
+    warned = False
+    while sock is None:
+        try:
+            sock = bind(host=host, port=port)
+        except OSError as exc:
+            if not warned:
+                logs.system(f"Supervisor API cannot listen on {host}:{port}"
+                            f" ({exc.strerror or exc}; another supervisor on this port?);"
+                            " running without it, retrying every 10 s", error=True)
+                warned = True
+            await asyncio.sleep(10)
+    server = ApiServer(app=app, sockets=[sock])
+    servers.append(server)
+    logs.system(f"Supervisor API listening on {host}:{server.port}"
+                f" (services on bridges reach it at {gateway}:{server.port})")
+    if started is not None:
+        started(server.port)
+    await server.run()
+
+
+async def run_supervisor(*, options: RunOptions, echo: bool = True,
+                         started: Callable[[int], None] | None = None) -> None:
+    """Run a supervisor and its API until SIGINT/SIGTERM; `started(port)` once it listens."""
+    from edgefleet.device.api.app import create_app
+    from edgefleet.device.api.context import ApiContext
+    from edgefleet.device.api.server import bind
+    from edgefleet.device.local_mode import LocalMode
+
+    cfg = options.config
+    port = cfg.listen_port if options.api_port is None else options.api_port
+    try:
+        sock: socket.socket | None = bind(host=options.api_host, port=port)
+    except OSError:
+        sock = None  # `_serve_api` says why and keeps trying; the supervisor runs meanwhile
     store = open_store(data_dir=options.data_dir,
                        persistent_logs=options.config.persistent_logging)
     if not options.config.persistent_logging:
         store.clear_logs()  # like balena's volatile journal: logs last one run
     logs = LogSink(store=store, echo=echo)
-    cfg = options.config
+    engine = DockerEngine(socket=options.engine_socket, scope=options.scope)
+    gateway = await _bridge_gateway(engine=engine, options=options, logs=logs)
     device = DeviceContext(
         uuid=device_uuid(config=cfg, store=store), device_type=cfg.device_type,
         device_name=cfg.hostname or "", supervisor_version=__version__,
         lock_root=str(options.data_dir / "services"), scope=options.scope,
-        supervisor_api_port=cfg.listen_port, engine_socket=options.engine_socket,
+        supervisor_api_port=int(sock.getsockname()[1]) if sock else port,
+        engine_socket=options.engine_socket,
+        supervisor_api_host_for_bridge=gateway,
     )
-    engine = DockerEngine(socket=options.engine_socket, scope=options.scope)
     gate = UpdateGate(engine=engine, logs=logs, cap_s=cfg.poll_interval_s)
     supervisor = Supervisor(engine=engine, store=store, device=device, logs=logs,
                             poll_interval_s=cfg.poll_interval_s,
                             lock_override=cfg.lock_override, gate=gate)
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
-    if options.apps_json is not None:
+    local = LocalMode(supervisor=supervisor, config=cfg)
+    ctx = ApiContext(supervisor=supervisor, config=cfg, local=local,
+                     host=options.host_commands, diagnostics=options.diagnostics,
+                     on_update_requested=options.on_update_requested,
+                     api_port=device.supervisor_api_port)
+    supervisor.api_keys.global_key()  # generated at first start, kept in the store
+    servers: list[ApiServer] = []
+    if options.apps_json is not None and not local.enabled:
         logs.system(load_apps_json(path=options.apps_json, supervisor=supervisor, store=store))
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -112,12 +196,25 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
             loop.add_signal_handler(sig, task.cancel)
     recorder = asyncio.create_task(EngineStartRecorder(
         pidfile=options.engine_pidfile, record=options.data_dir / "engine-starts.jsonl").run())
+    api = asyncio.create_task(_serve_api(
+        app=create_app(ctx=ctx), host=options.api_host, port=port, sock=sock, logs=logs,
+        gateway=gateway, started=started, servers=servers))
     try:
         await supervisor.run()
     except asyncio.CancelledError:
         logs.system("Supervisor stopping")
     finally:
-        recorder.cancel()
+        from edgefleet.device.api.local import end_log_streams
+
+        end_log_streams(logs)
+        for server in servers:
+            server.stop()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(api), timeout=5)
+        for t in (recorder, api):
+            t.cancel()
+        with contextlib.suppress(BaseException):
+            await api
         logs.flush()
         await gate.close()
         await engine.close()

@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from edgefleet.device import locks
+from edgefleet.device.api_keys import ApiKeys, apps_wanting_keys
 from edgefleet.device.engine_port import Engine, PullProgress
 from edgefleet.device.executor import Executor, StepHooks
 from edgefleet.device.followers import LogFollowers
@@ -51,6 +53,11 @@ class Supervisor:
         self.state = SupervisorState()
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
+        self.api_keys = ApiKeys(store=store)
+        self.cloud_gate: Callable[[TargetState], bool] | None = None
+        """Asked before a `cloud` target is adopted; False keeps it out (local mode)."""
+        self.busy = asyncio.Lock()
+        """Held during each reconcile round, and by API actions that must not interleave."""
         self._wake = asyncio.Event()
         self._followers = LogFollowers(engine=engine, logs=logs)
         self._target: TargetState | None = None
@@ -72,10 +79,17 @@ class Supervisor:
     def target(self) -> TargetState | None:
         return self._target
 
+    @property
+    def desired(self) -> DesiredState:
+        """The resolved target (empty when there is none)."""
+        return self._desired or DesiredState()
+
     def set_target(self, *, target: TargetState, source: str) -> None:
         """Validate and adopt a target; on InvalidInput nothing changes (raised to caller)."""
+        if source == "cloud" and self.cloud_gate is not None and not self.cloud_gate(target):
+            return
         try:
-            desired = desired_state(target=target, device=self.device)
+            desired = desired_state(target=target, device=self._device_for(target))
         except InvalidInput as exc:
             self.logs.system(f"Rejected target state from {source}: {exc}", error=True)
             self._reject(target, str(exc))
@@ -102,7 +116,28 @@ class Supervisor:
 
     def _accept(self, target: TargetState) -> None:
         self._target = target
-        self._desired = desired_state(target=target, device=self.device)
+        self._desired = desired_state(target=target, device=self._device_for(target))
+
+    def _device_for(self, target: TargetState) -> DeviceContext:
+        """The device context with an API key for every app that asks for one."""
+        keys = self.api_keys.ensure_app_keys(app_uuids=apps_wanting_keys(target=target))
+        if keys != self.device.supervisor_api_keys:
+            self.device = self.device.model_copy(update={"supervisor_api_keys": keys})
+        return self.device
+
+    def reresolve(self) -> None:
+        """Resolve the current target again (after an API key changed) and reconcile."""
+        if self._target is not None:
+            self._accept(self._target)
+        self.wake()
+
+    def record_fetch(self) -> None:
+        """The cloud link fetched the target successfully (for `/v1/healthy`)."""
+        self.state.last_fetch_ms = now_ms()
+
+    def may_disturb(self, app_uuid: str) -> bool:
+        """False while a running service of the app holds its update lock (no override)."""
+        return self._may_disturb(app_uuid)
 
     def wake(self) -> None:
         """Reconcile now."""
@@ -131,9 +166,15 @@ class Supervisor:
         if self.state.app_state != "applying":
             self.state.app_state = "applying"
             self.state.apply_started_ms = now_ms()
+            self.state.apply_download_ms = 0
         self._record_status(desired, the_plan)
         self._running_plan = the_plan
-        result = await self.executor.run(the_plan)
+        started = now_ms()
+        try:
+            result = await self.executor.run(the_plan)
+        finally:
+            if any(isinstance(s, FetchImage) for s in the_plan.actionable):
+                self.state.apply_download_ms += now_ms() - started
         fetched = {s.app_uuid for s in the_plan.steps
                    if isinstance(s, FetchImage) and s.id in result.done}
         failed = {s.app_uuid for s in the_plan.steps
@@ -215,12 +256,20 @@ class Supervisor:
             await self._followers.close()
 
     async def _loop(self) -> None:
+        self.state.loop_running = True
+        try:
+            await self._turn_forever()
+        finally:
+            self.state.loop_running = False
+
+    async def _turn_forever(self) -> None:
         while True:
             self._wake.clear()
             self.state.last_loop_ms = now_ms()
             delay = self.poll_interval_s
             try:
-                the_plan = await self.reconcile_once()
+                async with self.busy:
+                    the_plan = await self.reconcile_once()
                 self.state.failures = 0
                 self.state.last_error = ""
                 if the_plan.actionable:

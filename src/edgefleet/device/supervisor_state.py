@@ -30,6 +30,11 @@ class SupervisorState:
     failures: int = 0
     progress: dict[str, tuple[int, int]] = field(default_factory=dict)
     observed: EngineState | None = None
+    last_fetch_ms: int | None = None
+    """When the cloud link last fetched the target successfully (see `record_fetch`)."""
+    apply_download_ms: int = 0
+    """Time the current apply spent in rounds that downloaded images."""
+    loop_running: bool = False
 
 
 __all__ = ["BACKOFF_BASE_S", "SupervisorState", "backoff_s"]

@@ -1,0 +1,1 @@
+"""The supervisor API on `listenPort` (balena-compatible): app factory, auth, routes, server."""

@@ -1,0 +1,248 @@
+"""The v1 endpoints (compat §5): ping, healthy, blink, keys, update, reboot/shutdown, purge,
+restart, single-container app start/stop/info, device info and host config."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgefleet.device.api import actions, hostinfo
+from edgefleet.device.api.auth import AnyKey, Ctx
+from edgefleet.device.api.errors import ApiError
+from edgefleet.device.api.views import container_for, observed, service_status
+from edgefleet.device.api_keys import SUPERVISOR_API_FEATURE
+from edgefleet.device.health import HealthInput, health
+from edgefleet.device.store import now_ms
+from edgefleet.model.service import AppSpec
+
+router = APIRouter()
+SINGLE_ONLY = "Some v1 endpoints are only allowed on single-container apps"
+HOSTNAME_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+class Force(BaseModel):
+    force: bool = False
+
+
+class AppAction(BaseModel):
+    appId: int = Field(ge=0, le=2**31 - 1)
+    force: bool = False
+
+
+class Proxy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["socks4", "socks5", "http-connect", "http-relay"] | None = None
+    ip: str | None = Field(default=None, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    login: str | None = Field(default=None, max_length=255)
+    password: str | None = Field(default=None, max_length=255)
+    noProxy: list[str] | None = None
+
+
+class HostNetwork(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    hostname: str | None = Field(default=None, max_length=63)
+    proxy: Proxy | None = None
+
+
+class HostConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    network: HostNetwork = Field(default_factory=HostNetwork)
+
+
+@router.get("/ping", response_class=PlainTextResponse, tags=["v1"])
+async def ping() -> str:
+    """Answers `OK` (no key needed)."""
+    return "OK"
+
+
+@router.get("/v1/healthy", response_class=PlainTextResponse, tags=["v1"],
+            responses={500: {"description": "Unhealthy"}})
+async def healthy(ctx: Ctx) -> Response:
+    """200 `OK`, or 500 `Unhealthy` (no key needed)."""
+    state = ctx.supervisor.state
+    ok, reason = health(data=HealthInput(
+        now_ms=now_ms(), poll_interval_ms=int(ctx.supervisor.poll_interval_s * 1000),
+        started_ms=ctx.started_ms, managed=ctx.config.is_managed and not ctx.local.enabled,
+        last_fetch_ms=state.last_fetch_ms, apply_started_ms=state.apply_started_ms,
+        apply_download_ms=state.apply_download_ms, last_loop_ms=state.last_loop_ms,
+        loop_running=state.loop_running))
+    if ok:
+        return PlainTextResponse("OK")
+    return PlainTextResponse(f"Unhealthy: {reason}", status_code=500)
+
+
+@router.post("/v1/blink", response_class=PlainTextResponse, tags=["v1"])
+async def blink(ctx: Ctx, _who: AnyKey) -> str:
+    """Identify the device (this host has no LED: the request is logged)."""
+    ctx.supervisor.logs.system("Blink requested through the API (no LED on this host)")
+    return "OK"
+
+
+@router.post("/v1/regenerate-api-key", response_class=PlainTextResponse, tags=["v1"])
+async def regenerate_api_key(ctx: Ctx, who: AnyKey) -> str:
+    """A new key for the caller's scope (global, or its app); the old one stops working."""
+    if who.app_uuid is None:
+        key = ctx.keys.regenerate()
+        ctx.supervisor.logs.system("Global supervisor API key regenerated")
+        return key
+    key = ctx.keys.regenerate(app_uuid=who.app_uuid)
+    sup = ctx.supervisor
+    sup.reresolve()
+    # The key reaches containers through their environment: recreate the app's labelled ones.
+    async with sup.busy:
+        for c in actions.containers_of(await actions.observe(ctx), who.app_uuid):
+            if c.labels.get(SUPERVISOR_API_FEATURE, "") not in ("", "0", "false"):
+                await sup.engine.remove_container(c.id, force=True)
+    sup.logs.system("App supervisor API key regenerated; its services are recreated",
+                    app_uuid=who.app_uuid)
+    sup.wake()
+    return key
+
+
+@router.post("/v1/update", status_code=204, tags=["v1"],
+             responses={202: {"description": "ignored (local mode)"}})
+async def update(ctx: Ctx, _who: AnyKey, body: Force | None = None) -> Response:
+    """Fetch the target now and apply it (force overrides update locks)."""
+    if ctx.local.enabled:
+        return Response(status_code=202)
+    sup = ctx.supervisor
+    if body is not None and body.force:
+        sup.force_once = True
+    sup.wake()
+    if ctx.on_update_requested is not None:
+        ctx.on_update_requested()
+    return Response(status_code=204)
+
+
+def _host(ctx: Ctx, what: str, argv: tuple[str, ...], force: bool) -> JSONResponse:
+    actions.schedule_host_command(ctx, what=what, argv=argv, force=force)
+    return JSONResponse({"Data": "OK", "Error": None}, status_code=202)
+
+
+@router.post("/v1/reboot", status_code=202, tags=["v1"])
+async def reboot(ctx: Ctx, _who: AnyKey, body: Force | None = None) -> JSONResponse:
+    """Reboot the host (423 while an update lock is held, unless forced)."""
+    return _host(ctx, "reboot", ctx.host.reboot, bool(body and body.force))
+
+
+@router.post("/v1/shutdown", status_code=202, tags=["v1"])
+async def shutdown(ctx: Ctx, _who: AnyKey, body: Force | None = None) -> JSONResponse:
+    """Shut the host down (423 while an update lock is held, unless forced)."""
+    return _host(ctx, "shutdown", ctx.host.shutdown, bool(body and body.force))
+
+
+@router.post("/v1/purge", tags=["v1"])
+async def purge(ctx: Ctx, who: AnyKey, body: AppAction) -> dict[str, Any]:
+    """Remove an app's containers and volumes, then install it again."""
+    app = actions.find_app(ctx, who, body.appId)
+    await actions.purge_app(ctx, app=app, force=body.force)
+    return {"Data": "OK", "Error": ""}
+
+
+@router.post("/v1/restart", response_class=PlainTextResponse, tags=["v1"])
+async def restart(ctx: Ctx, who: AnyKey, body: AppAction) -> str:
+    """Restart every service of an app (the same containers, not recreated)."""
+    app = actions.find_app(ctx, who, body.appId)
+    await actions.restart_app(ctx, app=app, force=body.force)
+    return "OK"
+
+
+def _single(app: AppSpec) -> Any:
+    if len(app.services) != 1:
+        raise ApiError(400, SINGLE_ONLY)
+    return next(iter(app.services.values()))
+
+
+async def _start_stop(ctx: Ctx, who: AnyKey, app_id: int, action: str,
+                      body: Force | None) -> dict[str, Any]:
+    app = actions.find_app(ctx, who, app_id)
+    svc = _single(app)
+    await actions.service_action(ctx, app=app, svc=svc, action=action,
+                                 force=bool(body and body.force))
+    c = container_for(await actions.observe(ctx), svc)
+    return {"containerId": c.id if c else None}
+
+
+@router.post("/v1/apps/{appId}/stop", tags=["v1"])
+async def app_stop(ctx: Ctx, who: AnyKey, appId: int, body: Force | None = None
+                   ) -> dict[str, Any]:
+    """Stop a single-container app's service (it stays stopped)."""
+    return await _start_stop(ctx, who, appId, "stop", body)
+
+
+@router.post("/v1/apps/{appId}/start", tags=["v1"])
+async def app_start(ctx: Ctx, who: AnyKey, appId: int, body: Force | None = None
+                    ) -> dict[str, Any]:
+    """Start a single-container app's service."""
+    return await _start_stop(ctx, who, appId, "start", body)
+
+
+@router.get("/v1/apps/{appId}", tags=["v1"])
+async def app_info(ctx: Ctx, who: AnyKey, appId: int) -> dict[str, Any]:
+    """A single-container app: id, commit, container, environment, image and release."""
+    app = actions.find_app(ctx, who, appId)
+    svc = _single(app)
+    c = container_for(observed(ctx), svc)
+    return {"appId": app.app_id, "commit": app.commit, "containerId": c.id if c else None,
+            "env": svc.environment, "imageId": svc.image, "releaseId": app.release_id}
+
+
+@router.get("/v1/device", tags=["v1"])
+async def device(ctx: Ctx, who: AnyKey) -> dict[str, Any]:
+    """Device status: addresses, versions, update state and download progress."""
+    sup = ctx.supervisor
+    seen = observed(ctx)
+    apps = [a for a in sup.desired.apps.values() if who.may(a.app_uuid)]
+    statuses = [service_status(ctx, seen, s) for a in apps for s in a.services.values()]
+    progress = [done * 100 // total for done, total in sup.state.progress.values() if total]
+    downloading = "Downloading" in statuses
+    status = ("Downloading" if downloading else
+              "Installing" if sup.state.app_state == "applying" else "Idle")
+    commit = next((a.commit for a in apps if a.commit), None)
+    return {
+        "api_port": ctx.api_port, "ip_address": " ".join(hostinfo.ip_addresses()),
+        "mac_address": " ".join(hostinfo.mac_addresses()), "commit": commit,
+        "os_version": ctx.os_version or hostinfo.os_version(),
+        "supervisor_version": ctx.version, "status": status,
+        "download_progress": sum(progress) // len(progress) if progress else None,
+        "update_pending": sup.state.app_state == "applying",
+        "update_downloaded": not downloading and sup.state.app_state == "applying",
+        "update_failed": bool(sup.state.last_error),
+    }
+
+
+def _host_config(ctx: Ctx) -> dict[str, Any]:
+    raw = ctx.supervisor.store.get_config(key="hostConfig")
+    stored = json.loads(raw) if raw else {}
+    hostname = stored.get("hostname") or ctx.config.hostname or ctx.supervisor.device.uuid[:7]
+    return {"network": {"hostname": hostname, "proxy": stored.get("proxy") or {}}}
+
+
+@router.get("/v1/device/host-config", tags=["v1"])
+async def get_host_config(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
+    """Hostname and proxy settings."""
+    return _host_config(ctx)
+
+
+@router.patch("/v1/device/host-config", response_class=PlainTextResponse, tags=["v1"])
+async def patch_host_config(ctx: Ctx, _who: AnyKey, body: HostConfig) -> str:
+    """Change the hostname and/or proxy settings (stored, and reported by GET)."""
+    net = body.network
+    if net.hostname is not None and not HOSTNAME_RE.match(net.hostname):
+        raise ApiError(400, f"Invalid hostname {net.hostname!r}: letters, digits and '-',"
+                       " 1-63 characters, not starting or ending with '-'")
+    if net.proxy is not None and (net.proxy.ip or net.proxy.port) and not net.proxy.type:
+        raise ApiError(400, "proxy.type is required with a proxy ip or port")
+    current = _host_config(ctx)["network"]
+    stored = {"hostname": net.hostname if net.hostname is not None else current["hostname"],
+              "proxy": net.proxy.model_dump(exclude_none=True) if net.proxy is not None
+              else current["proxy"]}
+    ctx.supervisor.store.set_config(key="hostConfig", value=json.dumps(stored))
+    ctx.supervisor.logs.system("Host config changed through the API")
+    return "OK"
