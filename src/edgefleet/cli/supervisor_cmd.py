@@ -49,7 +49,7 @@ def run(
         cfg = load_config(path=config)
         options = RunOptions(config=cfg, data_dir=data_dir, apps_json=apps,
                              engine_socket=engine_socket, scope=scope,
-                             engine_pidfile=engine_pidfile)
+                             engine_pidfile=engine_pidfile, config_path=config)
         asyncio.run(run_supervisor(options=options))
     except InvalidInput as exc:
         _fail(str(exc))

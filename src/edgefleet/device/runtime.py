@@ -4,12 +4,14 @@ supervisor's lifetime."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import uuid as uuidlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.device.logs import LogSink
@@ -21,6 +23,9 @@ from edgefleet.model import formats
 from edgefleet.model.config import DeviceConfig
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput, Problem
+
+if TYPE_CHECKING:
+    from edgefleet.device.link import CloudLink
 
 DEFAULT_DATA_DIR = "/var/lib/edgefleet"
 
@@ -35,6 +40,8 @@ class RunOptions:
     engine_socket: str = "/var/run/docker.sock"
     scope: str = "default"
     engine_pidfile: str = "/var/run/docker.pid"
+    config_path: Path | None = None
+    """Where config.json lives (registration writes the device key back to it)."""
 
 
 def open_store(*, data_dir: Path, persistent_logs: bool = False) -> Store:
@@ -81,6 +88,23 @@ def load_apps_json(*, path: Path, supervisor: Supervisor, store: Store) -> str:
     return f"loaded {path} (renamed to {preloaded.name})"
 
 
+def start_link(*, supervisor: Supervisor, options: RunOptions
+               ) -> tuple[CloudLink, asyncio.Task[None]] | None:
+    """A managed device (apiEndpoint in config.json) starts its cloud link: register, poll,
+    report, stream logs."""
+    if not options.config.is_managed:
+        return None
+    if options.config_path is None:
+        raise InvalidInput("config.json", [Problem("apiEndpoint", "a managed device needs the"
+                                                   " path of its config.json")])
+    from edgefleet.device.link import CloudLink  # unmanaged devices never load httpx
+
+    link = CloudLink(supervisor=supervisor, config=options.config,
+                     config_path=options.config_path, data_dir=options.data_dir)
+    supervisor.link = link
+    return link, asyncio.create_task(link.run())
+
+
 async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
     """Run a supervisor until SIGINT/SIGTERM."""
     store = open_store(data_dir=options.data_dir,
@@ -110,12 +134,17 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
             loop.add_signal_handler(sig, task.cancel)
     recorder = asyncio.create_task(EngineStartRecorder(
         pidfile=options.engine_pidfile, record=options.data_dir / "engine-starts.jsonl").run())
+    link = start_link(supervisor=supervisor, options=options)
     try:
         await supervisor.run()
     except asyncio.CancelledError:
         logs.system("Supervisor stopping")
     finally:
         recorder.cancel()
+        if link is not None:
+            link[1].cancel()
+            with contextlib.suppress(BaseException):
+                await link[1]
         logs.flush()
         await engine.close()
         store.close()

@@ -46,6 +46,8 @@ class SupervisorState:
     apply_started_ms: int | None = None
     last_converged_ms: int | None = None
     last_loop_ms: int = 0
+    last_fetch_ms: int | None = None
+    """When the target state was last fetched from the fleet server (None: never)."""
     failures: int = 0
     progress: dict[str, tuple[int, int]] = field(default_factory=dict)
     observed: EngineState | None = None
@@ -65,6 +67,8 @@ class Supervisor:
         self.state = SupervisorState()
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
+        self.link: Any = None
+        """The cloud link of a managed device (has `poll_now()`); None when unmanaged."""
         self._wake = asyncio.Event()
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._target: TargetState | None = None
