@@ -158,6 +158,8 @@ def test_poll_interval_from_config_var_else_config_json() -> None:
     assert poll_interval_s(default_s=900, target=None) == 900
     assert poll_interval_s(default_s=900, target=target({"SUPERVISOR_POLL_INTERVAL": "60000"})
                            ) == 60
+    assert poll_interval_s(default_s=900, target=target(
+        {"BALENA_SUPERVISOR_POLL_INTERVAL": "20000"})) == 20
     for bad in ("5", "abc", "999999999999"):
         assert poll_interval_s(default_s=900, target=target(
             {"SUPERVISOR_POLL_INTERVAL": bad})) == 900
@@ -215,7 +217,7 @@ def test_apps_report_during_an_update() -> None:
         "new": {"update_status": "downloading", "services": {
             "db": {"image": "img/db", "status": "Running"},
             "web": {"image": "img/web2", "status": "Downloading", "download_progress": 25}}},
-        "old": {"update_status": "done", "services": {
+        "old": {"services": {
             "web": {"image": "img/web", "status": "Running"}}}}}}
     done = apps_report(target=tgt, apps=[AppRecord("app1", 1, "new", 2, "done", "")],
                        images=[], observed=EngineState(containers=(

@@ -101,7 +101,7 @@ class CloudClient:
         if r.status_code == 409:
             raise DuplicateDevice(f"{what}: uuid {body.get('uuid')} is registered already",
                                   status=409)
-        if r.status_code in (400, 401, 403, 404):
+        if r.status_code in (400, 401, 403, 404, 422):
             err = _error(what, r)
             raise RegistrationRefused(str(err), status=r.status_code)
         if r.status_code >= 300:

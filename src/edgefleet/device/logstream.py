@@ -91,7 +91,7 @@ class LogStreamer:
         self.uuid = uuid
         self.api_key = api_key
         self.service_id = service_id
-        self.buffer = buffer or OfflineBuffer()
+        self.buffer = buffer if buffer is not None else OfflineBuffer()
         self.max_delay_s = max_delay_s
         self.linger_s = linger_s
         self.failures = 0

@@ -16,17 +16,20 @@ from edgefleet.model.config import POLL_MAX_MS, POLL_MIN_MS
 from edgefleet.model.errors import InvalidInput
 from edgefleet.model.target import TargetState
 
-POLL_VAR = "SUPERVISOR_POLL_INTERVAL"
+POLL_VARS = ("BALENA_SUPERVISOR_POLL_INTERVAL", "RESIN_SUPERVISOR_POLL_INTERVAL",
+             "SUPERVISOR_POLL_INTERVAL")
 JITTER = 0.1
 """Polls come up to 10 % early, so a fleet started together spreads out."""
 
 
 def poll_interval_s(*, default_s: float, target: TargetState | None) -> float:
-    """The SUPERVISOR_POLL_INTERVAL config variable (ms) when set and valid, else config.json's
-    appUpdatePollInterval."""
-    value = target.device.config.get(POLL_VAR, "") if target is not None else ""
-    if value.strip().isdigit() and POLL_MIN_MS <= int(value) <= POLL_MAX_MS:
-        return int(value) / 1000
+    """The (BALENA_/RESIN_)SUPERVISOR_POLL_INTERVAL config variable (ms) when set and valid,
+    else config.json's appUpdatePollInterval."""
+    config = target.device.config if target is not None else {}
+    for name in POLL_VARS:
+        value = config.get(name, "").strip()
+        if value.isdigit() and POLL_MIN_MS <= int(value) <= POLL_MAX_MS:
+            return int(value) / 1000
     return default_s
 
 

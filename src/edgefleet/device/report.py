@@ -45,8 +45,9 @@ def _services_of(app_uuid: str, commit: str, observed: EngineState) -> dict[str,
 def apps_report(*, target: TargetState | None, apps: Iterable[AppRecord],
                 images: Iterable[ImageRecord], observed: EngineState) -> dict[str, Any]:
     """`apps: {<appUuid>: {release_uuid, releases: {<commit>: {update_status, services}}}}`:
-    the target release with each service's container or image status, and any older release
-    whose containers are still there."""
+    the target release with each service's container or image status and the app's update
+    status, and any older release whose containers are still there (without an update_status,
+    so a server never takes it for the one that is done)."""
     records = {a.uuid: a for a in apps}
     by_ref = {i.ref: i for i in images}
     out: dict[str, Any] = {}
@@ -82,9 +83,8 @@ def apps_report(*, target: TargetState | None, apps: Iterable[AppRecord],
             if c.app_uuid != app_uuid or parts is None or parts.commit == target_commit:
                 continue
             running_commits[parts.commit] = running_commits.get(parts.commit, 0) + 1
-            if parts.commit not in releases:
-                releases[parts.commit] = {"update_status": "done",
-                                          "services": _services_of(app_uuid, parts.commit,
+            if parts.commit not in releases:  # being replaced: no update_status of its own
+                releases[parts.commit] = {"services": _services_of(app_uuid, parts.commit,
                                                                    observed)}
         done = target_commit is not None and releases[target_commit]["update_status"] == "done"
         entry: dict[str, Any] = {"releases": releases}
