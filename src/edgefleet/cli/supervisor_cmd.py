@@ -45,6 +45,7 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     try:
         cfg = load_config(path=config)
         options = RunOptions(config=cfg, data_dir=data_dir, apps_json=apps,
