@@ -1,7 +1,59 @@
-"""`edgefleet server ...` commands."""
+"""`edgefleet server ...`: run the fleet server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-app = typer.Typer(help="server commands.", no_args_is_help=True)
+app = typer.Typer(help="Run the fleet server (fleets, releases, variables, device link).",
+                  no_args_is_help=True)
+
+
+@app.command()
+def run(
+    data_dir: Path = typer.Option(Path("/var/lib/edgefleet-server"), "--data-dir",
+                                  help="Server data: SQLite database, registry storage."),
+    database_url: str | None = typer.Option(
+        None, "--database-url", envvar="EDGEFLEET_DATABASE_URL",
+        help="SQLAlchemy URL, e.g. postgresql+psycopg://user:pw@host/db (default: SQLite in "
+             "the data dir)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(48480, "--port", help="Port to listen on."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", help="URL devices use (apiEndpoint in config.json); default "
+                                   "http://HOST:PORT."),
+    registry: str | None = typer.Option(
+        None, "--registry", help="HOST:PORT of an existing registry; default: start Debian's "
+                                 "docker-registry with storage in the data dir."),
+    registry_port: int = typer.Option(0, "--registry-port",
+                                      help="Port of the registry the server starts (0 = any)."),
+    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
+                                      help="Docker Engine API socket releases are built on."),
+    heartbeat_timeout: float | None = typer.Option(
+        None, "--heartbeat-timeout", help="Seconds without a poll before a device's heartbeat "
+                                          "times out (default 1.5 x max(poll interval, 10 min))."),
+    offline_grace: float = typer.Option(15.0, "--offline-grace",
+                                        help="Seconds from timeout to Offline."),
+    admin_token_file: Path | None = typer.Option(
+        None, "--admin-token-file", help="Also write the first admin's token here (mode 600)."),
+) -> None:
+    """Serve the fleet server's device API and user API until interrupted.
+
+    On first start a user `admin` is created and its token printed once.
+    """
+    from edgefleet.server.registry import RegistryError
+    from edgefleet.server.run import serve
+    from edgefleet.server.settings import ServerSettings
+
+    settings = ServerSettings(
+        data_dir=data_dir, database_url=database_url, registry=registry,
+        engine_socket=engine_socket, public_url=public_url or f"http://{host}:{port}",
+        heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace)
+    try:
+        serve(settings=settings, host=host, port=port, own_registry=registry is None,
+              registry_port=registry_port, admin_token_file=admin_token_file,
+              say=lambda m: typer.echo(m))
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None

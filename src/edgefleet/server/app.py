@@ -1,0 +1,44 @@
+"""The fleet server's ASGI app: device API, user API and the per-process state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import PlainTextResponse
+
+from edgefleet import __version__
+from edgefleet.server import device_api, user_api, user_devices, user_releases
+from edgefleet.server.db import Database
+from edgefleet.server.settings import ServerSettings
+from edgefleet.server.state import ServerState
+
+
+def create_app(*, settings: ServerSettings, db: Database | None = None) -> FastAPI:
+    """Build the app; the database is opened (and migrated) here unless given."""
+    database = db or Database(url=settings.url)
+    state = ServerState(settings=settings, db=database)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
+    app.state.server = state
+
+    @app.get("/ping", response_class=PlainTextResponse, tags=["meta"])
+    def ping() -> str:
+        """Liveness: `OK`."""
+        return "OK"
+
+    current_user = user_api.user_dependency(state)
+    app.include_router(device_api.router(state))
+    app.include_router(user_api.router(state, current_user))
+    app.include_router(user_devices.router(state, current_user))
+    app.include_router(user_releases.router(state, current_user))
+    return app

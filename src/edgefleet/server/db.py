@@ -1,0 +1,86 @@
+"""Opening the server's database (SQLite or PostgreSQL) and bringing its schema up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from edgefleet.server import tables as t
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    if isinstance(dbapi_conn, sqlite3.Connection):
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+def open_engine(*, url: str) -> Engine:
+    """An engine for `url` with SQLite tuned for many small writes (WAL, NORMAL sync)."""
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False},
+                                  pool_size=8, max_overflow=8)
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def migrate(*, engine: Engine) -> None:
+    """Run pending Alembic migrations (the server's own tree, `server/migrations`)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    with Session(engine) as s, s.begin():
+        if s.get(t.Meta, "generation") is None:
+            s.add(t.Meta(key="generation", value=1))
+
+
+class Database:
+    """The engine plus a session factory; `session()` commits on success."""
+
+    def __init__(self, *, url: str) -> None:
+        self.url = url
+        self.engine = open_engine(url=url)
+        migrate(engine=self.engine)
+        self._factory = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in a transaction: committed when the block ends, rolled back on error."""
+        with self._factory() as s, s.begin():
+            yield s
+
+    def bump_generation(self, s: Session) -> None:
+        """Mark that some target may have changed (seen by every API process)."""
+        s.execute(sa.update(t.Meta).where(t.Meta.key == "generation")
+                  .values(value=t.Meta.value + 1))
+
+    def generation(self) -> int:
+        with self._factory() as s:
+            return int(s.execute(sa.select(t.Meta.value).where(
+                t.Meta.key == "generation")).scalar_one())
+
+    def close(self) -> None:
+        self.engine.dispose()

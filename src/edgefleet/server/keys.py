@@ -1,0 +1,97 @@
+"""Secrets and who holds them: user tokens, provisioning keys and device API keys.
+
+Only SHA-256 hashes of keys are stored; a key is shown once, when it is made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from edgefleet.server import tables as t
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_key() -> str:
+    """A new random secret (32 hex characters, like balena's device keys)."""
+    return secrets.token_hex(16)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class UserPrincipal:
+    """A user token's holder."""
+
+    user_id: int
+    username: str
+    is_admin: bool
+
+
+@dataclass(frozen=True)
+class DevicePrincipal:
+    """A device API key's holder: reads and writes only its own device."""
+
+    device_id: int
+    uuid: str
+    fleet_id: int
+
+
+@dataclass(frozen=True)
+class ProvisioningPrincipal:
+    """A provisioning key's holder: may only register devices into its fleet."""
+
+    fleet_id: int
+
+
+Principal = UserPrincipal | DevicePrincipal | ProvisioningPrincipal
+
+
+def bearer(header: str | None) -> str | None:
+    """The key of an `Authorization: Bearer <key>` header (balena also accepts `ApiKey`)."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() not in ("bearer", "apikey") or not value.strip():
+        return None
+    return value.strip()
+
+
+def lookup(s: Session, *, key: str) -> Principal | None:
+    """Whoever holds `key`, or None for an unknown key."""
+    row = s.execute(sa.select(t.ApiKey).where(t.ApiKey.key_hash == hash_key(key))).scalar()
+    if row is None:
+        return None
+    if row.kind == "user" and row.user_id is not None:
+        user = s.get(t.User, row.user_id)
+        return UserPrincipal(user.id, user.username, user.is_admin) if user else None
+    if row.kind == "device" and row.device_id is not None:
+        device = s.get(t.Device, row.device_id)
+        return DevicePrincipal(device.id, device.uuid, device.fleet_id) if device else None
+    if row.kind == "provisioning" and row.fleet_id is not None:
+        return ProvisioningPrincipal(row.fleet_id)
+    return None
+
+
+def add_key(s: Session, *, kind: str, key: str | None = None, user_id: int | None = None,
+            fleet_id: int | None = None, device_id: int | None = None, name: str = "") -> str:
+    """Store a key (made here unless given) and return it in clear, once."""
+    key = key or new_key()
+    s.add(t.ApiKey(key_hash=hash_key(key), kind=kind, user_id=user_id, fleet_id=fleet_id,
+                   device_id=device_id, name=name, created_ms=now_ms()))
+    return key
+
+
+def key_exists(s: Session, *, key: str) -> bool:
+    return s.execute(sa.select(t.ApiKey.id).where(
+        t.ApiKey.key_hash == hash_key(key))).first() is not None

@@ -1,0 +1,65 @@
+"""`edgefleet server run`: open the database, make the first admin, start or reach the
+registry, and serve the API with uvicorn."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import uvicorn
+
+from edgefleet.server.admin import ensure_admin
+from edgefleet.server.app import create_app
+from edgefleet.server.db import Database
+from edgefleet.server.registry import OwnRegistry, RegistryError, registry_up, start_registry
+from edgefleet.server.settings import ServerSettings
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a secret readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+
+
+def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
+          registry_port: int = 0, admin_token_file: Path | None = None,
+          say: Callable[[str], None] = print) -> None:
+    """Run the server until interrupted (the registry it started stops with it)."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(url=settings.url)
+    token = ensure_admin(db)
+    if token:
+        say(f"first start: created user 'admin'; its API token (shown once): {token}")
+        if admin_token_file is not None:
+            write_secret(admin_token_file, token)
+    registry: OwnRegistry | None = None
+    if own_registry:
+        registry = start_registry(data_dir=settings.data_dir, port=registry_port)
+        settings = replace(settings, registry=registry.address)
+        say(f"registry: docker-registry on {registry.address} (data in "
+            f"{settings.data_dir / 'registry'})")
+    elif settings.registry and not registry_up(settings.registry):
+        raise RegistryError(f"the registry {settings.registry} does not answer GET /v2/")
+    say(f"fleet server: {settings.public_url} (database {_safe(settings.url)})")
+    try:
+        uvicorn.run(create_app(settings=settings, db=db), host=host, port=port,
+                    log_level="warning", access_log=False)
+    finally:
+        if registry is not None:
+            registry.stop()
+        db.close()
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url

@@ -1,0 +1,39 @@
+"""The fleet server's settings: where its data lives, its database, registry and timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything `create_app` needs; built by `edgefleet server run` or by tests."""
+
+    data_dir: Path
+    database_url: str | None = None
+    """SQLAlchemy URL; None = SQLite at `<data_dir>/server.sqlite`."""
+    registry: str | None = None
+    """`host:port` of the registry images are pushed to (None = no builds possible)."""
+    engine_socket: str = "/var/run/docker.sock"
+    """The Docker Engine API socket releases are built on."""
+    public_url: str = "http://127.0.0.1:48480"
+    """The URL devices use (written as `apiEndpoint` into provisioning config.json)."""
+    heartbeat_timeout_s: float | None = None
+    """Seconds without a state GET before a device's heartbeat times out. None = compat §4:
+    1.5 x max(poll interval, 10 min)."""
+    offline_grace_s: float = 15.0
+    """After the timeout, seconds until the heartbeat counts as offline (compat §4)."""
+    cache_refresh_s: float = 1.0
+    """How often a process checks whether another process changed targets (PostgreSQL)."""
+    heartbeat_flush_s: float = 2.0
+    """How often last-seen times held in memory are written to the database."""
+    log_retention_lines: int = 1000
+    log_retention_days: int = 30
+    log_rate_per_s: float = 200.0
+    """Log lines a device may send per second (bucket of 10 s); more are dropped and counted."""
+
+    @property
+    def url(self) -> str:
+        """The database URL actually used."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'server.sqlite'}"

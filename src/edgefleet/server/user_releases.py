@@ -1,0 +1,49 @@
+"""The user API for releases: list, show, and push (upload a project, build, stream output)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException
+
+from edgefleet.server import keys
+from edgefleet.server import tables as t
+from edgefleet.server.access import user_fleet
+from edgefleet.server.state import ServerState
+from edgefleet.server.user_api import ERRORS, UserDep
+from edgefleet.server.user_schemas import ReleaseOut
+from edgefleet.server.views import release_out
+
+
+def router(state: ServerState, current_user: UserDep) -> APIRouter:
+    """Routes for reading releases."""
+    api = APIRouter(prefix="/api/v1", tags=["user"], responses=ERRORS)
+    db = state.db
+
+    @api.get("/fleets/{fleet}/releases", response_model=list[ReleaseOut], responses={404: {}})
+    def list_releases(fleet: str, user: keys.UserPrincipal = Depends(current_user)
+                      ) -> list[ReleaseOut]:
+        """The fleet's releases, newest first."""
+        with db.session() as s:
+            f = user_fleet(s, user=user, name=fleet)
+            rows = s.execute(sa.select(t.Release).where(t.Release.fleet_id == f.id)
+                             .order_by(t.Release.id.desc())).scalars()
+            return [release_out(s, release=r) for r in rows]
+
+    @api.get("/releases/{commit}", response_model=ReleaseOut, responses={404: {}, 409: {}})
+    def show_release(commit: str, user: keys.UserPrincipal = Depends(current_user)
+                     ) -> ReleaseOut:
+        """One release of the user's fleets by commit or unique prefix."""
+        with db.session() as s:
+            rows = list(s.execute(sa.select(t.Release).join(
+                t.Fleet, t.Fleet.id == t.Release.fleet_id).where(
+                t.Fleet.owner_id == user.user_id, t.Release.commit.startswith(commit))
+                .limit(2)).scalars())
+            exact = [r for r in rows if r.commit == commit]
+            rows = exact or rows
+            if not rows:
+                raise HTTPException(404, f"no release {commit!r}")
+            if len(rows) > 1:
+                raise HTTPException(409, f"{commit!r} names more than one release")
+            return release_out(s, release=rows[0])
+
+    return api

@@ -1,0 +1,102 @@
+"""How fleets, devices and releases look in the user API (rows → reply models)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import sqlalchemy as sa
+from fastapi import HTTPException
+from sqlalchemy.orm import Session
+
+from edgefleet.server import status as st
+from edgefleet.server import tables as t
+from edgefleet.server.settings import ServerSettings
+from edgefleet.server.target import merged_config, release_for, variables
+from edgefleet.server.user_schemas import (
+    DeviceOut,
+    DeviceReleaseOut,
+    FleetOut,
+    ImageOut,
+    ReleaseOut,
+)
+
+
+def resolve_release(s: Session, *, fleet: t.Fleet, commit: str) -> t.Release:
+    """A successful release of the fleet by commit or unique prefix (404/409 otherwise)."""
+    rows = list(s.execute(sa.select(t.Release).where(
+        t.Release.fleet_id == fleet.id, t.Release.commit.startswith(commit)).limit(2)).scalars())
+    exact = [r for r in rows if r.commit == commit]
+    if exact:
+        rows = exact
+    if not rows:
+        raise HTTPException(404, f"fleet {fleet.name!r} has no release {commit!r}")
+    if len(rows) > 1:
+        raise HTTPException(409, f"{commit!r} names more than one release")
+    if rows[0].status != "success":
+        raise HTTPException(409, f"release {rows[0].commit} is {rows[0].status}, not runnable")
+    return rows[0]
+
+
+def _commit(s: Session, release_id: int | None) -> str | None:
+    if release_id is None:
+        return None
+    rel = s.get(t.Release, release_id)
+    return rel.commit if rel else None
+
+
+def fleet_out(s: Session, *, fleet: t.Fleet) -> FleetOut:
+    latest = release_for(s, fleet=fleet)
+    count = s.execute(sa.select(sa.func.count(t.Device.id)).where(
+        t.Device.fleet_id == fleet.id)).scalar() or 0
+    return FleetOut(id=fleet.id, uuid=fleet.uuid, name=fleet.name,
+                    device_type=fleet.device_type,
+                    target_release=_commit(s, fleet.target_release_id) or "latest",
+                    release=latest.commit if latest else None, device_count=count)
+
+
+def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
+               last_seen_ms: int | None) -> DeviceOut:
+    fleet = s.get(t.Fleet, device.fleet_id)
+    assert fleet is not None
+    config = merged_config([v for v in variables(s, fleet_id=fleet.id, device_id=device.id)
+                            if v.kind == "config"])
+    timeout = st.heartbeat_timeout_s(poll_ms=st.poll_interval_ms(config=config),
+                                     override_s=settings.heartbeat_timeout_s)
+    hb = st.heartbeat_state(last_seen_ms=last_seen_ms, now_ms=int(time.time() * 1000),
+                            timeout_s=timeout, grace_s=settings.offline_grace_s)
+    target = release_for(s, fleet=fleet, pinned_release_id=device.pinned_release_id)
+    releases = list(s.execute(sa.select(t.DeviceRelease).where(
+        t.DeviceRelease.device_id == device.id).order_by(t.DeviceRelease.updated_ms.desc()))
+        .scalars())
+    update_status = next((r.update_status for r in releases
+                          if target is not None and r.commit == target.commit), None)
+    return DeviceOut(
+        id=device.id, uuid=device.uuid, name=device.name, fleet=fleet.name,
+        device_type=device.device_type,
+        status=st.overall_status(heartbeat=hb, vpn_connected=device.vpn_connected),
+        heartbeat=hb, last_seen_ms=last_seen_ms, reported_status=device.status,
+        running_release=_commit(s, device.running_release_id),
+        pinned_release=_commit(s, device.pinned_release_id),
+        target_release=target.commit if target else None, update_status=update_status,
+        os_version=device.os_version, os_variant=device.os_variant,
+        supervisor_version=device.supervisor_version, ip_address=device.ip_address,
+        mac_address=device.mac_address, reported=json.loads(device.reported or "{}"),
+        releases=[DeviceReleaseOut(commit=r.commit, update_status=r.update_status,
+                                   services=json.loads(r.services or "{}")) for r in releases],
+        created_ms=device.created_ms)
+
+
+def release_out(s: Session, *, release: t.Release) -> ReleaseOut:
+    fleet = s.get(t.Fleet, release.fleet_id)
+    services = {sv.id: sv.name for sv in s.execute(sa.select(t.Service).where(
+        t.Service.fleet_id == release.fleet_id)).scalars()}
+    images = s.execute(sa.select(t.ReleaseImage).where(
+        t.ReleaseImage.release_id == release.id).order_by(t.ReleaseImage.id)).scalars()
+    return ReleaseOut(
+        id=release.id, commit=release.commit, fleet=fleet.name if fleet else "",
+        status=release.status, created_ms=release.created_ms, finished_ms=release.finished_ms,
+        error=release.error,
+        images=[ImageOut(service=services.get(i.service_id, ""), image_id=i.id, ref=i.ref,
+                         digest=i.digest, size=i.size) for i in images],
+        composition=json.loads(release.composition or "{}"))
