@@ -13,6 +13,7 @@ from edgefleet.cli import (
     preload_cmd,
     server_cmd,
     supervisor_cmd,
+    up_cmd,
 )
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(engine_cmd.app, name="engine")
 app.add_typer(preload_cmd.app, name="preload")
 fleet_cmds.register(app)
+up_cmd.register(app)
 
 
 def _version(value: bool) -> None:
