@@ -36,7 +36,7 @@ def wait_for(what: str, check: Callable[[], Any], *, timeout: float, every: floa
 
 
 @dataclass
-class TestDevice:
+class E2EDevice:
     """One device: its engine, its supervisor process and its config.json."""
 
     name: str
