@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.support import images
 from tests.support.fleet_server import PG_URL, RunningServer, pg_schema_url, run_server
 
 HEARTBEAT_TIMEOUT_S = 1.5
@@ -33,7 +34,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
                 pytest.skip("EDGEFLEET_TEST_PG_URL is not set")
             url = stack.enter_context(pg_schema_url(PG_URL))
         yield stack.enter_context(run_server(
-            data_dir=data_dir, database_url=url, heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
+            data_dir=data_dir, database_url=url, registry=images.REGISTRY,
+            heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S,
             offline_grace_s=OFFLINE_GRACE_S, log_rate_per_s=50))
 
 

@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from edgefleet import __version__
 from edgefleet.server import device_api, user_api, user_devices, user_releases
 from edgefleet.server.db import Database
+from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
 
@@ -22,6 +23,8 @@ def create_app(*, settings: ServerSettings, db: Database | None = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if database.is_sqlite:  # one process owns the database: no build can be running
+            fail_interrupted(state)
         state.start()
         try:
             yield

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import StreamingResponse
 
 from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.access import user_fleet
+from edgefleet.server.pushes import push
 from edgefleet.server.state import ServerState
 from edgefleet.server.user_api import ERRORS, UserDep
 from edgefleet.server.user_schemas import ReleaseOut
@@ -45,5 +47,21 @@ def router(state: ServerState, current_user: UserDep) -> APIRouter:
             if len(rows) > 1:
                 raise HTTPException(409, f"{commit!r} names more than one release")
             return release_out(s, release=rows[0])
+
+    @api.post("/fleets/{fleet}/releases", response_class=StreamingResponse, responses={
+        200: {"description": "NDJSON build events, ending with {type: done, commit, status,"
+                             " error}", "content": {"application/x-ndjson": {}}},
+        400: {"description": "Not a usable project (nothing is recorded)"},
+        404: {}, 409: {"description": "No registry configured"}, 413: {}},
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def push_release(fleet: str, request: Request,
+                           user: keys.UserPrincipal = Depends(current_user)
+                           ) -> StreamingResponse:
+        """Push a project (a tar of a compose project or a single Dockerfile /
+        Dockerfile.template): the server records a release, builds and pushes its images,
+        and streams the build output. A failed build gives a failed release that no device
+        ever gets."""
+        return await push(state=state, user=user, fleet=fleet, request=request)
 
     return api
