@@ -182,7 +182,7 @@ class Up:
         """Environment for `edgefleet` client commands against this server."""
         import os
 
-        return {**os.environ, "EDGEFLEET_URL": self.url,
+        return {**os.environ, "EDGEFLEET_SERVER": self.url,
                 "EDGEFLEET_TOKEN": self.token_file.read_text().strip()}
 
     def wait_running(self, token: str, uuid: str, *, timeout: float = 300) -> dict[str, Any]:
@@ -216,7 +216,7 @@ def run_up(*, options: UpOptions, say: Callable[[str], None] = print,
         say(f"  device        {options.data_dir / 'device'}  logs: {options.data_dir}/*.log")
         say("  the app       curl http://127.0.0.1:8080/ ;"
             " curl http://127.0.0.1:1234/cgi-bin/data")
-        say(f"  as a user     edgefleet login {up.url} --token $(cat {up.token_file})")
+        say(f"  as a user     edgefleet login --url {up.url} --token $(cat {up.token_file})")
         say(f"                edgefleet device list ; edgefleet logs {uuid[:7]} --follow")
         say(f"                edgefleet push {options.fleet} {options.example}  (after a change)")
         say("")
