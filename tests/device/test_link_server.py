@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +27,7 @@ from edgefleet.device.supervisor import Supervisor
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model.config import load_config
 from edgefleet.model.context import DeviceContext
-from tests.support.fleet import LiveServer
+from tests.support.fleet import LiveServer, free_port
 
 INFO = {"supervisor_version": "0.1.0", "os_version": "test OS", "mac_address": "02:00:00:00:00:01"}
 
@@ -260,3 +264,31 @@ async def test_logs_buffered_while_offline_arrive_with_the_dropped_count(
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
         live.stop()
+
+
+def test_supervisor_with_a_bad_provisioning_key_says_why_and_keeps_config_json(
+        server: LiveServer, tmp_path: Path, unique: str, engine_sock: str) -> None:
+    config_path = provisioning_config(server, tmp_path, "badrun")
+    raw = json.loads(config_path.read_text())
+    raw.update(provisioningApiKey="wrong-provisioning-key-000", listenPort=free_port())
+    config_path.write_text(json.dumps(raw))
+    before = config_path.read_bytes()
+    proc = subprocess.Popen([sys.executable, "-m", "edgefleet", "supervisor", "run", "--config",
+                             str(config_path), "--data-dir", str(tmp_path / "data"), "--scope",
+                             f"bad{unique}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out = b""
+        deadline = time.monotonic() + 30
+        assert proc.stdout is not None
+        os.set_blocking(proc.stdout.fileno(), False)
+        while b"Registration refused" not in out and time.monotonic() < deadline:
+            time.sleep(0.2)
+            out += proc.stdout.read() or b""
+        text = out.decode(errors="replace")
+        assert "Registration refused" in text and "HTTP 401" in text, text[-2000:]
+        assert config_path.read_bytes() == before
+        with server.user() as c:
+            assert c.get("/devices").json() == []
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
