@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -16,8 +16,10 @@ from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
 
 
-def create_app(*, settings: ServerSettings, db: Database | None = None) -> FastAPI:
-    """Build the app; the database is opened (and migrated) here unless given."""
+def create_app(*, settings: ServerSettings, db: Database | None = None,
+               on_shutdown: Callable[[], None] | None = None) -> FastAPI:
+    """Build the app; the database is opened (and migrated) here unless given.
+    `on_shutdown` runs when the server stops (e.g. to stop the registry it started)."""
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
 
@@ -30,6 +32,8 @@ def create_app(*, settings: ServerSettings, db: Database | None = None) -> FastA
             yield
         finally:
             await state.stop()
+            if on_shutdown is not None:
+                on_shutdown()
 
     app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
     app.state.server = state

@@ -13,8 +13,12 @@ from typing import Any
 
 import httpx
 
-CONFIG_PATH = Path(os.environ.get("EDGEFLEET_CLIENT_CONFIG",
-                                  Path.home() / ".config" / "edgefleet" / "client.json"))
+
+def config_path() -> Path:
+    """Where `edgefleet login` keeps the login (env EDGEFLEET_CLIENT_CONFIG overrides)."""
+    return Path(os.environ.get("EDGEFLEET_CLIENT_CONFIG",
+                               Path.home() / ".config" / "edgefleet" / "client.json"))
+
 SKIP_DIRS = {".git", "__pycache__", ".venv", "node_modules"}
 
 
@@ -34,8 +38,9 @@ class Login:
     token: str
 
 
-def load_login(path: Path = CONFIG_PATH) -> Login | None:
+def load_login(path: Path | None = None) -> Login | None:
     """The saved login; EDGEFLEET_SERVER / EDGEFLEET_TOKEN override it."""
+    path = path or config_path()
     data: dict[str, Any] = {}
     if path.is_file():
         data = json.loads(path.read_text())
@@ -44,8 +49,9 @@ def load_login(path: Path = CONFIG_PATH) -> Login | None:
     return Login(url=str(url), token=str(token)) if url and token else None
 
 
-def save_login(login: Login, path: Path = CONFIG_PATH) -> None:
+def save_login(login: Login, path: Path | None = None) -> None:
     """Save the login readable by its owner only."""
+    path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

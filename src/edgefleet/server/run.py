@@ -48,7 +48,11 @@ def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
         raise RegistryError(f"the registry {settings.registry} does not answer GET /v2/")
     say(f"fleet server: {settings.public_url} (database {_safe(settings.url)})")
     try:
-        uvicorn.run(create_app(settings=settings, db=db), host=host, port=port,
+        # uvicorn re-raises SIGTERM after shutting down, so the registry is stopped from the
+        # app's shutdown, not from a `finally` here
+        uvicorn.run(create_app(settings=settings, db=db,
+                               on_shutdown=registry.stop if registry else None),
+                    host=host, port=port,
                     log_level="warning", access_log=False)
     finally:
         if registry is not None:

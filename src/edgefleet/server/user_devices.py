@@ -13,8 +13,6 @@ from edgefleet.server.user_api import ERRORS, UserDep
 from edgefleet.server.user_schemas import DeviceOut, DeviceUpdate, VariableOut, VariableSet
 from edgefleet.server.views import device_out, resolve_release
 
-Opt = Query(None, max_length=128)
-
 
 def router(state: ServerState, current_user: UserDep) -> APIRouter:
     """Routes for devices and variables."""
@@ -26,8 +24,8 @@ def router(state: ServerState, current_user: UserDep) -> APIRouter:
                           last_seen_ms=state.seen(device.id, device.last_seen_ms))
 
     @api.get("/devices", response_model=list[DeviceOut], responses={404: {}})
-    def list_devices(fleet: str | None = Opt, user: keys.UserPrincipal = Depends(current_user)
-                     ) -> list[DeviceOut]:
+    def list_devices(fleet: str | None = Query(None, max_length=128),
+                     user: keys.UserPrincipal = Depends(current_user)) -> list[DeviceOut]:
         """The user's devices, of one fleet when `fleet` is given."""
         with db.session() as s:
             q = sa.select(t.Device).join(t.Fleet, t.Fleet.id == t.Device.fleet_id).where(
@@ -93,7 +91,8 @@ def router(state: ServerState, current_user: UserDep) -> APIRouter:
                            name=v.name, value=v.value)
 
     @api.get("/variables", response_model=list[VariableOut], responses={400: {}, 404: {}})
-    def list_variables(fleet: str | None = Opt, device: str | None = Opt,
+    def list_variables(fleet: str | None = Query(None, max_length=128),
+                       device: str | None = Query(None, max_length=128),
                        kind: str | None = Query(None, pattern="^(env|config)$"),
                        user: keys.UserPrincipal = Depends(current_user)) -> list[VariableOut]:
         """Variables of a fleet (fleet and fleet+service levels) or of a device (device and
@@ -135,8 +134,9 @@ def router(state: ServerState, current_user: UserDep) -> APIRouter:
         return reply
 
     @api.delete("/variables", status_code=204, responses={400: {}, 404: {}})
-    def delete_variable(name: str = Query(..., max_length=255), fleet: str | None = Opt,
-                        device: str | None = Opt,
+    def delete_variable(name: str = Query(..., max_length=255),
+                        fleet: str | None = Query(None, max_length=128),
+                        device: str | None = Query(None, max_length=128),
                         service: str | None = Query(None, max_length=255),
                         kind: str = Query("env", pattern="^(env|config)$"),
                         user: keys.UserPrincipal = Depends(current_user)) -> None:
