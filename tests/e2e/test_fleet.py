@@ -4,11 +4,10 @@ the real programs over real HTTP."""
 
 from __future__ import annotations
 
-import io
 import json
+import os
 import shutil
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -77,19 +76,24 @@ class Fleet:
             r.raise_for_status()
             return dict(r.json())
 
+    def cli(self, *args: str) -> str:
+        """Run an `edgefleet` client command as this server's admin; its stdout."""
+        out = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=180,
+                             env={**os.environ, "EDGEFLEET_SERVER": self.url,
+                                  "EDGEFLEET_TOKEN": self.token,
+                                  "EDGEFLEET_CLIENT_CONFIG": str(self.log.parent / "cli.json"),
+                                  "COLUMNS": "200"})
+        assert out.returncode == 0, f"edgefleet {' '.join(args)}:\n{out.stdout}\n{out.stderr}"
+        return out.stdout
+
     def push(self, fleet: str, project: Path) -> str:
-        """Push a project; returns the new release's commit (the build must succeed)."""
-        buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w") as tar:
-            tar.add(project, arcname=".")
-        with self.api() as c:
-            r = c.post(f"/fleets/{fleet}/releases", content=buf.getvalue(),
-                       headers={"Content-Type": "application/x-tar"})
-            r.raise_for_status()
-            events = [json.loads(line) for line in r.text.splitlines() if line.strip()]
-        done = events[-1]
-        assert done["type"] == "done" and done["status"] == "success", events[-5:]
-        return str(done["commit"])
+        """`edgefleet push`; returns the new release's commit (the build must succeed)."""
+        events = [json.loads(line) for line in
+                  self.cli("push", fleet, str(project), "--json").splitlines()
+                  if line.strip().startswith("{")]
+        done = [e for e in events if e.get("type") == "done"]
+        assert done and done[-1]["status"] == "success", events[-5:]
+        return str(done[-1]["commit"])
 
 
 @pytest.fixture
@@ -136,13 +140,12 @@ def test_two_devices_follow_their_fleet(fleet_server: Fleet, two_devices: list[E
                                         tmp_path: Path) -> None:
     fleet = fleet_server
     d1, d2 = two_devices
-    with fleet.api() as c:
-        c.post("/fleets", json={"name": "e2e", "device_type": "generic-amd64"}
-               ).raise_for_status()
-        for dev in (d1, d2):
-            r = c.post("/fleets/e2e/config", json={"poll_interval_ms": 10_000})
-            r.raise_for_status()
-            dev.provision(r.json())
+    fleet.cli("fleet", "create", "e2e", "--type", "generic-amd64")
+    for dev in (d1, d2):
+        out = dev.root / "provisioning.json"
+        dev.root.mkdir(parents=True, exist_ok=True)
+        fleet.cli("device", "config", "e2e", "-o", str(out), "--poll-interval", "10000")
+        dev.provision(json.loads(out.read_text()))
     for dev in (d1, d2):
         dev.start()
     try:
@@ -162,9 +165,7 @@ def test_two_devices_follow_their_fleet(fleet_server: Fleet, two_devices: list[E
 
         # --- a device+service variable changes only that service on that device ------------
         before1, before2 = ids(d1), ids(d2)
-        with fleet.api() as c:
-            c.put("/variables", json={"kind": "env", "device": d1.uuid, "service": "main",
-                                      "name": "GREETING", "value": "hi"}).raise_for_status()
+        fleet.cli("env", "set", "GREETING", "hi", "--device", d1.uuid, "--service", "main")
         changed_ms = int(time.time() * 1000)
         wait_for("dev1's main to get GREETING=hi",
                  lambda: "GREETING=hi" in d1.containers()["main"]["Config"]["Env"]
@@ -179,8 +180,7 @@ def test_two_devices_follow_their_fleet(fleet_server: Fleet, two_devices: list[E
         assert "GREETING=hello" in d2.containers()["main"]["Config"]["Env"]
 
         # --- pin dev2 to release 1, push release 2: dev1 moves, dev2 stays -----------------
-        with fleet.api() as c:
-            c.patch(f"/devices/{d2.uuid}", json={"pinned_release": c1}).raise_for_status()
+        fleet.cli("device", "pin", d2.uuid, c1)
         c2 = fleet.push("e2e", write_project(tmp_path / "project", worker_version="v2"))
         pushed_ms = int(time.time() * 1000)
         wait_for("dev1 to run release 2",
@@ -196,14 +196,13 @@ def test_two_devices_follow_their_fleet(fleet_server: Fleet, two_devices: list[E
                  lambda: fleet.device(d1.uuid)["running_release"] == c2, timeout=30)
 
         # --- logs of each device's services ------------------------------------------------
-        def logs(dev: E2EDevice) -> str:
-            with fleet.api() as c:
-                lines = c.get(f"{fleet.url}/device/v2/{dev.uuid}/logs").json()
-            return "\n".join(str(line["message"]) for line in lines)
+        def logs(dev: E2EDevice, service: str) -> str:
+            return fleet.cli("logs", dev.uuid, "--service", service, "--count", "1000")
 
-        wait_for("dev1's logs", lambda: "main says hi" in logs(d1)
-                 and "worker v2 started" in logs(d1), timeout=30)
-        wait_for("dev2's logs", lambda: "main says hello" in logs(d2), timeout=30)
+        wait_for("dev1's logs", lambda: "[main] main says hi" in logs(d1, "main")
+                 and "[worker] worker v2 started" in logs(d1, "worker"), timeout=30)
+        wait_for("dev2's logs", lambda: "[main] main says hello" in logs(d2, "main")
+                 and "main says hi" not in logs(d2, "main"), timeout=30)
 
         # --- a stopped supervisor turns its device Offline ---------------------------------
         d2.stop()
