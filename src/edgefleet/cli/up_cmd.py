@@ -6,6 +6,15 @@ from pathlib import Path
 
 import typer
 
+HELP = (
+    "Start a fleet server, a registry and a local device; push the example release.\n\n"
+    "The server (SQLite in the data dir) starts its own docker-registry; the device is a "
+    "supervisor on the local engine, provisioned into fleet `example` from a provisioning "
+    "config.json. The example two-service project is pushed, and once the device runs it the "
+    "command prints where to look.\n\nRuns until Ctrl-C (which stops the device and the "
+    "server); running it again reuses the server, fleet and device it made."
+)
+
 
 def up(
     data_dir: Path = typer.Option(Path("/var/lib/edgefleet-up"), "--data-dir",
@@ -19,9 +28,7 @@ def up(
     engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
                                       help="The local container engine (the device's)."),
 ) -> None:
-    """Start a fleet server (SQLite) with its registry and a device supervisor on the local
-    engine, provision the device into a fleet, push the example two-service release, and
-    print where to look. Runs until Ctrl-C; running it again reuses what is there."""
+    """Start a fleet server, a registry and a local device; push the example release."""
     from edgefleet.up import UpError, UpOptions, run_up
 
     if not example.is_dir():
@@ -41,4 +48,4 @@ def up(
 
 def register(app: typer.Typer) -> None:
     """Add `up` to the root app."""
-    app.command(name="up")(up)
+    app.command(name="up", help=HELP)(up)
