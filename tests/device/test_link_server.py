@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from edgefleet.device.cloud import CloudClient, RegistrationRefused
 from edgefleet.device.logs import LogSink
@@ -27,6 +28,9 @@ from edgefleet.device.supervisor import Supervisor
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model.config import load_config
 from edgefleet.model.context import DeviceContext
+from edgefleet.server import releases
+from edgefleet.server import tables as t
+from edgefleet.server.db import Database
 from tests.support.fleet import LiveServer, free_port
 
 INFO = {"supervisor_version": "0.1.0", "os_version": "test OS", "mac_address": "02:00:00:00:00:01"}
@@ -166,6 +170,53 @@ async def test_poll_adopts_a_new_target_then_gets_304_until_it_changes(
         assert await poller.poll_once() is False and poller.not_modified == 2
     finally:
         await engine.close()
+
+
+async def test_a_target_the_device_cannot_run_is_rejected_and_the_last_good_one_kept(
+        server: LiveServer, client: CloudClient, tmp_path: Path) -> None:
+    """A server of another version may serve what this device refuses: here the release
+    record is edited in the server's database behind its back."""
+    config_path, store = await registered(server, client, tmp_path, "badtarget")
+    cfg = load_config(path=config_path)
+    uuid, key = str(cfg.uuid), str(cfg.device_api_key)
+    db = Database(url=f"sqlite:///{server.data_dir / 'server.sqlite'}")
+    with db.session() as s:
+        fleet = s.execute(sa.select(t.Fleet).where(t.Fleet.name == "badtarget")).scalar_one()
+        rel = releases.start_release(s, fleet=fleet, composition={"services": {"web": {}}})
+        releases.finish_release(s, release=rel, images=[releases.PushedImage(
+            service="web", ref="127.0.0.1:5055/never-pulled:1", digest="")])
+        db.bump_generation(s)
+        good_commit = rel.commit
+    engine = DockerEngine(scope="never-used")
+    sup = Supervisor(engine=engine, store=store, logs=LogSink(store=store),
+                     device=DeviceContext(uuid=uuid, lock_root=str(tmp_path / "locks")))
+    poller = Poller(supervisor=sup, client=client, uuid=uuid, api_key=key,
+                    default_interval_s=900)
+    try:
+        await asyncio.sleep(1.2)  # the server notices the new generation
+        assert await poller.poll_once() is True
+        with db.session() as s:
+            row = s.execute(sa.select(t.Release).where(t.Release.commit == good_commit)
+                            ).scalar_one()
+            bad = json.loads(row.target)
+            bad["services"]["web"]["composition"] = {"restart": "sometimes"}
+            row.target = json.dumps(bad)
+            db.bump_generation(s)
+        await asyncio.sleep(1.2)
+        assert await poller.poll_once() is False
+        assert sup.target is not None
+        assert sup.target.device.apps[next(iter(sup.target.device.apps))].release is not None
+        stored = store.load_target()
+        assert stored is not None
+        assert "sometimes" not in json.dumps(stored.document), "the last good target is kept"
+        sup.logs.flush()
+        rejected = [r.message for r in store.logs() if "Rejected target state" in r.message]
+        assert len(rejected) == 1 and "restart" in rejected[0]
+        assert await poller.poll_once() is False and poller.not_modified == 1, \
+            "the same bad document is not fetched (and rejected) again"
+    finally:
+        await engine.close()
+        db.close()
 
 
 # --- state reports ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from edgefleet.device import locks
 from edgefleet.device.engine_port import Engine, PullProgress
@@ -33,6 +33,12 @@ def backoff_s(*, failures: int, cap_s: float) -> float:
     if failures <= 0:
         return 0.0
     return float(min(BACKOFF_BASE_S * 2 ** min(failures, 30), cap_s))
+
+
+class PollTrigger(Protocol):
+    """What the supervisor API needs of the cloud link: `POST /v1/update` polls at once."""
+
+    def poll_now(self) -> None: ...
 
 
 @dataclass
@@ -67,8 +73,8 @@ class Supervisor:
         self.state = SupervisorState()
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
-        self.link: Any = None
-        """The cloud link of a managed device (has `poll_now()`); None when unmanaged."""
+        self.link: PollTrigger | None = None
+        """The cloud link of a managed device; None when unmanaged."""
         self._wake = asyncio.Event()
         self._followers: dict[str, asyncio.Task[None]] = {}
         self._target: TargetState | None = None
