@@ -139,6 +139,22 @@ def test_drops_during_a_send_are_reported_in_the_next_batch() -> None:
     assert [x["message"] for x in nxt.lines[1:]] == ["m4", "m5"]
 
 
+def test_lines_after_an_upload_position_and_sent_lines_are_not_counted_as_dropped() -> None:
+    buf = OfflineBuffer(limit=3)
+    for n in range(3):
+        buf.add(line(n))
+    first = buf.peek(count=2, now_ms=0)
+    assert [x["message"] for x in buf.after(seq=first.upto_seq, count=10).lines] == ["m2"]
+    buf.inflight_seq = first.upto_seq  # m0, m1 are in an upload in progress
+    buf.add(line(3))  # pushes out m0, which was sent already
+    assert buf.dropped == 0
+    buf.add(line(4))
+    buf.add(line(5))  # pushes out m1 (sent) and m2 (not sent)
+    assert buf.dropped == 1
+    empty = buf.after(seq=10**6, count=10)
+    assert empty.lines == [] and empty.upto_seq == 10**6
+
+
 def test_log_line_wire_format() -> None:
     rec = {"message": "hi", "ts_ms": 5, "is_system": False, "is_stderr": True,
            "service": "web", "app_uuid": "a"}

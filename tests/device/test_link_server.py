@@ -282,7 +282,7 @@ async def test_logs_buffered_while_offline_arrive_with_the_dropped_count(
     sink = LogSink(store=store)
     streamer = LogStreamer(logs=sink, client=client, uuid=uuid, api_key=key,
                            service_id=lambda _a, _s: None, buffer=OfflineBuffer(limit=20),
-                           max_delay_s=0.5, linger_s=0.05)
+                           max_delay_s=0.5, max_stream_s=0.3, idle_end_s=0.1)
     task = asyncio.create_task(streamer.run())
     try:
         sink.system("online line")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -135,11 +136,12 @@ class CloudClient:
         if r.status_code >= 300:
             raise _error("reporting the device state", r)
 
-    async def send_logs(self, *, uuid: str, api_key: str, lines: list[dict[str, Any]]) -> None:
-        """POST /device/v2/:uuid/log-stream with NDJSON lines."""
-        body = "".join(json.dumps(line, separators=(",", ":")) + "\n" for line in lines)
+    async def stream_logs(self, *, uuid: str, api_key: str,
+                          body: AsyncIterator[bytes]) -> None:
+        """POST /device/v2/:uuid/log-stream: a chunked NDJSON upload that lasts as long as
+        `body` yields; returns when the server answered 2xx."""
         r = await self._send("streaming logs", "POST", f"/device/v2/{uuid}/log-stream",
-                             content=body.encode(),
+                             content=body,
                              headers={"Authorization": f"Bearer {api_key}",
                                       "Content-Type": "application/x-ndjson"})
         if r.status_code >= 300:

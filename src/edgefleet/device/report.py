@@ -119,12 +119,14 @@ class ReportScheduler:
     failures: int = 0
     not_before_s: float = 0.0
 
+    def blocked(self, *, now_s: float) -> bool:
+        """True while no report may go out whatever changed (backoff or the 10 s limit)."""
+        return now_s < self.not_before_s or (self.last_attempt_s is not None and (
+            now_s - self.last_attempt_s < self.policy.min_interval_s))
+
     def due(self, *, current: Mapping[str, Any], now_s: float) -> dict[str, Any] | None:
         """The diff to send now, or None (nothing changed, or a limit says wait)."""
-        if now_s < self.not_before_s:
-            return None
-        if self.last_attempt_s is not None and (
-                now_s - self.last_attempt_s < self.policy.min_interval_s):
+        if self.blocked(now_s=now_s):
             return None
         diff = report_diff(accepted=self.accepted, current=current)
         if not diff:

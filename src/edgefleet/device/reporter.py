@@ -40,10 +40,12 @@ class Reporter:
     async def tick(self) -> dict[str, Any] | None:
         """Send a report if one is due; returns what was sent (None: nothing was due or the
         server did not take it)."""
+        now = self.clock()
+        if self.scheduler.blocked(now_s=now):
+            return None  # not even worth building the report
         current = self.current()
         if current is None:
             return None
-        now = self.clock()
         diff = self.scheduler.due(current=current, now_s=now)
         if diff is None:
             return None
