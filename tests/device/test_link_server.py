@@ -219,6 +219,36 @@ async def test_a_target_the_device_cannot_run_is_rejected_and_the_last_good_one_
         db.close()
 
 
+async def test_poll_now_fetches_at_once_between_long_intervals(
+        server: LiveServer, client: CloudClient, tmp_path: Path) -> None:
+    config_path, store = await registered(server, client, tmp_path, "pollnow")
+    cfg = load_config(path=config_path)
+    engine = DockerEngine(scope="never-used")
+    sup = Supervisor(engine=engine, store=store, logs=LogSink(store=store),
+                     device=DeviceContext(uuid=str(cfg.uuid), lock_root=str(tmp_path / "l")))
+    poller = Poller(supervisor=sup, client=client, uuid=str(cfg.uuid),
+                    api_key=str(cfg.device_api_key), default_interval_s=3600)
+    task = asyncio.create_task(poller.run())
+    try:
+        for _ in range(100):
+            if poller.polls:
+                break
+            await asyncio.sleep(0.05)
+        assert poller.polls == 1, "the first poll happens at start"
+        await asyncio.sleep(0.3)
+        assert poller.polls == 1, "then the next one waits for the interval (an hour)"
+        poller.poll_now()  # what POST /v1/update calls
+        for _ in range(100):
+            if poller.polls == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert poller.polls == 2 and poller.not_modified == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.close()
+
+
 # --- state reports ---------------------------------------------------------------------------
 async def test_reports_send_only_the_diff_at_most_every_10_s(
         server: LiveServer, client: CloudClient, tmp_path: Path) -> None:
