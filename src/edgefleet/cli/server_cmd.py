@@ -26,13 +26,17 @@ def run(
     registry: str | None = typer.Option(
         None, "--registry", help="HOST:PORT of an existing registry; default: start Debian's "
                                  "docker-registry with storage in the data dir."),
+    no_registry: bool = typer.Option(False, "--no-registry",
+                                     help="No registry at all: pushes are refused (device API "
+                                          "and user API only)."),
     registry_port: int = typer.Option(0, "--registry-port",
                                       help="Port of the registry the server starts (0 = any)."),
     engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
                                       help="Docker Engine API socket releases are built on."),
     heartbeat_timeout: float | None = typer.Option(
-        None, "--heartbeat-timeout", help="Seconds without a poll before a device's heartbeat "
-                                          "times out (default 1.5 x max(poll interval, 10 min))."),
+        None, "--heartbeat-timeout",
+        help="Seconds without a poll before a device's heartbeat times out (default 1.5 x "
+             "max(poll interval, 10 min))."),
     offline_grace: float = typer.Option(15.0, "--offline-grace",
                                         help="Seconds from timeout to Offline."),
     admin_token_file: Path | None = typer.Option(
@@ -51,7 +55,8 @@ def run(
         engine_socket=engine_socket, public_url=public_url or f"http://{host}:{port}",
         heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace)
     try:
-        serve(settings=settings, host=host, port=port, own_registry=registry is None,
+        serve(settings=settings, host=host, port=port,
+              own_registry=registry is None and not no_registry,
               registry_port=registry_port, admin_token_file=admin_token_file,
               say=lambda m: typer.echo(m))
     except RegistryError as exc:

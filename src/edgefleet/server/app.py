@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 from edgefleet import __version__
 from edgefleet.server import device_api, user_api, user_devices, user_releases
 from edgefleet.server.db import Database
+from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
@@ -43,6 +44,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
         """Liveness: `OK`."""
         return "OK"
 
+    app.add_middleware(FastPoll, state=state)
     current_user = user_api.user_dependency(state)
     app.include_router(device_api.router(state))
     app.include_router(user_api.router(state, current_user))

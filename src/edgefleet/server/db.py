@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,8 +50,9 @@ def migrate(*, engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     with Session(engine) as s, s.begin():
-        if s.get(t.Meta, "generation") is None:
-            s.add(t.Meta(key="generation", value=1))
+        for key in ("generation", "keys"):
+            if s.get(t.Meta, key) is None:
+                s.add(t.Meta(key=key, value=1))
 
 
 class Database:
@@ -61,6 +63,7 @@ class Database:
         self.engine = open_engine(url=url)
         migrate(engine=self.engine)
         self._factory = sessionmaker(self.engine, expire_on_commit=False)
+        self.write_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -72,15 +75,29 @@ class Database:
         with self._factory() as s, s.begin():
             yield s
 
-    def bump_generation(self, s: Session) -> None:
-        """Mark that some target may have changed (seen by every API process)."""
-        s.execute(sa.update(t.Meta).where(t.Meta.key == "generation")
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A session for writes; on SQLite, one writer per process at a time (no busy waits
+        between this process's threads)."""
+        if not self.is_sqlite:
+            with self.session() as s:
+                yield s
+            return
+        with self.write_lock, self.session() as s:
+            yield s
+
+    def bump_generation(self, s: Session, *, keys: bool = False) -> None:
+        """Mark that some target may have changed (seen by every API process); `keys` also
+        marks that a key was revoked (a device or fleet removed)."""
+        names = ["generation", "keys"] if keys else ["generation"]
+        s.execute(sa.update(t.Meta).where(t.Meta.key.in_(names))
                   .values(value=t.Meta.value + 1))
 
-    def generation(self) -> int:
+    def generations(self) -> tuple[int, int]:
+        """(target generation, key generation)."""
         with self._factory() as s:
-            return int(s.execute(sa.select(t.Meta.value).where(
-                t.Meta.key == "generation")).scalar_one())
+            rows = {k: v for k, v in s.execute(sa.select(t.Meta.key, t.Meta.value)).all()}
+        return int(rows.get("generation", 0)), int(rows.get("keys", 0))
 
     def close(self) -> None:
         self.engine.dispose()

@@ -14,6 +14,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from edgefleet.server import keys
@@ -61,7 +62,7 @@ def router(state: ServerState) -> APIRouter:
         if principal.fleet_id != body.application:
             raise HTTPException(403, "this provisioning key belongs to another fleet")
         try:
-            with state.db.session() as s:
+            with state.db.writing() as s:
                 fleet = s.get(t.Fleet, body.application)
                 if fleet is None:
                     raise HTTPException(403, "this provisioning key belongs to another fleet")
@@ -81,11 +82,9 @@ def router(state: ServerState) -> APIRouter:
                 s.flush()
                 api_key = keys.add_key(s, kind="device", key=body.api_key,
                                        device_id=device.id, name=f"device {body.uuid}")
-                state.db.bump_generation(s)
                 reply = RegisterReply(id=device.id, uuid=device.uuid, api_key=api_key)
         except IntegrityError:
             raise HTTPException(409, f"a device with uuid {body.uuid} is registered") from None
-        state.refresh_generation()
         return reply
 
     @api.get("/device/v3/{uuid}/state", responses=STATE_DOC, response_class=Response)
@@ -102,7 +101,10 @@ def router(state: ServerState) -> APIRouter:
         return Response(rendered.body, media_type="application/json",
                         headers={"ETag": rendered.etag, "Cache-Control": "no-cache"})
 
-    @api.patch("/device/v3/state", responses={400: {}, 401: {}, 403: {}})
+    @api.patch("/device/v3/state", responses={400: {}, 401: {}, 403: {}}, openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": {
+                "$ref": "#/components/schemas/DeviceReport"}}}}}})
     async def patch_state(request: Request) -> Response:
         """A state report `{uuid: {...}}` (a diff against the last one); device key only."""
         principal = await state.principal(request.headers.get("authorization"))
@@ -131,9 +133,11 @@ def router(state: ServerState) -> APIRouter:
                    if rel.update_status is not None and rel.update_status not in UPDATE_STATUSES]
             if bad:
                 raise HTTPException(400, f"{', '.join(bad)}: not one of {UPDATE_STATUSES}")
+        device_id, stamp = principal.device_id, now_ms()
         for report in reports.values():
-            await run_in_threadpool(apply_report, state.db, device_id=principal.device_id,
-                                    report=report, now_ms=now_ms())
+            def write(s: Session, report: DeviceReport = report) -> None:
+                apply_report(s, device_id=device_id, report=report, now_ms=stamp)
+            await state.writer.submit(write)
         return JSONResponse("OK")
 
     @api.post("/device/v2/{uuid}/log-stream", status_code=201,
@@ -186,19 +190,18 @@ def router(state: ServerState) -> APIRouter:
             limiter.dropped = 0
         if not rows:
             return
-        await run_in_threadpool(store_logs, device_id, rows)
+        await state.writer.submit(lambda s: store_logs(s, device_id, rows))
         state.notify_logs(device_id)
 
     written: dict[int, int] = {}
 
-    def store_logs(device_id: int, rows: list[dict[str, Any]]) -> None:
-        with state.db.session() as s:
-            logstore.insert(s, rows=rows)
-            written[device_id] = written.get(device_id, 0) + len(rows)
-            if written[device_id] >= 100:
-                written[device_id] = 0
-                logstore.trim(s, device_id=device_id, keep=state.settings.log_retention_lines,
-                              max_age_days=state.settings.log_retention_days, now_ms=now_ms())
+    def store_logs(s: Session, device_id: int, rows: list[dict[str, Any]]) -> None:
+        logstore.insert(s, rows=rows)
+        written[device_id] = written.get(device_id, 0) + len(rows)
+        if written[device_id] >= 100:
+            written[device_id] = 0
+            logstore.trim(s, device_id=device_id, keep=state.settings.log_retention_lines,
+                          max_age_days=state.settings.log_retention_days, now_ms=now_ms())
 
     @api.get("/device/v2/{uuid}/logs", responses={200: {"content": {
         "application/x-ndjson": {}, "application/json": {}}}, 401: {}, 403: {}, 404: {}})

@@ -71,8 +71,6 @@ class PushJob:
         with self.state.db.session() as s:
             fleet = user_fleet(s, user=self.user, name=self.fleet_name)
             fleet_id, fleet_uuid, device_type = fleet.id, fleet.uuid, fleet.device_type
-        if not settings.registry:
-            raise HTTPException(409, "this server has no registry to push images to")
         self.workdir.mkdir(parents=True)
         try:
             unpack(data=data, into=self.workdir)
@@ -81,11 +79,14 @@ class PushJob:
         except InvalidInput as exc:
             shutil.rmtree(self.workdir, ignore_errors=True)
             raise HTTPException(400, str(exc)) from None
+        if project.builds and not settings.registry:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            raise HTTPException(409, "this server has no registry to push built images to")
         with self.state.db.session() as s:
             row = s.get(t.Fleet, fleet_id)
             assert row is not None
             release = start_release(s, fleet=row, composition=project.composition)
-            target = BuildTarget(registry=settings.registry, fleet_uuid=fleet_uuid,
+            target = BuildTarget(registry=settings.registry or "", fleet_uuid=fleet_uuid,
                                  commit=release.commit)
             release_id = release.id
         subs = template_values(device_type=device_type, arch=arch_of(device_type) or "amd64")

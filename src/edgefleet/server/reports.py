@@ -6,41 +6,40 @@ import json
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from edgefleet.server import tables as t
-from edgefleet.server.db import Database
 from edgefleet.server.device_schemas import DeviceReport
 
 COLUMNS = ("status", "os_version", "os_variant", "supervisor_version", "mac_address",
            "ip_address")
 
 
-def apply_report(db: Database, *, device_id: int, report: DeviceReport, now_ms: int) -> None:
+def apply_report(s: Session, *, device_id: int, report: DeviceReport, now_ms: int) -> None:
     """Merge a report: named columns, other fields into `reported`, and per release the
     update status and services; a release reported `done` becomes the running one."""
     scalars = report.scalars()
-    with db.session() as s:
-        device = s.get(t.Device, device_id)
-        if device is None:
-            return
-        for name in COLUMNS:
-            value = scalars.pop(name, None)
-            if value is not None:
-                setattr(device, name, str(value))
-        if scalars:
-            merged = json.loads(device.reported or "{}")
-            merged.update(scalars)
-            device.reported = json.dumps(merged)
-        device.last_report_ms = now_ms
-        for app_uuid, app in (report.apps or {}).items():
-            for commit, rel in app.releases.items():
-                _release(s, device=device, app_uuid=app_uuid, commit=commit,
-                         update_status=rel.update_status,
-                         services={k: v.model_dump(mode="json", exclude_none=True)
-                                   for k, v in rel.services.items()}, now_ms=now_ms)
+    device = s.get(t.Device, device_id)
+    if device is None:
+        return
+    for name in COLUMNS:
+        value = scalars.pop(name, None)
+        if value is not None:
+            setattr(device, name, str(value))
+    if scalars:
+        merged = json.loads(device.reported or "{}")
+        merged.update(scalars)
+        device.reported = json.dumps(merged)
+    device.last_report_ms = now_ms
+    for app_uuid, app in (report.apps or {}).items():
+        for commit, rel in app.releases.items():
+            _release(s, device=device, app_uuid=app_uuid, commit=commit,
+                     update_status=rel.update_status,
+                     services={k: v.model_dump(mode="json", exclude_none=True)
+                               for k, v in rel.services.items()}, now_ms=now_ms)
 
 
-def _release(s: Any, *, device: t.Device, app_uuid: str, commit: str,
+def _release(s: Session, *, device: t.Device, app_uuid: str, commit: str,
              update_status: str | None, services: dict[str, Any], now_ms: int) -> None:
     row = s.get(t.DeviceRelease, (device.id, commit))
     if row is None:

@@ -1,7 +1,7 @@
 """What one API process holds in memory: caches of keys and targets, heartbeats, log waiters.
 
 The hot path of a conditional poll touches only this (no database): the key and the rendered
-target are cached until the database's `generation` changes; heartbeats are kept here and
+target are cached until the database's generations change; heartbeats are kept here and
 written to the database in batches. Several processes can share one PostgreSQL: each notices
 another's change within `cache_refresh_s`.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -20,9 +21,11 @@ from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
 from edgefleet.server.settings import ServerSettings
-from edgefleet.server.target import RenderedTarget, device_target, render
+from edgefleet.server.target import FleetView, RenderedTarget, device_document, fleet_view, render
+from edgefleet.server.writer import BatchWriter
 
 log = logging.getLogger(__name__)
+KEY_CACHE_MAX = 200_000
 
 
 @dataclass
@@ -32,31 +35,36 @@ class ServerState:
     settings: ServerSettings
     db: Database
     generation: int = 0
+    """Grows whenever any target may have changed (release, pin, variable, name)."""
+    key_generation: int = 0
+    """Grows whenever a key was revoked (device or fleet removed)."""
     key_cache: dict[str, tuple[int, keys.Principal]] = field(default_factory=dict)
     targets: dict[int, RenderedTarget] = field(default_factory=dict)
+    fleets: dict[int, tuple[int, FleetView]] = field(default_factory=dict)
     last_seen: dict[int, int] = field(default_factory=dict)
     log_events: dict[int, asyncio.Event] = field(default_factory=dict)
+    writer: BatchWriter = field(init=False)
     _dirty: dict[int, int] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    # --- generation ------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        self.writer = BatchWriter(db=self.db)
+
+    # --- generations -----------------------------------------------------------------------
     def refresh_generation(self) -> None:
-        """Read the database's generation (after a write, or periodically)."""
-        gen = self.db.generation()
-        if gen != self.generation:
-            self.generation = gen
-            self.key_cache.clear()
+        """Read the database's generations (after a write, or periodically)."""
+        self.generation, self.key_generation = self.db.generations()
 
     # --- keys ------------------------------------------------------------------------------
     def principal_sync(self, key: str) -> keys.Principal | None:
         hit = self.key_cache.get(key)
-        if hit is not None and hit[0] == self.generation:
+        if hit is not None and hit[0] == self.key_generation:
             return hit[1]
-        gen = self.generation
+        gen = self.key_generation
         with self.db.session() as s:
             principal = keys.lookup(s, key=key)
         if principal is not None:
-            if len(self.key_cache) > 200_000:
+            if len(self.key_cache) > KEY_CACHE_MAX:
                 self.key_cache.clear()
             self.key_cache[key] = (gen, principal)
         return principal
@@ -67,7 +75,7 @@ class ServerState:
         if key is None:
             return None
         hit = self.key_cache.get(key)
-        if hit is not None and hit[0] == self.generation:
+        if hit is not None and hit[0] == self.key_generation:
             return hit[1]
         return await run_in_threadpool(self.principal_sync, key)
 
@@ -78,7 +86,14 @@ class ServerState:
             device = s.get(t.Device, device_id)
             if device is None:
                 return None
-            rendered = render(document=device_target(s, device=device), generation=gen)
+            hit = self.fleets.get(device.fleet_id)
+            if hit is None or hit[0] != gen:
+                view = fleet_view(s, fleet_id=device.fleet_id)
+                if view is None:
+                    return None
+                self.fleets[device.fleet_id] = hit = (gen, view)
+            rendered = render(document=device_document(s, device=device, view=hit[1]),
+                              generation=gen)
         self.targets[device_id] = rendered
         return rendered
 
@@ -90,6 +105,10 @@ class ServerState:
         return await run_in_threadpool(self.target_sync, device_id)
 
     # --- heartbeats ------------------------------------------------------------------------
+    @staticmethod
+    def clock_ms() -> int:
+        return int(time.time() * 1000)
+
     def heartbeat(self, device_id: int, now_ms: int) -> None:
         self.last_seen[device_id] = now_ms
         self._dirty[device_id] = now_ms
@@ -101,14 +120,13 @@ class ServerState:
             return stored_ms
         return max(mem, stored_ms or 0)
 
-    def flush_heartbeats(self) -> None:
+    async def flush_heartbeats(self) -> None:
         """Write last-seen times held in memory to the database, in one batch."""
         if not self._dirty:
             return
         batch, self._dirty = self._dirty, {}
-        with self.db.session() as s:
-            s.execute(sa.update(t.Device), [{"id": k, "last_seen_ms": v}
-                                             for k, v in batch.items()])
+        rows = [{"id": k, "last_seen_ms": v} for k, v in batch.items()]
+        await self.writer.submit(lambda s: s.execute(sa.update(t.Device), rows))
 
     # --- logs ------------------------------------------------------------------------------
     def log_event(self, device_id: int) -> asyncio.Event:
@@ -123,20 +141,26 @@ class ServerState:
             ev.set()
 
     # --- background ------------------------------------------------------------------------
-    async def _every(self, seconds: float, fn: str) -> None:
+    async def _refresh_loop(self) -> None:
         while True:
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(self.settings.cache_refresh_s)
             try:
-                await run_in_threadpool(getattr(self, fn))
+                await run_in_threadpool(self.refresh_generation)
             except Exception:  # keep serving; the next round retries
-                log.exception("background %s failed", fn)
+                log.exception("reading the generations failed")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_flush_s)
+            try:
+                await self.flush_heartbeats()
+            except Exception:
+                log.exception("writing heartbeats failed")
 
     def start(self) -> None:
         self.refresh_generation()
-        self._tasks = [
-            asyncio.create_task(self._every(self.settings.cache_refresh_s, "refresh_generation")),
-            asyncio.create_task(self._every(self.settings.heartbeat_flush_s, "flush_heartbeats")),
-        ]
+        self._tasks = [asyncio.create_task(self._refresh_loop()),
+                       asyncio.create_task(self._heartbeat_loop())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -144,4 +168,5 @@ class ServerState:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await run_in_threadpool(self.flush_heartbeats)
+        await self.flush_heartbeats()
+        await self.writer.drain()

@@ -4,13 +4,40 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from edgefleet.server import tables as t
+
+
+class VarLike(Protocol):
+    """A variable row (the ORM row or a cached copy)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def device_id(self) -> int | None: ...
+    @property
+    def service(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Var:
+    """A cached variable."""
+
+    kind: str
+    device_id: int | None
+    service: str
+    name: str
+    value: str
 
 
 @dataclass(frozen=True)
@@ -20,6 +47,19 @@ class RenderedTarget:
     body: bytes
     etag: str
     generation: int
+
+
+@dataclass
+class FleetView:
+    """What every device of a fleet shares, read once per generation."""
+
+    id: int
+    uuid: str
+    name: str
+    default_release: tuple[str, str] | None
+    """(commit, v3 release JSON) the fleet's devices get unless pinned."""
+    variables: list[Var]
+    pinned: dict[int, tuple[str, str] | None] = field(default_factory=dict)
 
 
 def release_for(s: Session, *, fleet: t.Fleet,
@@ -45,7 +85,7 @@ def variables(s: Session, *, fleet_id: int, device_id: int | None) -> list[t.Var
     return sorted(rows, key=lambda v: (v.device_id is not None, v.id))
 
 
-def merged_config(vars_: list[t.Variable]) -> dict[str, str]:
+def merged_config(vars_: Sequence[VarLike]) -> dict[str, str]:
     """Config variables, device values over fleet values."""
     out: dict[str, str] = {}
     for level in (False, True):
@@ -54,7 +94,7 @@ def merged_config(vars_: list[t.Variable]) -> dict[str, str]:
     return out
 
 
-def service_environment(vars_: list[t.Variable], *, service: str) -> dict[str, str]:
+def service_environment(vars_: Sequence[VarLike], *, service: str) -> dict[str, str]:
     """Env for one service, lowest to highest: fleet, fleet+service, device, device+service
     (the image's own env lies below all of these, on the device)."""
     out: dict[str, str] = {}
@@ -65,22 +105,50 @@ def service_environment(vars_: list[t.Variable], *, service: str) -> dict[str, s
     return out
 
 
-def device_target(s: Session, *, device: t.Device) -> dict[str, Any]:
+def _cached(v: t.Variable) -> Var:
+    return Var(v.kind, v.device_id, v.service, v.name, v.value)
+
+
+def fleet_view(s: Session, *, fleet_id: int) -> FleetView | None:
+    """Read a fleet's shared part of its devices' targets."""
+    fleet = s.get(t.Fleet, fleet_id)
+    if fleet is None:
+        return None
+    rel = release_for(s, fleet=fleet)
+    return FleetView(id=fleet.id, uuid=fleet.uuid, name=fleet.name,
+                     default_release=(rel.commit, rel.target) if rel else None,
+                     variables=[_cached(v) for v in variables(s, fleet_id=fleet.id,
+                                                              device_id=None)])
+
+
+def _pinned(s: Session, view: FleetView, release_id: int) -> tuple[str, str] | None:
+    if release_id not in view.pinned:
+        rel = s.get(t.Release, release_id)
+        ok = rel is not None and rel.status == "success" and rel.fleet_id == view.id
+        view.pinned[release_id] = (rel.commit, rel.target) if ok and rel else None
+    return view.pinned[release_id]
+
+
+def device_document(s: Session, *, device: t.Device, view: FleetView) -> dict[str, Any]:
     """The v3 document `{uuid: {name, config, apps: {fleetUuid: {...}}}}`."""
-    fleet = s.get(t.Fleet, device.fleet_id)
-    assert fleet is not None
-    vars_ = variables(s, fleet_id=fleet.id, device_id=device.id)
+    own = [_cached(v) for v in s.execute(sa.select(t.Variable).where(
+        t.Variable.device_id == device.id).order_by(t.Variable.id)).scalars()]
+    vars_ = view.variables + own
+    chosen = None
+    if device.pinned_release_id is not None:
+        chosen = _pinned(s, view, device.pinned_release_id)
+    chosen = chosen or view.default_release
     releases: dict[str, Any] = {}
-    release = release_for(s, fleet=fleet, pinned_release_id=device.pinned_release_id)
-    if release is not None:
-        rel = json.loads(release.target)
+    if chosen is not None:
+        commit, doc = chosen
+        rel = json.loads(doc)
         for name, svc in rel.get("services", {}).items():
             svc["environment"] = service_environment(vars_, service=name)
-        releases[release.commit] = rel
-    app = {"id": fleet.id, "name": fleet.name, "class": "fleet", "is_host": False,
+        releases[commit] = rel
+    app = {"id": view.id, "name": view.name, "class": "fleet", "is_host": False,
            "releases": releases}
     return {device.uuid: {"name": device.name, "config": merged_config(vars_),
-                          "apps": {fleet.uuid: app}}}
+                          "apps": {view.uuid: app}}}
 
 
 def render(*, document: dict[str, Any], generation: int) -> RenderedTarget:

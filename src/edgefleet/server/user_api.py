@@ -141,7 +141,7 @@ def router(state: ServerState, current_user: UserDep) -> APIRouter:
         """Delete a fleet with its devices, releases and variables."""
         with db.session() as s:
             s.delete(user_fleet(s, user=user, name=fleet))
-            db.bump_generation(s)
+            db.bump_generation(s, keys=True)
         state.refresh_generation()
 
     @api.post("/fleets/{fleet}/provisioning-keys", status_code=201, response_model=KeyCreated,

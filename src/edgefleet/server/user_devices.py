@@ -67,7 +67,7 @@ def router(state: ServerState, current_user: UserDep) -> APIRouter:
             s.execute(sa.delete(t.ApiKey).where(t.ApiKey.device_id == d.id))
             s.execute(sa.delete(t.Variable).where(t.Variable.device_id == d.id))
             s.delete(d)
-            db.bump_generation(s)
+            db.bump_generation(s, keys=True)
         state.refresh_generation()
 
     def scope(s: sa.orm.Session, user: keys.UserPrincipal, fleet: str | None,

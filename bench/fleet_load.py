@@ -1,0 +1,256 @@
+"""Fleet-server load benchmark (issue 5): N simulated devices speak the device API to a real
+`edgefleet server run` process, from this separate load-generator process.
+
+Phases: register N devices; conditional state polls (If-None-Match → 304); state reports
+(PATCH diffs); log lines (NDJSON uploads). Reports rate and client-side p50/p99 latency per
+phase, for SQLite and PostgreSQL.
+
+Run: .venv/bin/python bench/fleet_load.py [--devices 10000] [--seconds 10] [--concurrency 32]
+     [--backends sqlite,postgres]
+(PostgreSQL from EDGEFLEET_TEST_PG_URL, a fresh schema per run.) Prints one markdown table
+row per phase for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+
+from tests.support.fleet_server import pg_schema_url  # noqa: E402
+
+from bench.rawhttp import Conn  # noqa: E402
+from edgefleet.server.registry import free_port  # noqa: E402
+
+RESULTS = Path(__file__).parent / "RESULTS.md"
+PG_URL = os.environ.get("EDGEFLEET_TEST_PG_URL",
+                        "postgresql+psycopg://edgefleet:edgefleet@127.0.0.1:5432/edgefleet_test")
+COMPOSE = f"""services:
+  frontend:
+    image: 127.0.0.1:5055/bench/frontend@sha256:{"a" * 64}
+    network_mode: host
+    volumes: [shared:/data]
+  backend:
+    image: 127.0.0.1:5055/bench/backend@sha256:{"b" * 64}
+    ports: ["1234:80"]
+    environment: {{MODE: production}}
+volumes:
+  shared: {{}}
+"""
+
+
+@dataclass
+class Device:
+    uuid: str
+    key: str
+    etag: str = ""
+
+
+@dataclass
+class Phase:
+    name: str
+    count: int
+    seconds: float
+    latencies_ms: list[float]
+    errors: int
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds
+
+    def pct(self, q: float) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        s = sorted(self.latencies_ms)
+        return s[min(len(s) - 1, int(q * len(s)))]
+
+
+def start_server(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes],
+                                                                     str, str]:
+    port = free_port()
+    args = [sys.executable, "-m", "edgefleet", "server", "run", "--data-dir", str(data_dir),
+            "--port", str(port), "--no-registry", "--admin-token-file",
+            str(data_dir / "admin.token")]
+    if database_url:
+        args += ["--database-url", database_url]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.Popen(args, stdout=(data_dir / "server.log").open("wb"),
+                            stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/ping", timeout=1).text == "OK":
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError((data_dir / "server.log").read_text())
+        time.sleep(0.1)
+    return proc, url, (data_dir / "admin.token").read_text().strip()
+
+
+def setup_fleet(url: str, admin: str) -> tuple[int, str]:
+    """A fleet with a release (image-only compose: no build) and a few variables."""
+    h = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=60)
+    fleet = h.post("/api/v1/fleets", json={"name": "bench", "device_type": "generic-amd64"})
+    fleet.raise_for_status()
+    key = h.post("/api/v1/fleets/bench/provisioning-keys", json={}).json()["key"]
+    for name, value in (("GREETING", "hello"), ("LEVEL", "3")):
+        h.put("/api/v1/variables", json={"fleet": "bench", "name": name, "value": value})
+    h.put("/api/v1/variables", json={"fleet": "bench", "kind": "config",
+                                     "name": "BALENA_SUPERVISOR_POLL_INTERVAL",
+                                     "value": "600000"})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("docker-compose.yml")
+        info.size = len(COMPOSE.encode())
+        tar.addfile(info, io.BytesIO(COMPOSE.encode()))
+    events = [json.loads(x) for x in h.post("/api/v1/fleets/bench/releases",
+                                            content=buf.getvalue()).text.splitlines()]
+    assert events[-1]["status"] == "success", events
+    return fleet.json()["id"], key
+
+
+async def run_phase(name: str, seconds: float, conns: list[Conn],
+                    op: Callable[[Conn, int], Awaitable[int]], total: int | None = None
+                    ) -> Phase:
+    """One worker per connection calls `op(conn, i)` back to back, for `seconds` or until
+    `total` calls are made; latency per call, errors = statuses >= 400 (or unexpected)."""
+    lat: list[float] = []
+    errors = 0
+    count = 0
+    stop = time.perf_counter() + seconds
+    next_i = 0
+
+    async def worker(conn: Conn) -> None:
+        nonlocal errors, count, next_i
+        while (total is None and time.perf_counter() < stop) or (
+                total is not None and next_i < total):
+            i = next_i
+            next_i += 1
+            t0 = time.perf_counter()
+            status = await op(conn, i)
+            lat.append((time.perf_counter() - t0) * 1000)
+            count += 1
+            errors += status >= 400
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(c) for c in conns))
+    return Phase(name, count, time.perf_counter() - t0, lat, errors)
+
+
+async def load(url: str, admin: str, n: int, seconds: float, concurrency: int) -> list[Phase]:
+    fleet_id, prov = setup_fleet(url, admin)
+    host, port = url.split("//")[1].split(":")
+    conns = [Conn(host, int(port)) for _ in range(concurrency)]
+    devices = [Device(uuid.uuid4().hex, uuid.uuid4().hex) for _ in range(n)]
+    json_h = {"Content-Type": "application/json"}
+
+    async def register(c: Conn, i: int) -> int:
+        d = devices[i]
+        body = json.dumps({"application": fleet_id, "device_type": "generic-amd64",
+                           "uuid": d.uuid, "api_key": d.key, "supervisor_version": "0.1.0"})
+        status, _, _ = await c.request("POST", "/device/register", {
+            **json_h, "Authorization": f"Bearer {prov}"}, body.encode())
+        return status if status == 201 else 599
+
+    async def first_poll(c: Conn, i: int) -> int:
+        d = devices[i]
+        status, hdrs, _ = await c.request("GET", f"/device/v3/{d.uuid}/state",
+                                          {"Authorization": f"Bearer {d.key}"})
+        d.etag = hdrs.get("etag", "")
+        return status
+
+    async def poll(c: Conn, i: int) -> int:
+        d = devices[random.randrange(n)]
+        status, _, _ = await c.request("GET", f"/device/v3/{d.uuid}/state", {
+            "Authorization": f"Bearer {d.key}", "If-None-Match": d.etag})
+        return 200 if status == 304 else 599
+
+    async def report(c: Conn, i: int) -> int:
+        d = devices[random.randrange(n)]
+        body = json.dumps({d.uuid: {"cpu_usage": random.randint(0, 100),
+                                    "memory_usage": random.randint(100, 900),
+                                    "cpu_temp": random.randint(30, 80),
+                                    "status": random.choice(["Idle", "Downloading"])}})
+        status, _, _ = await c.request("PATCH", "/device/v3/state", {
+            **json_h, "Authorization": f"Bearer {d.key}"}, body.encode())
+        return status
+
+    async def logs(c: Conn, i: int) -> int:
+        d = devices[random.randrange(n)]
+        now = int(time.time() * 1000)
+        body = b"".join(json.dumps({"message": f"line {i}.{k}", "timestamp": now,
+                                    "isSystem": False, "isStdErr": False,
+                                    "serviceId": 1}).encode() + b"\n" for k in range(10))
+        status, _, _ = await c.request("POST", f"/device/v2/{d.uuid}/log-stream", {
+            "Content-Type": "application/x-ndjson", "Authorization": f"Bearer {d.key}"}, body)
+        return status
+
+    phases = [await run_phase("register", 0, conns, register, total=n),
+              await run_phase("first poll (200 with body)", 0, conns, first_poll, total=n),
+              await run_phase("conditional poll (304)", seconds, conns, poll),
+              await run_phase("state report (PATCH)", seconds, conns, report),
+              await run_phase("log upload (10 lines each)", seconds, conns, logs)]
+    for c in conns:
+        c.close()
+    return phases
+
+
+def measure(backend: str, n: int, seconds: float, concurrency: int) -> list[Phase]:
+    with ExitStack() as stack:
+        data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="efload-")))
+        url = None
+        if backend == "postgres":
+            url = stack.enter_context(pg_schema_url(PG_URL))
+        proc, base, admin = start_server(data_dir, url)
+        try:
+            phases = asyncio.run(load(base, admin, n, seconds, concurrency))
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        return phases
+
+
+def table(backend: str, phases: list[Phase]) -> str:
+    rows = [f"| {backend} | {p.name} | {p.count} | {p.rate:,.0f}/s | {p.pct(0.5):.1f} ms | "
+            f"{p.pct(0.99):.1f} ms | {p.errors} |" for p in phases]
+    return "\n".join(rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--devices", type=int, default=10_000)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--backends", default="sqlite,postgres")
+    a = ap.parse_args()
+    out = []
+    for backend in a.backends.split(","):
+        phases = measure(backend, a.devices, a.seconds, a.concurrency)
+        out.append(table(backend, phases))
+        print(out[-1], flush=True)
+
+
+if __name__ == "__main__":
+    main()
