@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from edgefleet.model.config import save_config
+
 BUSYBOX = Path("/bin/busybox")
 CLI = [sys.executable, "-m", "edgefleet"]
 
@@ -35,6 +37,8 @@ class UpOptions:
     device_type: str = "generic-amd64"
     port: int = 48480
     registry_port: int = 48490
+    api_port: int = 48484
+    """The local device's supervisor API port (`listenPort` of its config.json)."""
     engine_socket: str = "/var/run/docker.sock"
     scope: str = "up"
     poll_interval_ms: int = 10_000
@@ -134,12 +138,16 @@ class Up:
     def ensure_device_config(self, token: str) -> None:
         """A provisioning config.json for the local device (once; it registers itself)."""
         if self.config_path.exists():
+            config = json.loads(self.config_path.read_text())
+            if config.get("listenPort") != self.options.api_port:
+                save_config(path=self.config_path,
+                            config={**config, "listenPort": self.options.api_port})
             return
         with self.user(token) as c:
             r = c.post(f"/fleets/{self.options.fleet}/config",
                        json={"poll_interval_ms": self.options.poll_interval_ms})
             r.raise_for_status()
-            config = r.json()
+            config = {**r.json(), "listenPort": self.options.api_port}
         self.device_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(json.dumps(config, indent=2) + "\n")
         self.config_path.chmod(0o600)
@@ -214,6 +222,7 @@ def run_up(*, options: UpOptions, say: Callable[[str], None] = print,
         say("")
         say(f"  fleet server  {up.url}   (admin token in {up.token_file})")
         say(f"  device        {options.data_dir / 'device'}  logs: {options.data_dir}/*.log")
+        say(f"                supervisor API: http://127.0.0.1:{options.api_port}/ping")
         say("  the app       curl http://127.0.0.1:8080/ ;"
             " curl http://127.0.0.1:1234/cgi-bin/data")
         say(f"  as a user     edgefleet login --url {up.url} --token $(cat {up.token_file})")

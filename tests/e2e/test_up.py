@@ -25,7 +25,8 @@ def test_up_runs_the_example_on_a_provisioned_device(private_dockerd: Dockerd,
     port, registry_port = free_port(), free_port()
     proc = subprocess.Popen(
         [*CLI, "up", "--data-dir", str(tmp_path / "up"), "--port", str(port),
-         "--registry-port", str(registry_port), "--engine-socket", private_dockerd.sock,
+         "--registry-port", str(registry_port), "--api-port", str(free_port()),
+         "--engine-socket", private_dockerd.sock,
          "--example", str(EXAMPLE)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []

@@ -25,6 +25,8 @@ def up(
     port: int = typer.Option(48480, "--port", help="Port of the fleet server."),
     registry_port: int = typer.Option(48490, "--registry-port",
                                       help="Port of the registry the server starts."),
+    api_port: int = typer.Option(48484, "--api-port",
+                                 help="The local device's supervisor API port (listenPort)."),
     engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
                                       help="The local container engine (the device's)."),
 ) -> None:
@@ -36,7 +38,8 @@ def up(
                    " --example)", err=True)
         raise typer.Exit(2)
     options = UpOptions(data_dir=data_dir, example=example, fleet=fleet, port=port,
-                        registry_port=registry_port, engine_socket=engine_socket)
+                        registry_port=registry_port, api_port=api_port,
+                        engine_socket=engine_socket)
     try:
         run_up(options=options, say=typer.echo)
     except UpError as exc:
