@@ -20,25 +20,33 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "multicontainer"
 
 
+def start_up(args: list[str]) -> tuple[subprocess.Popen[str], list[str]]:
+    proc = subprocess.Popen([*CLI, "up", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
+    wait_for("edgefleet up to be running", lambda: any(
+        "[up] running" in line for line in lines) or proc.poll() is not None, timeout=240)
+    assert proc.poll() is None, "".join(lines)
+    return proc, lines
+
+
+def stop_up(proc: subprocess.Popen[str], lines: list[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    wait_for("the last output", lambda: "[up] stopped" in "".join(lines), timeout=10)
+
+
 def test_up_runs_the_example_on_a_provisioned_device(private_dockerd: Dockerd,
                                                      tmp_path: Path) -> None:
-    port, registry_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [*CLI, "up", "--data-dir", str(tmp_path / "up"), "--port", str(port),
-         "--registry-port", str(registry_port), "--api-port", str(free_port()),
-         "--engine-socket", private_dockerd.sock,
-         "--example", str(EXAMPLE)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    assert proc.stdout is not None
-    reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
-    reader.start()
+    port = free_port()
+    args = ["--data-dir", str(tmp_path / "up"), "--port", str(port), "--registry-port",
+            str(free_port()), "--api-port", str(free_port()), "--engine-socket",
+            private_dockerd.sock, "--example", str(EXAMPLE)]
+    proc, lines = start_up(args)
     try:
-        wait_for("edgefleet up to be running", lambda: any(
-            "[up] running" in line for line in lines) or proc.poll() is not None, timeout=240)
         out = "".join(lines)
-        assert proc.poll() is None, out
-        assert "registered" in out and "runs release" in out
+        assert "registered" in out and "runs release" in out and "pushing" in out
         assert httpx.get("http://127.0.0.1:8080/", timeout=10).text.strip() == \
             "This is the frontend root"
         assert httpx.get("http://127.0.0.1:1234/cgi-bin/data", timeout=10).status_code == 200
@@ -49,12 +57,15 @@ def test_up_runs_the_example_on_a_provisioned_device(private_dockerd: Dockerd,
         devices = subprocess.run([*CLI, "device", "list", "--json"], env=env,
                                  capture_output=True, text=True, timeout=60)
         assert '"running_release"' in devices.stdout and '"fleet": "example"' in devices.stdout
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0
-        reader.join(timeout=10)
-        assert "[up] stopped" in "".join(lines)
+        stop_up(proc, lines)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/ping", timeout=5)
+        # again: the same server, fleet and device; nothing pushed twice
+        proc, lines = start_up(args)
+        again = "".join(lines)
+        assert "pushing" not in again and "created fleet" not in again, again
+        assert "runs release" in again
+        stop_up(proc, lines)
     finally:
         if proc.poll() is None:
             proc.kill()
