@@ -18,7 +18,7 @@ from tests.support import images
 from tests.support.fleet_server import PG_URL, RunningServer, pg_schema_url, run_server
 
 HEARTBEAT_TIMEOUT_S = 1.5
-OFFLINE_GRACE_S = 0.5
+OFFLINE_GRACE_S = 1.5
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -262,11 +262,13 @@ def test_log_follow(server: RunningServer, device: DeviceInfo) -> None:
     import threading
 
     got: list[str] = []
+    connected = threading.Event()
 
     def reader() -> None:
         with device.fleet.tenant.http.stream(
                 "GET", f"/device/v2/{device.uuid}/logs",
                 params={"stream": 1, "count": 0}) as r:
+            connected.set()
             for line in r.iter_lines():
                 if line:
                     got.append(json.loads(line)["message"])
@@ -275,7 +277,7 @@ def test_log_follow(server: RunningServer, device: DeviceInfo) -> None:
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    time.sleep(0.3)
+    assert connected.wait(10)
 
     def gen() -> object:
         for i in range(3):

@@ -5,6 +5,7 @@ with a user token (user API) or a registered device's key (device API)."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import schemathesis
@@ -14,7 +15,7 @@ from schemathesis.checks import not_a_server_error
 from tests.server.conftest import DeviceInfo, Tenant
 from tests.support.fleet_server import RunningServer
 
-EXAMPLES = 12
+EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES", "12"))
 schemathesis.serializer.alias("application/x-tar", "application/octet-stream")
 
 

@@ -134,3 +134,16 @@ def test_fleet_delete_removes_devices_and_keys(server: RunningServer, device: De
         "application": device.fleet.id, "device_type": "generic-amd64", "uuid": "cd" * 16},
         headers={"Authorization": f"Bearer {device.fleet.provisioning_key}"})
     assert r.status_code == 401
+
+
+def test_values_the_database_cannot_hold_are_400(server: RunningServer, tenant: Tenant,
+                                                 device: DeviceInfo) -> None:
+    """(Found by schemathesis: PostgreSQL refuses NUL characters in text.)"""
+    r = tenant.http.post("/api/v1/tokens", json={"name": "a\u0000b"})
+    assert r.status_code in (201, 400)  # SQLite stores it; PostgreSQL cannot
+    assert tenant.http.get("/api/v1/fleets/a%00b").status_code in (400, 404)
+    r = device.http.post(f"/device/v2/{device.uuid}/log-stream",
+                         content=b'{"message": "nul \\u0000 inside"}\n')
+    assert r.status_code == 201 and r.json()["accepted"] == 1
+    got = device.http.get(f"/device/v2/{device.uuid}/logs").json()
+    assert got[-1]["message"] == "nul \ufffd inside"

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
 from edgefleet.server import device_api, user_api, user_devices, user_releases
@@ -38,6 +39,13 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
 
     app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
     app.state.server = state
+
+    @app.exception_handler(DataError)
+    async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
+        """A value the database cannot hold (a NUL character on PostgreSQL, a number out of
+        range): the client's input is at fault, and the transaction was rolled back."""
+        reason = str(exc.orig).splitlines()[0] if exc.orig else "invalid value"
+        return JSONResponse({"detail": f"a value cannot be stored: {reason}"}, status_code=400)
 
     @app.get("/ping", response_class=PlainTextResponse, tags=["meta"])
     def ping() -> str:

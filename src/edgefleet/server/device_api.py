@@ -29,7 +29,7 @@ from edgefleet.server.device_schemas import (
     RegisterReply,
 )
 from edgefleet.server.devicetypes import same_arch
-from edgefleet.server.reports import apply_report
+from edgefleet.server.reports import apply_reports
 from edgefleet.server.state import ServerState
 
 STATE_DOC: dict[int | str, dict[str, Any]] = {
@@ -133,11 +133,9 @@ def router(state: ServerState) -> APIRouter:
                    if rel.update_status is not None and rel.update_status not in UPDATE_STATUSES]
             if bad:
                 raise HTTPException(400, f"{', '.join(bad)}: not one of {UPDATE_STATUSES}")
-        device_id, stamp = principal.device_id, now_ms()
         for report in reports.values():
-            def write(s: Session, report: DeviceReport = report) -> None:
-                apply_report(s, device_id=device_id, report=report, now_ms=stamp)
-            await state.writer.submit(write)
+            await state.writer.submit_grouped(apply_reports,
+                                              (principal.device_id, report, now_ms()))
         return JSONResponse("OK")
 
     @api.post("/device/v2/{uuid}/log-stream", status_code=201,

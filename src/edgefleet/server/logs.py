@@ -42,7 +42,7 @@ def row(*, device_id: int, line: dict[str, Any], now_ms: int) -> dict[str, Any]:
     return {"device_id": device_id, "ts_ms": int(ts) if ts else now_ms,
             "service_id": line.get("serviceId"), "is_system": bool(line.get("isSystem")),
             "is_stderr": bool(line.get("isStdErr")),
-            "message": str(line["message"])[:MAX_MESSAGE]}
+            "message": str(line["message"])[:MAX_MESSAGE].replace("\x00", "\ufffd")}
 
 
 def suppressed_row(*, device_id: int, count: int, now_ms: int) -> dict[str, Any]:

@@ -15,22 +15,45 @@ COLUMNS = ("status", "os_version", "os_variant", "supervisor_version", "mac_addr
            "ip_address")
 
 
-def apply_report(s: Session, *, device_id: int, report: DeviceReport, now_ms: int) -> None:
-    """Merge a report: named columns, other fields into `reported`, and per release the
-    update status and services; a release reported `done` becomes the running one."""
-    scalars = report.scalars()
+_SET = ", ".join(f"{c} = COALESCE(:{c}, {c})" for c in (*COLUMNS, "reported"))
+UPDATE = sa.text(f"UPDATE devices SET {_SET}, last_report_ms = :now WHERE id = :id")
+
+
+def apply_reports(s: Session, items: list[tuple[int, DeviceReport, int]]) -> None:
+    """Merge many reports `(device_id, report, now_ms)` at once: one SELECT for the stored
+    `reported` documents, one UPDATE statement for all devices (hundreds per second arrive
+    here, so no ORM); releases (rarer) per report."""
+    rows: list[dict[str, Any]] = []
+    need = [i for i, r, _ in items if set(r.scalars()) - set(COLUMNS)]
+    stored: dict[int, str] = {}
+    if need:
+        table = t.Device.__table__
+        stored = {k: v for k, v in s.connection().execute(sa.select(
+            table.c.id, table.c.reported).where(table.c.id.in_(set(need)))).all()}
+    for device_id, report, now_ms in items:
+        scalars = report.scalars()
+        row: dict[str, Any] = {c: None for c in COLUMNS}
+        row.update(id=device_id, now=now_ms, reported=None)
+        for name in COLUMNS:
+            value = scalars.pop(name, None)
+            if value is not None:
+                row[name] = str(value)
+        if scalars and device_id in stored:
+            merged = json.loads(stored[device_id] or "{}")
+            merged.update(scalars)
+            stored[device_id] = row["reported"] = json.dumps(merged)
+        rows.append(row)
+    if rows:
+        s.connection().execute(UPDATE, rows)
+    for device_id, report, now_ms in items:
+        if report.apps:
+            _releases(s, device_id=device_id, report=report, now_ms=now_ms)
+
+
+def _releases(s: Session, *, device_id: int, report: DeviceReport, now_ms: int) -> None:
     device = s.get(t.Device, device_id)
     if device is None:
         return
-    for name in COLUMNS:
-        value = scalars.pop(name, None)
-        if value is not None:
-            setattr(device, name, str(value))
-    if scalars:
-        merged = json.loads(device.reported or "{}")
-        merged.update(scalars)
-        device.reported = json.dumps(merged)
-    device.last_report_ms = now_ms
     for app_uuid, app in (report.apps or {}).items():
         for commit, rel in app.releases.items():
             _release(s, device=device, app_uuid=app_uuid, commit=commit,

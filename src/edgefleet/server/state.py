@@ -125,8 +125,10 @@ class ServerState:
         if not self._dirty:
             return
         batch, self._dirty = self._dirty, {}
-        rows = [{"id": k, "last_seen_ms": v} for k, v in batch.items()]
-        await self.writer.submit(lambda s: s.execute(sa.update(t.Device), rows))
+        rows = [{"k": k, "seen": v} for k, v in batch.items()]
+        stmt = sa.update(t.Device).where(t.Device.id == sa.bindparam("k")).values(
+            last_seen_ms=sa.bindparam("seen"))  # devices removed meanwhile are simply skipped
+        await self.writer.submit(lambda s: s.connection().execute(stmt, rows))
 
     # --- logs ------------------------------------------------------------------------------
     def log_event(self, device_id: int) -> asyncio.Event:

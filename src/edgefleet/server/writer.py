@@ -19,6 +19,14 @@ from edgefleet.server.db import Database
 
 log = logging.getLogger(__name__)
 Write = Callable[[Session], Any]
+GroupWrite = Callable[[Session, list[Any]], None]
+
+
+class _Grouped:
+    """Items written together by one function (e.g. all state reports of a batch)."""
+
+    def __init__(self, fn: GroupWrite, item: Any) -> None:
+        self.fn, self.item = fn, item
 
 
 class BatchWriter:
@@ -27,10 +35,15 @@ class BatchWriter:
     def __init__(self, *, db: Database, max_batch: int = 500) -> None:
         self.db = db
         self.max_batch = max_batch
-        self._queue: list[tuple[Write, asyncio.Future[Any]]] = []
+        self._queue: list[tuple[Write | _Grouped, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def submit(self, write: Write) -> Any:
+    async def submit_grouped(self, fn: GroupWrite, item: Any) -> None:
+        """Queue an item that `fn` writes together with the other items of the same `fn` in
+        the batch (one statement for all); wait until it is committed."""
+        await self.submit(_Grouped(fn, item))
+
+    async def submit(self, write: Write | _Grouped) -> Any:
         """Queue a write and wait until it is committed; returns what `write` returned."""
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((write, fut))
@@ -51,18 +64,32 @@ class BatchWriter:
                 else:
                     fut.set_exception(value)
 
-    def _apply(self, writes: list[Write]) -> list[tuple[bool, Any]]:
+    @staticmethod
+    def _run(s: Session, writes: list[Write | _Grouped]) -> list[Any]:
+        groups: dict[GroupWrite, list[Any]] = {}
+        results: list[Any] = []
+        for w in writes:
+            if isinstance(w, _Grouped):
+                groups.setdefault(w.fn, []).append(w.item)
+                results.append(None)
+            else:
+                results.append(w(s))
+        for fn, items in groups.items():
+            fn(s, items)
+        return results
+
+    def _apply(self, writes: list[Write | _Grouped]) -> list[tuple[bool, Any]]:
         try:
             with self.db.writing() as s:
-                return [(True, w(s)) for w in writes]
-        except Exception:
+                return [(True, r) for r in self._run(s, writes)]
+        except Exception as exc:
             if len(writes) == 1:
-                raise
+                return [(False, exc)]
         out: list[tuple[bool, Any]] = []  # one failed: find it, commit the others
         for w in writes:
             try:
                 with self.db.writing() as s:
-                    out.append((True, w(s)))
+                    out.append((True, self._run(s, [w])[0]))
             except Exception as exc:
                 log.warning("a batched write failed: %s", exc)
                 out.append((False, exc))
