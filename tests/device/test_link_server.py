@@ -373,3 +373,36 @@ def test_supervisor_with_a_bad_provisioning_key_says_why_and_keeps_config_json(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_finish_sends_the_last_lines_and_ends_the_upload_cleanly(
+        server: LiveServer, client: CloudClient, tmp_path: Path) -> None:
+    config_path, store = await registered(server, client, tmp_path, "finish")
+    cfg = load_config(path=config_path)
+    uuid = str(cfg.uuid)
+    sink = LogSink(store=store)
+    streamer = LogStreamer(logs=sink, client=client, uuid=uuid, api_key=str(cfg.device_api_key),
+                           service_id=lambda _a, _s: None)  # 60 s uploads, 10 s idle
+
+    def messages() -> list[str]:
+        with server.user() as c:
+            return [line["message"] for line in
+                    c.get(f"{server.url}/device/v2/{uuid}/logs").json()]
+
+    task = asyncio.create_task(streamer.run())
+    try:
+        sink.system("first line")
+        for _ in range(100):
+            if "first line" in messages():
+                break
+            await asyncio.sleep(0.05)
+        assert messages() == ["first line"], "lines are stored while the upload goes on"
+        assert streamer.uploads == 0 and len(streamer.buffer) == 1, "not confirmed yet"
+        sink.system("Supervisor stopping")
+        streamer.finish()
+        await asyncio.wait_for(task, timeout=5)  # returns by itself, not cancelled
+        assert messages() == ["first line", "Supervisor stopping"]
+        assert streamer.uploads == 1 and len(streamer.buffer) == 0 and streamer.failures == 0
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

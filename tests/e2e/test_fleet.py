@@ -209,6 +209,8 @@ def test_two_devices_follow_their_fleet(fleet_server: Fleet, two_devices: list[E
         wait_for("dev2 to be Offline", lambda: fleet.device(d2.uuid)["status"] == "Offline",
                  timeout=HEARTBEAT_TIMEOUT_S + OFFLINE_GRACE_S + 20)
         assert fleet.device(d1.uuid)["status"] == "Heartbeat Only"
+        assert "Supervisor stopping" in fleet.cli("logs", d2.uuid, "--count", "50"), \
+            "its last words reached the server"
     except BaseException:
         for dev in (d1, d2):
             print(f"--- {dev.name} supervisor log ---\n{dev.log_tail(60)}")

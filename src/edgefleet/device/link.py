@@ -46,6 +46,7 @@ class CloudLink:
                                     uuid=supervisor.device.uuid, api_key="",
                                     service_id=self._service_id)
         self._poll_requested = False
+        self._streamer_task: asyncio.Task[None] | None = None
         self._network: tuple[float, dict[str, str]] = (0.0, {})
         self._os_version = os_version()
 
@@ -130,6 +131,7 @@ class CloudLink:
     async def run(self) -> None:
         """Register, then poll, report and stream logs until cancelled."""
         streamer = asyncio.create_task(self.streamer.run(ready=self.registered))
+        self._streamer_task = streamer
         tasks: list[asyncio.Task[None]] = [streamer]
         try:
             config = await self.register()
@@ -155,6 +157,16 @@ class CloudLink:
                 with contextlib.suppress(BaseException):
                     await task
             await self.client.close()
+
+    async def shutdown(self, *, timeout_s: float = 3.0) -> None:
+        """Before the link is cancelled: let the log upload send what is left (the last lines
+        say why the supervisor stops) and end cleanly, within `timeout_s`."""
+        task = self._streamer_task
+        if not self.registered.is_set() or task is None or task.done():
+            return
+        self.streamer.finish()
+        with contextlib.suppress(TimeoutError, Exception):
+            await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
 
     async def _report_loop(self) -> None:
         assert self.reporter is not None and self.poller is not None

@@ -118,7 +118,13 @@ class LogStreamer:
         self.uploads = 0
         self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=1000)
         self._arrived = asyncio.Event()
+        self._finishing = False
         logs.subscribers.add(self._queue)
+
+    def finish(self) -> None:
+        """Send what is left, end the upload cleanly, and stop (at shutdown)."""
+        self._finishing = True
+        self._arrived.set()
 
     def close(self) -> None:
         """Stop receiving lines from the sink."""
@@ -158,6 +164,8 @@ class LogStreamer:
             batch = self.buffer.after(seq=batch.upto_seq, count=BATCH_LINES)
             if batch.lines:
                 continue
+            if self._finishing:
+                return
             left = deadline - loop.time()
             if left <= 0:
                 return
@@ -180,13 +188,18 @@ class LogStreamer:
                 self._arrived.clear()
                 self._drain()
                 if not len(self.buffer) and not self.buffer.dropped:
+                    if self._finishing:
+                        return
                     await self._arrived.wait()
+                    continue
                 sent: list[Batch] = []
                 try:
                     await self.client.stream_logs(uuid=self.uuid, api_key=self.api_key,
                                                   body=self._body(sent))
                 except CloudError as exc:
                     self.buffer.inflight_seq = 0
+                    if self._finishing:
+                        return  # shutting down: no retries
                     self.failures += 1
                     delay = max(backoff_s(failures=self.failures, cap_s=self.max_delay_s),
                                 exc.retry_after_s or 0.0)

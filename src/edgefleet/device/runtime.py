@@ -142,6 +142,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True) -> None:
     finally:
         recorder.cancel()
         if link is not None:
+            await link[0].shutdown()
             link[1].cancel()
             with contextlib.suppress(BaseException):
                 await link[1]
