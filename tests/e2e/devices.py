@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tests.support import images
 from tests.support.dockerd import Dockerd
 from tests.support.fleet import free_port
@@ -93,6 +95,15 @@ class E2EDevice:
                 info = c.get(f"/containers/{ctr['Id']}/json").json()
                 out[info["Config"]["Labels"]["io.balena.service-name"]] = info
         return out
+
+    def remove_containers(self) -> None:
+        """Force-remove every container on this device's engine (test teardown)."""
+        try:
+            with images.engine_client(self.dockerd.sock, timeout=30) as c:
+                for ctr in c.get("/containers/json", params={"all": "1"}).json():
+                    c.delete(f"/containers/{ctr['Id']}", params={"force": "1"})
+        except (OSError, httpx.HTTPError):
+            pass
 
     def running_commits(self) -> dict[str, str]:
         """service → commit (from the container name) of running containers."""
