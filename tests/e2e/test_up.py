@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.devices import CLI, wait_for
+from tests.support import images
 from tests.support.dockerd import Dockerd
 from tests.support.fleet import free_port
 
@@ -70,3 +71,6 @@ def test_up_runs_the_example_on_a_provisioned_device(private_dockerd: Dockerd,
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+        with images.engine_client(private_dockerd.sock) as c:  # a clean engine stops faster
+            for ctr in c.get("/containers/json", params={"all": "1"}).json():
+                c.delete(f"/containers/{ctr['Id']}", params={"force": "1"})
