@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
+from bench.rawhttp import Conn  # noqa: E402
 from tests.support.fleet_server import pg_schema_url  # noqa: E402
 
-from bench.rawhttp import Conn  # noqa: E402
 from edgefleet.server.registry import free_port  # noqa: E402
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -226,10 +226,59 @@ def measure(backend: str, n: int, seconds: float, concurrency: int) -> list[Phas
         proc, base, admin = start_server(data_dir, url)
         try:
             phases = asyncio.run(load(base, admin, n, seconds, concurrency))
+            rss = next(line.split()[1] for line in Path(f"/proc/{proc.pid}/status")
+                       .read_text().splitlines() if line.startswith("VmRSS"))
+            print(f"{backend}: server RSS after the run: {int(rss) // 1024} MB", flush=True)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
         return phases
+
+
+FLOOR_APP = """
+import sys, uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", b'"x"')]})
+    await send({"type": "http.response.body", "body": b""})
+uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", access_log=False)
+"""
+
+
+def measure_floor(seconds: float, concurrency: int) -> Phase:
+    """The same conditional-poll load against a bare uvicorn ASGI app answering 304: the
+    floor (HTTP parsing and the event loop) that the server's poll path is compared to."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(port)])
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+        async def run() -> Phase:
+            conns = [Conn("127.0.0.1", port) for _ in range(concurrency)]
+
+            async def poll(c: Conn, i: int) -> int:
+                status, _, _ = await c.request("GET", f"/device/v3/{uuid.uuid4().hex}/state", {
+                    "Authorization": "Bearer x", "If-None-Match": '"x"'})
+                return 200 if status == 304 else 599
+
+            phase = await run_phase("floor: bare uvicorn app answering 304", seconds, conns,
+                                    poll)
+            for c in conns:
+                c.close()
+            return phase
+
+        return asyncio.run(run())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def table(backend: str, phases: list[Phase]) -> str:
@@ -246,10 +295,13 @@ def main() -> None:
     ap.add_argument("--backends", default="sqlite,postgres")
     a = ap.parse_args()
     out = []
+    print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    print(table("-", [measure_floor(a.seconds, a.concurrency)]), flush=True)
     for backend in a.backends.split(","):
         phases = measure(backend, a.devices, a.seconds, a.concurrency)
         out.append(table(backend, phases))
         print(out[-1], flush=True)
+        print(f"load average now: {os.getloadavg()[0]:.2f}", flush=True)
 
 
 if __name__ == "__main__":

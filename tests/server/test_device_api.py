@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
+from edgefleet.model.formats import parse_v3
+from edgefleet.server import tables as t
 from tests.server.conftest import HEARTBEAT_TIMEOUT_S, OFFLINE_GRACE_S, DeviceInfo, FleetInfo
 from tests.server.conftest import register as register_device
 from tests.server.helpers import make_release
-from tests.support.fleet_server import RunningServer
+from tests.support.fleet_server import RunningServer, run_server
 
 COMPOSE = {"services": {"web": {"environment": {"FROM_COMPOSE": "1"}, "restart": "always"},
                         "worker": {"command": ["sh", "-c", "sleep 1000"]}},
@@ -81,6 +85,7 @@ def test_state_etag_and_304(server: RunningServer, device: DeviceInfo) -> None:
     commit = make_release(server, fleet_id=device.fleet.id, composition=COMPOSE)
     changed = device.http.get(path, headers={"If-None-Match": first.headers["etag"]})
     assert changed.status_code == 200 and changed.headers["etag"] != first.headers["etag"]
+    parse_v3(data=changed.json(), device_uuid=device.uuid)  # the device's own validation
     app = changed.json()[device.uuid]["apps"][device.fleet.uuid]
     assert app["id"] == device.fleet.id and app["class"] == "fleet"
     release = app["releases"][commit]
@@ -303,3 +308,21 @@ def test_log_rate_limit_says_what_was_dropped(server: RunningServer,
     got = [x["message"] for x in device.http.get(f"/device/v2/{device.uuid}/logs",
                                                    params={"count": 3}).json()]
     assert "Suppressed 200 message(s) due to rate limiting" in got
+
+
+def test_log_retention_keeps_the_newest_lines(tmp_path: Path) -> None:
+    from tests.server.conftest import new_fleet, new_tenant
+
+    with run_server(data_dir=tmp_path, log_retention_lines=50) as srv:
+        dev = register_device(srv, new_fleet(new_tenant(srv)))
+        for batch in range(3):
+            body = b"".join(json.dumps({"message": f"m{batch * 100 + i}"}).encode() + b"\n"
+                            for i in range(100))
+            assert dev.http.post(f"/device/v2/{dev.uuid}/log-stream", content=body
+                                 ).status_code == 201
+        with srv.db.session() as s:
+            stored = s.execute(sa.select(sa.func.count()).select_from(t.DeviceLog)).scalar()
+        assert stored is not None and stored <= 50 + 100  # trimmed every 100 lines written
+        got = [x["message"] for x in dev.http.get(f"/device/v2/{dev.uuid}/logs",
+                                                   params={"count": 1000}).json()]
+        assert got[-1] == "m299" and "m0" not in got

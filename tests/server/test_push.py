@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edgefleet.model.formats import parse_v3
 from edgefleet.server.client import ApiError, FleetClient, Login
 from tests.server.conftest import DeviceInfo, FleetInfo
 from tests.support import images
@@ -92,7 +93,10 @@ def test_push_compose_builds_pushes_and_targets_devices(
     r = httpx.head(f"http://{images.REGISTRY}/v2/{name}/manifests/{digest}", headers={
         "Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     assert r.status_code == 200
-    state = device.http.get(f"/device/v3/{device.uuid}/state").json()[device.uuid]
+    doc = device.http.get(f"/device/v3/{device.uuid}/state").json()
+    parsed = parse_v3(data=doc, device_uuid=device.uuid)  # what a device will accept
+    assert parsed.device.apps[fleet.uuid].release is not None
+    state = doc[device.uuid]
     rel = state["apps"][fleet.uuid]["releases"][done["commit"]]
     assert rel["services"]["web"]["image"] == refs["web"]
     assert rel["services"]["web"]["composition"]["environment"] == {"MODE": "web"}

@@ -60,7 +60,8 @@ def pg_schema_url(base: str) -> Iterator[str]:
 @contextmanager
 def run_server(*, data_dir: Path, database_url: str | None = None, registry: str | None = None,
                heartbeat_timeout_s: float | None = None, offline_grace_s: float = 15.0,
-               log_rate_per_s: float = 200.0) -> Iterator[RunningServer]:
+               log_rate_per_s: float = 200.0, log_retention_lines: int = 1000
+               ) -> Iterator[RunningServer]:
     """Start a server on 127.0.0.1:<ephemeral> in a thread; stop it afterwards."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -69,7 +70,8 @@ def run_server(*, data_dir: Path, database_url: str | None = None, registry: str
                               public_url=f"http://127.0.0.1:{port}",
                               heartbeat_timeout_s=heartbeat_timeout_s,
                               offline_grace_s=offline_grace_s, cache_refresh_s=0.5,
-                              heartbeat_flush_s=0.5, log_rate_per_s=log_rate_per_s)
+                              heartbeat_flush_s=0.5, log_rate_per_s=log_rate_per_s,
+                              log_retention_lines=log_retention_lines)
     db = Database(url=settings.url)
     token = ensure_admin(db) or ""
     app = create_app(settings=settings, db=db)

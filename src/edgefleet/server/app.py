@@ -53,9 +53,8 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
         return "OK"
 
     app.add_middleware(FastPoll, state=state)
-    current_user = user_api.user_dependency(state)
-    app.include_router(device_api.router(state))
-    app.include_router(user_api.router(state, current_user))
-    app.include_router(user_devices.router(state, current_user))
-    app.include_router(user_releases.router(state, current_user))
+    current_user = user_api.user_dependency(state=state)
+    app.include_router(device_api.router(state=state))
+    for module in (user_api, user_devices, user_releases):
+        app.include_router(module.router(state=state, current_user=current_user))
     return app

@@ -38,7 +38,7 @@ class Login:
     token: str
 
 
-def load_login(path: Path | None = None) -> Login | None:
+def load_login(*, path: Path | None = None) -> Login | None:
     """The saved login; EDGEFLEET_SERVER / EDGEFLEET_TOKEN override it."""
     path = path or config_path()
     data: dict[str, Any] = {}
@@ -49,7 +49,7 @@ def load_login(path: Path | None = None) -> Login | None:
     return Login(url=str(url), token=str(token)) if url and token else None
 
 
-def save_login(login: Login, path: Path | None = None) -> None:
+def save_login(login: Login, *, path: Path | None = None) -> None:
     """Save the login readable by its owner only."""
     path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def router(state: ServerState) -> APIRouter:
+def router(*, state: ServerState) -> APIRouter:
     """The `/device/...` routes, bound to one process's state."""
     api = APIRouter(tags=["device"])
     limiters: dict[int, logstore.RateLimiter] = {}
@@ -66,7 +66,7 @@ def router(state: ServerState) -> APIRouter:
                 fleet = s.get(t.Fleet, body.application)
                 if fleet is None:
                     raise HTTPException(403, "this provisioning key belongs to another fleet")
-                if not same_arch(body.device_type, fleet.device_type):
+                if not same_arch(device_type=body.device_type, fleet_type=fleet.device_type):
                     raise HTTPException(400, f"device type {body.device_type!r} cannot run "
                                              f"fleet {fleet.name!r} ({fleet.device_type})")
                 if s.execute(sa.select(t.Device.id).where(t.Device.uuid == body.uuid)).first():

@@ -25,7 +25,7 @@ def arch_of(device_type: str) -> str | None:
     return DEVICE_TYPES.get(device_type)
 
 
-def same_arch(device_type: str, fleet_type: str) -> bool:
+def same_arch(*, device_type: str, fleet_type: str) -> bool:
     """Whether a device of `device_type` can run a fleet built for `fleet_type`."""
     if device_type == fleet_type:
         return True

@@ -68,7 +68,7 @@ def parse(text: str) -> list[_Pattern]:
     return patterns
 
 
-def ignored(path: str, patterns: list[_Pattern]) -> bool:
+def ignored(path: str, *, patterns: list[_Pattern]) -> bool:
     """Whether a context-relative path (posix) is left out of the build context."""
     parents = path.split("/")
     result = False
@@ -81,7 +81,7 @@ def ignored(path: str, patterns: list[_Pattern]) -> bool:
     return result
 
 
-def included_files(root: str, patterns: list[_Pattern], *, always: frozenset[str] = frozenset()
+def included_files(root: str, *, patterns: list[_Pattern], always: frozenset[str] = frozenset()
                    ) -> list[str]:
     """Context-relative paths of every file and directory that goes into the context;
     paths in `always` (the Dockerfile, .dockerignore) are sent anyway, as Docker does."""
@@ -90,7 +90,7 @@ def included_files(root: str, patterns: list[_Pattern], *, always: frozenset[str
         rel_dir = os.path.relpath(dirpath, root)
         for name in sorted(dirnames) + sorted(filenames):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel in always or not ignored(rel, patterns):
+            if rel in always or not ignored(rel, patterns=patterns):
                 keep.append(rel)
         dirnames.sort()
     return keep

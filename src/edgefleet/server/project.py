@@ -122,7 +122,8 @@ def context_tar(*, spec: BuildSpec, substitutions: dict[str, str]) -> tuple[byte
     dockerfile = spec.dockerfile
     with tarfile.open(fileobj=buf, mode="w") as tar:
         always = frozenset({spec.dockerfile, ".dockerignore"})
-        for rel in dockerignore.included_files(str(spec.context), patterns, always=always):
+        for rel in dockerignore.included_files(str(spec.context), patterns=patterns,
+                                                   always=always):
             tar.add(spec.context / rel, arcname=rel, recursive=False)
         if dockerfile.endswith(".template"):
             text = (spec.context / dockerfile).read_text()

@@ -18,7 +18,7 @@ from edgefleet.server.registry import OwnRegistry, RegistryError, registry_up, s
 from edgefleet.server.settings import ServerSettings
 
 
-def write_secret(path: Path, text: str) -> None:
+def write_secret(*, path: Path, text: str) -> None:
     """Write a secret readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -37,7 +37,7 @@ def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
     if token:
         say(f"first start: created user 'admin'; its API token (shown once): {token}")
         if admin_token_file is not None:
-            write_secret(admin_token_file, token)
+            write_secret(path=admin_token_file, text=token)
     registry: OwnRegistry | None = None
     if own_registry:
         registry = start_registry(data_dir=settings.data_dir, port=registry_port)

@@ -39,7 +39,7 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def user_dependency(state: ServerState) -> UserDep:
+def user_dependency(*, state: ServerState) -> UserDep:
     """A FastAPI dependency giving the user behind the bearer token (401/403 otherwise)."""
     scheme = HTTPBearer(auto_error=False)
 
@@ -50,7 +50,7 @@ def user_dependency(state: ServerState) -> UserDep:
     return current_user
 
 
-def router(state: ServerState, current_user: UserDep) -> APIRouter:
+def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
     """Routes for users, fleets and provisioning."""
     api = APIRouter(prefix="/api/v1", tags=["user"], responses=ERRORS)
     db = state.db

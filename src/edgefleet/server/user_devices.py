@@ -14,7 +14,7 @@ from edgefleet.server.user_schemas import DeviceOut, DeviceUpdate, VariableOut, 
 from edgefleet.server.views import device_out, resolve_release
 
 
-def router(state: ServerState, current_user: UserDep) -> APIRouter:
+def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
     """Routes for devices and variables."""
     api = APIRouter(prefix="/api/v1", tags=["user"], responses=ERRORS)
     db = state.db

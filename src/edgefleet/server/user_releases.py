@@ -16,7 +16,7 @@ from edgefleet.server.user_schemas import ReleaseOut
 from edgefleet.server.views import release_out
 
 
-def router(state: ServerState, current_user: UserDep) -> APIRouter:
+def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
     """Routes for reading releases."""
     api = APIRouter(prefix="/api/v1", tags=["user"], responses=ERRORS)
     db = state.db
