@@ -167,9 +167,10 @@ release, one service printing a line a second; both supervisors converged, then 
 | supervisor RSS | {m_rss / 1024:.1f} MB | {u_rss / 1024:.1f} MB | {m_rss / u_rss:.2f}× |
 
 The link's idle work per minute: 6 conditional state GETs (304), at most one metrics report
-(every 5 min), and the service's 60 log lines over a long-lived upload (renewed every 60 s); {talker} of the talker's lines
-were on the server when the run ended (retention 1000 lines). No targets are set for the link;
-the RSS difference is what httpx and the link's modules add to a managed device.
+(every 5 min), and the service's 60 log lines over a long-lived upload (renewed every 60 s);
+{talker} of the talker's lines were on the server when the run ended (retention 1000 lines).
+No targets are set for the link; the RSS difference is what httpx and the link's modules add
+to a managed device.
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if "## link\n" in text:
