@@ -89,10 +89,10 @@ def test_retry_after_wins_over_a_shorter_backoff() -> None:
 
 
 def test_retry_after_header_forms() -> None:
-    assert retry_after("30") == 30
-    assert retry_after(None) is None
-    assert retry_after("soon") is None
-    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
+    assert retry_after(value="30") == 30
+    assert retry_after(value=None) is None
+    assert retry_after(value="soon") is None
+    assert retry_after(value="Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # in the past
 
 
 # --- offline log buffer ----------------------------------------------------------------------
@@ -158,11 +158,11 @@ def test_lines_after_an_upload_position_and_sent_lines_are_not_counted_as_droppe
 def test_log_line_wire_format() -> None:
     rec = {"message": "hi", "ts_ms": 5, "is_system": False, "is_stderr": True,
            "service": "web", "app_uuid": "a"}
-    assert to_wire(rec, service_id=3) == {"message": "hi", "timestamp": 5, "isSystem": False,
+    assert to_wire(record=rec, service_id=3) == {"message": "hi", "timestamp": 5, "isSystem": False,
                                           "isStdErr": True, "serviceId": 3,
                                           "serviceName": "web"}
     sysrec = {**rec, "is_system": True, "service": ""}
-    assert "serviceId" not in to_wire(sysrec, service_id=None)
+    assert "serviceId" not in to_wire(record=sysrec, service_id=None)
 
 
 # --- poll timing -----------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def test_poll_delay_jitters_early_and_backs_off_to_the_interval() -> None:
 
 # --- metrics and report contents -------------------------------------------------------------
 def test_meminfo_and_cpu_usage(tmp_path: Any) -> None:
-    assert meminfo_mb("MemTotal: 2048000 kB\nMemFree: 100 kB\nMemAvailable: 1024000 kB\n") == (
+    assert meminfo_mb(text="MemTotal: 2048000 kB\nMemFree: 100 kB\nMemAvailable: 1024000 kB\n") == (
         1000, 2000)
     proc = tmp_path
     (proc / "meminfo").write_text("MemTotal: 2048 kB\nMemAvailable: 1024 kB\n")

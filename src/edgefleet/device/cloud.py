@@ -50,7 +50,7 @@ class TargetFetch:
     etag: str | None
 
 
-def retry_after(value: str | None) -> float | None:
+def retry_after(*, value: str | None) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent/bad."""
     if not value:
         return None
@@ -72,7 +72,7 @@ def _error(what: str, response: httpx.Response) -> CloudError:
         detail = body
     return CloudError(f"{what}: HTTP {response.status_code} {str(detail)[:300]}".rstrip(),
                       status=response.status_code,
-                      retry_after_s=retry_after(response.headers.get("Retry-After")))
+                      retry_after_s=retry_after(value=response.headers.get("Retry-After")))
 
 
 class CloudClient:

@@ -22,7 +22,7 @@ BUFFER_LINES = 10_000
 BATCH_LINES = 500
 
 
-def to_wire(record: dict[str, Any], *, service_id: int | None) -> dict[str, Any]:
+def to_wire(*, record: dict[str, Any], service_id: int | None) -> dict[str, Any]:
     """A LogSink record → balena's log line `{message, timestamp, isSystem, isStdErr,
     serviceId?}` (plus `serviceName` so a server can show it without a lookup)."""
     line: dict[str, Any] = {"message": record["message"], "timestamp": record["ts_ms"],
@@ -136,13 +136,13 @@ class LogStreamer:
                 record = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            self.buffer.add(to_wire(record, service_id=self.service_id(
+            self.buffer.add(to_wire(record=record, service_id=self.service_id(
                 record.get("app_uuid", ""), record.get("service", ""))))
 
     async def _pump(self) -> None:
         while True:
             record = await self._queue.get()
-            self.buffer.add(to_wire(record, service_id=self.service_id(
+            self.buffer.add(to_wire(record=record, service_id=self.service_id(
                 record.get("app_uuid", ""), record.get("service", ""))))
             self._drain()
             self._arrived.set()

@@ -29,7 +29,7 @@ def _cpu_times(text: str) -> tuple[int, int]:
     return 0, 0
 
 
-def meminfo_mb(text: str) -> tuple[int, int]:
+def meminfo_mb(*, text: str) -> tuple[int, int]:
     """(used, total) MB from /proc/meminfo: used = MemTotal - MemAvailable."""
     fields: dict[str, int] = {}
     for line in text.splitlines():
@@ -101,7 +101,7 @@ class Metrics:
         cpu = 0
         if total > last_total:
             cpu = round(100 * (busy - last_busy) / (total - last_total))
-        used, mem_total = meminfo_mb(_read(self.proc / "meminfo"))
+        used, mem_total = meminfo_mb(text=_read(self.proc / "meminfo"))
         out: dict[str, Any] = {"cpu_usage": cpu, "memory_usage": used,
                                "memory_total": mem_total, "is_undervolted": False}
         with contextlib.suppress(OSError):

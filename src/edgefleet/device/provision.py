@@ -29,7 +29,7 @@ class Identity:
     api_key: str
 
 
-def is_registered(config: DeviceConfig) -> bool:
+def is_registered(*, config: DeviceConfig) -> bool:
     """config.json already holds a device key for a uuid."""
     return bool(config.uuid and config.device_api_key)
 
@@ -69,7 +69,7 @@ async def ensure_registered(*, config_path: Path, client: CloudClient, store: St
     A refused registration (bad provisioning key, unknown fleet) raises RegistrationRefused and
     leaves config.json untouched; a network failure raises CloudError (retry later)."""
     config = load_config(path=config_path)
-    if is_registered(config):
+    if is_registered(config=config):
         return config
     if not config.provisioning_api_key:
         raise RegistrationRefused(
