@@ -5,6 +5,7 @@ two-service release pushed to it. Each part is the real program in its own proce
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,7 @@ class Up:
 
     # --- processes -------------------------------------------------------------------------
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        """Start `edgefleet ARGS` in its own session, output to `<data-dir>/<name>.log`."""
         log_path = self.options.data_dir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 - owned by the process
         proc = subprocess.Popen([*CLI, *args], stdout=log, stderr=subprocess.STDOUT,
@@ -77,7 +79,8 @@ class Up:
         self.procs.append((name, proc, log_path))
         return proc
 
-    def _check_alive(self) -> None:
+    def check_alive(self) -> None:
+        """Raise UpError with the tail of its log when a started process has exited."""
         for name, proc, log_path in self.procs:
             if proc.poll() is not None:
                 tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
@@ -86,7 +89,7 @@ class Up:
     def _wait(self, what: str, check: Callable[[], Any], *, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._check_alive()
+            self.check_alive()
             try:
                 result = check()
             except (httpx.HTTPError, OSError, ValueError):
@@ -124,10 +127,12 @@ class Up:
         return self.token_file.read_text().strip()
 
     def user(self, token: str) -> httpx.Client:
+        """A client of the server's user API."""
         return httpx.Client(base_url=f"{self.url}/api/v1", timeout=60,
                             headers={"Authorization": f"Bearer {token}"})
 
     def ensure_fleet(self, token: str) -> None:
+        """Create the fleet unless it exists."""
         o = self.options
         with self.user(token) as c:
             if c.get(f"/fleets/{o.fleet}").status_code == 404:
@@ -166,6 +171,7 @@ class Up:
         return str(config["uuid"])
 
     def has_release(self, token: str) -> bool:
+        """Whether the fleet has a successful release already (then nothing is pushed)."""
         with self.user(token) as c:
             r = c.get(f"/fleets/{self.options.fleet}/releases")
             r.raise_for_status()
@@ -181,19 +187,18 @@ class Up:
             for dockerfile in project.rglob("Dockerfile*"):
                 shutil.copy2(BUSYBOX, dockerfile.parent / "busybox")
             self.say(f"[up] pushing {self.options.example} to fleet '{self.options.fleet}'")
-            env_cli = [*CLI, "push", self.options.fleet, str(project)]
-            done = subprocess.run(env_cli, env=self.cli_env(), check=False)
+            done = subprocess.run([*CLI, "push", self.options.fleet, str(project)],
+                                  env=self.cli_env(), check=False)
             if done.returncode != 0:
                 raise UpError(f"edgefleet push failed (exit code {done.returncode})")
 
     def cli_env(self) -> dict[str, str]:
         """Environment for `edgefleet` client commands against this server."""
-        import os
-
         return {**os.environ, "EDGEFLEET_SERVER": self.url,
                 "EDGEFLEET_TOKEN": self.token_file.read_text().strip()}
 
     def wait_running(self, token: str, uuid: str, *, timeout: float = 300) -> dict[str, Any]:
+        """Wait until the server sees the device done on its release; the device's view."""
         def done() -> dict[str, Any] | None:
             with self.user(token) as c:
                 device = dict(c.get(f"/devices/{uuid}").json())
@@ -232,7 +237,7 @@ def run_up(*, options: UpOptions, say: Callable[[str], None] = print,
         if wait:
             say("[up] running; Ctrl-C stops the device and the server")
             while True:
-                up._check_alive()
+                up.check_alive()
                 time.sleep(1)
     except BaseException:
         up.stop()
