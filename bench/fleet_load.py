@@ -25,7 +25,6 @@ import tarfile
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
-from bench.rawhttp import Conn  # noqa: E402
+from bench.loadkit import Conn, Phase, measure_floor, run_phase  # noqa: E402
 from tests.support.fleet_server import pg_schema_url  # noqa: E402
 
 from edgefleet.server.registry import free_port  # noqa: E402
@@ -63,25 +62,6 @@ class Device:
     uuid: str
     key: str
     etag: str = ""
-
-
-@dataclass
-class Phase:
-    name: str
-    count: int
-    seconds: float
-    latencies_ms: list[float]
-    errors: int
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds
-
-    def pct(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        s = sorted(self.latencies_ms)
-        return s[min(len(s) - 1, int(q * len(s)))]
 
 
 def start_server(data_dir: Path, database_url: str | None) -> tuple[subprocess.Popen[bytes],
@@ -131,32 +111,11 @@ def setup_fleet(url: str, admin: str) -> tuple[int, str]:
     return fleet.json()["id"], key
 
 
-async def run_phase(name: str, seconds: float, conns: list[Conn],
-                    op: Callable[[Conn, int], Awaitable[int]], total: int | None = None
-                    ) -> Phase:
-    """One worker per connection calls `op(conn, i)` back to back, for `seconds` or until
-    `total` calls are made; latency per call, errors = statuses >= 400 (or unexpected)."""
-    lat: list[float] = []
-    errors = 0
-    count = 0
-    stop = time.perf_counter() + seconds
-    next_i = 0
-
-    async def worker(conn: Conn) -> None:
-        nonlocal errors, count, next_i
-        while (total is None and time.perf_counter() < stop) or (
-                total is not None and next_i < total):
-            i = next_i
-            next_i += 1
-            t0 = time.perf_counter()
-            status = await op(conn, i)
-            lat.append((time.perf_counter() - t0) * 1000)
-            count += 1
-            errors += status >= 400
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(worker(c) for c in conns))
-    return Phase(name, count, time.perf_counter() - t0, lat, errors)
+def change_fleet_variable(url: str, admin: str) -> None:
+    """A change every device's target sees (so each is rendered again on its next poll)."""
+    httpx.put(f"{url}/api/v1/variables", headers={"Authorization": f"Bearer {admin}"},
+              json={"fleet": "bench", "name": "GREETING", "value": "changed"}
+              ).raise_for_status()
 
 
 async def load(url: str, admin: str, n: int, seconds: float, concurrency: int) -> list[Phase]:
@@ -207,8 +166,18 @@ async def load(url: str, admin: str, n: int, seconds: float, concurrency: int) -
             "Content-Type": "application/x-ndjson", "Authorization": f"Bearer {d.key}"}, body)
         return status
 
+    async def changed_poll(c: Conn, i: int) -> int:
+        d = devices[i]
+        status, hdrs, _ = await c.request("GET", f"/device/v3/{d.uuid}/state", {
+            "Authorization": f"Bearer {d.key}", "If-None-Match": d.etag})
+        d.etag = hdrs.get("etag", "")
+        return 200 if status == 200 else 599
+
     phases = [await run_phase("register", 0, conns, register, total=n),
-              await run_phase("first poll (200 with body)", 0, conns, first_poll, total=n),
+              await run_phase("first poll (200 with body)", 0, conns, first_poll, total=n)]
+    await asyncio.to_thread(change_fleet_variable, url, admin)
+    phases += [await run_phase("poll after a fleet variable changed (200, re-rendered)", 0,
+                               conns, changed_poll, total=n),
               await run_phase("conditional poll (304)", seconds, conns, poll),
               await run_phase("state report (PATCH)", seconds, conns, report),
               await run_phase("log upload (10 lines each)", seconds, conns, logs)]
@@ -233,52 +202,6 @@ def measure(backend: str, n: int, seconds: float, concurrency: int) -> list[Phas
             proc.terminate()
             proc.wait(timeout=30)
         return phases
-
-
-FLOOR_APP = """
-import sys, uvicorn
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 304, "headers": [(b"etag", b'"x"')]})
-    await send({"type": "http.response.body", "body": b""})
-uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", access_log=False)
-"""
-
-
-def measure_floor(seconds: float, concurrency: int) -> Phase:
-    """The same conditional-poll load against a bare uvicorn ASGI app answering 304: the
-    floor (HTTP parsing and the event loop) that the server's poll path is compared to."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-c", FLOOR_APP, str(port)])
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
-
-        async def run() -> Phase:
-            conns = [Conn("127.0.0.1", port) for _ in range(concurrency)]
-
-            async def poll(c: Conn, i: int) -> int:
-                status, _, _ = await c.request("GET", f"/device/v3/{uuid.uuid4().hex}/state", {
-                    "Authorization": "Bearer x", "If-None-Match": '"x"'})
-                return 200 if status == 304 else 599
-
-            phase = await run_phase("floor: bare uvicorn app answering 304", seconds, conns,
-                                    poll)
-            for c in conns:
-                c.close()
-            return phase
-
-        return asyncio.run(run())
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def table(backend: str, phases: list[Phase]) -> str:

@@ -297,17 +297,22 @@ def test_log_follow(server: RunningServer, device: DeviceInfo) -> None:
 
 def test_log_rate_limit_says_what_was_dropped(server: RunningServer,
                                               device: DeviceInfo) -> None:
-    # the test server allows 50 lines/s with a 10 s bucket = 500 lines at once
+    # the test server allows 50 lines/s with a 10 s bucket = 500 lines at once (a few more
+    # as the bucket refills while the upload is read)
     body = b"".join(json.dumps({"message": f"m{i}"}).encode() + b"\n" for i in range(700))
     r = device.http.post(f"/device/v2/{device.uuid}/log-stream", content=body)
     counts = r.json()
-    assert counts["dropped"] == 200 and counts["accepted"] == 500
+    assert counts["accepted"] + counts["dropped"] == 700
+    assert 500 <= counts["accepted"] < 600
     time.sleep(0.1)
     device.http.post(f"/device/v2/{device.uuid}/log-stream",
                      content=b'{"message":"after"}\n')
     got = [x["message"] for x in device.http.get(f"/device/v2/{device.uuid}/logs",
-                                                   params={"count": 3}).json()]
-    assert "Suppressed 200 message(s) due to rate limiting" in got
+                                                   params={"count": 1000}).json()]
+    said = [int(m.split()[1]) for m in got if m.startswith("Suppressed ")]
+    assert said and sum(said) == counts["dropped"]
+    assert all(m.endswith("message(s) due to rate limiting") for m in got
+               if m.startswith("Suppressed "))
 
 
 def test_log_retention_keeps_the_newest_lines(tmp_path: Path) -> None:
@@ -326,3 +331,28 @@ def test_log_retention_keeps_the_newest_lines(tmp_path: Path) -> None:
         got = [x["message"] for x in dev.http.get(f"/device/v2/{dev.uuid}/logs",
                                                    params={"count": 1000}).json()]
         assert got[-1] == "m299" and "m0" not in got
+
+
+def test_shared_render_gives_the_same_bytes(server: RunningServer, device: DeviceInfo) -> None:
+    """A device without variables of its own is rendered from the fleet's shared parts; the
+    bytes (and so the ETag) must equal a full render of its document."""
+    from edgefleet.server.target import (
+        device_document,
+        device_row,
+        fleet_view,
+        render,
+        render_device,
+    )
+
+    make_release(server, fleet_id=device.fleet.id, composition=COMPOSE)
+    device.fleet.tenant.http.put("/api/v1/variables", json={
+        "fleet": device.fleet.name, "service": "web", "name": "A", "value": "é \"q\""})
+    served = device.http.get(f"/device/v3/{device.uuid}/state")
+    with server.db.session() as s:
+        view = fleet_view(s, fleet_id=device.fleet.id)
+        row = device_row(s, device_id=device.id)
+        assert view is not None and row is not None and device.id not in view.with_vars
+        fast = render_device(s, device=row, view=view, generation=0)
+        full = render(document=device_document(s, device=row, view=view), generation=0)
+    assert fast.body == full.body == served.content
+    assert served.headers["etag"] == full.etag

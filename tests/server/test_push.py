@@ -169,3 +169,24 @@ def test_push_needs_own_fleet(server: RunningServer, client: FleetClient, tmp_pa
     raw = client.http.post(f"/api/v1/fleets/{other.name}/releases", content=b"junk")
     assert raw.status_code == 404
     assert json.loads(raw.text)["detail"].startswith("no fleet")
+
+
+def test_without_a_registry_builds_are_refused_but_image_releases_work(tmp_path: Path) -> None:
+    from tests.server.conftest import new_fleet, new_tenant
+    from tests.support.fleet_server import run_server
+
+    with run_server(data_dir=tmp_path / "srv", registry=None) as srv:
+        fleet = new_fleet(new_tenant(srv))
+        c = FleetClient(login=Login(url=srv.url, token=fleet.tenant.token))
+        built = project(tmp_path / "b", {"Dockerfile": BASE})
+        with pytest.raises(ApiError) as err:
+            list(c.push(fleet=fleet.name, source=built))
+        assert err.value.status == 409 and "registry" in str(err.value)
+        assert c.releases(fleet=fleet.name) == []
+        ref = f"{images.REGISTRY}/some/app@sha256:{'c' * 64}"
+        only_images = project(tmp_path / "i", {
+            "docker-compose.yml": f"services:\n  app:\n    image: {ref}\n"})
+        done, _ = push(c, fleet.name, only_images)
+        assert done["status"] == "success"
+        assert [i["ref"] for i in c.release(commit=done["commit"])["images"]] == [ref]
+        c.close()

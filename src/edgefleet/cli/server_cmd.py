@@ -10,6 +10,15 @@ app = typer.Typer(help="Run the fleet server (fleets, releases, variables, devic
                   no_args_is_help=True)
 
 
+def _default_url(host: str, port: int) -> str:
+    """The URL devices should use when --public-url is not given."""
+    import socket
+
+    if host in ("0.0.0.0", "::", ""):  # listening everywhere: name this machine
+        host = socket.getfqdn()
+    return f"http://{host}:{port}"
+
+
 @app.command()
 def run(
     data_dir: Path = typer.Option(Path("/var/lib/edgefleet-server"), "--data-dir",
@@ -24,11 +33,12 @@ def run(
         None, "--public-url", help="URL devices use (apiEndpoint in config.json); default "
                                    "http://HOST:PORT."),
     registry: str | None = typer.Option(
-        None, "--registry", help="HOST:PORT of an existing registry; default: start Debian's "
-                                 "docker-registry with storage in the data dir."),
+        None, "--registry", help="HOST:PORT of an existing registry (devices pull from this "
+                                 "name); default: start Debian's docker-registry on "
+                                 "127.0.0.1 with storage in the data dir."),
     no_registry: bool = typer.Option(False, "--no-registry",
-                                     help="No registry at all: pushes are refused (device API "
-                                          "and user API only)."),
+                                     help="No registry: pushes that build images are refused "
+                                          "(releases of existing images still work)."),
     registry_port: int = typer.Option(0, "--registry-port",
                                       help="Port of the registry the server starts (0 = any)."),
     engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
@@ -52,7 +62,7 @@ def run(
 
     settings = ServerSettings(
         data_dir=data_dir, database_url=database_url, registry=registry,
-        engine_socket=engine_socket, public_url=public_url or f"http://{host}:{port}",
+        engine_socket=engine_socket, public_url=public_url or _default_url(host, port),
         heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace)
     try:
         serve(settings=settings, host=host, port=port,

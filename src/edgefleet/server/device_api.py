@@ -90,10 +90,9 @@ def router(*, state: ServerState) -> APIRouter:
     @api.get("/device/v3/{uuid}/state", responses=STATE_DOC, response_class=Response)
     async def get_state(uuid: str, request: Request) -> Response:
         """The device's target state; every call is a heartbeat. Honours If-None-Match."""
-        principal = require_device(await state.principal(request.headers.get("authorization")),
-                                   uuid=uuid)
+        who, rendered = await state.poll(request.headers.get("authorization"), uuid)
+        principal = require_device(who, uuid=uuid)
         state.heartbeat(principal.device_id, now_ms())
-        rendered = await state.target(principal.device_id)
         if rendered is None:
             raise unauthorized("this device no longer exists")
         if request.headers.get("if-none-match") == rendered.etag:

@@ -46,8 +46,8 @@ class FastPoll:
         uuid = scope["path"][len(PREFIX):-len(SUFFIX)]
         if not isinstance(principal, keys.DevicePrincipal) or principal.uuid != uuid:
             return False
-        target = state.targets.get(principal.device_id)
-        if target is None or target.generation != state.generation:
+        target = state.cached_target(principal.device_id, principal.fleet_id)
+        if target is None:
             return False
         state.heartbeat(principal.device_id, state.clock_ms())
         etag = target.etag.encode()

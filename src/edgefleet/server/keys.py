@@ -67,19 +67,27 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+_LOOKUP = (
+    sa.select(t.ApiKey.kind, t.ApiKey.fleet_id, t.User.id, t.User.username, t.User.is_admin,
+              t.Device.id, t.Device.uuid, t.Device.fleet_id)
+    .select_from(t.ApiKey)
+    .outerjoin(t.User, t.User.id == t.ApiKey.user_id)
+    .outerjoin(t.Device, t.Device.id == t.ApiKey.device_id)
+    .where(t.ApiKey.key_hash == sa.bindparam("h")))
+
+
 def lookup(s: Session, *, key: str) -> Principal | None:
-    """Whoever holds `key`, or None for an unknown key."""
-    row = s.execute(sa.select(t.ApiKey).where(t.ApiKey.key_hash == hash_key(key))).scalar()
+    """Whoever holds `key`, or None for an unknown key (one query)."""
+    row = s.execute(_LOOKUP, {"h": hash_key(key)}).first()
     if row is None:
         return None
-    if row.kind == "user" and row.user_id is not None:
-        user = s.get(t.User, row.user_id)
-        return UserPrincipal(user.id, user.username, user.is_admin) if user else None
-    if row.kind == "device" and row.device_id is not None:
-        device = s.get(t.Device, row.device_id)
-        return DevicePrincipal(device.id, device.uuid, device.fleet_id) if device else None
-    if row.kind == "provisioning" and row.fleet_id is not None:
-        return ProvisioningPrincipal(row.fleet_id)
+    kind, key_fleet, user_id, username, is_admin, device_id, uuid, device_fleet = row
+    if kind == "user" and user_id is not None:
+        return UserPrincipal(user_id, username, bool(is_admin))
+    if kind == "device" and device_id is not None:
+        return DevicePrincipal(device_id, uuid, device_fleet)
+    if kind == "provisioning" and key_fleet is not None:
+        return ProvisioningPrincipal(key_fleet)
     return None
 
 

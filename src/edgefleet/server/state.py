@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -21,7 +22,14 @@ from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
 from edgefleet.server.settings import ServerSettings
-from edgefleet.server.target import FleetView, RenderedTarget, device_document, fleet_view, render
+from edgefleet.server.target import (
+    FleetView,
+    RenderedTarget,
+    device_row,
+    fleet_view,
+    render_device,
+    render_shared,
+)
 from edgefleet.server.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,7 @@ class ServerState:
     log_events: dict[int, asyncio.Event] = field(default_factory=dict)
     writer: BatchWriter = field(init=False)
     _dirty: dict[int, int] = field(default_factory=dict)
+    _view_lock: threading.Lock = field(default_factory=threading.Lock)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -80,29 +89,72 @@ class ServerState:
         return await run_in_threadpool(self.principal_sync, key)
 
     # --- targets ---------------------------------------------------------------------------
-    def target_sync(self, device_id: int) -> RenderedTarget | None:
+    def target_sync(self, device_id: int, fleet_id: int) -> RenderedTarget | None:
         gen = self.generation
         with self.db.session() as s:
-            device = s.get(t.Device, device_id)
-            if device is None:
-                return None
-            hit = self.fleets.get(device.fleet_id)
+            hit = self.fleets.get(fleet_id)
             if hit is None or hit[0] != gen:
-                view = fleet_view(s, fleet_id=device.fleet_id)
-                if view is None:
-                    return None
-                self.fleets[device.fleet_id] = hit = (gen, view)
-            rendered = render(document=device_document(s, device=device, view=hit[1]),
-                              generation=gen)
+                with self._view_lock:  # one thread reads a fleet; the others wait and reuse
+                    hit = self.fleets.get(fleet_id)
+                    if hit is None or hit[0] != gen:
+                        view = fleet_view(s, fleet_id=fleet_id)
+                        if view is None:
+                            return None
+                        self.fleets[fleet_id] = hit = (gen, view)
+            device = hit[1].devices.get(device_id) or device_row(s, device_id=device_id)
+            if device is None or device.fleet_id != fleet_id:
+                return None
+            rendered = render_device(s, device=device, view=hit[1], generation=gen)
         self.targets[device_id] = rendered
         return rendered
 
-    async def target(self, device_id: int) -> RenderedTarget | None:
-        """The rendered target of a device, from the cache while the generation holds."""
+    def cached_target(self, device_id: int, fleet_id: int) -> RenderedTarget | None:
+        """The target from memory only: cached, or rendered from the fleet's cached shared
+        parts (no database, no thread); None when the database is needed."""
         hit = self.targets.get(device_id)
         if hit is not None and hit.generation == self.generation:
             return hit
-        return await run_in_threadpool(self.target_sync, device_id)
+        view = self.fleets.get(fleet_id)
+        if view is None or view[0] != self.generation:
+            return None
+        device = view[1].devices.get(device_id)
+        if device is None:
+            return None
+        rendered = render_shared(device=device, view=view[1], generation=self.generation)
+        if rendered is not None:
+            self.targets[device_id] = rendered
+        return rendered
+
+    async def target(self, device_id: int, fleet_id: int) -> RenderedTarget | None:
+        """The rendered target of a device, from memory while the generation holds."""
+        hit = self.cached_target(device_id, fleet_id)
+        if hit is not None:
+            return hit
+        return await run_in_threadpool(self.target_sync, device_id, fleet_id)
+
+    def _poll_sync(self, key: str, uuid: str) -> tuple[keys.Principal | None,
+                                                       RenderedTarget | None]:
+        principal = self.principal_sync(key)
+        if isinstance(principal, keys.DevicePrincipal) and principal.uuid == uuid:
+            hit = self.targets.get(principal.device_id)
+            if hit is None or hit.generation != self.generation:
+                hit = self.target_sync(principal.device_id, principal.fleet_id)
+            return principal, hit
+        return principal, None
+
+    async def poll(self, header: str | None, uuid: str) -> tuple[keys.Principal | None,
+                                                                  RenderedTarget | None]:
+        """Who polls and the target for `uuid` if it is that device (one thread hop at most)."""
+        key = keys.bearer(header)
+        if key is None:
+            return None, None
+        hit = self.key_cache.get(key)
+        if hit is not None and hit[0] == self.key_generation:
+            principal = hit[1]
+            if not isinstance(principal, keys.DevicePrincipal) or principal.uuid != uuid:
+                return principal, None
+            return principal, await self.target(principal.device_id, principal.fleet_id)
+        return await run_in_threadpool(self._poll_sync, key, uuid)
 
     # --- heartbeats ------------------------------------------------------------------------
     @staticmethod

@@ -49,6 +49,17 @@ class RenderedTarget:
     generation: int
 
 
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """The columns of a device its target needs."""
+
+    id: int
+    uuid: str
+    name: str
+    fleet_id: int
+    pinned_release_id: int | None
+
+
 @dataclass
 class FleetView:
     """What every device of a fleet shares, read once per generation."""
@@ -59,7 +70,14 @@ class FleetView:
     default_release: tuple[str, str] | None
     """(commit, v3 release JSON) the fleet's devices get unless pinned."""
     variables: list[Var]
+    devices: dict[int, DeviceRow] = field(default_factory=dict)
+    """Every device of the fleet when the view was read (newer ones are read one by one)."""
+    with_vars: set[int] = field(default_factory=set)
+    """Devices that have variables of their own (rendered in full)."""
     pinned: dict[int, tuple[str, str] | None] = field(default_factory=dict)
+    shared: dict[int | None, tuple[str, str]] = field(default_factory=dict)
+    """Per release choice (a pin, None = the fleet's): the serialised `apps` and `config` of
+    a device without variables of its own."""
 
 
 def release_for(s: Session, *, fleet: t.Fleet,
@@ -115,10 +133,16 @@ def fleet_view(s: Session, *, fleet_id: int) -> FleetView | None:
     if fleet is None:
         return None
     rel = release_for(s, fleet=fleet)
+    devices = {r.id: DeviceRow(*r) for r in s.execute(
+        sa.select(t.Device.id, t.Device.uuid, t.Device.name, t.Device.fleet_id,
+                  t.Device.pinned_release_id).where(t.Device.fleet_id == fleet.id)).all()}
+    with_vars = set(s.execute(sa.select(t.Variable.device_id).distinct().where(
+        t.Variable.fleet_id == fleet.id, t.Variable.device_id.is_not(None))).scalars())
     return FleetView(id=fleet.id, uuid=fleet.uuid, name=fleet.name,
                      default_release=(rel.commit, rel.target) if rel else None,
                      variables=[_cached(v) for v in variables(s, fleet_id=fleet.id,
-                                                              device_id=None)])
+                                                              device_id=None)],
+                     devices=devices, with_vars={d for d in with_vars if d is not None})
 
 
 def _pinned(s: Session, view: FleetView, release_id: int) -> tuple[str, str] | None:
@@ -129,10 +153,29 @@ def _pinned(s: Session, view: FleetView, release_id: int) -> tuple[str, str] | N
     return view.pinned[release_id]
 
 
-def device_document(s: Session, *, device: t.Device, view: FleetView) -> dict[str, Any]:
+_DEVICE = sa.select(t.Device.id, t.Device.uuid, t.Device.name, t.Device.fleet_id,
+                    t.Device.pinned_release_id).where(t.Device.id == sa.bindparam("d"))
+_DEVICE_VARS = sa.select(t.Variable.kind, t.Variable.device_id, t.Variable.service,
+                         t.Variable.name, t.Variable.value).where(
+    t.Variable.device_id == sa.bindparam("d")).order_by(t.Variable.id)
+
+
+def device_row(s: Session, *, device_id: int) -> DeviceRow | None:
+    """A device's row (Core: this runs for every device after each change)."""
+    row = s.execute(_DEVICE, {"d": device_id}).first()
+    return DeviceRow(*row) if row else None
+
+
+def device_document(s: Session, *, device: DeviceRow | t.Device, view: FleetView
+                    ) -> dict[str, Any]:
     """The v3 document `{uuid: {name, config, apps: {fleetUuid: {...}}}}`."""
-    own = [_cached(v) for v in s.execute(sa.select(t.Variable).where(
-        t.Variable.device_id == device.id).order_by(t.Variable.id)).scalars()]
+    own = [Var(*r) for r in s.execute(_DEVICE_VARS, {"d": device.id}).all()]
+    return device_document_for(s, device=device, view=view, own=own)
+
+
+def device_document_for(s: Session, *, device: DeviceRow | t.Device, view: FleetView,
+                        own: list[Var]) -> dict[str, Any]:
+    """The v3 document given the device's own variables."""
     vars_ = view.variables + own
     chosen = None
     if device.pinned_release_id is not None:
@@ -151,8 +194,47 @@ def device_document(s: Session, *, device: t.Device, view: FleetView) -> dict[st
                           "apps": {view.uuid: app}}}
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def render_shared(*, device: DeviceRow, view: FleetView, generation: int
+                  ) -> RenderedTarget | None:
+    """`render_device` without a database, when the fleet's shared parts for this device are
+    at hand (None otherwise)."""
+    if device.id in view.with_vars:
+        return None
+    shared = view.shared.get(device.pinned_release_id)
+    if shared is None:
+        return None
+    body = (f'{{{_dumps(device.uuid)}:{{"apps":{shared[0]},"config":{shared[1]},'
+            f'"name":{_dumps(device.name)}}}}}').encode()
+    return RenderedTarget(body=body, etag=_etag(body), generation=generation)
+
+
+def render_device(s: Session, *, device: DeviceRow, view: FleetView, generation: int
+                  ) -> RenderedTarget:
+    """A device's rendered target. A device without variables of its own shares the fleet's
+    serialised `apps` and `config` (computed once per release choice and generation), so a
+    change to a big fleet re-renders each device by string concatenation; the bytes are the
+    same as rendering the whole document."""
+    if device.id in view.with_vars:
+        return render(document=device_document(s, device=device, view=view),
+                      generation=generation)
+    key = device.pinned_release_id
+    if key not in view.shared:
+        doc = device_document_for(s, device=device, view=view, own=[])[device.uuid]
+        view.shared[key] = (_dumps(doc["apps"]), _dumps(doc["config"]))
+    rendered = render_shared(device=device, view=view, generation=generation)
+    assert rendered is not None
+    return rendered
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.sha256(body).hexdigest()[:40]}"'
+
+
 def render(*, document: dict[str, Any], generation: int) -> RenderedTarget:
     """Serialise a target and compute its ETag (a hash of the exact bytes)."""
-    body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return RenderedTarget(body=body, etag=f'"{hashlib.sha256(body).hexdigest()[:40]}"',
-                          generation=generation)
+    body = _dumps(document).encode()
+    return RenderedTarget(body=body, etag=_etag(body), generation=generation)
