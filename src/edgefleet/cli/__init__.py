@@ -45,6 +45,9 @@ def build_app(*, only: str | None = None) -> typer.Typer:
         from edgefleet.cli import fleet_cmds
 
         fleet_cmds.register(root)
+        from edgefleet.cli import up_cmd
+
+        up_cmd.register(root)
     root.callback()(_root)
     return root
 

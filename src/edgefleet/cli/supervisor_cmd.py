@@ -63,6 +63,7 @@ def run(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     try:
         cfg = load_config(path=config)
         options = RunOptions(
@@ -73,6 +74,7 @@ def run(
                                        shutdown=tuple(shlex.split(shutdown_command))),
             diagnostics=DiagnoseForApi(config=cfg, config_path=config,
                                        engine_socket=engine_socket, data_dir=data_dir),
+            config_path=config,
         )
         asyncio.run(run_supervisor(options=options))
     except InvalidInput as exc:

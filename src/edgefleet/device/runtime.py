@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from edgefleet.device.api.server import ApiServer
+    from edgefleet.device.link import CloudLink
 
 DEFAULT_DATA_DIR = "/var/lib/edgefleet"
 
@@ -57,6 +58,8 @@ class RunOptions:
     diagnostics: Diagnostics | None = None
     on_update_requested: Callable[[], None] | None = None
     """Called by `POST /v1/update` (the cloud link fetches the target at once)."""
+    config_path: Path | None = None
+    """Where config.json lives (registration writes the device key back to it)."""
 
 
 def open_store(*, data_dir: Path, persistent_logs: bool = False) -> Store:
@@ -145,6 +148,23 @@ async def _serve_api(*, app: FastAPI, host: str, port: int, sock: socket.socket 
     await server.run()
 
 
+def start_link(*, supervisor: Supervisor, options: RunOptions
+               ) -> tuple[CloudLink, asyncio.Task[None]] | None:
+    """A managed device (apiEndpoint in config.json) starts its cloud link: register, poll,
+    report, stream logs."""
+    if not options.config.is_managed:
+        return None
+    if options.config_path is None:
+        raise InvalidInput("config.json", [Problem("apiEndpoint", "a managed device needs the"
+                                                   " path of its config.json")])
+    from edgefleet.device.link import CloudLink  # unmanaged devices never load httpx
+
+    link = CloudLink(supervisor=supervisor, config=options.config,
+                     config_path=options.config_path, data_dir=options.data_dir)
+    supervisor.link = link
+    return link, asyncio.create_task(link.run())
+
+
 async def run_supervisor(*, options: RunOptions, echo: bool = True,
                          started: Callable[[int], None] | None = None) -> None:
     """Run a supervisor and its API until SIGINT/SIGTERM; `started(port)` once it listens."""
@@ -181,9 +201,11 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
     local = LocalMode(supervisor=supervisor, config=cfg)
+    link = start_link(supervisor=supervisor, options=options)
+    on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)
     ctx = ApiContext(supervisor=supervisor, config=cfg, local=local,
                      host=options.host_commands, diagnostics=options.diagnostics,
-                     on_update_requested=options.on_update_requested,
+                     on_update_requested=on_update,
                      api_port=device.supervisor_api_port)
     supervisor.api_keys.global_key()  # generated at first start, kept in the store
     servers: list[ApiServer] = []
@@ -204,6 +226,11 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     except asyncio.CancelledError:
         logs.system("Supervisor stopping")
     finally:
+        if link is not None:
+            await link[0].shutdown()
+            link[1].cancel()
+            with contextlib.suppress(BaseException):
+                await link[1]
         from edgefleet.device.api.local import end_log_streams
 
         end_log_streams(logs)

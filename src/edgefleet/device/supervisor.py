@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from edgefleet.device import locks
 from edgefleet.device.api_keys import ApiKeys, apps_wanting_keys
@@ -29,6 +29,12 @@ from edgefleet.model.target import TargetState
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import FetchImage, Noop, Plan
+
+
+class PollTrigger(Protocol):
+    """What the supervisor API needs of the cloud link: `POST /v1/update` polls at once."""
+
+    def poll_now(self) -> None: ...
 
 
 class Supervisor:
@@ -58,6 +64,8 @@ class Supervisor:
         """Asked before a `cloud` target is adopted; False keeps it out (local mode)."""
         self.busy = asyncio.Lock()
         """Held during each reconcile round, and by API actions that must not interleave."""
+        self.link: PollTrigger | None = None
+        """The cloud link of a managed device; None when unmanaged."""
         self._wake = asyncio.Event()
         self._followers = LogFollowers(engine=engine, logs=logs)
         self._target: TargetState | None = None
