@@ -39,9 +39,14 @@ def heartbeat_state(*, last_seen_ms: int | None, now_ms: int, timeout_s: float,
     return "offline"
 
 
-def overall_status(*, heartbeat: str, vpn_connected: bool) -> str:
-    """Online (both signals), Heartbeat Only, VPN Only, or Offline (neither)."""
+def overall_status(*, heartbeat: str, vpn_connected: bool, tunnel: bool) -> str:
+    """Online (both signals), Heartbeat Only, VPN Only, or Offline (neither).
+
+    `tunnel` says whether this server runs a tunnel at all: without one, "Heartbeat Only"
+    would flag every healthy device as degraded, so the heartbeat alone makes it Online."""
     alive = heartbeat in ("online", "timeout")
+    if not tunnel:
+        return "Online" if alive else "Offline"
     if alive and vpn_connected:
         return "Online"
     if alive:
