@@ -306,3 +306,27 @@ async def test_another_devices_key_cannot_pin_this_device(
         await client.close()
         for store in stores:
             store.close()
+
+
+def test_a_flag_without_a_recorded_release_uses_the_preloaded_target_only(
+        tmp_path: Path) -> None:
+    """A store written before `pinDeviceRelease` existed holds the flag alone: the commit comes
+    from the stored target while it is still the one apps.json set, never from a cloud one."""
+    store = Store(path=tmp_path / "s.sqlite")
+    try:
+        doc = {"dev": {"name": "", "config": {}, "apps": {"app1": {
+            "id": 1, "name": "a", "releases": {"c0ffee": {"id": 1, "services": {}}}}}}}
+        store.set_config(key=PIN_KEY, value="true")
+        assert pending_pin(store=store) is None, "no target at all"
+        store.save_target(source="apps.json", document=doc)
+        pin = pending_pin(store=store)
+        assert pin is not None and (pin.app, pin.commit) == ("app1", "c0ffee")
+        store.save_target(source="cloud", document=doc)
+        assert pending_pin(store=store) is None, "a cloud target is not what was preloaded"
+        store.set_config(key=PIN_RELEASE_KEY, value=json.dumps({"app": "x", "commit": "abc"}))
+        pin = pending_pin(store=store)
+        assert pin is not None and pin.commit == "abc", "the recorded release wins"
+        store.set_config(key=PIN_KEY, value="")
+        assert pending_pin(store=store) is None, "cleared"
+    finally:
+        store.close()
