@@ -78,11 +78,16 @@ def device_show(device: str, as_json: bool = JSON_OPT) -> None:
 
 
 @device_app.command("pin")
-def device_pin(device: str, release: str = typer.Argument(
-        ..., help='A release commit (or prefix), or "none" to follow the fleet again.'),
+def device_pin(device: str, release: str | None = typer.Argument(
+        None, help='A release commit (or prefix); "latest" or "none" unpins.'),
+        unpin: bool = typer.Option(False, "--unpin", help="Follow the fleet's target again "
+                                   "(also undoes a pin the device made from a preload)."),
         as_json: bool = JSON_OPT) -> None:
-    """Pin a device to a release (overrides its fleet's target)."""
-    d = call(lambda c: c.update_device(device=device, pinned_release=release))
+    """Pin a device to a release (overrides its fleet's target), or unpin it."""
+    if unpin == (release is not None):
+        fail("give a release to pin to, or --unpin (not both)")
+    wanted = "none" if unpin else release
+    d = call(lambda c: c.update_device(device=device, pinned_release=wanted))
     print_json(d) if as_json else console.print(device_table([d]))
 
 

@@ -158,8 +158,9 @@ def release(
                                       help="This machine's engine (builds; images it already "
                                            "has are taken from its data root)."),
     app_id: int = typer.Option(1, "--app-id", help="Numeric app id (with --project)."),
-    pin: bool = typer.Option(False, "--pin", help="Set pinDevice: the device stays on this "
-                                                  "release."),
+    pin: bool = typer.Option(False, "--pin", help="Set pinDevice: once in its fleet, the device "
+                                                  "pins itself to this release on the server "
+                                                  "(until `device pin --unpin`)."),
     merge: bool = typer.Option(False, "--merge", help="Merge with an apps.json already there."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
 ) -> None:

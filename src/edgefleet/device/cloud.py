@@ -29,6 +29,11 @@ class RegistrationRefused(CloudError):
     """The server refused to register this device (bad provisioning key, unknown fleet, ...)."""
 
 
+class PinRefused(CloudError):
+    """The server will never pin this device to that release (not in its fleet, or not a
+    successful release): 400/404/409/422 on PATCH /device/v3/:uuid."""
+
+
 class DuplicateDevice(CloudError):
     """POST /device/register answered 409: a device with this uuid exists already."""
 
@@ -128,6 +133,19 @@ class CloudClient:
             raise CloudError("fetching the target state: the answer is not JSON",
                              status=r.status_code) from None
         return TargetFetch(document=document, etag=r.headers.get("ETag"))
+
+    async def pin_release(self, *, uuid: str, api_key: str, commit: str) -> None:
+        """PATCH /device/v3/:uuid `{pinned_release}`: pin this device to one of its fleet's
+        releases (the preloaded one). PinRefused when the server says it never will."""
+        what = f"pinning the device to release {commit}"
+        r = await self._send(what, "PATCH", f"/device/v3/{uuid}",
+                             json={"pinned_release": commit},
+                             headers={"Authorization": f"Bearer {api_key}"})
+        if r.status_code in (400, 404, 409, 422):
+            err = _error(what, r)
+            raise PinRefused(str(err), status=r.status_code)
+        if r.status_code >= 300:
+            raise _error(what, r)
 
     async def patch_state(self, *, api_key: str, report: dict[str, Any]) -> None:
         """PATCH /device/v3/state with (the changed part of) the current state."""

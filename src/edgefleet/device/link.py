@@ -11,9 +11,10 @@ from typing import Any
 
 import httpx
 
-from edgefleet.device.cloud import CloudClient, CloudError, RegistrationRefused
+from edgefleet.device.cloud import CloudClient, CloudError, PinRefused, RegistrationRefused
 from edgefleet.device.logstream import LogStreamer
 from edgefleet.device.metrics import Metrics, network_identity, os_version
+from edgefleet.device.pin import PIN_KEY, clear_pin, pending_pin
 from edgefleet.device.poll import Poller
 from edgefleet.device.provision import ensure_registered
 from edgefleet.device.report import ReportPolicy, apps_report, device_report
@@ -129,8 +130,49 @@ class CloudLink:
                             f" {self.supervisor.device.uuid}", error=True)
             return config
 
+    async def pin_preloaded(self, *, uuid: str, api_key: str) -> bool:
+        """pinDevice: before the first poll, ask the server to pin this device to the release
+        apps.json preloaded; the flag is cleared only once the server accepted (network and
+        server errors are retried with backoff, and at the next start after a crash). A
+        release the server refuses (not in this fleet, not successful) drops the flag: the
+        device then follows its fleet. True when pinned."""
+        store, logs = self.supervisor.store, self.supervisor.logs
+        pin = pending_pin(store=store)
+        if pin is None:
+            if store.get_config(key=PIN_KEY) == "true":
+                logs.system("pinDevice is set but no preloaded release is known; not pinning,"
+                            " the device follows its fleet", error=True)
+                clear_pin(store=store)
+            return False
+        logs.system(f"pinDevice: pinning this device to its preloaded release {pin.commit}")
+        failures = 0
+        while True:
+            try:
+                await self.client.pin_release(uuid=uuid, api_key=api_key, commit=pin.commit)
+            except PinRefused as exc:
+                logs.system(f"pinDevice dropped: the server refused the preloaded release"
+                            f" {pin.commit} ({exc}); the device follows its fleet's target"
+                            f" (pin it by hand: edgefleet device pin {uuid[:7]} <commit>)",
+                            error=True)
+                clear_pin(store=store)
+                return False
+            except CloudError as exc:
+                failures += 1
+                delay = max(backoff_s(failures=failures, cap_s=self.config.poll_interval_s),
+                            exc.retry_after_s or 0.0)
+                logs.system(f"Cannot pin to the preloaded release yet (pinDevice kept),"
+                            f" retrying in {delay:.1f}s: {exc}", error=True)
+                await asyncio.sleep(delay)
+                continue
+            clear_pin(store=store)
+            logs.system(f"Pinned to the preloaded release {pin.commit}: newer releases of the"
+                        f" fleet are not applied until the device is unpinned"
+                        f" (edgefleet device pin {uuid[:7]} --unpin)")
+            return True
+
     async def run(self) -> None:
-        """Register, then poll, report and stream logs until cancelled."""
+        """Register, pin a preloaded device (pinDevice), then poll, report and stream logs
+        until cancelled."""
         streamer = asyncio.create_task(self.streamer.run(ready=self.registered))
         self._streamer_task = streamer
         tasks: list[asyncio.Task[None]] = [streamer]
@@ -141,6 +183,7 @@ class CloudLink:
             self.supervisor.logs.system(f"Registered with {self.config.api_endpoint} as {uuid}")
             self.streamer.uuid, self.streamer.api_key = uuid, key
             self.registered.set()
+            await self.pin_preloaded(uuid=uuid, api_key=key)
             self.poller = Poller(supervisor=self.supervisor, client=self.client, uuid=uuid,
                                  api_key=key, default_interval_s=config.poll_interval_s)
             if self._poll_requested:

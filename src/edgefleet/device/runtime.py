@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from edgefleet import __version__
 from edgefleet.device.api.context import Diagnostics, HostCommands
 from edgefleet.device.logs import LogSink
+from edgefleet.device.pin import remember_pin
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
 from edgefleet.device.supervisor import Supervisor
 from edgefleet.device.update_gate import UpdateGate
@@ -98,12 +99,12 @@ def load_apps_json(*, path: Path, supervisor: Supervisor, store: Store) -> str:
         return "a target is already set; apps.json ignored"
     target = apps.to_target(device_uuid=supervisor.device.uuid)
     supervisor.set_target(target=target, source="apps.json")
-    if apps.pin_device:
-        store.set_config(key="pinDevice", value="true")
+    pinned = remember_pin(store=store, target=target) if apps.pin_device else None
     preloaded = path.with_name(path.name + ".preloaded")
     os.replace(path, preloaded)
     path.write_text("{}\n")
-    return f"loaded {path} (renamed to {preloaded.name})"
+    pin = f"; pinDevice: will pin to release {pinned.commit} once in a fleet" if pinned else ""
+    return f"loaded {path} (renamed to {preloaded.name}){pin}"
 
 
 async def _bridge_gateway(*, engine: DockerEngine, options: RunOptions,

@@ -105,3 +105,20 @@ class LogLine(BaseModel):
     isSystem: bool = False
     isStdErr: bool = False
     serviceId: int | None = None
+
+
+class PinBody(BaseModel):
+    """`PATCH /device/v3/{uuid}` body: the preloaded release a device pins itself to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    pinned_release: Annotated[str, StringConstraints(min_length=1, max_length=64,
+                                                     pattern=r"^[\x21-\x7e]+$")] = Field(
+        description="The full commit of a successful release of the device's own fleet.")
+
+
+class PinReply(BaseModel):
+    """200 reply: the device and the release it is now pinned to."""
+
+    uuid: str
+    pinned_release: str

@@ -13,6 +13,9 @@ from edgefleet.server.user_api import ERRORS, UserDep
 from edgefleet.server.user_schemas import DeviceOut, DeviceUpdate, VariableOut, VariableSet
 from edgefleet.server.views import device_out, resolve_release
 
+UNPIN = ("none", "latest")
+"""`pinned_release` values that unpin a device."""
+
 
 def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
     """Routes for devices and variables."""
@@ -43,7 +46,8 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
     @api.patch("/devices/{device}", response_model=DeviceOut, responses={404: {}, 409: {}})
     def update_device(device: str, body: DeviceUpdate,
                       user: keys.UserPrincipal = Depends(current_user)) -> DeviceOut:
-        """Rename a device, pin it to a release, or unpin it (`pinned_release: "none"`)."""
+        """Rename a device, pin it to a release, or unpin it (`pinned_release: "none"` or
+        `"latest"`: it follows its fleet's target again)."""
         with db.session() as s:
             d = user_device(s, user=user, uuid=device)
             if body.name is not None:
@@ -51,7 +55,7 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
             if body.pinned_release is not None:
                 fleet = s.get(t.Fleet, d.fleet_id)
                 assert fleet is not None
-                d.pinned_release_id = (None if body.pinned_release == "none" else
+                d.pinned_release_id = (None if body.pinned_release in UNPIN else
                                        resolve_release(s, fleet=fleet,
                                                        commit=body.pinned_release).id)
             db.bump_generation(s)

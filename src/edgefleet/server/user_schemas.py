@@ -67,8 +67,8 @@ class ConfigRequest(_In):
 class DeviceUpdate(_In):
     name: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
     pinned_release: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = \
-        Field(default=None, description='A commit to pin the device to, or "none" to follow '
-                                        "its fleet again.")
+        Field(default=None, description='A commit to pin the device to, or "none" (or '
+                                        '"latest") to follow its fleet again.')
 
 
 class DeviceReleaseOut(BaseModel):
