@@ -34,6 +34,26 @@ def _registry_up() -> bool:
         return False
 
 
+def _remove_leftover_test_containers() -> None:
+    """In CI, before any test: containers a crashed earlier run left on the shared engine
+    (every test supervisor has a scope of its own; `default` is a real device's) would hold
+    the names (`<service>_<imageId>_<releaseId>_<commit>`) this run needs."""
+    import json
+
+    with images.engine_client(timeout=60) as c:
+        found = c.get("/containers/json", params={"all": "true", "filters": json.dumps(
+            {"label": ["io.edgefleet.scope"]})}).json()
+        for ctr in found:
+            if ctr.get("Labels", {}).get("io.edgefleet.scope") != "default":
+                c.delete(f"/containers/{ctr['Id']}", params={"force": "true", "v": "false"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_engine_in_ci() -> None:
+    if os.environ.get("CI") and _engine_up():
+        _remove_leftover_test_containers()
+
+
 @pytest.fixture(scope="session")
 def engine_sock() -> str:
     """The shared test dockerd's socket. Fails (not skips) in CI when it is missing."""
