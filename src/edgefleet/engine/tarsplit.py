@@ -10,6 +10,9 @@ tar-split (vbatts/tar-split, storage packer) is gzip'd NDJSON, one entry per lin
   headers are in the segments, so overlay2's char-device whiteouts and `trusted.overlay.opaque`
   xattrs never need translating. The payload is CRC-64 (ISO polynomial, Go's `hash/crc64`) of
   the content, big-endian; a mismatch names the file.
+
+`layer_digest` can hand every file's content, as it reads it, to a `ContentSink`: a copy made
+that way is the very data that was hashed (one read per file, no gap between check and copy).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import anycrc
 
@@ -72,20 +76,37 @@ def entries(path: Path) -> Iterator[Entry]:
         raise LayerMismatch(file="", reason=f"cannot read {path}: {exc}") from None
 
 
-def _safe_join(diff_dir: Path, name: bytes) -> bytes:
+class ContentSink(Protocol):
+    """Receives each file's content while `layer_digest` reads it (e.g. to copy it)."""
+
+    def begin(self, rel: bytes) -> None:
+        """A file (path relative to the diff dir, normalised) starts."""
+
+    def write(self, chunk: memoryview) -> None:
+        """The next bytes of that file."""
+
+    def end(self) -> None:
+        """That file is done (also called when reading it failed)."""
+
+
+def relative_name(name: bytes) -> bytes:
+    """A tar-split entry's path, normalised (no `.`, no empty parts) and kept inside the layer."""
     parts = [p for p in name.split(b"/") if p not in (b"", b".")]
     if b".." in parts:
         raise LayerMismatch(file=os.fsdecode(name), reason="path escapes the layer")
-    return os.path.join(os.fsencode(diff_dir), *parts)
+    return b"/".join(parts)
 
 
 def layer_digest(*, tar_split: Path, diff_dir: Path,
-                 progress: Callable[[int], None] | None = None) -> str:
+                 progress: Callable[[int], None] | None = None,
+                 sink: ContentSink | None = None) -> str:
     """`sha256:<hex>` of the layer's reassembled tar stream; raises LayerMismatch naming the
-    file whose content is missing, of the wrong size, or fails its CRC-64."""
+    file whose content is missing, of the wrong size, or fails its CRC-64. With `sink`, each
+    file's content is also handed to it as it is read."""
     digest = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
+    base = os.fsencode(diff_dir)
     for entry in entries(tar_split):
         if entry.type == SEGMENT_ENTRY:
             digest.update(entry.payload)
@@ -93,17 +114,22 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
         if entry.size == 0:
             continue
         shown = os.fsdecode(entry.name)
-        path = _safe_join(diff_dir, entry.name)
+        rel = relative_name(entry.name)
+        path = os.path.join(base, rel)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
             raise LayerMismatch(file=shown, reason=f"cannot read ({exc.strerror})") from None
         crc: int | None = None
+        begun = False
         left = entry.size
         try:
             if os.fstat(fd).st_size != entry.size:
                 raise LayerMismatch(file=shown, reason=f"size {os.fstat(fd).st_size}, "
                                                        f"recorded {entry.size}")
+            if sink is not None:
+                sink.begin(rel)
+                begun = True
             while left:
                 n = os.readv(fd, [view[:min(left, _CHUNK)]])
                 if n == 0:
@@ -111,11 +137,15 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
                 chunk = view[:n]
                 digest.update(chunk)
                 crc = int(_CRC64.calc(chunk) if crc is None else _CRC64.calc(chunk, crc))
+                if sink is not None:
+                    sink.write(chunk)
                 left -= n
                 if progress is not None:
                     progress(n)
         finally:
             os.close(fd)
+            if begun and sink is not None:
+                sink.end()
         if (crc or 0).to_bytes(8, "big") != entry.payload:
             raise LayerMismatch(file=shown, reason="content differs from the layer's record "
                                                    "(CRC-64 mismatch)")

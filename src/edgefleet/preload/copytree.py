@@ -1,6 +1,10 @@
 """Copy a layer's diff directory exactly: owners, modes, times, every xattr (overlay's
-`trusted.overlay.opaque`), whiteout char devices, symlinks, hard links, sparse-free content
-with copy_file_range; and measure what such a copy needs."""
+`trusted.overlay.opaque`), whiteout char devices, symlinks, hard links, sparse-free content;
+and measure what such a copy needs.
+
+With the layer's tar-split, the copy also verifies it in the same read: file contents are
+copied in the tar stream's order while `layer_digest` hashes them, so what is written is what
+was checked. Without it, contents are copied by the kernel (copy_file_range)."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgefleet.engine.tarsplit import layer_digest
 
 _BLOCK = 4096
 
@@ -85,14 +91,47 @@ def _finish(src: str, dst: str, st: os.stat_result) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None]) -> None:
-    """Copy `src` to a new `dst` exactly (run as root to keep owners and trusted.* xattrs)."""
-    links: dict[tuple[int, int], str] = {}
+class _Writer:
+    """A tar-split ContentSink that writes each file it is handed into the copy."""
+
+    def __init__(self, files: dict[bytes, tuple[str, str, os.stat_result]],
+                 done: dict[tuple[int, int], str]) -> None:
+        self._files = files
+        self._done = done
+        self._fd = -1
+
+    def begin(self, rel: bytes) -> None:
+        got = self._files.get(rel)
+        if got is None:
+            return
+        _, dst, st = got
+        key = (st.st_dev, st.st_ino)
+        if key in self._done:  # listed twice, or another name of a hard link: hash only
+            return
+        self._fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, st.st_mode & 0o7777)
+        self._done[key] = dst
+
+    def write(self, chunk: memoryview) -> None:
+        while self._fd >= 0 and len(chunk):
+            chunk = chunk[os.write(self._fd, chunk):]
+
+    def end(self) -> None:
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
+
+def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None],
+              tar_split: Path | None = None) -> str | None:
+    """Copy `src` to a new `dst` exactly (run as root to keep owners and trusted.* xattrs).
+    With `tar_split`, verify while copying: returns the layer's diffId as recomputed from what
+    was copied (LayerMismatch names a file that does not match its record)."""
+    files: dict[bytes, tuple[str, str, os.stat_result]] = {}
     dirs: list[tuple[str, str, os.stat_result]] = []
     top = os.lstat(src)
     os.mkdir(dst, 0o700)
     dirs.append((str(src), str(dst), top))
-    for root, subdirs, files in os.walk(src):
+    for root, subdirs, names in os.walk(src):
         rel = os.path.relpath(root, src)
         droot = os.path.normpath(os.path.join(dst, rel))
         for name in subdirs:
@@ -104,16 +143,13 @@ def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None]) -> None:
                 continue
             os.mkdir(d, 0o700)
             dirs.append((s, d, st))
-        for name in files:
+        for name in names:
             s, d = os.path.join(root, name), os.path.join(droot, name)
             st = os.lstat(s)
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in links:
-                os.link(links[key], d)
-                continue
             if stat.S_ISREG(st.st_mode):
-                _copy_data(s, d, st.st_mode, st.st_size, advance)
-            elif stat.S_ISLNK(st.st_mode):
+                files[os.fsencode(os.path.normpath(os.path.join(rel, name)))] = (s, d, st)
+                continue
+            if stat.S_ISLNK(st.st_mode):
                 os.symlink(os.readlink(s), d)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or \
                     stat.S_ISFIFO(st.st_mode):
@@ -121,26 +157,20 @@ def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None]) -> None:
             else:
                 continue  # sockets are never part of a layer
             _finish(s, d, st)
-            if st.st_nlink > 1:
-                links[key] = d
+    done: dict[tuple[int, int], str] = {}  # source inode -> the copy holding its content
+    digest = None
+    if tar_split is not None:
+        digest = layer_digest(tar_split=tar_split, diff_dir=src, progress=advance,
+                              sink=_Writer(files, done))
+    for s, d, st in files.values():  # what the stream did not carry: empty files, hard links
+        key = (st.st_dev, st.st_ino)
+        if done.get(key, d) != d:
+            os.link(done[key], d)
+            continue
+        if key not in done:
+            _copy_data(s, d, st.st_mode, st.st_size, advance)
+            done[key] = d
+        _finish(s, d, st)
     for s, d, st in reversed(dirs):  # children first, so directory mtimes stay as they were
         _finish(s, d, st)
-
-
-def copy_trees(*, pairs: list[tuple[Path, Path]], advance: Callable[[int], None],
-               workers: int = 2) -> None:
-    """Copy several trees (each `src` to a new `dst`) on `workers` threads; the syscalls run
-    without the GIL, so layers copy side by side. The first error is raised."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    lock = threading.Lock()
-
-    def locked(n: int) -> None:
-        with lock:
-            advance(n)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(copy_tree, src=s, dst=d, advance=locked) for s, d in pairs]
-        for fut in futures:
-            fut.result()
+    return digest
