@@ -1,5 +1,6 @@
-"""copy_tree with a tar-split copies a layer exactly while recomputing its diffId from the
-very bytes it writes; a changed file fails the copy, naming the file."""
+"""copy_tree with a tar-split copies a layer exactly while recomputing its diffId, reading each
+byte once (each file is copied by the kernel right after it is checked); a changed file fails
+the copy, naming the file."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ tar-split (vbatts/tar-split, storage packer) is gzip'd NDJSON, one entry per lin
   xattrs never need translating. The payload is CRC-64 (ISO polynomial, Go's `hash/crc64`) of
   the content, big-endian; a mismatch names the file.
 
-`layer_digest` can hand every file's content, as it reads it, to a `ContentSink`: a copy made
-that way is the very data that was hashed (one read per file, no gap between check and copy).
+`layer_digest` can hand every file, once checked and still open, to a hook (the preload copy
+copies it from that descriptor at once, so a layer is verified and copied in one walk).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import anycrc
 
@@ -76,17 +75,9 @@ def entries(path: Path) -> Iterator[Entry]:
         raise LayerMismatch(file="", reason=f"cannot read {path}: {exc}") from None
 
 
-class ContentSink(Protocol):
-    """Receives each file's content while `layer_digest` reads it (e.g. to copy it)."""
-
-    def begin(self, rel: bytes) -> None:
-        """A file (path relative to the diff dir, normalised) starts."""
-
-    def write(self, chunk: memoryview) -> None:
-        """The next bytes of that file."""
-
-    def end(self) -> None:
-        """That file is done (also called when reading it failed)."""
+FileHook = Callable[[bytes, int], None]
+"""Called with a file's normalised path and its still-open descriptor once its content has
+passed its CRC-64 (e.g. to copy that file right away)."""
 
 
 def relative_name(name: bytes) -> bytes:
@@ -99,10 +90,10 @@ def relative_name(name: bytes) -> bytes:
 
 def layer_digest(*, tar_split: Path, diff_dir: Path,
                  progress: Callable[[int], None] | None = None,
-                 sink: ContentSink | None = None) -> str:
+                 on_file: FileHook | None = None) -> str:
     """`sha256:<hex>` of the layer's reassembled tar stream; raises LayerMismatch naming the
-    file whose content is missing, of the wrong size, or fails its CRC-64. With `sink`, each
-    file's content is also handed to it as it is read."""
+    file whose content is missing, of the wrong size, or fails its CRC-64. `on_file` gets each
+    file that passed its CRC-64, before it is closed."""
     digest = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
@@ -121,15 +112,11 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
         except OSError as exc:
             raise LayerMismatch(file=shown, reason=f"cannot read ({exc.strerror})") from None
         crc: int | None = None
-        begun = False
         left = entry.size
         try:
             if os.fstat(fd).st_size != entry.size:
                 raise LayerMismatch(file=shown, reason=f"size {os.fstat(fd).st_size}, "
                                                        f"recorded {entry.size}")
-            if sink is not None:
-                sink.begin(rel)
-                begun = True
             while left:
                 n = os.readv(fd, [view[:min(left, _CHUNK)]])
                 if n == 0:
@@ -137,16 +124,14 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
                 chunk = view[:n]
                 digest.update(chunk)
                 crc = int(_CRC64.calc(chunk) if crc is None else _CRC64.calc(chunk, crc))
-                if sink is not None:
-                    sink.write(chunk)
                 left -= n
                 if progress is not None:
                     progress(n)
+            if (crc or 0).to_bytes(8, "big") != entry.payload:
+                raise LayerMismatch(file=shown, reason="content differs from the layer's "
+                                                       "record (CRC-64 mismatch)")
+            if on_file is not None:
+                on_file(rel, fd)
         finally:
             os.close(fd)
-            if begun and sink is not None:
-                sink.end()
-        if (crc or 0).to_bytes(8, "big") != entry.payload:
-            raise LayerMismatch(file=shown, reason="content differs from the layer's record "
-                                                   "(CRC-64 mismatch)")
     return "sha256:" + digest.hexdigest()

@@ -2,9 +2,10 @@
 `trusted.overlay.opaque`), whiteout char devices, symlinks, hard links, sparse-free content;
 and measure what such a copy needs.
 
-With the layer's tar-split, the copy also verifies it in the same read: file contents are
-copied in the tar stream's order while `layer_digest` hashes them, so what is written is what
-was checked. Without it, contents are copied by the kernel (copy_file_range)."""
+With the layer's tar-split, the copy also verifies the layer in the same walk: files are
+copied in the tar stream's order, each one right after `layer_digest` has hashed it and checked
+its CRC-64, by the kernel (copy_file_range, page cache to page cache) from the descriptor it
+was read through. Without it, contents are copied the same way, in directory order."""
 
 from __future__ import annotations
 
@@ -58,25 +59,35 @@ def _copy_xattrs(src: str, dst: str) -> None:
         os.setxattr(dst, name, value, follow_symlinks=False)
 
 
+def _copy_fd(sfd: int, dfd: int, size: int, advance: Callable[[int], None]) -> None:
+    """Copy `size` bytes from the start of `sfd` in the kernel (page cache to page cache)."""
+    done = 0
+    while done < size:
+        count = min(size - done, 1 << 30)
+        try:
+            n = os.copy_file_range(sfd, dfd, count, done, done)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            os.lseek(dfd, done, os.SEEK_SET)
+            n = os.sendfile(dfd, sfd, done, count)
+        if n == 0:
+            break
+        done += n
+        advance(n)
+
+
+def _create(dst: str, mode: int) -> int:
+    return os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o7777)
+
+
 def _copy_data(src: str, dst: str, mode: int, size: int,
                advance: Callable[[int], None]) -> None:
     sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o7777)
+        dfd = _create(dst, mode)
         try:
-            left = size
-            while left > 0:
-                try:
-                    n = os.copy_file_range(sfd, dfd, min(left, 1 << 30))
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
-                                         errno.EOPNOTSUPP):
-                        raise
-                    n = os.sendfile(dfd, sfd, None, min(left, 1 << 30))
-                if n == 0:
-                    break
-                left -= n
-                advance(n)
+            _copy_fd(sfd, dfd, size, advance)
         finally:
             os.close(dfd)
     finally:
@@ -91,34 +102,31 @@ def _finish(src: str, dst: str, st: os.stat_result) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-class _Writer:
-    """A tar-split ContentSink that writes each file it is handed into the copy."""
+def _nothing(n: int) -> None:
+    return None
 
-    def __init__(self, files: dict[bytes, tuple[str, str, os.stat_result]],
-                 done: dict[tuple[int, int], str]) -> None:
-        self._files = files
-        self._done = done
-        self._fd = -1
 
-    def begin(self, rel: bytes) -> None:
-        got = self._files.get(rel)
+def _copier(files: dict[bytes, tuple[str, str, os.stat_result]],
+            done: dict[tuple[int, int], str]) -> Callable[[bytes, int], None]:
+    """A tar-split file hook that copies each checked file, from its open descriptor, into
+    the copy (the bytes were just read, so the kernel copies them from the page cache)."""
+
+    def copy(rel: bytes, sfd: int) -> None:
+        got = files.get(rel)
         if got is None:
             return
         _, dst, st = got
         key = (st.st_dev, st.st_ino)
-        if key in self._done:  # listed twice, or another name of a hard link: hash only
+        if key in done:  # listed twice, or another name of a hard link: copied once
             return
-        self._fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, st.st_mode & 0o7777)
-        self._done[key] = dst
+        dfd = _create(dst, st.st_mode)
+        done[key] = dst
+        try:
+            _copy_fd(sfd, dfd, st.st_size, _nothing)  # layer_digest counted these bytes
+        finally:
+            os.close(dfd)
 
-    def write(self, chunk: memoryview) -> None:
-        while self._fd >= 0 and len(chunk):
-            chunk = chunk[os.write(self._fd, chunk):]
-
-    def end(self) -> None:
-        if self._fd >= 0:
-            fd, self._fd = self._fd, -1
-            os.close(fd)
+    return copy
 
 
 def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None],
@@ -161,7 +169,7 @@ def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None],
     digest = None
     if tar_split is not None:
         digest = layer_digest(tar_split=tar_split, diff_dir=src, progress=advance,
-                              sink=_Writer(files, done))
+                              on_file=_copier(files, done))
     for s, d, st in files.values():  # what the stream did not carry: empty files, hard links
         key = (st.st_dev, st.st_ino)
         if done.get(key, d) != d:
