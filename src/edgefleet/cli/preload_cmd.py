@@ -3,54 +3,81 @@ apps.json) into another, or preload a whole release."""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.progress import Progress as RichProgress
 
 app = typer.Typer(help="Preload images and apps.json onto a device's data partition "
                        "(first boot without network).", no_args_is_help=True)
-console = Console(stderr=True)
 NO_VERIFY_HELP = ("Skip recomputing each layer's diffId from its files and tar-split (default: "
-                  "verify, and write nothing when a layer does not match).")
+                  "verify every layer while copying it, and keep nothing when one does not "
+                  "match).")
+
+
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
 
 
 class _Bar:
-    """A rich progress bar showing bytes verified / copied per phase."""
+    """Progress per phase (bytes verified and copied): a rich bar on a terminal, else one line
+    per phase when it ends (rich is imported only for the bar: it costs start-up time)."""
 
     def __init__(self) -> None:
-        self._p = RichProgress(TextColumn("{task.description:>8}"), BarColumn(),
-                               DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-                               console=console, transient=False)
-        self._task: object = None
+        self._rich: Any = None
+        self._task: Any = None
+        self._line: tuple[str, int, float] | None = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            self._rich = Progress(TextColumn("{task.description:>11}"), BarColumn(),
+                                  DownloadColumn(), TransferSpeedColumn(),
+                                  TimeRemainingColumn(), console=Console(stderr=True),
+                                  transient=False)
 
     def __enter__(self) -> _Bar:
-        self._p.start()
+        if self._rich is not None:
+            self._rich.start()
         return self
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self._p.stop()
+        if self._rich is not None:
+            self._rich.stop()
+        elif e is None:
+            self._end_line()
+
+    def _end_line(self) -> None:
+        if self._line is not None:
+            name, total, start = self._line
+            _say(f"{name:>11}: {total / 2**20:.1f} MB in {time.monotonic() - start:.2f} s")
+            self._line = None
 
     def phase(self, name: str, total: int) -> None:
-        self._task = self._p.add_task(name, total=max(total, 1))
+        if self._rich is not None:
+            self._task = self._rich.add_task(name, total=max(total, 1))
+            return
+        self._end_line()
+        self._line = (name, total, time.monotonic())
 
     def advance(self, n: int) -> None:
         if self._task is not None:
-            self._p.advance(self._task, n)  # type: ignore[arg-type]
+            self._rich.advance(self._task, n)
 
 
 def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", markup=True, highlight=False, soft_wrap=True)
+    typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
 
 
@@ -78,9 +105,9 @@ def extract(
         _fail(str(exc))
         return
     total = sum(x.bytes for x in manifest.layers.values())
-    console.print(f"extracted {len(manifest.images)} image(s), {len(manifest.layers)} layer(s), "
+    _say(f"extracted {len(manifest.images)} image(s), {len(manifest.layers)} layer(s), "
                   f"{total / 2**20:.1f} MB into {out}"
-                  + ("" if manifest.verified else " (not verified)"), highlight=False)
+                  + ("" if manifest.verified else " (not verified)"))
 
 
 @app.command()
@@ -128,15 +155,15 @@ def inject(
     except PreloadError as exc:
         _fail(str(exc))
         return
-    console.print(f"injected {len(result.images)} image(s): {result.layers_copied} layer(s) "
+    _say(f"injected {len(result.images)} image(s): {result.layers_copied} layer(s) "
                   f"copied ({result.bytes_copied / 2**20:.1f} MB), {result.layers_skipped} "
-                  f"already present", highlight=False)
+                  f"already present")
     for ref in result.moved_tags:
-        console.print(f"tag {ref} now names the injected image", highlight=False)
+        _say(f"tag {ref} now names the injected image")
     if result.apps_json:
-        console.print(f"apps.json written to {result.apps_json}", highlight=False)
+        _say(f"apps.json written to {result.apps_json}")
     if result.keyfile:
-        console.print(f"static IP connection written to {result.keyfile}", highlight=False)
+        _say(f"static IP connection written to {result.keyfile}")
 
 
 @app.command()
@@ -204,7 +231,7 @@ def release(
     except PreloadError as exc:
         _fail(str(exc))
         return
-    console.print(f"release {commit} of {fleet}: {', '.join(refs)} ({how})", highlight=False)
-    console.print(f"injected {len(result.images)} image(s), {result.layers_copied} layer(s) "
+    _say(f"release {commit} of {fleet}: {', '.join(refs)} ({how})")
+    _say(f"injected {len(result.images)} image(s), {result.layers_copied} layer(s) "
                   f"copied, {result.layers_skipped} already present; apps.json written to "
-                  f"{result.apps_json}", highlight=False)
+                  f"{result.apps_json}")

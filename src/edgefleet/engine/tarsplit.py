@@ -10,6 +10,9 @@ tar-split (vbatts/tar-split, storage packer) is gzip'd NDJSON, one entry per lin
   headers are in the segments, so overlay2's char-device whiteouts and `trusted.overlay.opaque`
   xattrs never need translating. The payload is CRC-64 (ISO polynomial, Go's `hash/crc64`) of
   the content, big-endian; a mismatch names the file.
+
+`layer_digest` can hand every file, once checked and still open, to a hook (the preload copy
+copies it from that descriptor at once, so a layer is verified and copied in one walk).
 """
 
 from __future__ import annotations
@@ -72,20 +75,29 @@ def entries(path: Path) -> Iterator[Entry]:
         raise LayerMismatch(file="", reason=f"cannot read {path}: {exc}") from None
 
 
-def _safe_join(diff_dir: Path, name: bytes) -> bytes:
+FileHook = Callable[[bytes, int], None]
+"""Called with a file's normalised path and its still-open descriptor once its content has
+passed its CRC-64 (e.g. to copy that file right away)."""
+
+
+def relative_name(name: bytes) -> bytes:
+    """A tar-split entry's path, normalised (no `.`, no empty parts) and kept inside the layer."""
     parts = [p for p in name.split(b"/") if p not in (b"", b".")]
     if b".." in parts:
         raise LayerMismatch(file=os.fsdecode(name), reason="path escapes the layer")
-    return os.path.join(os.fsencode(diff_dir), *parts)
+    return b"/".join(parts)
 
 
 def layer_digest(*, tar_split: Path, diff_dir: Path,
-                 progress: Callable[[int], None] | None = None) -> str:
+                 progress: Callable[[int], None] | None = None,
+                 on_file: FileHook | None = None) -> str:
     """`sha256:<hex>` of the layer's reassembled tar stream; raises LayerMismatch naming the
-    file whose content is missing, of the wrong size, or fails its CRC-64."""
+    file whose content is missing, of the wrong size, or fails its CRC-64. `on_file` gets each
+    file that passed its CRC-64, before it is closed."""
     digest = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
+    base = os.fsencode(diff_dir)
     for entry in entries(tar_split):
         if entry.type == SEGMENT_ENTRY:
             digest.update(entry.payload)
@@ -93,7 +105,8 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
         if entry.size == 0:
             continue
         shown = os.fsdecode(entry.name)
-        path = _safe_join(diff_dir, entry.name)
+        rel = relative_name(entry.name)
+        path = os.path.join(base, rel)
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
@@ -114,9 +127,11 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
                 left -= n
                 if progress is not None:
                     progress(n)
+            if (crc or 0).to_bytes(8, "big") != entry.payload:
+                raise LayerMismatch(file=shown, reason="content differs from the layer's "
+                                                       "record (CRC-64 mismatch)")
+            if on_file is not None:
+                on_file(rel, fd)
         finally:
             os.close(fd)
-        if (crc or 0).to_bytes(8, "big") != entry.payload:
-            raise LayerMismatch(file=shown, reason="content differs from the layer's record "
-                                                   "(CRC-64 mismatch)")
     return "sha256:" + digest.hexdigest()

@@ -1,6 +1,11 @@
 """Copy a layer's diff directory exactly: owners, modes, times, every xattr (overlay's
-`trusted.overlay.opaque`), whiteout char devices, symlinks, hard links, sparse-free content
-with copy_file_range; and measure what such a copy needs."""
+`trusted.overlay.opaque`), whiteout char devices, symlinks, hard links, sparse-free content;
+and measure what such a copy needs.
+
+With the layer's tar-split, the copy also verifies the layer in the same walk: files are
+copied in the tar stream's order, each one right after `layer_digest` has hashed it and checked
+its CRC-64, by the kernel (copy_file_range, page cache to page cache) from the descriptor it
+was read through. Without it, contents are copied the same way, in directory order."""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edgefleet.engine.tarsplit import layer_digest
 
 _BLOCK = 4096
 
@@ -52,25 +59,35 @@ def _copy_xattrs(src: str, dst: str) -> None:
         os.setxattr(dst, name, value, follow_symlinks=False)
 
 
+def _copy_fd(sfd: int, dfd: int, size: int, advance: Callable[[int], None]) -> None:
+    """Copy `size` bytes from the start of `sfd` in the kernel (page cache to page cache)."""
+    done = 0
+    while done < size:
+        count = min(size - done, 1 << 30)
+        try:
+            n = os.copy_file_range(sfd, dfd, count, done, done)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            os.lseek(dfd, done, os.SEEK_SET)
+            n = os.sendfile(dfd, sfd, done, count)
+        if n == 0:
+            break
+        done += n
+        advance(n)
+
+
+def _create(dst: str, mode: int) -> int:
+    return os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o7777)
+
+
 def _copy_data(src: str, dst: str, mode: int, size: int,
                advance: Callable[[int], None]) -> None:
     sfd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
     try:
-        dfd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode & 0o7777)
+        dfd = _create(dst, mode)
         try:
-            left = size
-            while left > 0:
-                try:
-                    n = os.copy_file_range(sfd, dfd, min(left, 1 << 30))
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL,
-                                         errno.EOPNOTSUPP):
-                        raise
-                    n = os.sendfile(dfd, sfd, None, min(left, 1 << 30))
-                if n == 0:
-                    break
-                left -= n
-                advance(n)
+            _copy_fd(sfd, dfd, size, advance)
         finally:
             os.close(dfd)
     finally:
@@ -85,14 +102,44 @@ def _finish(src: str, dst: str, st: os.stat_result) -> None:
     os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None]) -> None:
-    """Copy `src` to a new `dst` exactly (run as root to keep owners and trusted.* xattrs)."""
-    links: dict[tuple[int, int], str] = {}
+def _nothing(n: int) -> None:
+    return None
+
+
+def _copier(files: dict[bytes, tuple[str, str, os.stat_result]],
+            done: dict[tuple[int, int], str]) -> Callable[[bytes, int], None]:
+    """A tar-split file hook that copies each checked file, from its open descriptor, into
+    the copy (the bytes were just read, so the kernel copies them from the page cache)."""
+
+    def copy(rel: bytes, sfd: int) -> None:
+        got = files.get(rel)
+        if got is None:
+            return
+        _, dst, st = got
+        key = (st.st_dev, st.st_ino)
+        if key in done:  # listed twice, or another name of a hard link: copied once
+            return
+        dfd = _create(dst, st.st_mode)
+        done[key] = dst
+        try:
+            _copy_fd(sfd, dfd, st.st_size, _nothing)  # layer_digest counted these bytes
+        finally:
+            os.close(dfd)
+
+    return copy
+
+
+def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None],
+              tar_split: Path | None = None) -> str | None:
+    """Copy `src` to a new `dst` exactly (run as root to keep owners and trusted.* xattrs).
+    With `tar_split`, verify while copying: returns the layer's diffId as recomputed from what
+    was copied (LayerMismatch names a file that does not match its record)."""
+    files: dict[bytes, tuple[str, str, os.stat_result]] = {}
     dirs: list[tuple[str, str, os.stat_result]] = []
     top = os.lstat(src)
     os.mkdir(dst, 0o700)
     dirs.append((str(src), str(dst), top))
-    for root, subdirs, files in os.walk(src):
+    for root, subdirs, names in os.walk(src):
         rel = os.path.relpath(root, src)
         droot = os.path.normpath(os.path.join(dst, rel))
         for name in subdirs:
@@ -104,16 +151,13 @@ def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None]) -> None:
                 continue
             os.mkdir(d, 0o700)
             dirs.append((s, d, st))
-        for name in files:
+        for name in names:
             s, d = os.path.join(root, name), os.path.join(droot, name)
             st = os.lstat(s)
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in links:
-                os.link(links[key], d)
-                continue
             if stat.S_ISREG(st.st_mode):
-                _copy_data(s, d, st.st_mode, st.st_size, advance)
-            elif stat.S_ISLNK(st.st_mode):
+                files[os.fsencode(os.path.normpath(os.path.join(rel, name)))] = (s, d, st)
+                continue
+            if stat.S_ISLNK(st.st_mode):
                 os.symlink(os.readlink(s), d)
             elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or \
                     stat.S_ISFIFO(st.st_mode):
@@ -121,26 +165,20 @@ def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None]) -> None:
             else:
                 continue  # sockets are never part of a layer
             _finish(s, d, st)
-            if st.st_nlink > 1:
-                links[key] = d
+    done: dict[tuple[int, int], str] = {}  # source inode -> the copy holding its content
+    digest = None
+    if tar_split is not None:
+        digest = layer_digest(tar_split=tar_split, diff_dir=src, progress=advance,
+                              on_file=_copier(files, done))
+    for s, d, st in files.values():  # what the stream did not carry: empty files, hard links
+        key = (st.st_dev, st.st_ino)
+        if done.get(key, d) != d:
+            os.link(done[key], d)
+            continue
+        if key not in done:
+            _copy_data(s, d, st.st_mode, st.st_size, advance)
+            done[key] = d
+        _finish(s, d, st)
     for s, d, st in reversed(dirs):  # children first, so directory mtimes stay as they were
         _finish(s, d, st)
-
-
-def copy_trees(*, pairs: list[tuple[Path, Path]], advance: Callable[[int], None],
-               workers: int = 2) -> None:
-    """Copy several trees (each `src` to a new `dst`) on `workers` threads; the syscalls run
-    without the GIL, so layers copy side by side. The first error is raised."""
-    import threading
-    from concurrent.futures import ThreadPoolExecutor
-
-    lock = threading.Lock()
-
-    def locked(n: int) -> None:
-        with lock:
-            advance(n)
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = [pool.submit(copy_tree, src=s, dst=d, advance=locked) for s, d in pairs]
-        for fut in futures:
-            fut.result()
+    return digest

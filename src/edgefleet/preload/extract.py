@@ -21,9 +21,9 @@ from edgefleet.preload.bundle import (
     layer_dir,
     write_manifest,
 )
-from edgefleet.preload.copytree import copy_trees, tree_usage
+from edgefleet.preload.copytree import tree_usage
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
-from edgefleet.preload.verify import LayerToCheck, verify_layers
+from edgefleet.preload.layercopy import LayerCopy, copy_layers
 
 
 @dataclass(frozen=True)
@@ -86,11 +86,14 @@ def select(*, data_root: Path, refs: Sequence[str]) -> Selection:
                      named_by=named_by)
 
 
-def checks_for(sel: Selection) -> list[LayerToCheck]:
-    """What verify_layers needs for each selected layer."""
-    return [LayerToCheck(image=sel.named_by[c], chain_id=c, diff_id=rec.diff_id,
-                         tar_split=sel.layerdb(c) / "tar-split.json.gz",
-                         diff_dir=sel.diff_dir(c), bytes=rec.bytes)
+def copies_for(sel: Selection, staging: Path) -> list[LayerCopy]:
+    """Each selected layer's diff dir, copied into the bundle and verified against the
+    bundle's copy of its tar-split (so the bundle holds exactly what was checked)."""
+    return [LayerCopy(image=sel.named_by[c], chain_id=c, diff_id=rec.diff_id,
+                      src=sel.diff_dir(c), dst=layer_dir(bundle=staging, chain_id=c) / "diff",
+                      tar_split=layer_dir(bundle=staging, chain_id=c) / "layerdb"
+                      / "tar-split.json.gz", bytes=rec.bytes,
+                      entries=rec.files)
             for c, rec in sel.layers.items()]
 
 
@@ -104,19 +107,17 @@ def _prepare_out(out: Path) -> Path:
 
 def extract(*, data_root: Path, out: Path, refs: Sequence[str], verify: bool = True,
             progress: Progress | None = None) -> Manifest:
-    """Verify (unless told not to) and copy the images into a new bundle at `out`."""
+    """Copy the images into a new bundle at `out`, verifying every layer as it is read
+    (unless told not to); on any failure nothing is kept."""
     progress = progress or NoProgress()
     sel = select(data_root=data_root, refs=refs)
     staging = _prepare_out(out)
-    if verify:
-        verify_layers(layers=checks_for(sel), progress=progress)
     manifest = Manifest(source=str(data_root), verified=verify, images=sel.images,
                         layers=sel.layers)
     try:
         (staging / "images").mkdir(parents=True)
         for image_id, raw in sel.configs.items():
             config_path(bundle=staging, image_id=image_id).write_bytes(raw)
-        progress.phase("copy", sum(x.bytes for x in sel.layers.values()))
         for chain_id in sel.layers:
             dest = layer_dir(bundle=staging, chain_id=chain_id)
             (dest / "layerdb").mkdir(parents=True)
@@ -124,8 +125,7 @@ def extract(*, data_root: Path, out: Path, refs: Sequence[str], verify: bool = T
                 src = sel.layerdb(chain_id) / name
                 if src.exists():
                     shutil.copyfile(src, dest / "layerdb" / name)
-        copy_trees(pairs=[(sel.diff_dir(c), layer_dir(bundle=staging, chain_id=c) / "diff")
-                          for c in sel.layers], advance=progress.advance)
+        copy_layers(layers=copies_for(sel, staging), verify=verify, progress=progress)
         write_manifest(bundle=staging, manifest=manifest)
         if out.exists():
             out.rmdir()

@@ -1,7 +1,9 @@
 """`preload inject`: put a bundle's images into a stopped engine's data root, with apps.json
 beside it and, optionally, a static-IP connection in the boot partition. Every check (bundle,
-target, engine stopped, apps.json, integrity, free space) runs before the first write; a
-failure while writing removes what this run added."""
+target, engine stopped, apps.json, image configs, free space) runs before the first write;
+each layer's diffId is verified while it is copied into an overlay2 dir that nothing names
+yet, before any layerdb entry, image or tag is written. A mismatch, or any failure while
+writing, removes what this run added."""
 
 from __future__ import annotations
 
@@ -24,11 +26,11 @@ from edgefleet.preload.appsjson import (
     write_apps,
 )
 from edgefleet.preload.bundle import Manifest, config_path, layer_dir, read_manifest
-from edgefleet.preload.copytree import copy_trees, tree_usage
+from edgefleet.preload.copytree import tree_usage
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
+from edgefleet.preload.layercopy import LayerCopy, copy_layers
 from edgefleet.preload.netconf import StaticIp, boot_check, write_keyfile
 from edgefleet.preload.target import check_not_running, check_space, check_target_root
-from edgefleet.preload.verify import LayerToCheck, verify_layers
 
 if TYPE_CHECKING:
     from edgefleet.model import formats
@@ -92,14 +94,15 @@ def _plan_apps(opts: InjectOptions, manifest: Manifest, existing_tags: set[str]
     return apps, dest
 
 
-def _bundle_checks(bundle: Path, manifest: Manifest, chains: list[str]) -> list[LayerToCheck]:
+def _bundle_copies(bundle: Path, manifest: Manifest, dests: dict[str, Path]
+                   ) -> list[LayerCopy]:
     user = {c: img.asked_as for img in reversed(manifest.images) for c in img.layers}
-    return [LayerToCheck(image=user.get(c, "?"), chain_id=c, diff_id=manifest.layers[c].diff_id,
-                         tar_split=layer_dir(bundle=bundle, chain_id=c) / "layerdb"
-                         / "tar-split.json.gz",
-                         diff_dir=layer_dir(bundle=bundle, chain_id=c) / "diff",
-                         bytes=manifest.layers[c].bytes)
-            for c in chains]
+    return [LayerCopy(image=user.get(c, "?"), chain_id=c, diff_id=manifest.layers[c].diff_id,
+                      src=layer_dir(bundle=bundle, chain_id=c) / "diff", dst=dst,
+                      tar_split=layer_dir(bundle=bundle, chain_id=c) / "layerdb"
+                      / "tar-split.json.gz", bytes=manifest.layers[c].bytes,
+                      entries=manifest.layers[c].files)
+            for c, dst in dests.items()]
 
 
 def _check_configs(bundle: Path, manifest: Manifest) -> None:
@@ -150,7 +153,6 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
             raise PreloadError(f"bundle {opts.bundle} lacks layer {c}: extract it again")
     if opts.verify:
         _check_configs(opts.bundle, manifest)
-        verify_layers(layers=_bundle_checks(opts.bundle, manifest, to_copy), progress=progress)
     usages = [tree_usage(layer_dir(bundle=opts.bundle, chain_id=c) / "diff") for c in to_copy]
     check_space(data_root=opts.data_root,
                 needed=sum(u.disk for u in usages) + 64 * 1024 * (len(to_copy) + 4),
@@ -171,15 +173,14 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
             else:
                 apps_dest.write_bytes(previous)
 
-    _write(opts, manifest, to_copy, sum(u.bytes for u in usages), progress, result,
-           finish=finish, undo_finish=undo_finish)
+    _write(opts, manifest, to_copy, progress, result, finish=finish, undo_finish=undo_finish)
     if opts.static_ip is not None and opts.boot is not None:
         result.keyfile = write_keyfile(boot=opts.boot, cfg=opts.static_ip)
     return result
 
 
-def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: int,
-           progress: Progress, result: InjectResult, *, finish: Callable[[], None],
+def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], progress: Progress,
+           result: InjectResult, *, finish: Callable[[], None],
            undo_finish: Callable[[], None]) -> None:
     root = opts.data_root
     made_dirs: list[Path] = []
@@ -188,16 +189,16 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], total: i
     configs: list[Path] = []
     try:
         made_dirs = rootwrite.init_root(root)
-        progress.phase("copy", total)
         for chain in to_copy:
             cache_id = rootwrite.free_cache_id(root=root, wanted=manifest.layers[chain].cache_id)
             while cache_id in cache_ids.values():
                 cache_id = rootwrite.new_cache_id()
             cache_ids[chain] = cache_id
             (root / "overlay2" / cache_id).mkdir(mode=0o710)
-        copy_trees(pairs=[(layer_dir(bundle=opts.bundle, chain_id=c) / "diff",
-                           root / "overlay2" / cache_ids[c] / "diff") for c in to_copy],
-                   advance=progress.advance)
+        # verified while copied: a mismatch raises here, and the except below undoes it all
+        copy_layers(layers=_bundle_copies(opts.bundle, manifest, {
+            c: root / "overlay2" / cache_ids[c] / "diff" for c in to_copy}),
+            verify=opts.verify, progress=progress)
         for chain in to_copy:  # bottom first: a layer's `lower` names its parent's link
             rec = manifest.layers[chain]
             src = layer_dir(bundle=opts.bundle, chain_id=chain)
