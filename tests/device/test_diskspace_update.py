@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -18,6 +17,7 @@ import pytest
 from tests.device.conftest import Device, make_device
 from tests.support import images
 from tests.support.dockerd import Dockerd, new_dockerd
+from tests.support.loopfs import loop_mount
 
 pytestmark = pytest.mark.engine
 LOOP = ["sh", "-c", "while true; do sleep 1; done"]
@@ -31,24 +31,16 @@ services:
 @pytest.fixture
 def loop_dockerd(tmp_path: Path) -> Iterator[Dockerd]:
     """A private dockerd whose --data-root is a 64 MB ext4 loop mount."""
-    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
-        pytest.skip("needs root and mkfs.ext4 to loop-mount a filesystem")
-    disk = tmp_path / "disk.img"
-    with disk.open("wb") as fh:
-        fh.truncate(64 * 2**20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(disk)], check=True, timeout=30)
     d = new_dockerd()
-    d.data_root.mkdir(parents=True)
-    done = subprocess.run(["mount", "-o", "loop", str(disk), str(d.data_root)],
-                          capture_output=True, text=True, timeout=30, check=False)
-    if done.returncode != 0:
-        d.cleanup()
-        pytest.skip(f"cannot loop-mount here: {done.stderr.strip()}")
     try:
-        d.start()
-        yield d
+        with loop_mount(image=tmp_path / "disk.img", mountpoint=d.data_root, size_mb=64):
+            try:
+                d.start()
+                yield d
+            finally:
+                d.cleanup()  # stops dockerd, then unmounts everything under its data root
     finally:
-        d.cleanup()  # also unmounts what is left under the data root
+        d.cleanup()  # (again, harmless) when the mount itself was refused
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,27 +11,15 @@ import pytest
 
 from edgefleet.diagnose.checks import check_diskspace
 from edgefleet.diagnose.host import Host
+from tests.support.loopfs import loop_mount
 
 
 @pytest.fixture
 def loop_root(tmp_path: Path) -> Iterator[Path]:
-    """A 32 MB ext4 mounted at <tmp>/root/var/lib/docker; skipped where mounting is not allowed."""
-    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
-        pytest.skip("needs root and mkfs.ext4 to loop-mount a filesystem")
-    image = tmp_path / "disk.img"
-    with image.open("wb") as fh:
-        fh.truncate(32 * 2**20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, timeout=30)
-    mnt = tmp_path / "root" / "var" / "lib" / "docker"
-    mnt.mkdir(parents=True)
-    done = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)],
-                          capture_output=True, text=True, timeout=30, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot loop-mount here: {done.stderr.strip()}")
-    try:
+    """A 32 MB ext4 mounted at <tmp>/root/var/lib/docker."""
+    with loop_mount(image=tmp_path / "disk.img", size_mb=32,
+                    mountpoint=tmp_path / "root" / "var" / "lib" / "docker"):
         yield tmp_path / "root"
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], timeout=30, check=False)
 
 
 def test_filling_the_data_root_fails_naming_the_free_percentage(loop_root: Path) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from edgefleet.preload.errors import PreloadError
 from edgefleet.preload.inject import InjectOptions, inject
 from edgefleet.preload.netconf import parse_static_ip
 from tests.preload.conftest import EngineA, snapshot
+from tests.support.loopfs import loop_mount
 
 pytestmark = pytest.mark.engine
 CLI = [sys.executable, "-m", "edgefleet"]
@@ -148,24 +148,8 @@ def test_static_ip_keyfile_and_bad_settings(
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 16 MB ext4, loop-mounted: smaller than the bundle (12 MB of random data + margin)."""
-    if os.geteuid() != 0 or not shutil.which("mkfs.ext4"):
-        pytest.skip("needs root and mkfs.ext4")
-    image = tmp_path / "disk.img"
-    with image.open("wb") as fh:
-        fh.truncate(16 * 2**20)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True, timeout=30)
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-o", "loop", str(image), str(mnt)], capture_output=True,
-                          text=True, timeout=30, check=False)
-    if done.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot loop-mount: {done.stderr}")
-        pytest.skip(f"cannot loop-mount here: {done.stderr.strip()}")
-    try:
+    with loop_mount(image=tmp_path / "disk.img", mountpoint=tmp_path / "mnt", size_mb=16) as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], timeout=30, check=False)
 
 
 def test_too_little_space_is_refused_before_writing(
