@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 from edgefleet.device.engine_port import Engine
 from edgefleet.device.logs import LogSink
+from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.model.engine_state import EngineState
 
 
@@ -28,11 +28,7 @@ class LogFollowers:
 
     async def close(self) -> None:
         tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*tasks)
 
     async def _follow(self, container_id: str, *, app_uuid: str, service: str) -> None:
         try:

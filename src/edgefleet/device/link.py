@@ -21,6 +21,7 @@ from edgefleet.device.report import ReportPolicy, apps_report, device_report
 from edgefleet.device.reporter import Reporter
 from edgefleet.device.supervisor import Supervisor
 from edgefleet.device.supervisor_state import backoff_s
+from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.model.config import DeviceConfig
 
 NETWORK_REFRESH_S = 30.0
@@ -195,11 +196,7 @@ class CloudLink:
                       asyncio.create_task(self._report_loop())]
             await asyncio.gather(*tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(*tasks)
             await self.client.close()
 
     async def shutdown(self, *, timeout_s: float = 3.0) -> None:

@@ -6,7 +6,6 @@ how many."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -17,6 +16,7 @@ from edgefleet.device.cloud import CloudClient, CloudError
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import now_ms
 from edgefleet.device.supervisor_state import backoff_s
+from edgefleet.device.tasks import cancel_and_wait
 
 BUFFER_LINES = 10_000
 BATCH_LINES = 500
@@ -213,7 +213,5 @@ class LogStreamer:
                 self.sent_lines += sum(len(b.lines) for b in sent)
                 self.buffer.inflight_seq = 0
         finally:
-            pump.cancel()
-            with contextlib.suppress(BaseException):
-                await pump
+            await cancel_and_wait(pump)
             self.close()

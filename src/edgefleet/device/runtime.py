@@ -21,6 +21,7 @@ from edgefleet.device.logs import LogSink
 from edgefleet.device.pin import remember_pin
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
 from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.starts import EngineStartRecorder
@@ -229,9 +230,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     finally:
         if link is not None:
             await link[0].shutdown()
-            link[1].cancel()
-            with contextlib.suppress(BaseException):
-                await link[1]
+            await cancel_and_wait(link[1])
         from edgefleet.device.api.local import end_log_streams
 
         end_log_streams(logs)
@@ -239,10 +238,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
             server.stop()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(api), timeout=5)
-        for t in (recorder, api):
-            t.cancel()
-        with contextlib.suppress(BaseException):
-            await api
+        await cancel_and_wait(recorder, api)
         logs.flush()
         await gate.close()
         await engine.close()

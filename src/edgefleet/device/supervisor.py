@@ -17,6 +17,7 @@ from edgefleet.device.followers import LogFollowers
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store, now_ms
 from edgefleet.device.supervisor_state import SupervisorState, backoff_s
+from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.device.update_gate import UpdateGate
 from edgefleet.device.update_status import app_statuses
 from edgefleet.model import formats
@@ -256,11 +257,7 @@ class Supervisor:
         try:
             await self._loop()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(*tasks)
             await self._followers.close()
 
     async def _loop(self) -> None:
