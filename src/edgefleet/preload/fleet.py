@@ -77,9 +77,14 @@ def fetch_apps_json(*, spec: ServerRelease) -> tuple[str, dict[str, Any], list[s
         raise PreloadError(f"release {rel['commit']}: {exc}") from None
     doc = release.model_dump(mode="json", by_alias=True, exclude_none=True)
     image_ids = {img["service"]: int(img["image_id"]) for img in rel["images"]}
+    # the server's own ids, so the device's first poll finds the same service and image ids
+    # (older servers do not send service_id: the numbering of release_from_compose stays)
+    service_ids = {img["service"]: int(img["service_id"]) for img in rel["images"]
+                   if "service_id" in img}
     env_rows = [v for v in variables if v["kind"] == "env" and v.get("device") is None]
     for name, svc in doc["services"].items():
         svc["image_id"] = image_ids.get(name, svc["image_id"])
+        svc["id"] = service_ids.get(name, svc["id"])
         env: dict[str, str] = {}
         for level in ("fleet", "fleet+service"):
             env.update({v["name"]: v["value"] for v in env_rows if v["level"] == level

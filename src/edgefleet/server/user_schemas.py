@@ -103,6 +103,7 @@ class DeviceOut(BaseModel):
 
 class ImageOut(BaseModel):
     service: str
+    service_id: int
     image_id: int
     ref: str
     digest: str

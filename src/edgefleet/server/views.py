@@ -101,6 +101,7 @@ def release_out(s: Session, *, release: t.Release) -> ReleaseOut:
         id=release.id, commit=release.commit, fleet=fleet.name if fleet else "",
         status=release.status, created_ms=release.created_ms, finished_ms=release.finished_ms,
         error=release.error,
-        images=[ImageOut(service=services.get(i.service_id, ""), image_id=i.id, ref=i.ref,
+        images=[ImageOut(service=services.get(i.service_id, ""), service_id=i.service_id,
+                         image_id=i.id, ref=i.ref,
                          digest=i.digest, size=i.size) for i in images],
         composition=json.loads(release.composition or "{}"))
