@@ -79,7 +79,7 @@ BREAKDOWN = [
     ("asyncio (+ssl, libcrypto)", "asyncio"), ("pydantic", "pydantic"),
     ("edgefleet.model (pydantic models, yaml)", "edgefleet.model.formats"),
     ("SQLAlchemy + the store", "edgefleet.device.store"),
-    ("aiohttp + aiodocker (engine adapter)", "edgefleet.engine.docker"),
+    ("httpx (engine adapter; also the cloud link)", "edgefleet.engine.docker"),
     ("supervisor loop, planner, executor", "edgefleet.device.supervisor"),
     ("FastAPI + Starlette (+ opentelemetry-api, email)", "fastapi"),
     ("uvicorn (+click, httptools, watchfiles)", "uvicorn"),
