@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import aiodocker
+import httpx
 from tests.device.conftest import cleanup_scope
 from tests.support import images
 
@@ -81,20 +81,30 @@ async def edgefleet_converge(n: int, image: str, data: Path, run: int) -> float:
 
 
 async def floor_converge(n: int, image: str, run: int) -> float:
-    docker = aiodocker.Docker(url="unix:///var/run/docker.sock")
+    docker = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds="/var/run/docker.sock"),
+                               base_url="http://docker/v1.41", timeout=None)
     net = f"benchfloor{run}_default"
+
+    async def create(i: int) -> str:
+        r = await docker.post("/containers/create", params={"name": f"benchfloor{run}_s{i:02d}"},
+                              json={"Image": image, "Cmd": ["sh", "-c", LOOP],
+                                    "HostConfig": {"NetworkMode": net,
+                                                   "RestartPolicy": {"Name": "always"}},
+                                    "NetworkingConfig": {"EndpointsConfig": {
+                                        net: {"Aliases": [f"s{i}"]}}}})
+        r.raise_for_status()
+        return str(r.json()["Id"])
+
     start = time.perf_counter()
-    await docker.networks.create({"Name": net, "Driver": "bridge"})
-    containers = await asyncio.gather(*(docker.containers.create(
-        {"Image": image, "Cmd": ["sh", "-c", LOOP],
-         "HostConfig": {"NetworkMode": net, "RestartPolicy": {"Name": "always"}},
-         "NetworkingConfig": {"EndpointsConfig": {net: {"Aliases": [f"s{i}"]}}}},
-        name=f"benchfloor{run}_s{i:02d}") for i in range(n)))
-    await asyncio.gather(*(c.start() for c in containers))
+    (await docker.post("/networks/create", json={"Name": net, "Driver": "bridge"}))\
+        .raise_for_status()
+    containers = await asyncio.gather(*(create(i) for i in range(n)))
+    await asyncio.gather(*(docker.post(f"/containers/{c}/start") for c in containers))
     elapsed = time.perf_counter() - start
-    await asyncio.gather(*(c.delete(force=True) for c in containers))
-    await (await docker.networks.get(net)).delete()
-    await docker.close()
+    await asyncio.gather(*(docker.delete(f"/containers/{c}", params={"force": "1"})
+                           for c in containers))
+    await docker.delete(f"/networks/{net}")
+    await docker.aclose()
     return elapsed
 
 

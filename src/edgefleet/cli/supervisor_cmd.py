@@ -62,7 +62,6 @@ def run(
     from edgefleet.model.config import load_config
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per poll is noise
     try:
         cfg = load_config(path=config)

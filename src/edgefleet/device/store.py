@@ -1,17 +1,22 @@
-"""The supervisor's SQLite store: last good target, per-app release state, images, keys, logs."""
+"""The supervisor's SQLite store (stdlib sqlite3): last good target, per-app release state,
+images, keys, logs. Schema and migrations in `device/store_schema.py`."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine as SqlEngine
+from edgefleet.device.store_schema import VERSION, StoreError, migrate
 
-from edgefleet.device import tables as t
+__all__ = ["VERSION", "AppRecord", "ImageRecord", "LogRecord", "Store", "StoreError",
+           "StoredTarget"]
 
 LOG_LIMIT = 10_000
 PERSISTENT_LOG_LIMIT = 200_000
@@ -65,35 +70,6 @@ class LogRecord:
     is_stderr: bool
 
 
-HEAD_REVISION = "0001"
-"""The newest migration; when the store is there already, alembic is not even imported
-(it costs ~12 MB of the supervisor's RSS)."""
-
-
-def _migrate(engine: SqlEngine) -> None:
-    with engine.connect() as conn:
-        try:
-            current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-        except sa.exc.OperationalError:
-            current = None
-    if current == HEAD_REVISION:
-        return
-    from alembic import command
-    from alembic.config import Config
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    with engine.begin() as conn:
-        current = MigrationContext.configure(conn).get_current_revision()
-        head = ScriptDirectory.from_config(cfg).get_current_head()
-        if current == head:
-            return
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
-
-
 class Store:
     """Typed access to the store. Opening it runs pending migrations."""
 
@@ -103,95 +79,119 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.log_limit = log_limit
         self.log_bytes = log_bytes
-        self.engine = sa.create_engine(f"sqlite:///{self.path}")
-        sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        _migrate(self.engine)
+        # One connection shared by the event loop and the odd worker thread, serialised here.
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=5.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        try:
+            migrate(db=self._db, path=str(self.path))
+        except BaseException:
+            self._db.close()
+            raise
         self._log_writes = 0
         self._log_written_bytes = 0
 
     def close(self) -> None:
-        self.engine.dispose()
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction (taken at once, so writers queue on busy_timeout)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> Any:
+        rows = self._rows(sql, args)
+        return rows[0][0] if rows else None
 
     # --- config ----------------------------------------------------------------------------
     def get_config(self, *, key: str) -> str | None:
-        with self.engine.connect() as c:
-            return c.execute(sa.select(t.config.c.value).where(t.config.c.key == key)).scalar()
+        value = self._one('SELECT value FROM config WHERE "key" = ?', (key,))
+        return None if value is None else str(value)
 
     def set_config(self, *, key: str, value: str) -> None:
-        with self.engine.begin() as c:
-            c.execute(t.config.delete().where(t.config.c.key == key))
-            c.execute(t.config.insert().values(key=key, value=value))
+        with self._tx() as c:
+            c.execute('INSERT OR REPLACE INTO config ("key", value) VALUES (?, ?)', (key, value))
 
     # --- target ----------------------------------------------------------------------------
     def save_target(self, *, source: str, document: dict[str, Any]) -> None:
         """Replace the last good target (call only after it validated)."""
-        with self.engine.begin() as c:
-            c.execute(t.target.delete())
-            c.execute(t.target.insert().values(id=1, source=source, document=json.dumps(
-                document), stored_at_ms=now_ms()))
+        with self._tx() as c:
+            c.execute("DELETE FROM target")
+            c.execute("INSERT INTO target (id, source, document, stored_at_ms) "
+                      "VALUES (1, ?, ?, ?)", (source, json.dumps(document), now_ms()))
 
     def load_target(self) -> StoredTarget | None:
-        with self.engine.connect() as c:
-            row = c.execute(sa.select(t.target)).first()
-        if row is None:
+        rows = self._rows("SELECT source, document, stored_at_ms FROM target LIMIT 1")
+        if not rows:
             return None
-        return StoredTarget(source=row.source, document=json.loads(row.document),
-                            stored_at_ms=row.stored_at_ms)
+        source, document, stored_at_ms = rows[0]
+        return StoredTarget(source=source, document=json.loads(document),
+                            stored_at_ms=stored_at_ms)
 
     # --- apps ------------------------------------------------------------------------------
     def set_app(self, *, uuid: str, app_id: int, commit: str | None, release_id: int | None,
                 update_status: str, status_message: str = "") -> None:
-        with self.engine.begin() as c:
-            c.execute(t.app.delete().where(t.app.c.uuid == uuid))
-            c.execute(t.app.insert().values(uuid=uuid, app_id=app_id, commit=commit,
-                                            release_id=release_id, update_status=update_status,
-                                            status_message=status_message))
+        with self._tx() as c:
+            c.execute('INSERT OR REPLACE INTO app (uuid, app_id, "commit", release_id, '
+                      "update_status, status_message) VALUES (?, ?, ?, ?, ?, ?)",
+                      (uuid, app_id, commit, release_id, update_status, status_message))
 
     def apps(self) -> list[AppRecord]:
-        with self.engine.connect() as c:
-            rows = c.execute(sa.select(t.app).order_by(t.app.c.uuid)).all()
-        return [AppRecord(r.uuid, r.app_id, r.commit, r.release_id, r.update_status,
-                          r.status_message) for r in rows]
+        rows = self._rows('SELECT uuid, app_id, "commit", release_id, update_status, '
+                          "status_message FROM app ORDER BY uuid")
+        return [AppRecord(*r) for r in rows]
 
     def delete_apps_except(self, *, keep: set[str]) -> None:
-        with self.engine.begin() as c:
-            c.execute(t.app.delete().where(t.app.c.uuid.not_in(keep)))
+        marks = ", ".join("?" * len(keep))
+        with self._tx() as c:
+            c.execute(f"DELETE FROM app WHERE uuid NOT IN ({marks})", tuple(keep))
 
     # --- images ----------------------------------------------------------------------------
     def set_image(self, *, ref: str, app_uuid: str, service_name: str, status: str,
                   image_id: str | None = None, downloaded: int = 0, total: int = 0,
                   error: str = "") -> None:
-        with self.engine.begin() as c:
-            c.execute(t.image.delete().where(t.image.c.ref == ref))
-            c.execute(t.image.insert().values(ref=ref, image_id=image_id, app_uuid=app_uuid,
-                                              service_name=service_name, status=status,
-                                              downloaded=downloaded, total=total, error=error))
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO image (ref, image_id, app_uuid, service_name, "
+                      "status, downloaded, total, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (ref, image_id, app_uuid, service_name, status, downloaded, total, error))
 
     def images(self) -> list[ImageRecord]:
-        with self.engine.connect() as c:
-            rows = c.execute(sa.select(t.image).order_by(t.image.c.ref)).all()
-        return [ImageRecord(r.ref, r.image_id, r.app_uuid, r.service_name, r.status,
-                            r.downloaded, r.total, r.error) for r in rows]
+        rows = self._rows("SELECT ref, image_id, app_uuid, service_name, status, downloaded, "
+                          "total, error FROM image ORDER BY ref")
+        return [ImageRecord(*r) for r in rows]
 
     def delete_image(self, *, ref: str) -> None:
-        with self.engine.begin() as c:
-            c.execute(t.image.delete().where(t.image.c.ref == ref))
+        with self._tx() as c:
+            c.execute("DELETE FROM image WHERE ref = ?", (ref,))
 
     # --- api keys --------------------------------------------------------------------------
     def api_key(self, *, app_uuid: str) -> str | None:
         """`app_uuid` "" is the global key."""
-        with self.engine.connect() as c:
-            return c.execute(sa.select(t.api_secret.c.key).where(
-                t.api_secret.c.app_uuid == app_uuid)).scalar()
+        key = self._one('SELECT "key" FROM api_secret WHERE app_uuid = ?', (app_uuid,))
+        return None if key is None else str(key)
 
     def set_api_key(self, *, app_uuid: str, key: str) -> None:
-        with self.engine.begin() as c:
-            c.execute(t.api_secret.delete().where(t.api_secret.c.app_uuid == app_uuid))
-            c.execute(t.api_secret.insert().values(app_uuid=app_uuid, key=key))
+        with self._tx() as c:
+            c.execute('INSERT OR REPLACE INTO api_secret (app_uuid, "key") VALUES (?, ?)',
+                      (app_uuid, key))
 
     def api_keys(self) -> dict[str, str]:
-        with self.engine.connect() as c:
-            return {r.app_uuid: r.key for r in c.execute(sa.select(t.api_secret))}
+        return {str(a): str(k) for a, k in self._rows('SELECT app_uuid, "key" FROM api_secret')}
 
     # --- logs ------------------------------------------------------------------------------
     def add_logs(self, *, records: list[dict[str, Any]]) -> None:
@@ -199,55 +199,54 @@ class Store:
         is_stderr); keeps only the newest `log_limit` lines."""
         if not records:
             return
-        with self.engine.begin() as c:
-            c.execute(t.log.insert(), records)
+        rows = [(int(r["ts_ms"]), r.get("app_uuid", ""), r.get("service", ""), r["message"],
+                 bool(r["is_system"]), bool(r["is_stderr"])) for r in records]
+        with self._tx() as c:
+            c.executemany("INSERT INTO log (ts_ms, app_uuid, service, message, is_system, "
+                          "is_stderr) VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._log_writes += len(records)
             self._log_written_bytes += sum(len(r.get("message", "")) for r in records)
             if self._log_writes >= max(1, min(self.log_limit // 10, 1000)) or (
                 self._log_written_bytes >= self.log_bytes // 10
             ):
                 self._log_writes = self._log_written_bytes = 0
-                top = c.execute(sa.select(sa.func.max(t.log.c.id))).scalar() or 0
-                c.execute(t.log.delete().where(t.log.c.id <= top - self.log_limit))
+                top = c.execute("SELECT max(id) FROM log").fetchone()[0] or 0
+                c.execute("DELETE FROM log WHERE id <= ?", (top - self.log_limit,))
                 self._trim_bytes(c)
 
-    def _trim_bytes(self, c: sa.Connection) -> None:
+    def _trim_bytes(self, c: sqlite3.Connection) -> None:
         """Drop the oldest lines while the log holds more than `log_bytes` of messages."""
-        size = c.execute(sa.select(sa.func.sum(sa.func.length(t.log.c.message)))).scalar() or 0
+        size = c.execute("SELECT sum(length(message)) FROM log").fetchone()[0] or 0
         if size <= self.log_bytes:
             return
         excess = size - self.log_bytes
         cutoff, dropped = 0, 0
-        rows = c.execute(sa.select(t.log.c.id, sa.func.length(t.log.c.message))
-                         .order_by(t.log.c.id)).yield_per(5000)
-        for row_id, length in rows:
-            dropped += length or 0
-            cutoff = row_id
-            if dropped >= excess:
-                break
-        c.execute(t.log.delete().where(t.log.c.id <= cutoff))
+        cur = c.execute("SELECT id, length(message) FROM log ORDER BY id")
+        try:
+            for row_id, length in cur:
+                dropped += length or 0
+                cutoff = row_id
+                if dropped >= excess:
+                    break
+        finally:
+            cur.close()
+        c.execute("DELETE FROM log WHERE id <= ?", (cutoff,))
 
     def clear_logs(self) -> None:
         """Forget every log line (a device without persistent logging, at start)."""
-        with self.engine.begin() as c:
-            c.execute(t.log.delete())
+        with self._tx() as c:
+            c.execute("DELETE FROM log")
 
     def logs(self, *, after_id: int = 0, service: str | None = None,
              limit: int = 1000) -> list[LogRecord]:
         """Log lines with id > after_id, oldest first."""
-        q = sa.select(t.log).where(t.log.c.id > after_id)
+        where = "id > ?"
+        args: list[Any] = [after_id]
         if service:
-            q = q.where(t.log.c.service == service)
-        q = q.order_by(t.log.c.id.desc()).limit(limit)
-        with self.engine.connect() as c:
-            rows = list(reversed(c.execute(q).all()))
-        return [LogRecord(r.id, r.ts_ms, r.app_uuid, r.service, r.message, r.is_system,
-                          r.is_stderr) for r in rows]
-
-
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
+            where += " AND service = ?"
+            args.append(service)
+        rows = self._rows("SELECT id, ts_ms, app_uuid, service, message, is_system, is_stderr "
+                          f"FROM log WHERE {where} ORDER BY id DESC LIMIT ?",
+                          (*args, limit))
+        return [LogRecord(i, ts, a, s, m, bool(sy), bool(se))
+                for i, ts, a, s, m, sy, se in reversed(rows)]

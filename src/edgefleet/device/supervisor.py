@@ -289,8 +289,13 @@ class Supervisor:
                 self.logs.system(f"Failed to apply target state, retrying in {delay:.1f}s:"
                                  f" {exc}", error=True)
             if delay:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                # asyncio.wait, not wait_for: on Python 3.11, wait_for swallows a cancel that
+                # arrives as the wake event fires, and the loop would never stop.
+                waiter = asyncio.ensure_future(self._wake.wait())
+                try:
+                    await asyncio.wait({waiter}, timeout=delay)
+                finally:
+                    waiter.cancel()
 
     async def _watch_events(self) -> None:
         failures = 0

@@ -1,1 +1,2 @@
-"""The only code that talks to a container engine (aiodocker), and the on-disk storage inspector."""
+"""The only code that talks to a container engine (httpx over its unix socket), and the
+on-disk storage inspector."""

@@ -7,10 +7,8 @@ import asyncio
 import ipaddress
 from typing import Any
 
-import aiodocker
-
 from edgefleet.engine.docker import DockerEngine
-from edgefleet.engine.errors import EngineError, EngineUnavailable
+from edgefleet.engine.errors import EngineError, EngineUnavailable, NotFound
 
 DEFAULT_NAME = "supervisor0"
 DEFAULT_SUBNET = "10.114.104.0/25"
@@ -32,33 +30,29 @@ async def ensure_bridge(*, engine: DockerEngine, name: str = DEFAULT_NAME,
         net = ipaddress.ip_network(subnet)
     except ValueError as exc:
         raise EngineError(f"network {name}", f"bad subnet {subnet!r}: {exc}") from None
-    docker = engine.docker
     gateway = str(next(net.hosts()))
     body = {"Name": name, "Driver": "bridge", "CheckDuplicate": True,
             "Options": {"com.docker.network.bridge.name": name},
             "IPAM": {"Driver": "default", "Config": [{"Subnet": str(net), "Gateway": gateway}]},
             "Labels": {"io.edgefleet.supervisor-bridge": "true"}}
+    obj = f"network {name}"
     info: dict[str, Any] | None = None
-    try:
-        for attempt in range(5):
-            try:
-                info = await (await docker.networks.get(name)).show()
-                break
-            except aiodocker.DockerError as exc:
-                if exc.status != 404:
-                    raise
-            try:
-                await docker.networks.create(body)
-                return gateway
-            except aiodocker.DockerError:
-                # another supervisor may be creating it right now (409 or "pool overlaps")
-                if attempt == 4:
-                    raise
-                await asyncio.sleep(0.2)
-    except aiodocker.DockerError as exc:
-        raise EngineError(f"network {name}", str(exc.message), status=int(exc.status)) from None
-    except OSError as exc:
-        raise EngineUnavailable(f"network {name}", f"engine connection failed: {exc}") from None
+    for attempt in range(5):
+        try:
+            info = await engine.api(obj, f"networks/{name}")
+            break
+        except NotFound:
+            pass
+        try:
+            await engine.api(obj, "networks/create", "POST", data=body)
+            return gateway
+        except EngineUnavailable:
+            raise
+        except EngineError:
+            # another supervisor may be creating it right now (409 or "pool overlaps")
+            if attempt == 4:
+                raise
+            await asyncio.sleep(0.2)
     assert info is not None
     found = _gateway(info)
     if found is None:

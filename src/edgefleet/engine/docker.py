@@ -1,4 +1,4 @@
-"""The Docker Engine API adapter (aiodocker over the unix socket): the only code that calls
+"""The Docker Engine API adapter (httpx over the unix socket): the only code that calls
 the engine. Works with dockerd, balenaEngine and podman's Docker-compatible socket."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import struct
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiodocker
-import aiohttp
+import httpx
 
-from edgefleet.engine import translate
-from edgefleet.engine.errors import Conflict, EngineError, EngineUnavailable, NotFound, PullFailed
+from edgefleet.engine import dockerhttp, translate
+from edgefleet.engine.dockerhttp import ByteReader, Transport
+from edgefleet.engine.errors import EngineError, EngineUnavailable, NotFound, PullFailed
 from edgefleet.model import naming
 from edgefleet.model.engine_events import EngineEvent, LogLine, PullProgress
 from edgefleet.model.engine_state import (
@@ -32,57 +32,34 @@ _EXIT = re.compile(r"Exited \((-?\d+)\)")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
 
 
-def _wrap(obj: str, exc: aiodocker.DockerError) -> EngineError:
-    status = int(exc.status)
-    message = str(exc.message)
-    if status == 900:
-        return EngineUnavailable(obj, f"engine not reachable ({message}); is dockerd running?",
-                                 status=status)
-    if status == 404:
-        return NotFound(obj, message, status=status)
-    if status == 409:
-        return Conflict(obj, message, status=status)
-    return EngineError(obj, message, status=status)
-
-
 class DockerEngine:
     """An `Engine` over the Docker API, limited to objects labelled with this `scope`."""
 
     def __init__(self, *, socket: str = "/var/run/docker.sock", scope: str) -> None:
         self.socket = socket
         self.scope = scope
-        self._docker: aiodocker.Docker | None = None
+        self._http: httpx.AsyncClient | None = None
         self._inspect: dict[str, tuple[str, dict[str, Any]]] = {}
         self._events_live = False
         self._lists: dict[str, Any] = {}
 
     @property
-    def docker(self) -> aiodocker.Docker:
-        if self._docker is None:
-            self._docker = aiodocker.Docker(url=f"unix://{self.socket}", api_version="v1.41")
-        return self._docker
+    def http(self) -> httpx.AsyncClient:
+        """The HTTP client on the engine's socket (made on first use)."""
+        if self._http is None:
+            self._http = dockerhttp.client(self.socket)
+        return self._http
 
     async def close(self) -> None:
-        if self._docker is not None:
-            await self._docker.close()
-            self._docker = None
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def _json(self, obj: str, path: str, method: str = "GET", **kw: Any) -> Any:
-        try:
-            return await self.docker._query_json(path, method, **kw)
-        except aiodocker.DockerError as exc:
-            raise _wrap(obj, exc) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise EngineUnavailable(obj, f"engine connection failed: {exc}") from None
+        return await dockerhttp.json_call(self.http, obj, method, path, **kw)
 
     async def _call(self, obj: str, path: str, method: str = "POST", **kw: Any) -> None:
-        try:
-            async with self.docker._query(path, method, **kw) as resp:
-                await resp.read()
-        except aiodocker.DockerError as exc:
-            raise _wrap(obj, exc) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise EngineUnavailable(obj, f"engine connection failed: {exc}") from None
+        await dockerhttp.json_call(self.http, obj, method, path, **kw)
 
     def _filters(self, *labels: str) -> dict[str, str]:
         wanted = [naming.SUPERVISED, f"{naming.SCOPE}={self.scope}", *labels]
@@ -91,10 +68,11 @@ class DockerEngine:
     async def ping(self) -> bool:
         """True when the engine answers."""
         try:
-            async with self.docker._query("_ping", "GET", versioned_api=False) as resp:
-                return (await resp.text()) == "OK"
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            answer = await dockerhttp.json_call(self.http, "engine", "GET", "_ping",
+                                                versioned=False)
+        except EngineError:
             return False
+        return bool(answer == "OK")
 
     # --- observe --------------------------------------------------------------------------
     async def observe(self) -> EngineState:
@@ -195,23 +173,17 @@ class DockerEngine:
                 json.dumps(auth).encode()).decode()
         layers: dict[str, tuple[int, int]] = {}
         try:
-            async with self.docker._query("images/create", "POST", params=params,
-                                          headers=headers, timeout=None) as resp:
-                buf = b""
-                async for chunk in resp.content.iter_any():
-                    buf += chunk
-                    while b"\n" in buf:
-                        line, buf = buf.split(b"\n", 1)
-                        if line.strip():
-                            self._pull_line(image, json.loads(line), layers, progress)
-                if buf.strip():
-                    self._pull_line(image, json.loads(buf), layers, progress)
-        except aiodocker.DockerError as exc:
-            if int(exc.status) == 900:
-                raise _wrap(f"image {image}", exc) from None
-            raise PullFailed(image, str(exc.message)) from None
-        except (aiohttp.ClientError, OSError, asyncio.IncompleteReadError) as exc:
-            raise PullFailed(image, f"connection to the engine broke: {exc}") from None
+            async with dockerhttp.stream(self.http, f"image {image}", "POST", "images/create",
+                                         params=params, headers=headers) as resp:
+                async for line in resp.aiter_lines():
+                    if line.strip():
+                        self._pull_line(image, json.loads(line), layers, progress)
+        except (EngineUnavailable, PullFailed):
+            raise
+        except EngineError as exc:
+            raise PullFailed(image, str(exc).removeprefix(f"image {image}: ")) from None
+        except Transport as exc:
+            raise PullFailed(image, f"connection to the engine broke: {exc!r}") from None
         self._lists.pop("images", None)
         info = await self._json(f"image {image}", f"images/{image}/json")
         return str(info["Id"])
@@ -289,12 +261,12 @@ class DockerEngine:
     async def stop_container(self, ref: str, *, timeout_s: float) -> None:
         self.forget(ref)
         await self._call(f"container {ref}", f"containers/{ref}/stop",
-                         params={"t": str(int(timeout_s))}, timeout=None)
+                         params={"t": str(int(timeout_s))})
 
     async def restart_container(self, ref: str, *, timeout_s: float) -> None:
         self.forget(ref)
         await self._call(f"container {ref}", f"containers/{ref}/restart",
-                         params={"t": str(int(timeout_s))}, timeout=None)
+                         params={"t": str(int(timeout_s))})
 
     async def kill_container(self, ref: str, *, signal: str = "SIGKILL") -> None:
         await self._call(f"container {ref}", f"containers/{ref}/kill", params={"signal": signal})
@@ -336,10 +308,10 @@ class DockerEngine:
         """Engine events for this scope's containers, and image/network/volume events."""
         filters = json.dumps({"type": ["container", "image", "network", "volume"]})
         try:
-            async with self.docker._query("events", "GET", params={"filters": filters},
-                                          timeout=None) as resp:
+            async with dockerhttp.stream(self.http, "events", "GET", "events",
+                                         params={"filters": filters}) as resp:
                 self._events_live = True
-                async for line in resp.content:
+                async for line in resp.aiter_lines():
                     if not line.strip():
                         continue
                     ev = json.loads(line)
@@ -355,10 +327,8 @@ class DockerEngine:
                     yield EngineEvent(type=str(ev.get("Type")), action=str(ev.get("Action")),
                                       id=str(actor.get("ID", "")), attributes=attrs,
                                       time_nano=int(ev.get("timeNano") or 0))
-        except aiodocker.DockerError as exc:
-            raise _wrap("events", exc) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise EngineUnavailable("events", f"event stream broke: {exc}") from None
+        except Transport as exc:
+            raise EngineUnavailable("events", f"event stream broke: {exc!r}") from None
         finally:
             self._events_live = False
             self._inspect.clear()
@@ -369,29 +339,28 @@ class DockerEngine:
         params = {"stdout": "1", "stderr": "1", "timestamps": "1",
                   "follow": "1" if follow else "0", "since": str(int(since_s))}
         try:
-            async with self.docker._query(f"containers/{ref}/logs", "GET", params=params,
-                                          timeout=None) as resp:
+            async with dockerhttp.stream(self.http, f"container {ref}", "GET",
+                                         f"containers/{ref}/logs", params=params) as resp:
                 tty = resp.headers.get("Content-Type", "") == "application/vnd.docker.raw-stream"
-                reader = resp.content
+                reader = ByteReader(resp.aiter_raw())
                 while True:
                     if tty:
-                        raw = await reader.readline()
+                        raw = await reader.line()
                         if not raw:
                             return
                         yield _log_line(ref, raw, False)
                         continue
-                    try:
-                        header = await reader.readexactly(8)
-                    except asyncio.IncompleteReadError:
+                    header = await reader.exactly(8)
+                    if header is None:
                         return
                     stream, size = struct.unpack(">BxxxL", header)
-                    payload = await reader.readexactly(size)
+                    payload = await reader.exactly(size)
+                    if payload is None:
+                        return
                     for raw in payload.splitlines():
                         yield _log_line(ref, raw, stream == 2)
-        except aiodocker.DockerError as exc:
-            raise _wrap(f"container {ref}", exc) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise EngineUnavailable(f"container {ref}", f"log stream broke: {exc}") from None
+        except Transport as exc:
+            raise EngineUnavailable(f"container {ref}", f"log stream broke: {exc!r}") from None
 
 
 def _log_line(ref: str, raw: bytes, is_stderr: bool) -> LogLine:
