@@ -4,7 +4,6 @@ engine events; backs off on failure; follows container logs."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
