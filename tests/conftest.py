@@ -34,24 +34,31 @@ def _registry_up() -> bool:
         return False
 
 
-def _remove_leftover_test_containers() -> None:
-    """In CI, before any test: containers a crashed earlier run left on the shared engine
-    (every test supervisor has a scope of its own; `default` is a real device's) would hold
-    the names (`<service>_<imageId>_<releaseId>_<commit>`) this run needs."""
+def _remove_leftover_test_objects() -> None:
+    """In CI, before any test: containers and volumes a crashed earlier run left on the shared
+    engine (every test supervisor has a scope of its own; `default` is a real device's) would
+    hold the names (`<service>_<imageId>_<releaseId>_<commit>`, `<appId>_<volume>`) this run
+    needs."""
     import json
 
+    def leftover(obj: dict[str, object]) -> bool:
+        labels = obj.get("Labels") or {}
+        return isinstance(labels, dict) and labels.get("io.edgefleet.scope") != "default"
+
+    flt = {"filters": json.dumps({"label": ["io.edgefleet.scope"]})}
     with images.engine_client(timeout=60) as c:
-        found = c.get("/containers/json", params={"all": "true", "filters": json.dumps(
-            {"label": ["io.edgefleet.scope"]})}).json()
-        for ctr in found:
-            if ctr.get("Labels", {}).get("io.edgefleet.scope") != "default":
+        for ctr in c.get("/containers/json", params={"all": "true", **flt}).json():
+            if leftover(ctr):
                 c.delete(f"/containers/{ctr['Id']}", params={"force": "true", "v": "false"})
+        for vol in c.get("/volumes", params=flt).json().get("Volumes") or []:
+            if leftover(vol):
+                c.delete(f"/volumes/{vol['Name']}")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_engine_in_ci() -> None:
     if os.environ.get("CI") and _engine_up():
-        _remove_leftover_test_containers()
+        _remove_leftover_test_objects()
 
 
 @pytest.fixture(scope="session")

@@ -99,8 +99,10 @@ async def device(registry: str, unique: str, tmp_path: Path) -> AsyncIterator[De
     try:
         yield dev
     finally:
-        await dev.engine.close()
-        cleanup_scope(f"t{unique}")
+        try:
+            await dev.engine.close()
+        finally:
+            cleanup_scope(f"t{unique}")
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from edgefleet.engine.docker import DockerEngine
-from edgefleet.engine.errors import EngineUnavailable, NotFound, PullFailed
+from edgefleet.engine.errors import Conflict, EngineUnavailable, NotFound, PullFailed
 from edgefleet.model import naming
 from edgefleet.model.engine_events import PullProgress
 from edgefleet.model.engine_state import ContainerState
@@ -108,6 +108,23 @@ async def test_lifecycle_observe_restart_rename_events_logs(engine: DockerEngine
     await asyncio.sleep(0.5)
     watcher.cancel()
     assert "start" in events and "die" in events
+
+
+async def test_a_same_named_volume_that_is_not_ours_is_a_conflict_and_kept(
+        engine: DockerEngine, unique: str) -> None:
+    vol = VolumeSpec(app_uuid=f"a{unique}", app_id=int(unique[:6], 16) + 1000, name="data")
+    with images.engine_client() as c:
+        made = c.post("/volumes/create", json={"Name": vol.engine_name,
+                                               "Labels": {"owner": "someone"}})
+        assert made.status_code == 201
+        try:
+            with pytest.raises(Conflict, match="belongs to no edgefleet supervisor"):
+                await engine.create_volume(vol)
+            assert (await engine.observe()).volumes == ()
+            kept = c.get(f"/volumes/{vol.engine_name}").json()
+            assert kept["Labels"] == {"owner": "someone"}
+        finally:
+            c.delete(f"/volumes/{vol.engine_name}")
 
 
 async def test_observe_exit_code_health_restart_count_and_volume(engine: DockerEngine,

@@ -15,7 +15,13 @@ import httpx
 
 from edgefleet.engine import dockerhttp, translate
 from edgefleet.engine.dockerhttp import ByteReader, Transport
-from edgefleet.engine.errors import EngineError, EngineUnavailable, NotFound, PullFailed
+from edgefleet.engine.errors import (
+    Conflict,
+    EngineError,
+    EngineUnavailable,
+    NotFound,
+    PullFailed,
+)
 from edgefleet.model import naming
 from edgefleet.model.engine_events import EngineEvent, LogLine, PullProgress
 from edgefleet.model.engine_state import (
@@ -295,9 +301,21 @@ class DockerEngine:
         await self._call(f"network {name}", f"networks/{name}", "DELETE")
 
     async def create_volume(self, spec: VolumeSpec) -> None:
+        """Create the volume. The engine answers a create for an existing name with that
+        volume, unchanged: when it is not this supervisor's, say so instead of looping on a
+        create that never shows up in `observe`, and leave its data alone."""
         self._lists.pop("volumes", None)
-        await self._json(f"volume {spec.engine_name}", "volumes/create", "POST",
-                         data=translate.volume_body(spec=spec, scope=self.scope))
+        obj = f"volume {spec.engine_name}"
+        made = await self._json(obj, "volumes/create", "POST",
+                                data=translate.volume_body(spec=spec, scope=self.scope))
+        labels = (made or {}).get("Labels") or {}
+        if naming.SUPERVISED not in labels or labels.get(naming.SCOPE) != self.scope:
+            owner = (f"supervisor scope {labels[naming.SCOPE]!r}" if naming.SCOPE in labels
+                     else "no edgefleet supervisor")
+            raise Conflict(obj, f"a volume with this name already exists and belongs to "
+                                f"{owner}; its data is left untouched. Remove or rename it "
+                                f"(docker volume rm {spec.engine_name}) to let this release "
+                                f"create its own")
 
     async def remove_volume(self, name: str) -> None:
         self._lists.pop("volumes", None)

@@ -77,7 +77,12 @@ class Api:
     async def running(self, image: str) -> dict[str, Any]:
         """Set the two-app target and wait until its three services run."""
         self.dev.supervisor.set_target(target=self.two_apps(image), source="test")
-        await wait_for(self._all_running, what="three running services")
+        state = self.dev.supervisor.state
+        try:
+            await wait_for(self._all_running, what="three running services")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; supervisor: {state.app_state}, last error: "
+                                 f"{state.last_error or 'none'}") from None
         return await self.dev.containers()
 
     async def _all_running(self) -> bool:
