@@ -6,7 +6,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgefleet.model.context import DeviceContext
@@ -188,6 +187,8 @@ def release_from_compose(*, compose_yaml: str, images: Mapping[str, str], releas
                          variables: Mapping[str, str] | None = None) -> ReleaseTarget:
     """A docker-compose.yml text plus each service's image ref → a v3 release (with compose
     variable interpolation from `variables`)."""
+    import yaml  # here, not at the top: the running supervisor never parses compose (1 MB)
+
     try:
         doc = yaml.safe_load(compose_yaml)
     except yaml.YAMLError as exc:
