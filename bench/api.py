@@ -77,12 +77,12 @@ def worker(argv: list[str]) -> None:
 # --- where the supervisor's memory goes (run in a fresh process) ------------------------------
 BREAKDOWN = [
     ("asyncio (+ssl, libcrypto)", "asyncio"), ("pydantic", "pydantic"),
-    ("edgefleet.model (pydantic models, yaml)", "edgefleet.model.formats"),
+    ("edgefleet.model (pydantic models)", "edgefleet.model.formats"),
     ("the store (stdlib sqlite3)", "edgefleet.device.store"),
     ("httpx (engine adapter; also the cloud link)", "edgefleet.engine.docker"),
     ("supervisor loop, planner, executor", "edgefleet.device.supervisor"),
     ("FastAPI + Starlette (+ opentelemetry-api, email)", "fastapi"),
-    ("uvicorn (+click, httptools, watchfiles)", "uvicorn"),
+    ("uvicorn (+click, httptools)", "uvicorn"),
     ("edgefleet.device.api (routes, models)", "edgefleet.device.api.app"),
     ("typer (the CLI that starts it)", "edgefleet.cli"),
 ]
@@ -95,6 +95,8 @@ def rss():
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
 rows = [["bare interpreter", rss()]]
+from edgefleet.device.lean import skip_unused_imports  # as `supervisor run` does first
+skip_unused_imports()
 for label, module in json.loads(sys.argv[1]):
     before = rss()
     __import__(module)
@@ -261,13 +263,18 @@ connections, and heap fragmentation from start-up):
 History of this number (same command): 84.2 MB with aiodocker/aiohttp and SQLAlchemy; 77.0 MB
 after the engine adapter moved to httpx (one HTTP library instead of two: aiohttp and its
 helpers cost 11.3 MB, httpx 7.6 MB and the cloud link loads it anyway); 65.1 MB after the
-device store moved to the stdlib sqlite3 module (SQLAlchemy + store 11.4 MB, now 1.0 MB).
-`MALLOC_ARENA_MAX=2` in the supervisor's environment was measured (65.0 MB idle, 65.1 MB under
-load): no gain, not adopted. Where the rest goes: the interpreter and asyncio with ssl/libcrypto
-(19.4 MB) and pydantic with the model (15.6 MB) are the floor of any edgefleet process; the API
-(FastAPI + Starlette, uvicorn, routes: 11.8 MB) and httpx (7.6 MB) are the issue's choices; the
-remaining ~7 MB above the imports is the running supervisor's heap (engine snapshots, pydantic
-validators built on first use, connection buffers, log buffers).
+device store moved to the stdlib sqlite3 module (SQLAlchemy + store 11.4 MB, now 1.0 MB);
+about 58 MB after `supervisor run` stopped loading what it never uses
+(`edgefleet/device/lean.py`: httpx's own CLI, which pulled in rich, pygments and click, 3.5 MB;
+`pydantic.v1`, which FastAPI probes for, 1.5 MB; uvicorn's reload watcher, 0.7 MB; PyYAML,
+now imported only where compose text is parsed, 1 MB) and the engine's unix-socket client
+stopped loading a CA bundle it cannot use (0.8 MB). `MALLOC_ARENA_MAX=2` (no gain) and
+pydantic's `defer_build` on edgefleet's models (no gain: the supervisor uses them all) were
+measured and not adopted. Where the rest goes: the interpreter and asyncio with ssl/libcrypto
+and pydantic with the model are the floor of any edgefleet process; the API (FastAPI +
+Starlette, uvicorn, routes) and httpx are the issue's choices; the rest above the imports is
+the running supervisor's heap (pydantic-core validators, engine snapshots, connection and log
+buffers).
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     text = re.sub(r"\n## api\n.*?(?=\n## |\Z)", "", text, flags=re.S).rstrip("\n")
