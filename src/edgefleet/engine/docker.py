@@ -47,7 +47,7 @@ class DockerEngine:
         self._http: httpx.AsyncClient | None = None
         self._inspect: dict[str, tuple[str, dict[str, Any]]] = {}
         self._events_live = False
-        self._lists: dict[str, Any] = {}
+        self._lists: dict[str, tuple[Any, ...]] = {}
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -83,44 +83,29 @@ class DockerEngine:
     # --- observe --------------------------------------------------------------------------
     async def observe(self) -> EngineState:
         """Every supervised object of this scope, plus all images and network names."""
-        containers_raw, images_raw, networks_raw, volumes_raw = await asyncio.gather(
+        containers_raw, images, networks, volumes = await asyncio.gather(
             self._json("containers", "containers/json", params={"all": "1", **self._filters()}),
-            self._listed("images", "images/json"),
-            self._listed("networks", "networks"),
-            self._listed("volumes", "volumes", params=self._filters()),
+            self._listed("images", "images/json", _images),
+            self._listed("networks", "networks", _networks),
+            self._listed("volumes", "volumes", _volumes, params=self._filters()),
         )
         containers = await asyncio.gather(*(self._container(c) for c in containers_raw))
         live = {c["Id"] for c in containers_raw}
         for cid in list(self._inspect):
             if cid not in live:
                 del self._inspect[cid]
-        return EngineState(
-            containers=tuple(c for c in containers if c is not None),
-            images=tuple(
-                ImageState(id=i["Id"], repo_tags=tuple(i.get("RepoTags") or ()),
-                           repo_digests=tuple(i.get("RepoDigests") or ()),
-                           size=int(i.get("Size") or 0), labels=i.get("Labels") or {})
-                for i in images_raw
-            ),
-            networks=tuple(
-                NetworkState(id=n["Id"], name=n["Name"], driver=n.get("Driver") or "",
-                             labels=n.get("Labels") or {},
-                             config_hash=(n.get("Labels") or {}).get(naming.CONFIG_HASH, ""))
-                for n in networks_raw
-            ),
-            volumes=tuple(
-                VolumeState(name=v["Name"], driver=v.get("Driver") or "local",
-                            labels=v.get("Labels") or {})
-                for v in (volumes_raw.get("Volumes") or [])
-            ),
-        )
+        return EngineState(containers=tuple(c for c in containers if c is not None),
+                           images=images, networks=networks, volumes=volumes)
 
-    async def _listed(self, kind: str, path: str, **kw: Any) -> Any:
-        """Image, network and volume lists, reused while the event stream (which reports
-        every change to them) is open."""
+    async def _listed(self, kind: str, path: str, parse: Callable[[Any], tuple[Any, ...]],
+                      **kw: Any) -> tuple[Any, ...]:
+        """Image, network and volume lists, parsed once and reused while the event stream
+        (which reports every change to them) is open: a no-op pass on a device holding
+        hundreds of images then costs one container list."""
         if self._events_live and kind in self._lists:
-            return self._lists[kind]
-        result = await self._json(kind, path, **kw)
+            cached: tuple[Any, ...] = self._lists[kind]
+            return cached
+        result = parse(await self._json(kind, path, **kw))
         if self._events_live:
             self._lists[kind] = result
         return result
@@ -399,3 +384,23 @@ def _split_ref(ref: str) -> tuple[str, str]:
         name, tag = ref.rsplit(":", 1)
         return name, tag
     return ref, "latest"
+
+
+def _images(raw: list[dict[str, Any]]) -> tuple[ImageState, ...]:
+    return tuple(ImageState(id=i["Id"], repo_tags=tuple(i.get("RepoTags") or ()),
+                            repo_digests=tuple(i.get("RepoDigests") or ()),
+                            size=int(i.get("Size") or 0), labels=i.get("Labels") or {})
+                 for i in raw)
+
+
+def _networks(raw: list[dict[str, Any]]) -> tuple[NetworkState, ...]:
+    return tuple(NetworkState(id=n["Id"], name=n["Name"], driver=n.get("Driver") or "",
+                              labels=n.get("Labels") or {},
+                              config_hash=(n.get("Labels") or {}).get(naming.CONFIG_HASH, ""))
+                 for n in raw)
+
+
+def _volumes(raw: dict[str, Any]) -> tuple[VolumeState, ...]:
+    return tuple(VolumeState(name=v["Name"], driver=v.get("Driver") or "local",
+                             labels=v.get("Labels") or {})
+                 for v in (raw.get("Volumes") or []))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,6 +91,10 @@ class VolumeState(_Observed):
     labels: dict[str, str] = Field(default_factory=dict)
 
 
+# the last image index built (see EngineState._images_by_ref); one entry
+_LAST_INDEX: list[tuple[tuple[ImageState, ...], dict[str, ImageState]]] = []
+
+
 class EngineState(_Observed):
     """A snapshot of what the engine runs, taken in a few API calls."""
 
@@ -98,19 +103,31 @@ class EngineState(_Observed):
     networks: tuple[NetworkState, ...] = ()
     volumes: tuple[VolumeState, ...] = ()
 
-    def image_for(self, ref: str) -> ImageState | None:
-        """The image a reference (name:tag, name@digest or id) resolves to, if present."""
-        want = _normalise_ref(ref)
+    @cached_property
+    def _images_by_ref(self) -> dict[str, ImageState]:
+        """Every id, tag and digest → its image (first one wins, as in `images` order).
+        A cached property, not a private attribute: it stays out of equality and dumps.
+        Successive snapshots share the engine adapter's parsed image objects while no image
+        event arrives, so the last index is reused when the images are the same objects."""
+        if _LAST_INDEX:
+            images, index = _LAST_INDEX[0]
+            if len(images) == len(self.images) and all(
+                    a is b for a, b in zip(images, self.images, strict=True)):
+                return index
+        index = {}
         for image in self.images:
-            if ref == image.id or ref == image.id.removeprefix("sha256:"):
-                return image
-            if want in image.repo_tags or want in image.repo_digests:
-                return image
-            if "@" in want and any(d.split("@", 1)[1] == want.split("@", 1)[1]
-                                   and d.split("@", 1)[0] == want.split("@", 1)[0]
-                                   for d in image.repo_digests):
-                return image
-        return None
+            for key in (image.id, image.id.removeprefix("sha256:"), *image.repo_tags,
+                        *image.repo_digests):
+                index.setdefault(key, image)
+        _LAST_INDEX[:] = [(self.images, index)]
+        return index
+
+    def image_for(self, ref: str) -> ImageState | None:
+        """The image a reference (name:tag, name@digest or id) resolves to, if present.
+        The planner asks this for every service on every pass, so the snapshot indexes its
+        images once instead of scanning them all for each lookup."""
+        index = self._images_by_ref
+        return index.get(ref) or index.get(_normalise_ref(ref))
 
 
 def _normalise_ref(ref: str) -> str:
