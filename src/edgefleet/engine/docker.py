@@ -298,9 +298,9 @@ class DockerEngine:
             owner = (f"supervisor scope {labels[naming.SCOPE]!r}" if naming.SCOPE in labels
                      else "no edgefleet supervisor")
             raise Conflict(obj, f"a volume with this name already exists and belongs to "
-                                f"{owner}; its data is left untouched. Remove or rename it "
-                                f"(docker volume rm {spec.engine_name}) to let this release "
-                                f"create its own")
+                                f"{owner}; its data is left untouched. Copy out what you need "
+                                f"and remove it (docker volume rm {spec.engine_name}), or give "
+                                f"the release's volume another name")
 
     async def remove_volume(self, name: str) -> None:
         self._lists.pop("volumes", None)
