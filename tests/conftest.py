@@ -35,10 +35,10 @@ def _registry_up() -> bool:
 
 
 def _remove_leftover_test_objects() -> None:
-    """In CI, before any test: containers and volumes a crashed earlier run left on the shared
-    engine (every test supervisor has a scope of its own; `default` is a real device's) would
-    hold the names (`<service>_<imageId>_<releaseId>_<commit>`, `<appId>_<volume>`) this run
-    needs."""
+    """In CI, before any test: containers, volumes and networks a crashed earlier run left on
+    the shared engine (every test supervisor has a scope of its own; `default` is a real
+    device's) would hold the names (`<service>_<imageId>_<releaseId>_<commit>`,
+    `<appId>_<volume>`) and address pools this run needs."""
     import json
 
     def leftover(obj: dict[str, object]) -> bool:
@@ -53,6 +53,14 @@ def _remove_leftover_test_objects() -> None:
         for vol in c.get("/volumes", params=flt).json().get("Volumes") or []:
             if leftover(vol):
                 c.delete(f"/volumes/{vol['Name']}")
+        # networks hold address pools: enough leftovers and the engine has none to give
+        for net in c.get("/networks", params=flt).json():
+            if leftover(net):
+                c.delete(f"/networks/{net['Id']}")
+        bridges = {"filters": json.dumps({"label": ["io.edgefleet.supervisor-bridge"]})}
+        for net in c.get("/networks", params=bridges).json():
+            if net["Name"].startswith("efb"):  # tests/engine/test_bridge.py's names
+                c.delete(f"/networks/{net['Id']}")
 
 
 @pytest.fixture(scope="session", autouse=True)

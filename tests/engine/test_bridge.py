@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
 
@@ -14,9 +15,20 @@ from tests.support import images
 pytestmark = pytest.mark.engine
 
 
+def free_third_octet() -> int:
+    """A 10.117.N.0/25 no network on the shared engine uses (a leftover of a crashed run
+    would make the create fail with "Pool overlaps")."""
+    with images.engine_client() as c:
+        used = {cfg.get("Subnet", "") for net in c.get("/networks").json()
+                for cfg in (net.get("IPAM") or {}).get("Config") or []}
+    free = [n for n in range(20, 220) if f"10.117.{n}.0/25" not in used]
+    assert free, "every 10.117.N.0/25 is taken on the shared engine"
+    return random.choice(free)
+
+
 async def test_created_once_and_reused(engine_sock: str, unique: str) -> None:
     name = f"efb{unique[:8]}"
-    third = int(unique[:4], 16) % 200 + 20
+    third = free_third_octet()
     subnet = f"10.117.{third}.0/25"
     engines = [DockerEngine(socket=engine_sock, scope="bridge-test") for _ in range(2)]
     try:
