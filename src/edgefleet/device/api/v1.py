@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.device.api import actions, hostinfo
-from edgefleet.device.api.auth import AnyKey, Ctx
+from edgefleet.device.api.auth import AnyKey, Ctx, GlobalKey
 from edgefleet.device.api.errors import ApiError
 from edgefleet.device.api.views import container_for, observed, service_status
 from edgefleet.device.api_keys import SUPERVISOR_API_FEATURE
@@ -225,14 +225,15 @@ def _host_config(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/v1/device/host-config", tags=["v1"])
-async def get_host_config(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
-    """Hostname and proxy settings."""
+async def get_host_config(ctx: Ctx, _who: GlobalKey) -> dict[str, Any]:
+    """Hostname and proxy settings (proxy credentials included: the global key only)."""
     return _host_config(ctx)
 
 
 @router.patch("/v1/device/host-config", response_class=PlainTextResponse, tags=["v1"])
-async def patch_host_config(ctx: Ctx, _who: AnyKey, body: HostConfig) -> str:
-    """Change the hostname and/or proxy settings (stored, and reported by GET)."""
+async def patch_host_config(ctx: Ctx, _who: GlobalKey, body: HostConfig) -> str:
+    """Change the hostname and/or proxy settings (stored, and reported by GET); device-wide,
+    so the global key only."""
     net = body.network
     if net.hostname is not None and not HOSTNAME_RE.match(net.hostname):
         raise ApiError(400, f"Invalid hostname {net.hostname!r}: letters, digits and '-',"
