@@ -1,10 +1,12 @@
 """Issue 11, finding 7: an app-scoped supervisor key read the device's proxy credentials and
 changed its hostname through /v1/device/host-config. Against a real `edgefleet supervisor run`
 process: every device-wide endpoint answers 401 to an app key and changes nothing; the global
-key still reaches them."""
+key still reaches them. And an app key's `force` (reboot, shutdown, update) overrides only its
+own app's update lock, not another app's."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from pathlib import Path
@@ -15,9 +17,10 @@ import pytest
 
 from edgefleet.device.store import Store
 from edgefleet.model import formats
-from tests.device.api.conftest import APP_A
+from tests.device.api.conftest import APP_A, Api, api, api_config  # noqa: F401 (fixtures)
 from tests.device.api.test_runtime import start_supervisor
-from tests.device.conftest import cleanup_scope, test_images  # noqa: F401 (fixture)
+from tests.device.api.test_v1 import hold_lock
+from tests.device.conftest import cleanup_scope, device, test_images  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.engine
 PASSWORD = "proxy-pass-7781"
@@ -73,3 +76,27 @@ def test_an_app_key_cannot_reach_device_wide_endpoints(
         proc.terminate()
         proc.wait(timeout=30)
         cleanup_scope(scope)
+
+
+async def test_an_app_keys_force_overrides_its_own_apps_lock_only(
+        api: Api, test_images: dict[str, Any]) -> None:  # noqa: F811
+    await api.running(test_images["sleeper"].ref)
+    app_key = api.ctx.keys.app_key(app_uuid=api.dev.app_uuid)
+    assert app_key
+    lock = hold_lock(api, "other", 78)  # app B (no key of its own) holds its update lock
+    try:
+        for what, marker in (("reboot", "rebooted"), ("shutdown", "shut-down"),
+                             ("update", "")):
+            r = await api.client.post(f"/v1/{what}", headers=api.auth(app_key),
+                                      json={"force": True})
+            assert r.status_code == 423, (what, r.status_code, r.text)
+            assert "locked" in r.json()["message"]
+            await asyncio.sleep(0.3)
+            assert not marker or not (api.tmp / marker).exists(), what
+        assert not api.updates and not api.dev.supervisor.force_once
+        r = await api.client.post("/v1/reboot", headers=api.auth(), json={"force": True})
+        assert r.status_code == 202, "the global key's force overrides every lock"
+    finally:
+        lock.unlink()
+    r = await api.client.post("/v1/update", headers=api.auth(app_key), json={"force": True})
+    assert r.status_code == 204, "no other app locked: the app key's force is honoured"
