@@ -74,6 +74,14 @@ class Manifest:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
         layers = {k: LayerRecord(**v) for k, v in _mapping(data["layers"], "layers").items()}
         images = [ImageRecord(**v) for v in _list(data["images"], "images")]
+        manifest = cls(source=str(data["source"]), verified=bool(data["verified"]),
+                       images=images, layers=layers)
+        manifest.check()
+        return manifest
+
+    def check(self) -> None:
+        """ValueError naming the first id not in its exact form, or a dangling reference."""
+        layers, images = self.layers, self.images
         for key, rec in layers.items():
             where = f"layers[{key!r}]"
             _exact(rec.chain_id, DIGEST, f"{where}.chain_id")
@@ -99,8 +107,6 @@ class Manifest:
             missing = [c for c in img.layers if c not in layers]
             if missing:
                 raise ValueError(f"image {img.id} names layers not in the bundle: {missing}")
-        return cls(source=str(data["source"]), verified=bool(data["verified"]), images=images,
-                   layers=layers)
 
 
 def _exact(value: object, form: re.Pattern[str], where: str,
