@@ -41,9 +41,9 @@ _WORD = re.compile(r"""(?:\\.|[^\s"'\\])+""")
 _JSON_SCALAR = re.compile(r"[^\s,}\]]+")
 _SCHEME_TOKEN = re.compile(r"\b(Bearer|bearer|BEARER|Basic|basic)[ \t]+([A-Za-z0-9._~+/=\-]{6,})")
 _URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/@\"'<>]+)@")
-_PEM = re.compile(r"(-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----)"
-                  r'(?:.*?(-----END \2PRIVATE KEY-----)|(?:\\.|[^\n"\\])*(?:\n[A-Za-z0-9+/=]+)*)',
-                  re.DOTALL)
+_PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
+# without an END marker: the rest of the line (or JSON string) and the base64 lines after it
+_PEM_REST = re.compile(r'(?:\\.|[^\n"\\])*(?:\n[A-Za-z0-9+/=]+)*')
 
 
 def is_secret_name(name: str) -> bool:
@@ -64,10 +64,31 @@ def redact_text(text: str, *, secrets: Iterable[str] = ()) -> str:
     forms = sorted(known | {json.dumps(s)[1:-1] for s in known}, key=len, reverse=True)
     if forms:
         text = re.sub("|".join(re.escape(f) for f in forms), REDACTED, text)
-    text = _PEM.sub(lambda m: m.group(1) + REDACTED + (m.group(3) or ""), text)
+    text = _redact_pem(text)
     text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
     text = _SCHEME_TOKEN.sub(lambda m: m.group(1) + " " + REDACTED, text)
     return _redact_named(text)
+
+
+def _redact_pem(text: str) -> str:
+    """Replace the body of every PEM private key, markers kept (linear: a marker type found
+    without its END once is not searched for again)."""
+    out: list[str] = []
+    last = 0
+    unended: set[str] = set()
+    for m in _PEM_BEGIN.finditer(text):
+        if m.start() < last:
+            continue
+        kind = m.group(1)
+        end = -1 if kind in unended else text.find(f"-----END {kind}PRIVATE KEY-----", m.end())
+        if end < 0:
+            unended.add(kind)
+            rest = _PEM_REST.match(text, m.end())
+            end = rest.end() if rest else m.end()
+        out += [text[last:m.end()], REDACTED]
+        last = end
+    out.append(text[last:])
+    return "".join(out)
 
 
 def _value_span(text: str, pos: int, *, json_member: bool, flag: bool) -> tuple[int, int, str]:
@@ -89,25 +110,23 @@ def _value_span(text: str, pos: int, *, json_member: bool, flag: bool) -> tuple[
 
 
 def _redact_named(text: str) -> str:
-    """Replace the value of every secret-named assignment, JSON member and flag."""
-    spans: list[tuple[int, int, str]] = []
-    for pattern in (_ASSIGN, _FLAG):
-        for m in pattern.finditer(text):
-            is_assign = pattern is _ASSIGN
-            name = m.group(2) if is_assign else m.group(1)
-            if not is_secret_name(name):
-                continue
-            json_member = is_assign and m.group(1) == '"' and m.group(3) == ":"
-            start, end, new = _value_span(text, m.end(), json_member=json_member,
-                                          flag=not is_assign)
-            if end > start and text[start:end] != REDACTED:
-                spans.append((start, end, new))
+    """Replace the value of every secret-named assignment, JSON member and flag, left to
+    right; a name inside a value already redacted is not looked at (linear time)."""
+    found = sorted([(m.start(), True, m) for m in _ASSIGN.finditer(text)]
+                   + [(m.start(), False, m) for m in _FLAG.finditer(text)],
+                   key=lambda x: x[0])
     out: list[str] = []
     last = 0
-    for start, end, new in sorted(spans):
-        if start < last:  # inside a value already redacted
+    for begin, is_assign, m in found:
+        if begin < last:  # inside a value already redacted
             continue
-        out += [text[last:start], new]
-        last = end
+        if not is_secret_name(m.group(2) if is_assign else m.group(1)):
+            continue
+        json_member = is_assign and m.group(1) == '"' and m.group(3) == ":"
+        start, end, new = _value_span(text, m.end(), json_member=json_member,
+                                      flag=not is_assign)
+        if end > start and text[start:end] != REDACTED:
+            out += [text[last:start], new]
+            last = end
     out.append(text[last:])
     return "".join(out)
