@@ -4,6 +4,7 @@ images, keys, logs. Schema and migrations in `device/store_schema.py`."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -70,13 +71,23 @@ class LogRecord:
     is_stderr: bool
 
 
+def _private(path: Path) -> None:
+    """Create the database 0600 (it holds API keys; SQLite gives its -wal and -shm files the
+    same mode) and narrow a store written before that."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and p.stat().st_mode & 0o077:
+            os.chmod(p, 0o600)
+
+
 class Store:
     """Typed access to the store. Opening it runs pending migrations."""
 
     def __init__(self, *, path: str | Path, log_limit: int = LOG_LIMIT,
                  log_bytes: int = PERSISTENT_LOG_BYTES) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private(self.path)
         self.log_limit = log_limit
         self.log_bytes = log_bytes
         # One connection shared by the event loop and the odd worker thread, serialised here.

@@ -4,7 +4,6 @@ under COMMANDS; failures are reported, never fatal; secrets are redacted in ever
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import time
 from collections.abc import Iterable
@@ -12,10 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgefleet.diagnose.redact import MIN_SECRET_LEN, REDACTED, is_secret_name, redact_text
 from edgefleet.model.config import is_secret_key, redact
 
-REDACTED = "[REDACTED]"
-MIN_SECRET_LEN = 6
+__all__ = ["REDACTED", "Command", "Redactor", "build_report", "default_commands",
+           "secret_values"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def secret_values(*, config: dict[str, object], extra: Iterable[str] = ()) -> se
     def walk(node: object) -> None:
         if isinstance(node, dict):
             for key, value in node.items():
-                if is_secret_key(str(key)):
+                if is_secret_key(str(key)) or is_secret_name(str(key)):
                     collect(value)
                 else:
                     walk(value)
@@ -90,19 +90,13 @@ def secret_values(*, config: dict[str, object], extra: Iterable[str] = ()) -> se
 
 
 class Redactor:
-    """Replaces known secret values and `KEY=value` environment assignments in text."""
-
-    _ENV = re.compile(r'("?[A-Za-z_][A-Za-z0-9_]*(?:KEY|TOKEN|SECRET|PASSWORD|PASS)"?\s*[=:]\s*)'
-                      r'("[^"]*"|[^\s,"]+)', re.IGNORECASE)
+    """Redacts report text: the known secret values and everything `redact_text` finds."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        ordered = sorted(set(secrets), key=len, reverse=True)
-        self._pattern = re.compile("|".join(re.escape(s) for s in ordered)) if ordered else None
+        self._secrets = tuple(secrets)
 
     def __call__(self, text: str) -> str:
-        if self._pattern is not None:
-            text = self._pattern.sub(REDACTED, text)
-        return self._ENV.sub(lambda m: m.group(1) + REDACTED, text)
+        return redact_text(text, secrets=self._secrets)
 
 
 def _run(cmd: Command) -> tuple[Command, str]:

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,30 @@ from pathlib import Path
 from edgefleet.engine.storage import StorageError
 
 LAYERDB_FILES = ("diff", "parent", "cache-id", "size", "tar-split.json.gz")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def inside(root: Path, *names: str) -> Path:
+    """`root/names[0]/names[1]/...`, refused (StorageError) unless every name is one plain
+    path component and the result, with symlinks of its parent resolved, stays under `root`.
+    Every path this module writes, reads or removes in a data root is made by this function:
+    ids from a bundle or a damaged root never choose where a write lands."""
+    for name in names:
+        if _NAME.fullmatch(name) is None or name in (".", ".."):
+            raise StorageError(f"refusing the path component {name!r} under {root}: ids and "
+                               "names must be plain file names")
+    path = root.joinpath(*names)
+    if names:
+        real_root = root.resolve()
+        parent = path.parent.resolve()
+        if parent != real_root and not parent.is_relative_to(real_root):
+            raise StorageError(f"refusing {path}: it resolves to {parent / path.name}, outside "
+                               f"{real_root}")
+    return path
+
+
+def _hex(digest: str) -> str:
+    return digest.removeprefix("sha256:")
 
 
 def new_link_id() -> str:
@@ -29,7 +54,7 @@ def new_cache_id() -> str:
 
 def image_dir(root: Path) -> Path:
     """`<root>/image/overlay2`: imagedb, layerdb and repositories.json."""
-    return root / "image" / "overlay2"
+    return inside(root, "image", "overlay2")
 
 
 def init_root(root: Path) -> list[Path]:
@@ -44,7 +69,7 @@ def init_root(root: Path) -> list[Path]:
                       ("image/overlay2/layerdb", 0o700), ("image/overlay2/layerdb/sha256", 0o755),
                       ("image/overlay2/layerdb/tmp", 0o755), ("overlay2", 0o710),
                       ("overlay2/l", 0o700)):
-        path = root / rel if rel else root
+        path = inside(root, *rel.split("/")) if rel else root
         if not path.exists():
             path.mkdir(mode=mode)
             os.chmod(path, mode)
@@ -54,7 +79,7 @@ def init_root(root: Path) -> list[Path]:
 
 def layer_present(*, root: Path, chain_id: str) -> bool:
     """Whether the layer is already in the data root (layerdb entry and its overlay2 diff)."""
-    entry = image_dir(root) / "layerdb" / "sha256" / chain_id.removeprefix("sha256:")
+    entry = inside(root, "image", "overlay2", "layerdb", "sha256", _hex(chain_id))
     if not entry.is_dir():
         return False
     try:
@@ -62,7 +87,7 @@ def layer_present(*, root: Path, chain_id: str) -> bool:
     except OSError:
         raise StorageError(f"layer {chain_id} in {root} has a layerdb entry without cache-id: "
                            "the data root is damaged") from None
-    if not (root / "overlay2" / cache_id / "diff").is_dir():
+    if not inside(root, "overlay2", cache_id, "diff").is_dir():
         raise StorageError(f"layer {chain_id} in {root} has no overlay2/{cache_id}/diff: the "
                            "data root is damaged")
     return True
@@ -70,13 +95,13 @@ def layer_present(*, root: Path, chain_id: str) -> bool:
 
 def layer_cache_id(*, root: Path, chain_id: str) -> str:
     """The overlay2 directory name (cache-id) of a layer in the data root."""
-    entry = image_dir(root) / "layerdb" / "sha256" / chain_id.removeprefix("sha256:")
+    entry = inside(root, "image", "overlay2", "layerdb", "sha256", _hex(chain_id))
     return (entry / "cache-id").read_text().strip()
 
 
 def free_cache_id(*, root: Path, wanted: str) -> str:
     """`wanted` when no overlay2 dir of that name exists, else a fresh random one."""
-    return wanted if wanted and not (root / "overlay2" / wanted).exists() else new_cache_id()
+    return wanted if wanted and not inside(root, "overlay2", wanted).exists() else new_cache_id()
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -91,15 +116,15 @@ def _write(path: Path, data: bytes, mode: int) -> None:
 def finish_overlay_layer(*, root: Path, cache_id: str, parent_cache_id: str | None) -> str:
     """Give a layer dir whose `diff` is in place its `link`, `l/<link>`, `lower`, `work` and
     `committed`, as overlay2 does; returns the short link name."""
-    layer = root / "overlay2" / cache_id
+    layer = inside(root, "overlay2", cache_id)
     os.chmod(layer, 0o710)
     link = new_link_id()
-    while (root / "overlay2" / "l" / link).exists():
+    while inside(root, "overlay2", "l", link).exists():
         link = new_link_id()
     _write(layer / "link", link.encode(), 0o644)
-    os.symlink(f"../{cache_id}/diff", root / "overlay2" / "l" / link)
+    os.symlink(f"../{cache_id}/diff", inside(root, "overlay2", "l", link))
     if parent_cache_id is not None:
-        parent = root / "overlay2" / parent_cache_id
+        parent = inside(root, "overlay2", parent_cache_id)
         parent_link = (parent / "link").read_text().strip()
         lower = f"l/{parent_link}"
         if (parent / "lower").exists():
@@ -114,33 +139,33 @@ def remove_overlay_layer(*, root: Path, cache_id: str) -> None:
     """Undo a partly written layer dir (its short link and the dir)."""
     import shutil
 
-    layer = root / "overlay2" / cache_id
-    with contextlib.suppress(OSError):
+    layer = inside(root, "overlay2", cache_id)
+    with contextlib.suppress(OSError, StorageError):
         link = (layer / "link").read_text().strip()
         if link:
-            (root / "overlay2" / "l" / link).unlink()
+            inside(root, "overlay2", "l", link).unlink()
     shutil.rmtree(layer, ignore_errors=True)
 
 
 def commit_layerdb(*, root: Path, chain_id: str, files: Mapping[str, bytes]) -> Path:
     """Write a layerdb entry in `layerdb/tmp` and rename it into `layerdb/sha256/<chainId>`."""
-    base = image_dir(root) / "layerdb"
-    tmp = base / "tmp" / f"write-set-{secrets.token_hex(8)}"
+    base = ("image", "overlay2", "layerdb")
+    tmp = inside(root, *base, "tmp", f"write-set-{secrets.token_hex(8)}")
     tmp.mkdir(mode=0o700)
     for name, data in files.items():
-        _write(tmp / name, data, 0o644)
-    final = base / "sha256" / chain_id.removeprefix("sha256:")
+        _write(inside(tmp, name), data, 0o644)
+    final = inside(root, *base, "sha256", _hex(chain_id))
     os.rename(tmp, final)
     return final
 
 
 def write_image_config(*, root: Path, image_id: str, config: bytes, parent: str | None) -> bool:
     """Store an image config in imagedb (and its metadata); False when it was already there."""
-    hexid = image_id.removeprefix("sha256:")
-    content = image_dir(root) / "imagedb" / "content" / "sha256" / hexid
+    hexid = _hex(image_id)
+    content = inside(root, "image", "overlay2", "imagedb", "content", "sha256", hexid)
     if content.exists():
         return False
-    meta = image_dir(root) / "imagedb" / "metadata" / "sha256" / hexid
+    meta = inside(root, "image", "overlay2", "imagedb", "metadata", "sha256", hexid)
     meta.mkdir(mode=0o700, exist_ok=True)
     if parent:
         _write(meta / "parent", parent.encode(), 0o600)
@@ -154,7 +179,7 @@ def merge_repositories(*, root: Path, refs: Mapping[str, Mapping[str, str]]) -> 
     """Add `{repo: {ref: imageId}}` to repositories.json, keeping every other entry, written to
     a temporary file, fsynced and renamed over the old one. Returns refs that pointed to
     another image before (they move, as with `docker load`)."""
-    path = image_dir(root) / "repositories.json"
+    path = inside(root, "image", "overlay2", "repositories.json")
     data: dict[str, dict[str, dict[str, str]]] = {"Repositories": {}}
     if path.exists():
         try:

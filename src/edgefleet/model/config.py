@@ -9,7 +9,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -144,9 +143,13 @@ def save_config(*, path: str | Path, config: DeviceConfig | dict[str, Any]) -> N
     data = config.to_wire() if isinstance(config, DeviceConfig) else config
     parse_config(data=data)
     target = Path(path)
-    if target.exists():
-        shutil.copy2(target, target.with_name(target.name + ".backup"))
-    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=target.parent)
+    if target.exists():  # 0600 like config.json itself: both hold the device's key
+        backup = target.with_name(target.name + ".backup")
+        fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(target.read_bytes())
+    fd, tmp = tempfile.mkstemp(prefix=".config.", dir=target.parent)  # created 0600
     try:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2)

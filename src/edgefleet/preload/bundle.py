@@ -11,6 +11,7 @@ Each layer is stored once, however many images share it."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,10 @@ from typing import Any
 from edgefleet.preload.errors import PreloadError
 
 FORMAT = "edgefleet-preload/1"
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+"""The only form of an image id, diff id or chain id (they become file names in the target)."""
+CACHE_ID = re.compile(r"[0-9a-f]{64}")
+"""The only form of an overlay2 cache id (a directory name under the target's overlay2/)."""
 
 
 @dataclass(frozen=True)
@@ -63,17 +68,63 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: Any) -> Manifest:
-        """Parse manifest.json; KeyError/TypeError/ValueError when it is not one."""
+        """Parse manifest.json; KeyError/TypeError/ValueError when it is not one. Every id must
+        be in its exact form, since inject turns ids into file names under the target root."""
         if data.get("format") != FORMAT:
             raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
-        layers = {k: LayerRecord(**v) for k, v in data["layers"].items()}
-        images = [ImageRecord(**v) for v in data["images"]]
-        for img in images:
+        layers = {k: LayerRecord(**v) for k, v in _mapping(data["layers"], "layers").items()}
+        images = [ImageRecord(**v) for v in _list(data["images"], "images")]
+        manifest = cls(source=str(data["source"]), verified=bool(data["verified"]),
+                       images=images, layers=layers)
+        manifest.check()
+        return manifest
+
+    def check(self) -> None:
+        """ValueError naming the first id not in its exact form, or a dangling reference."""
+        layers, images = self.layers, self.images
+        for key, rec in layers.items():
+            where = f"layers[{key!r}]"
+            _exact(rec.chain_id, DIGEST, f"{where}.chain_id")
+            if rec.chain_id != key:
+                raise ValueError(f"{where}.chain_id {rec.chain_id!r} differs from its key")
+            _exact(rec.diff_id, DIGEST, f"{where}.diff_id")
+            _exact(rec.cache_id, CACHE_ID, f"{where}.cache_id", "64 lowercase hex digits")
+            if rec.parent is not None:
+                _exact(rec.parent, DIGEST, f"{where}.parent")
+                if rec.parent not in layers:
+                    raise ValueError(f"{where}.parent {rec.parent} is not a layer of the bundle")
+            for name in ("size", "bytes", "files"):
+                if type(getattr(rec, name)) is not int or getattr(rec, name) < 0:
+                    raise ValueError(f"{where}.{name} is not a whole number")
+        for i, img in enumerate(images):
+            _exact(img.id, DIGEST, f"images[{i}].id")
+            if not isinstance(img.asked_as, str) or not all(
+                    isinstance(k, str) and isinstance(v, str)
+                    for k, v in _mapping(img.refs, f"images[{i}].refs").items()):
+                raise ValueError(f"images[{i}]: asked_as and refs must be strings")
+            for n, chain in enumerate(_list(img.layers, f"images[{i}].layers")):
+                _exact(chain, DIGEST, f"images[{i}].layers[{n}]")
             missing = [c for c in img.layers if c not in layers]
             if missing:
                 raise ValueError(f"image {img.id} names layers not in the bundle: {missing}")
-        return cls(source=str(data["source"]), verified=bool(data["verified"]), images=images,
-                   layers=layers)
+
+
+def _exact(value: object, form: re.Pattern[str], where: str,
+           what: str = "'sha256:' and 64 lowercase hex digits") -> None:
+    if not isinstance(value, str) or form.fullmatch(value) is None:
+        raise ValueError(f"{where} is {value!r}, not {what}")
+
+
+def _mapping(value: object, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where} is not an object")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{where} is not a list")
+    return value
 
 
 def layer_dir(*, bundle: Path, chain_id: str) -> Path:
@@ -95,7 +146,9 @@ def read_manifest(bundle: Path) -> Manifest:
     try:
         return Manifest.from_json(json.loads(path.read_text()))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise PreloadError(f"{path} is not a valid preload manifest: {exc!r}") from None
+        what = str(exc) if isinstance(exc, ValueError) else repr(exc)
+        raise PreloadError(f"{path} is not a valid preload manifest: {what}; nothing was "
+                           "written (extract the bundle again)") from None
 
 
 def write_manifest(*, bundle: Path, manifest: Manifest) -> None:

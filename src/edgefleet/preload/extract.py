@@ -111,9 +111,14 @@ def extract(*, data_root: Path, out: Path, refs: Sequence[str], verify: bool = T
     (unless told not to); on any failure nothing is kept."""
     progress = progress or NoProgress()
     sel = select(data_root=data_root, refs=refs)
-    staging = _prepare_out(out)
     manifest = Manifest(source=str(data_root), verified=verify, images=sel.images,
                         layers=sel.layers)
+    try:  # ids become file names in the bundle: a damaged source root must not choose them
+        manifest.check()
+    except ValueError as exc:
+        raise PreloadError(f"{data_root} holds an id that is not in its exact form, nothing "
+                           f"was written: {exc}") from None
+    staging = _prepare_out(out)
     try:
         (staging / "images").mkdir(parents=True)
         for image_id, raw in sel.configs.items():

@@ -3,7 +3,12 @@ beside it and, optionally, a static-IP connection in the boot partition. Every c
 target, engine stopped, apps.json, image configs, free space) runs before the first write;
 each layer's diffId is verified while it is copied into an overlay2 dir that nothing names
 yet, before any layerdb entry, image or tag is written. A mismatch, or any failure while
-writing, removes what this run added."""
+writing, removes what this run added.
+
+Ids from the bundle never choose where a write lands: the manifest accepts ids only in their
+exact forms (bundle.Manifest), and every path written in the data root is made by
+`rootwrite.inside`, which refuses anything that would leave it. apps.json and the keyfile go
+where the operator's options say (beside the data root, into --boot), never a bundle's."""
 
 from __future__ import annotations
 
@@ -193,11 +198,11 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], progress
             cache_id = rootwrite.free_cache_id(root=root, wanted=manifest.layers[chain].cache_id)
             while cache_id in cache_ids.values():
                 cache_id = rootwrite.new_cache_id()
+            rootwrite.inside(root, "overlay2", cache_id).mkdir(mode=0o710)
             cache_ids[chain] = cache_id
-            (root / "overlay2" / cache_id).mkdir(mode=0o710)
         # verified while copied: a mismatch raises here, and the except below undoes it all
         copy_layers(layers=_bundle_copies(opts.bundle, manifest, {
-            c: root / "overlay2" / cache_ids[c] / "diff" for c in to_copy}),
+            c: rootwrite.inside(root, "overlay2", cache_ids[c], "diff") for c in to_copy}),
             verify=opts.verify, progress=progress)
         for chain in to_copy:  # bottom first: a layer's `lower` names its parent's link
             rec = manifest.layers[chain]
@@ -212,14 +217,17 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], progress
             files = {name: (src / "layerdb" / name).read_bytes()
                      for name in rootwrite.LAYERDB_FILES if (src / "layerdb" / name).exists()}
             files["cache-id"] = cache_id.encode()
+            files["diff"] = rec.diff_id.encode()  # the checked manifest's ids, not the bundle's
+            if rec.parent is not None:
+                files["parent"] = rec.parent.encode()
             committed.append(rootwrite.commit_layerdb(root=root, chain_id=chain, files=files))
             result.layers_copied += 1
             result.bytes_copied += rec.bytes
         for img in manifest.images:
             raw = config_path(bundle=opts.bundle, image_id=img.id).read_bytes()
             if rootwrite.write_image_config(root=root, image_id=img.id, config=raw, parent=None):
-                configs.append(rootwrite.image_dir(root) / "imagedb" / "content" / "sha256"
-                               / img.id.removeprefix("sha256:"))
+                configs.append(rootwrite.inside(root, "image", "overlay2", "imagedb", "content",
+                                                "sha256", img.id.removeprefix("sha256:")))
             result.images.append(img.id)
         refs: dict[str, dict[str, str]] = {}
         for img in manifest.images:

@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from edgefleet.device.api import errors, local, v1, v2_apps, v2_device
 from edgefleet.device.api.context import ApiContext
+from edgefleet.device.api.limits import BodyLimits
 
 
 def create_app(*, ctx: ApiContext) -> FastAPI:
@@ -19,6 +20,7 @@ def create_app(*, ctx: ApiContext) -> FastAPI:
     )
     app.state.ctx = ctx
     errors.install(app)
+    app.add_middleware(BodyLimits)
     for router in (v1.router, v2_apps.router, v2_device.router, local.router):
         app.include_router(router)
     return app

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgefleet.device.api import actions, hostinfo
-from edgefleet.device.api.auth import AnyKey, Ctx
+from edgefleet.device.api.auth import AnyKey, Caller, Ctx, GlobalKey
 from edgefleet.device.api.errors import ApiError
 from edgefleet.device.api.views import container_for, observed, service_status
 from edgefleet.device.api_keys import SUPERVISOR_API_FEATURE
@@ -105,14 +105,24 @@ async def regenerate_api_key(ctx: Ctx, who: AnyKey) -> str:
     return key
 
 
+def _force(ctx: Ctx, who: Caller, body: Force | None) -> bool:
+    """Whether the request forces; an app key's force overrides its own app's update lock
+    only, so another app's lock still answers 423 (the global key's overrides them all)."""
+    force = bool(body and body.force)
+    if force and who.app_uuid is not None:
+        actions.check_lock(ctx, app_uuids=[u for u in ctx.supervisor.desired.apps
+                                           if u != who.app_uuid], force=False)
+    return force
+
+
 @router.post("/v1/update", status_code=204, tags=["v1"],
              responses={202: {"description": "ignored (local mode)"}})
-async def update(ctx: Ctx, _who: AnyKey, body: Force | None = None) -> Response:
+async def update(ctx: Ctx, who: AnyKey, body: Force | None = None) -> Response:
     """Fetch the target now and apply it (force overrides update locks)."""
     if ctx.local.enabled:
         return Response(status_code=202)
     sup = ctx.supervisor
-    if body is not None and body.force:
+    if _force(ctx, who, body):
         sup.force_once = True
     sup.wake()
     if ctx.on_update_requested is not None:
@@ -126,15 +136,15 @@ def _host(ctx: Ctx, what: str, argv: tuple[str, ...], force: bool) -> JSONRespon
 
 
 @router.post("/v1/reboot", status_code=202, tags=["v1"])
-async def reboot(ctx: Ctx, _who: AnyKey, body: Force | None = None) -> JSONResponse:
+async def reboot(ctx: Ctx, who: AnyKey, body: Force | None = None) -> JSONResponse:
     """Reboot the host (423 while an update lock is held, unless forced)."""
-    return _host(ctx, "reboot", ctx.host.reboot, bool(body and body.force))
+    return _host(ctx, "reboot", ctx.host.reboot, _force(ctx, who, body))
 
 
 @router.post("/v1/shutdown", status_code=202, tags=["v1"])
-async def shutdown(ctx: Ctx, _who: AnyKey, body: Force | None = None) -> JSONResponse:
+async def shutdown(ctx: Ctx, who: AnyKey, body: Force | None = None) -> JSONResponse:
     """Shut the host down (423 while an update lock is held, unless forced)."""
-    return _host(ctx, "shutdown", ctx.host.shutdown, bool(body and body.force))
+    return _host(ctx, "shutdown", ctx.host.shutdown, _force(ctx, who, body))
 
 
 @router.post("/v1/purge", tags=["v1"])
@@ -225,14 +235,15 @@ def _host_config(ctx: Ctx) -> dict[str, Any]:
 
 
 @router.get("/v1/device/host-config", tags=["v1"])
-async def get_host_config(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
-    """Hostname and proxy settings."""
+async def get_host_config(ctx: Ctx, _who: GlobalKey) -> dict[str, Any]:
+    """Hostname and proxy settings (proxy credentials included: the global key only)."""
     return _host_config(ctx)
 
 
 @router.patch("/v1/device/host-config", response_class=PlainTextResponse, tags=["v1"])
-async def patch_host_config(ctx: Ctx, _who: AnyKey, body: HostConfig) -> str:
-    """Change the hostname and/or proxy settings (stored, and reported by GET)."""
+async def patch_host_config(ctx: Ctx, _who: GlobalKey, body: HostConfig) -> str:
+    """Change the hostname and/or proxy settings (stored, and reported by GET); device-wide,
+    so the global key only."""
     net = body.network
     if net.hostname is not None and not HOSTNAME_RE.match(net.hostname):
         raise ApiError(400, f"Invalid hostname {net.hostname!r}: letters, digits and '-',"
