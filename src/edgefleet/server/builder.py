@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -59,7 +60,8 @@ async def _lines(response: httpx.Response) -> Any:
 async def build_one(*, client: httpx.AsyncClient, spec: BuildSpec, target: BuildTarget,
                     substitutions: dict[str, str], emit: Emit) -> str:
     """Build one service image, tagged for the registry; returns `repo:commit`."""
-    body, dockerfile = context_tar(spec=spec, substitutions=substitutions)
+    body, dockerfile = await asyncio.to_thread(context_tar, spec=spec,
+                                               substitutions=substitutions)
     ref = f"{target.repo(spec.service)}:{target.commit}"
     params = {"t": ref, "dockerfile": dockerfile, "rm": "1", "forcerm": "1",
               "buildargs": json.dumps(spec.args),
