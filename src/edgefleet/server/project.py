@@ -9,7 +9,7 @@ import posixpath
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -39,6 +39,8 @@ class Project:
     builds: list[BuildSpec]
     images: dict[str, str]
     """Services that name an image and are not built: service → image ref."""
+    scratch: Path | None = None
+    """A directory beside the project for build contexts on their way to the engine."""
 
 
 def inside(root: Path, base: str, text: str) -> Path | None:
@@ -109,7 +111,7 @@ def load_project(*, root: Path) -> Project:
     else:
         for df in ("Dockerfile.template", "Dockerfile"):
             if (root / df).is_file():
-                return Project(composition={}, images={},
+                return Project(composition={}, images={}, scratch=root.parent,
                                builds=[BuildSpec(SINGLE_SERVICE, root, df)])
         raise InvalidInput("project", [Problem("", "no docker-compose.yml, Dockerfile or "
                                                    "Dockerfile.template at the top")])
@@ -147,17 +149,24 @@ def load_project(*, root: Path) -> Project:
             problems.append(Problem(f"services.{svc}", "needs build or image"))
     if problems:
         raise InvalidInput(name, problems)
-    return Project(composition=doc, builds=builds, images=images)
+    return Project(composition=doc, builds=builds, images=images, scratch=root.parent)
 
 
 def context_tar(*, spec: BuildSpec, substitutions: dict[str, str]) -> tuple[bytes, str]:
-    """The build context of one service as a tar (honouring its .dockerignore), and the
-    Dockerfile name to build with (a template becomes `Dockerfile.edgefleet`). Slow work for
-    big contexts: run it in a thread."""
-    rules = ignore_rules(spec.context)
+    """`write_context_tar` into memory."""
     buf = io.BytesIO()
+    dockerfile = write_context_tar(spec=spec, substitutions=substitutions, out=buf)
+    return buf.getvalue(), dockerfile
+
+
+def write_context_tar(*, spec: BuildSpec, substitutions: dict[str, str], out: IO[bytes]
+                      ) -> str:
+    """Write the build context of one service as a tar (honouring its .dockerignore) to
+    `out`; returns the Dockerfile name to build with (a template becomes
+    `Dockerfile.edgefleet`). Slow work for big contexts: run it in a thread."""
+    rules = ignore_rules(spec.context)
     dockerfile = spec.dockerfile
-    with tarfile.open(fileobj=buf, mode="w") as tar:
+    with tarfile.open(fileobj=out, mode="w") as tar:
         always = frozenset({spec.dockerfile, ".dockerignore"})
         for rel in context_files(spec.context, rules=rules, always=always):
             tar.add(spec.context / rel, arcname=rel, recursive=False)
@@ -171,7 +180,7 @@ def context_tar(*, spec: BuildSpec, substitutions: dict[str, str]) -> tuple[byte
             info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
             dockerfile = "Dockerfile.edgefleet"
-    return buf.getvalue(), dockerfile
+    return dockerfile
 
 
 def template_values(*, device_type: str, arch: str) -> dict[str, str]:

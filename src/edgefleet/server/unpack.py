@@ -27,6 +27,10 @@ from edgefleet.model.errors import InvalidInput, Problem
 MAX_MEMBERS = 100_000
 MAX_HEADER = 1 * 2**20
 """Longest PAX or GNU long-name header accepted (they are read into memory)."""
+MAX_NAME = 4096
+"""Longest member name or link target (Linux's PATH_MAX)."""
+MAX_NAME_BYTES = 16 * 2**20
+"""All member names together (they are kept in memory while unpacking)."""
 MAX_LINK_EXPANSIONS = 40
 HEADER_SLACK = 1536
 """Stream bytes allowed per member beyond its data (header, PAX record, padding)."""
@@ -104,7 +108,8 @@ class _Stream(io.RawIOBase):
 
 class _GuardedInfo(tarfile.TarInfo):
     """Header parsing that refuses, before reading them, old GNU sparse headers and
-    extended headers too long to hold in memory."""
+    extended headers too long to hold in memory. (`_proc_member` is tarfile's dispatch for
+    every header since Python 2; were it renamed, the stream cap would still bound memory.)"""
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type == tarfile.GNUTYPE_SPARSE:
@@ -120,6 +125,8 @@ def clean_name(name: str) -> str:
     """A member name as a relative path without `.`; refused if absolute or with `..`."""
     if "\0" in name:
         raise refused(name.replace("\0", "\\0"), "a NUL character in the name")
+    if len(name) > MAX_NAME:
+        raise refused(name[:200] + "...", f"a name longer than {MAX_NAME} characters")
     if name.startswith("/"):
         raise refused(name, "an absolute name; members must be relative to the project")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -163,6 +170,7 @@ class _Unpacker:
     links: dict[str, str] = field(default_factory=dict)
     written: int = 0
     members: int = 0
+    name_bytes: int = 0
 
     def _parents(self, name: str) -> None:
         parts = name.split("/")
@@ -196,6 +204,9 @@ class _Unpacker:
         name = clean_name(m.name)
         if not name:
             return
+        self.name_bytes += len(name) + len(m.linkname)
+        if self.name_bytes > MAX_NAME_BYTES:
+            raise self.limits.too_large(name)
         if m.sparse is not None or any(k.startswith("GNU.sparse.") for k in m.pax_headers):
             raise refused(name, "sparse files are not accepted")
         path = self.root / name
@@ -226,6 +237,8 @@ class _Unpacker:
             path.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(self.root / target, path, follow_symlinks=False)
         elif m.type == tarfile.SYMTYPE:
+            if len(m.linkname) > MAX_NAME or "\0" in m.linkname:
+                raise refused(name, f"a link target longer than {MAX_NAME} characters")
             self._claim(name, "link")
             self.links[name] = m.linkname
             if not self._link_ok(name, m.linkname):
@@ -256,6 +269,7 @@ def unpack_file(*, archive: Path, into: Path, limits: Limits) -> None:
             for m in tar:
                 name = m.name
                 unpacker.member(tar, m)
+                tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps them all
             name = ""
             unpacker.make_links()
     except InvalidInput:
