@@ -13,6 +13,7 @@ extraction filters do (CVE-2025-4517 and kin)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -223,6 +224,8 @@ class _Unpacker:
             with os.fdopen(fd, "wb") as out:
                 shutil.copyfileobj(source, out, CHUNK)
             os.chmod(path, (m.mode & 0o755) | 0o600)
+            with contextlib.suppress(OSError, OverflowError, ValueError):
+                os.utime(path, (m.mtime, m.mtime))
         elif m.type == tarfile.LNKTYPE:
             try:
                 target = clean_name(m.linkname)
@@ -274,7 +277,7 @@ def unpack_file(*, archive: Path, into: Path, limits: Limits) -> None:
             unpacker.make_links()
     except InvalidInput:
         raise
-    except (tarfile.TarError, EOFError) as exc:
+    except (tarfile.TarError, EOFError, ValueError, OverflowError) as exc:
         raise refused(name, f"not a usable tar archive: {exc}") from None
     except OSError as exc:  # never show the server's paths
         raise refused(name, f"cannot be unpacked: {exc.strerror or type(exc).__name__}"
