@@ -14,7 +14,7 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes = b"", *, kind: bytes = ta
          link: str = "", pax: dict[str, str] | None = None) -> None:
     info = tarfile.TarInfo(name)
     info.type = kind
-    info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+    info.mode = 0o755
     info.linkname = link
     if pax:
         info.pax_headers = dict(pax)

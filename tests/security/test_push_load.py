@@ -6,14 +6,24 @@ configured unpacked-size cap, and the push's work directory is removed whatever 
 from __future__ import annotations
 
 import json
+import tarfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.security import hostile
-from tests.security.conftest import MAX_PROJECT_MIB, SecServer, push_raw
+from tests.security.conftest import (
+    MAX_PROJECT_MIB,
+    SecServer,
+    add_user_and_fleet,
+    push_raw,
+    start_server,
+    stop_server,
+)
+from tests.support import images
 
 RSS_LIMIT_MIB = 300
 """Peak RSS of the server process after every push below (it idles at about 90 MiB; the
@@ -90,3 +100,22 @@ def test_gzip_bomb_stops_at_the_unpacked_cap(secserver: SecServer, members: int)
     assert f"{MAX_PROJECT_MIB} MiB" in r.json()["detail"]
     assert slowest < PING_LIMIT_S, f"/ping took {slowest:.1f} s"
     _check_after(secserver)
+
+
+def test_a_build_that_never_ends_is_stopped(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`--build-timeout`: the release fails, the work directory goes, the server answers."""
+    server = start_server(tmp_path_factory.mktemp("secbox"), "--build-timeout", "3")
+    try:
+        add_user_and_fleet(server)
+        body = hostile.tar_of([("Dockerfile", b'FROM scratch\nCOPY busybox /bin/busybox\n'
+                                b'RUN ["/bin/busybox", "sleep", "600"]\n', tarfile.REGTYPE, ""),
+                               ("busybox", Path(images.BUSYBOX).read_bytes(),
+                                tarfile.REGTYPE, "")], with_dockerfile=False)
+        r, slowest = _during(server, body)
+        assert isinstance(r, httpx.Response), r
+        done = _events(r)[-1]
+        assert done["status"] == "failed" and "longer than 3 s" in str(done["error"]), done
+        assert slowest < PING_LIMIT_S
+        assert server.push_workdirs() == []
+    finally:
+        stop_server(server)
