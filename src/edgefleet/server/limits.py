@@ -114,7 +114,7 @@ class Limits:
                 self._failed(addr, time.monotonic())
             await send(message)
 
-        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE") \
+        if scope["method"] in ("GET", "HEAD", "OPTIONS") \
                 or any(p.match(scope["path"]) for p in STREAMING):
             await self.app(scope, receive, watch)
             return
