@@ -71,7 +71,9 @@ def run_server(*, data_dir: Path, database_url: str | None = None, registry: str
                               heartbeat_timeout_s=heartbeat_timeout_s,
                               offline_grace_s=offline_grace_s, cache_refresh_s=0.5,
                               heartbeat_flush_s=0.5, log_rate_per_s=log_rate_per_s,
-                              log_retention_lines=log_retention_lines)
+                              log_retention_lines=log_retention_lines,
+                              # tests of 401s share one address: tests/security test the brake
+                              auth_failures_per_minute=1_000_000)
     db = Database(url=settings.url)
     token = ensure_admin(db) or ""
     app = create_app(settings=settings, db=db)

@@ -49,6 +49,11 @@ def run(
              "max(poll interval, 10 min))."),
     offline_grace: float = typer.Option(15.0, "--offline-grace",
                                         help="Seconds from timeout to Offline."),
+    max_project_size: int = typer.Option(
+        1024, "--max-project-size", min=1,
+        help="MiB a pushed project may unpack to (its upload is capped alike)."),
+    build_timeout: float = typer.Option(3600.0, "--build-timeout", min=1,
+                                        help="Seconds a push's build may take."),
     admin_token_file: Path | None = typer.Option(
         None, "--admin-token-file", help="Also write the first admin's token here (mode 600)."),
 ) -> None:
@@ -63,7 +68,8 @@ def run(
     settings = ServerSettings(
         data_dir=data_dir, database_url=database_url, registry=registry,
         engine_socket=engine_socket, public_url=public_url or _default_url(host, port),
-        heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace)
+        heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace,
+        max_project_bytes=max_project_size * 2**20, build_timeout_s=build_timeout)
     try:
         serve(settings=settings, host=host, port=port,
               own_registry=registry is None and not no_registry,

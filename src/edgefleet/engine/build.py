@@ -3,7 +3,6 @@ socket), and ask the engine where its data root is."""
 
 from __future__ import annotations
 
-import fnmatch
 import io
 import json
 import os
@@ -14,6 +13,8 @@ from pathlib import Path
 import httpx
 
 from edgefleet.engine.errors import EngineError, EngineUnavailable
+from edgefleet.model.ignore import IgnoreRules
+from edgefleet.model.ignore import parse as parse_ignore
 
 
 def _client(socket: str) -> httpx.Client:
@@ -21,28 +22,38 @@ def _client(socket: str) -> httpx.Client:
                         timeout=httpx.Timeout(10.0, read=None))
 
 
-def _ignored(directory: Path) -> list[str]:
+def ignore_rules(directory: Path) -> IgnoreRules:
+    """The `.dockerignore` rules of a build context directory (none without the file)."""
     path = directory / ".dockerignore"
-    if not path.exists():
-        return []
-    return [line.strip().rstrip("/") for line in path.read_text().splitlines()
-            if line.strip() and not line.startswith("#") and not line.startswith("!")]
+    return parse_ignore(path.read_text(errors="replace") if path.is_file() else "")
+
+
+def context_files(directory: Path, *, rules: IgnoreRules,
+                  always: frozenset[str] = frozenset()) -> list[str]:
+    """Context-relative paths of every file and directory that goes into the build context;
+    paths in `always` (the Dockerfile, .dockerignore) are sent anyway, as Docker does.
+    Links are listed, never followed."""
+    keep: list[str] = []
+    prune = not rules.has_exclusions
+    for dirpath, dirnames, filenames in os.walk(directory):
+        rel_dir = os.path.relpath(dirpath, directory)
+        for name in sorted(dirnames) + sorted(filenames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel in always or not rules.ignored(rel):
+                keep.append(rel)
+            elif prune and name in dirnames:  # nothing under it can come back
+                dirnames.remove(name)
+        dirnames.sort()
+    return keep
 
 
 def context_tar(*, directory: Path) -> bytes:
-    """A build context: the directory as a tar, minus `.dockerignore` patterns (no `!`)."""
-    patterns = _ignored(directory)
+    """A build context: the directory as a tar, minus what `.dockerignore` leaves out."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for root, dirs, files in os.walk(directory):
-            rel_root = os.path.relpath(root, directory)
-            for name in sorted(dirs + files):
-                rel = os.path.normpath(os.path.join(rel_root, name))
-                if any(fnmatch.fnmatch(rel, p) for p in patterns):
-                    if name in dirs:
-                        dirs.remove(name)
-                    continue
-                tar.add(os.path.join(root, name), arcname=rel, recursive=False)
+        for rel in context_files(directory, rules=ignore_rules(directory),
+                                 always=frozenset({"Dockerfile", ".dockerignore"})):
+            tar.add(directory / rel, arcname=rel, recursive=False)
     return buf.getvalue()
 
 

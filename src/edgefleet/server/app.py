@@ -13,6 +13,7 @@ from edgefleet import __version__
 from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
 from edgefleet.server.db import Database
 from edgefleet.server.fastpoll import FastPoll
+from edgefleet.server.limits import Limits
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
@@ -53,6 +54,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
         return "OK"
 
     app.add_middleware(FastPoll, state=state)
+    app.add_middleware(Limits, auth_failures_per_minute=settings.auth_failures_per_minute)
     current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))

@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import httpx
 
-from edgefleet.server.project import BuildSpec, Project, context_tar
+from edgefleet.server.project import BuildSpec, Project, write_context_tar
 from edgefleet.server.releases import PushedImage
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
@@ -56,10 +59,26 @@ async def _lines(response: httpx.Response) -> Any:
                 yield {"stream": line}
 
 
+async def _chunks(file: IO[bytes]) -> AsyncIterator[bytes]:
+    while chunk := await asyncio.to_thread(file.read, 2**20):
+        yield chunk
+
+
 async def build_one(*, client: httpx.AsyncClient, spec: BuildSpec, target: BuildTarget,
-                    substitutions: dict[str, str], emit: Emit) -> str:
-    """Build one service image, tagged for the registry; returns `repo:commit`."""
-    body, dockerfile = context_tar(spec=spec, substitutions=substitutions)
+                    substitutions: dict[str, str], emit: Emit, scratch: Path | None = None
+                    ) -> str:
+    """Build one service image, tagged for the registry; returns `repo:commit`. The context
+    goes to the engine from a temporary file (in `scratch`), never whole in memory."""
+    with tempfile.TemporaryFile(dir=scratch) as file:
+        dockerfile = await asyncio.to_thread(write_context_tar, spec=spec,
+                                             substitutions=substitutions, out=file)
+        file.seek(0)
+        return await _build(client=client, spec=spec, target=target, emit=emit,
+                            body=_chunks(file), dockerfile=dockerfile)
+
+
+async def _build(*, client: httpx.AsyncClient, spec: BuildSpec, target: BuildTarget,
+                 emit: Emit, body: AsyncIterator[bytes], dockerfile: str) -> str:
     ref = f"{target.repo(spec.service)}:{target.commit}"
     params = {"t": ref, "dockerfile": dockerfile, "rm": "1", "forcerm": "1",
               "buildargs": json.dumps(spec.args),
@@ -113,7 +132,8 @@ async def build_project(*, project: Project, target: BuildTarget, engine_socket:
             await emit({"type": "status", "service": spec.service,
                         "message": f"building {spec.service}"})
             ref = await build_one(client=client, spec=spec, target=target,
-                                  substitutions=substitutions, emit=emit)
+                                  substitutions=substitutions, emit=emit,
+                                  scratch=project.scratch)
             await emit({"type": "status", "service": spec.service,
                         "message": f"pushing {ref}"})
             out.append(await push_one(client=client, service=spec.service, ref=ref, emit=emit))

@@ -54,6 +54,7 @@ def save_login(login: Login, *, path: Path | None = None) -> None:
     path = path or config_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file was there before
     with os.fdopen(fd, "w") as fh:
         json.dump({"url": login.url, "token": login.token}, fh)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -26,12 +27,21 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
+def private_file(path: Path) -> None:
+    """Make `path` (created empty if missing) readable by its owner only; SQLite gives its
+    -wal and -shm files the database file's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+
+
 def open_engine(*, url: str) -> Engine:
     """An engine for `url` with SQLite tuned for many small writes (WAL, NORMAL sync)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))
         engine = sa.create_engine(url, connect_args={"check_same_thread": False},
                                   pool_size=8, max_overflow=8)
         sa.event.listen(engine, "connect", _sqlite_pragmas)

@@ -154,6 +154,9 @@ def router(*, state: ServerState) -> APIRouter:
         def take(raw: bytes) -> None:
             if not raw.strip():
                 return
+            if len(raw) > logstore.MAX_LINE:
+                counts["invalid"] += 1
+                return
             try:
                 line = LogLine.model_validate_json(raw)
             except ValidationError:
@@ -165,16 +168,25 @@ def router(*, state: ServerState) -> APIRouter:
             else:
                 counts["dropped"] += 1
 
+        skipping = False  # inside a line longer than MAX_LINE: dropped up to its end
         async for chunk in request.stream():
             buf += chunk
             *lines, buf = buf.split(b"\n")
+            if skipping and lines:
+                lines, skipping = lines[1:], False
             for raw in lines:
                 take(raw)
+            if not skipping and len(buf) > logstore.MAX_LINE:
+                counts["invalid"] += 1
+                skipping = True
+            if skipping:
+                buf = b""
             if pending or limiter.dropped:
                 await flush(device_id, pending, limiter)
                 counts["accepted"] += len(pending)
                 pending = []
-        take(buf)
+        if not skipping:
+            take(buf)
         await flush(device_id, pending, limiter)
         counts["accepted"] += len(pending)
         return counts

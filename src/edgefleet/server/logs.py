@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from edgefleet.server import tables as t
 
 MAX_MESSAGE = 10_000
+MAX_LINE = 64 * 1024
+"""Longest NDJSON line of a log stream; longer lines are counted invalid, never buffered."""
 
 
 @dataclass

@@ -9,6 +9,7 @@ import logging
 import shutil
 import uuid as uuidlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,23 +26,25 @@ from edgefleet.server import tables as t
 from edgefleet.server.access import user_fleet
 from edgefleet.server.builder import BuildFailed, BuildTarget, build_project
 from edgefleet.server.devicetypes import arch_of
-from edgefleet.server.project import MAX_UPLOAD, Project, load_project, template_values, unpack
+from edgefleet.server.project import Project, load_project, template_values
 from edgefleet.server.releases import SINGLE_SERVICE, fail_release, finish_release, start_release
 from edgefleet.server.state import ServerState
+from edgefleet.server.unpack import Limits, TooLarge, unpack_file
 
 log = logging.getLogger(__name__)
 LOG_CAP = 1_000_000
 
 
-async def read_upload(request: Request) -> bytes:
-    """The request body, refused beyond MAX_UPLOAD bytes."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_UPLOAD:
-            raise HTTPException(413, f"the project is larger than {MAX_UPLOAD} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def receive_upload(request: Request, *, into: Path, limit: int) -> None:
+    """Stream the request body to `into`; 413 beyond `limit` bytes (nothing in memory)."""
+    size = 0
+    with into.open("wb") as out:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise HTTPException(413, f"the upload is larger than {limit // 2**20} MiB, "
+                                         "more than this server accepts")
+            out.write(chunk)
 
 
 def check_composition(project: Project) -> None:
@@ -65,26 +68,50 @@ class PushJob:
         self.log_lines: list[str] = []
         self.workdir = state.settings.data_dir / "builds" / uuidlib.uuid4().hex
 
-    def prepare(self, data: bytes) -> tuple[Project, int, BuildTarget, dict[str, str]]:
-        """Unpack, check, and record the release as `building` (threadpool)."""
-        settings = self.state.settings
+    @property
+    def limits(self) -> Limits:
+        return Limits(max_bytes=self.state.settings.max_project_bytes)
+
+    @property
+    def upload(self) -> Path:
+        return self.workdir / "upload"
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "project"
+
+    def find_fleet(self) -> tuple[int, str, str]:
+        """The user's fleet (404 otherwise); makes the work directory (threadpool)."""
         with self.state.db.session() as s:
             fleet = user_fleet(s, user=self.user, name=self.fleet_name)
-            fleet_id, fleet_uuid, device_type = fleet.id, fleet.uuid, fleet.device_type
-        self.workdir.mkdir(parents=True)
+            found = fleet.id, fleet.uuid, fleet.device_type
+        self.root.mkdir(parents=True)
+        return found
+
+    def prepare(self, fleet: tuple[int, str, str]
+                ) -> tuple[Project, int, BuildTarget, dict[str, str]]:
+        """Unpack, check, and record the release as `building` (threadpool)."""
+        settings = self.state.settings
+        fleet_id, fleet_uuid, device_type = fleet
         try:
-            unpack(data=data, into=self.workdir)
-            project = load_project(root=self.workdir)
+            unpack_file(archive=self.upload, into=self.root, limits=self.limits)
+            self.upload.unlink()
+            project = load_project(root=self.root)
             check_composition(project)
+        except TooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
         except InvalidInput as exc:
-            shutil.rmtree(self.workdir, ignore_errors=True)
             raise HTTPException(400, str(exc)) from None
+        except (ValueError, TypeError, RecursionError) as exc:
+            detail = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+            raise HTTPException(400, f"the project's compose file cannot be used: {detail}"
+                                ) from None
         if project.builds and not settings.registry:
-            shutil.rmtree(self.workdir, ignore_errors=True)
             raise HTTPException(409, "this server has no registry to push built images to")
         with self.state.db.session() as s:
             row = s.get(t.Fleet, fleet_id)
-            assert row is not None
+            if row is None:
+                raise HTTPException(404, f"no fleet {self.fleet_name!r}")
             release = start_release(s, fleet=row, composition=project.composition)
             target = BuildTarget(registry=settings.registry or "", fleet_uuid=fleet_uuid,
                                  commit=release.commit)
@@ -111,13 +138,30 @@ class PushJob:
 
     async def run(self, project: Project, release_id: int, target: BuildTarget,
                   subs: dict[str, str]) -> None:
+        try:
+            error = await self.build(project, release_id, target, subs)
+        finally:  # whatever happened, even cancellation at shutdown
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, self.workdir, True))
+        await self.queue.put({"type": "done", "commit": target.commit,
+                              "status": "failed" if error else "success", "error": error})
+        await self.queue.put(None)
+
+    async def build(self, project: Project, release_id: int, target: BuildTarget,
+                    subs: dict[str, str]) -> str:
+        """Build, push and record the release; returns the error ("" on success)."""
         error = ""
         images: Any = None
+        timeout = self.state.settings.build_timeout_s
         try:
-            images = await build_project(project=project, target=target, substitutions=subs,
-                                         engine_socket=self.state.settings.engine_socket,
-                                         emit=self.emit)
+            images = await asyncio.wait_for(build_project(
+                project=project, target=target, substitutions=subs,
+                engine_socket=self.state.settings.engine_socket, emit=self.emit),
+                timeout=timeout)
         except BuildFailed as exc:
+            error = str(exc)
+        except TimeoutError:
+            error = f"the build took longer than {timeout:g} s and was stopped"
+        except InvalidInput as exc:  # e.g. a .dockerignore too costly to match
             error = str(exc)
         except Exception as exc:  # the engine is away, the socket broke, ...
             log.exception("build of %s failed", target.commit)
@@ -127,11 +171,7 @@ class PushJob:
         except Exception as exc:
             log.exception("recording release %s failed", target.commit)
             error = error or f"recording the release failed: {exc}"
-        finally:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-        await self.queue.put({"type": "done", "commit": target.commit,
-                              "status": "failed" if error else "success", "error": error})
-        await self.queue.put(None)
+        return error
 
     async def events(self, first: dict[str, Any]) -> AsyncIterator[bytes]:
         yield json.dumps(first).encode() + b"\n"
@@ -144,11 +184,19 @@ _running: set[asyncio.Task[None]] = set()
 
 async def push(*, state: ServerState, user: keys.UserPrincipal, fleet: str,
                request: Request) -> StreamingResponse:
-    """Start a push; the build goes on even if the client goes away."""
-    data = await read_upload(request)
+    """Start a push; the build goes on even if the client goes away. Until the build task
+    owns it, the push's work directory is removed here whatever happens."""
     job = PushJob(state=state, user=user, fleet=fleet)
-    project, release_id, target, subs = await run_in_threadpool(job.prepare, data)
-    task = asyncio.create_task(job.run(project, release_id, target, subs))
+    started = False
+    try:
+        found = await run_in_threadpool(job.find_fleet)
+        await receive_upload(request, into=job.upload, limit=job.limits.stream_bytes)
+        project, release_id, target, subs = await run_in_threadpool(job.prepare, found)
+        task = asyncio.create_task(job.run(project, release_id, target, subs))
+        started = True
+    finally:
+        if not started:
+            await run_in_threadpool(shutil.rmtree, job.workdir, True)
     _running.add(task)
     task.add_done_callback(_running.discard)
     first = {"type": "release", "commit": target.commit, "status": "building",

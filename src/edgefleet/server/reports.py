@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from edgefleet.server import tables as t
 from edgefleet.server.device_schemas import DeviceReport
 
+MAX_REPORTED = 1 * 2**20
+"""Largest stored report document (one report body is capped alike, by `limits`)."""
 COLUMNS = ("status", "os_version", "os_variant", "supervisor_version", "mac_address",
            "ip_address")
 
@@ -41,7 +43,10 @@ def apply_reports(s: Session, items: list[tuple[int, DeviceReport, int]]) -> Non
         if scalars and device_id in stored:
             merged = json.loads(stored[device_id] or "{}")
             merged.update(scalars)
-            stored[device_id] = row["reported"] = json.dumps(merged)
+            text = json.dumps(merged)
+            if len(text) > MAX_REPORTED:  # diffs adding keys must not grow it for ever
+                text = json.dumps(scalars)
+            stored[device_id] = row["reported"] = text
         rows.append(row)
     if rows:
         s.connection().execute(UPDATE, rows)

@@ -22,6 +22,7 @@ def write_secret(*, path: Path, text: str) -> None:
     """Write a secret readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when the file was there before
     with os.fdopen(fd, "w") as fh:
         fh.write(text + "\n")
 
@@ -31,13 +32,15 @@ def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
           say: Callable[[str], None] = print) -> None:
     """Run the server until interrupted (the registry it started stops with it)."""
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = Database(url=settings.url)
     token = ensure_admin(db)
-    if token:
+    if token and admin_token_file is not None:  # output may go to a log: no token there
+        write_secret(path=admin_token_file, text=token)
+        say(f"first start: created user 'admin'; its API token is in {admin_token_file} "
+            "(mode 600)")
+    elif token:
         say(f"first start: created user 'admin'; its API token (shown once): {token}")
-        if admin_token_file is not None:
-            write_secret(path=admin_token_file, text=token)
     registry: OwnRegistry | None = None
     if own_registry:
         registry = start_registry(data_dir=settings.data_dir, port=registry_port)

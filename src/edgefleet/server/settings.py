@@ -32,6 +32,13 @@ class ServerSettings:
     log_retention_days: int = 30
     log_rate_per_s: float = 200.0
     """Log lines a device may send per second (bucket of 10 s); more are dropped and counted."""
+    max_project_bytes: int = 1 * 2**30
+    """The most a pushed project may unpack to (the upload itself is capped alike)."""
+    build_timeout_s: float = 3600.0
+    """A push's build and image push taking longer than this fails."""
+    auth_failures_per_minute: int = 30
+    """Requests with a missing or unknown key one source address may make per minute; after
+    that the address gets 429 until the minute is over."""
 
     @property
     def url(self) -> str:
