@@ -91,15 +91,22 @@ def test_push_release_pin_and_logs(cli: Any, server: RunningServer, fleet: Fleet
                                    device: DeviceInfo, tmp_path: Path, registry: str) -> None:
     proj = tmp_path / "proj"
     proj.mkdir()
-    (proj / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
+    (proj / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\nCOPY id /id\n")
     shutil.copy(images.BUSYBOX, proj / "busybox")
+    (proj / "id").write_text(os.urandom(16).hex())  # a layer the registry has not seen
     out = cli("push", fleet.name, str(proj))
     assert "built and pushed" in out
+    # build output per step, as text (no raw markup); push progress per layer, in bytes
+    assert "[dim]" not in out and "[/]" not in out and "1/1 bytes" not in out, out
+    assert re.search(r"main +Step 1/\d : FROM scratch", out), out
+    assert re.search(r"main: layer [0-9a-f]{12} pushed \(\d[\d.]* (bytes|kB|MB)\)", out), out
     commit = re.search(r"release ([0-9a-f]{32})", out)
     assert commit, out
     first = commit.group(1)
     events = [json.loads(x) for x in cli("push", fleet.name, str(proj), "--json").splitlines()]
     second = events[-1]["commit"]
+    assert any(e["type"] == "push" and e.get("status") == "Layer already exists"
+               for e in events), events
     assert events[-1]["status"] == "success"
     releases = json.loads(cli("release", "list", fleet.name, "--json"))
     assert [r["commit"] for r in releases] == [second, first]
