@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -36,9 +37,11 @@ def test_supervisor_run_loads_apps_json_once_and_reports_status(
     apps = tmp_path / "apps.json"
     write_apps(apps, test_images["sleeper"].ref)
     data = tmp_path / "data"
+    # its own runtime dir: other tests' supervisors may run on this machine meanwhile
+    env = {**os.environ, "EDGEFLEET_RUNTIME_DIR": str(tmp_path / "run")}
     proc = subprocess.Popen([*CLI, "supervisor", "run", "--config", str(config), "--apps",
                              str(apps), "--data-dir", str(data), "--scope", scope],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     try:
         status: dict[str, Any] = {}
         deadline = time.monotonic() + 60
@@ -60,10 +63,23 @@ def test_supervisor_run_loads_apps_json_once_and_reports_status(
                               capture_output=True, text=True).stdout
         assert "Started service 'hello'" in logs
         assert "hello from edgefleet" in logs
+        # no flags: status and logs find the running supervisor and say which one it is
+        found = subprocess.run([*CLI, "supervisor", "status", "--json"], env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert found.returncode == 0, found.stderr
+        assert f"scope '{scope}'" in found.stderr and str(data) in found.stderr
+        assert json.loads(found.stdout)["services"][0]["service"] == "hello"
+        found = subprocess.run([*CLI, "supervisor", "logs"], env=env, capture_output=True,
+                               text=True, timeout=60)
+        assert "hello from edgefleet" in found.stdout and str(data) in found.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         cleanup_scope(scope)
+    gone = subprocess.run([*CLI, "supervisor", "status"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert "no supervisor is running here" in gone.stderr, gone.stderr
+    assert not list((tmp_path / "run").glob("*.json")), "the runtime file goes with it"
 
 
 def test_bad_apps_json_is_refused_with_the_field(tmp_path: Path) -> None:
