@@ -96,8 +96,10 @@ def test_bad_apps_json_is_refused_with_the_field(tmp_path: Path) -> None:
 
 
 def test_bad_config_json_is_refused(tmp_path: Path) -> None:
+    """A bad required field stops the supervisor before it starts, naming the field (a bad
+    optional one is ignored: tests/model/test_config.py)."""
     config = tmp_path / "config.json"
-    config.write_text('{"listenPort": 99999}')
+    config.write_text('{"applicationId": "twelve"}')
     out = subprocess.run([*CLI, "supervisor", "run", "--config", str(config), "--data-dir",
                           str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "listenPort" in out.stdout
+    assert out.returncode == 2 and "applicationId" in out.stdout

@@ -31,14 +31,14 @@ def checks(
     from edgefleet.model.errors import InvalidInput
 
     host = Host(root=root, data_root=data_root, run_commands=root == Path("/"))
-    device_config = None
+    device_config, refused = None, None
     if config.exists():
         try:
             device_config = load_config(path=config)
-        except InvalidInput as exc:
-            typer.echo(f"warning: {exc}; config checks skipped", err=True)
+        except InvalidInput as exc:  # check_config says why; the checks needing it are skipped
+            refused = exc
     report = run_device_checks(host=host, config=device_config, engine_socket=engine_socket,
-                               data_dir=data_dir)
+                               data_dir=data_dir, config_refused=refused)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
     else:

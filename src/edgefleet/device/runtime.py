@@ -202,6 +202,11 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
                             lock_override=cfg.lock_override, gate=gate)
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
+    for problem in cfg.ignored:
+        logs.system(f"config.json: {problem} (fix the field; the apps keep running"
+                    " meanwhile)", error=True)
+    for problem in cfg.adjusted:
+        logs.system(f"config.json: {problem}")
     local = LocalMode(supervisor=supervisor, config=cfg)
     link = start_link(supervisor=supervisor, options=options)
     on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)
