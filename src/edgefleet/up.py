@@ -141,6 +141,10 @@ class Up:
             if c.get(f"/fleets/{o.fleet}").status_code == 404:
                 c.post("/fleets", json={"name": o.fleet, "device_type": o.device_type}
                        ).raise_for_status()
+                # the server then knows how soon devices see a change (`env set` says so)
+                c.put("/variables", json={
+                    "kind": "config", "fleet": o.fleet, "name": "BALENA_SUPERVISOR_POLL_INTERVAL",
+                    "value": str(o.poll_interval_ms)}).raise_for_status()
                 self.say(f"[up] created fleet '{o.fleet}' ({o.device_type})")
 
     def ensure_device_config(self, token: str) -> None:

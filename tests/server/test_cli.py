@@ -68,10 +68,13 @@ def test_fleet_device_env_commands(cli: Any, server: RunningServer, tenant: Tena
     assert "abababab" in table and "Offline" in table and "STATUS" in table
     cli("device", "rename", "abababab", "kitchen")
     assert json.loads(cli("device", "show", "kitchen", "--json"))["name"] == "kitchen"
-    cli("env", "set", "GREETING", "hello", "--fleet", "cli-fleet")
-    cli("env", "set", "GREETING", "hi", "--device", "kitchen", "--service", "web")
+    assert "at their next poll" in cli("env", "set", "GREETING", "hello", "--fleet",
+                                       "cli-fleet")
     cli("env", "set", "BALENA_SUPERVISOR_POLL_INTERVAL", "30000", "--fleet", "cli-fleet",
         "--config")
+    # when devices see a change: the poll interval the fleet's config variable sets
+    assert "devices poll every 30 s" in cli("env", "set", "GREETING", "hi", "--device",
+                                            "kitchen", "--service", "web")
     fleet_vars = json.loads(cli("env", "list", "--fleet", "cli-fleet", "--json"))
     assert {(v["level"], v["name"]) for v in fleet_vars} == {
         ("fleet", "GREETING"), ("fleet", "BALENA_SUPERVISOR_POLL_INTERVAL")}
@@ -95,7 +98,7 @@ def test_push_release_pin_and_logs(cli: Any, server: RunningServer, fleet: Fleet
     shutil.copy(images.BUSYBOX, proj / "busybox")
     (proj / "id").write_text(os.urandom(16).hex())  # a layer the registry has not seen
     out = cli("push", fleet.name, str(proj))
-    assert "built and pushed" in out
+    assert "built and pushed" in out and "devices pick this up at their next poll" in out
     # build output per step, as text (no raw markup); push progress per layer, in bytes
     assert "[dim]" not in out and "[/]" not in out and "1/1 bytes" not in out, out
     assert re.search(r"main +Step 1/\d : FROM scratch", out), out

@@ -42,13 +42,16 @@ def build_app(*, only: str | None = None) -> typer.Typer:
         if only in (None, name):
             root.add_typer(importlib.import_module(f"edgefleet.cli.{module}").app, name=name)
     if only is None:
+        from edgefleet.cli import up_cmd
+
+        up_cmd.register(root)  # first: the first panel of `--help` is how to start
         from edgefleet.cli import fleet_cmds
 
         fleet_cmds.register(root)
-        from edgefleet.cli import up_cmd
-
-        up_cmd.register(root)
     root.callback()(_root)
+    from edgefleet.cli.help_text import decorate
+
+    decorate(root)
     return root
 
 

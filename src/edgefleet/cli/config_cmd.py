@@ -11,7 +11,8 @@ import typer
 
 from edgefleet.model.errors import InvalidInput
 
-app = typer.Typer(help="Show, check and edit config.json (seed 000 §7).", no_args_is_help=True)
+app = typer.Typer(help="Show, check and edit config.json (the device's configuration, as on"
+                  " balena).", no_args_is_help=True)
 
 DEFAULT = os.environ.get("EDGEFLEET_CONFIG", "/mnt/boot/config.json")
 PATH_OPT = typer.Option(Path(DEFAULT), "--config", "-c",

@@ -18,6 +18,7 @@ from edgefleet.cli.fleet_common import (
     client,
     console,
     fail,
+    poll_note,
     print_json,
     short,
 )
@@ -131,10 +132,15 @@ def env_set(name: str, value: str, fleet: str | None = FLEET_OPT,
             device: str | None = DEVICE_OPT, service: str | None = SERVICE_OPT,
             config: bool = CONFIG_OPT, as_json: bool = JSON_OPT) -> None:
     """Set a variable for a fleet or a device, optionally for one service only."""
-    v = call(lambda c: c.set_variable(kind="config" if config else "env", fleet=fleet,
-                                      device=device, service=service, name=name, value=value))
-    print_json(v) if as_json else console.print(
-        f"{v['level']} {v['kind']} {v['name']}={v['value']}", highlight=False)
+    with client() as c:
+        v = c.set_variable(kind="config" if config else "env", fleet=fleet, device=device,
+                           service=service, name=name, value=value)
+        if as_json:
+            print_json(v)
+            return
+        console.print(f"{v['level']} {v['kind']} {v['name']}={v['value']}", highlight=False)
+        console.print(poll_note(c, fleet=fleet if device is None else None, device=device),
+                      highlight=False)
 
 
 @env_app.command("list")

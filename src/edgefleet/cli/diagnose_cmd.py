@@ -1,4 +1,4 @@
-"""`edgefleet diagnose ...`: health checks of this device (seed 000 §2.1)."""
+"""`edgefleet diagnose ...`: health checks of this device (as balena's device diagnostics)."""
 
 from __future__ import annotations
 

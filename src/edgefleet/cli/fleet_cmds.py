@@ -11,7 +11,17 @@ import typer
 from rich.table import Table
 
 from edgefleet.cli import device_cmds
-from edgefleet.cli.fleet_common import JSON_OPT, ago, call, client, console, fail, print_json, short
+from edgefleet.cli.fleet_common import (
+    JSON_OPT,
+    ago,
+    call,
+    client,
+    console,
+    fail,
+    poll_note,
+    print_json,
+    short,
+)
 from edgefleet.cli.push_view import PushView
 from edgefleet.server.client import FleetClient, Login, save_login
 
@@ -135,6 +145,8 @@ def push(fleet: str, source: Path = typer.Argument(
                 done = event
         else:
             done = _push_progress(c, fleet, source)
+            if done.get("status") == "success":
+                console.print(poll_note(c, fleet=fleet), highlight=False)
     if done.get("status") != "success":
         raise typer.Exit(1)
 

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 
 from edgefleet.server.client import ApiError, FleetClient, load_login
+from edgefleet.server.status import POLL_VARS
 
 console = Console()
 T = TypeVar("T")
@@ -69,3 +70,25 @@ def short(commit: str | None) -> str:
 
 STATUS_STYLE = {"Online": "green", "Heartbeat Only": "green", "VPN Only": "yellow",
                 "Offline": "red"}
+
+
+def poll_note(c: FleetClient, *, fleet: str | None = None, device: str | None = None) -> str:
+    """When devices will pick a change up: they poll the server (the tunnel, when it comes,
+    makes this near-instant)."""
+    from edgefleet.server.status import poll_interval_ms
+
+    try:
+        if device is not None:
+            fleet = str(c.device(device=device)["fleet"])
+        rows = c.variables(fleet=fleet, device=None, kind="config") if fleet else []
+        if device is not None:
+            rows += c.variables(fleet=None, device=device, kind="config")
+    except (ApiError, OSError):
+        return "devices pick this up at their next poll"
+    config = {v["name"]: v["value"] for v in rows if not v.get("service")}
+    if not any(name in config for name in POLL_VARS):
+        return ("devices pick this up at their next poll (every appUpdatePollInterval of"
+                f" their config.json; {poll_interval_ms(config={}) // 1000} s unless it says"
+                " otherwise)")
+    seconds = poll_interval_ms(config=config) / 1000
+    return f"devices poll every {seconds:g} s: they pick this up within {seconds:g} s"
