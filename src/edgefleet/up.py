@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,6 +115,22 @@ class Up:
         self.procs.clear()
 
     # --- steps -----------------------------------------------------------------------------
+    def check_ports(self) -> None:
+        """Refuse to start when a port `up` needs is taken, before starting anything."""
+        o = self.options
+        for what, port in (("fleet server", o.port), ("registry", o.registry_port),
+                           ("device's supervisor API", o.api_port)):
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError as exc:
+                    flag = {"fleet server": "--port", "registry": "--registry-port"}.get(
+                        what, "--api-port")
+                    raise UpError(f"port {port} for the {what} is taken ({exc.strerror}):"
+                                  " another `edgefleet up` may be running; stop it, or pass"
+                                  f" {flag}") from None
+
     def start_server(self) -> str:
         """Start the fleet server (its own docker-registry beside it); returns the token."""
         o = self.options
@@ -302,6 +319,7 @@ def run_up(*, options: UpOptions, say: Callable[[str], None] = print,
     up = Up(options=options, say=say)
     _stop_on_sigterm()
     try:
+        up.check_ports()
         token = up.start_server()
         logged_in = up.ensure_login(token)
         up.ensure_fleet(token)

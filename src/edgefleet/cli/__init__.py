@@ -69,4 +69,11 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Console entry point."""
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    build_app(only=first if first in _GROUPS else None)()
+    try:
+        build_app(only=first if first in _GROUPS else None)()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # the one line a user can act on, not a traceback
+        from edgefleet.cli.errors import report_and_exit
+
+        report_and_exit(exc)
