@@ -115,6 +115,12 @@ def test_push_release_pin_and_logs(cli: Any, server: RunningServer, fleet: Fleet
     assert [r["commit"] for r in releases] == [second, first]
     assert "main" in cli("release", "show", first[:8])
     cli("device", "pin", device.uuid[:8], first[:8])
+    # the device's downloads, per service (image), as it reports them
+    assert device.http.patch("/device/v3/state", json={device.uuid: {"apps": {fleet.uuid: {
+        "releases": {first: {"update_status": "downloading", "services": {"main": {
+            "image": "x", "status": "Downloading", "download_progress": 45}}}}}}}}
+        ).status_code == 200
+    assert "main: Downloading 45%" in cli("device", "show", device.uuid[:8])
     shown = json.loads(cli("device", "show", device.uuid, "--json"))
     assert shown["pinned_release"] == first and shown["target_release"] == first
     cli("fleet", "pin", fleet.name, first)

@@ -74,8 +74,17 @@ def device_show(device: str, as_json: bool = JSON_OPT) -> None:
     rel = Table("COMMIT", "UPDATE STATUS", "SERVICES", title="releases")
     for r in d["releases"]:
         rel.add_row(short(r["commit"]), r["update_status"], ", ".join(
-            f"{k}: {v.get('status', '?')}" for k, v in sorted(r["services"].items())))
+            f"{k}: {_service_state(v)}" for k, v in sorted(r["services"].items())))
     console.print(rel)
+
+
+def _service_state(service: dict[str, Any]) -> str:
+    """`Running`, or `Downloading 45%` while its image downloads."""
+    status = str(service.get("status", "?"))
+    progress = service.get("download_progress")
+    if status == "Downloading" and progress is not None:
+        return f"{status} {int(progress)}%"
+    return status
 
 
 @device_app.command("pin")
