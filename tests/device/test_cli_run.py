@@ -33,7 +33,8 @@ def test_supervisor_run_loads_apps_json_once_and_reports_status(
 ) -> None:
     scope = f"cli{unique}"
     config = tmp_path / "config.json"
-    config.write_text(json.dumps({"deviceType": "generic-amd64"}))
+    # a bad optional field: the supervisor uses its default, says so, and runs the apps
+    config.write_text(json.dumps({"deviceType": "generic-amd64", "dnsServers": "1.1.1.1#53"}))
     apps = tmp_path / "apps.json"
     write_apps(apps, test_images["sleeper"].ref)
     data = tmp_path / "data"
@@ -63,6 +64,9 @@ def test_supervisor_run_loads_apps_json_once_and_reports_status(
                               capture_output=True, text=True).stdout
         assert "Started service 'hello'" in logs
         assert "hello from edgefleet" in logs
+        flat = " ".join(logs.split())
+        assert "config.json: dnsServers: '1.1.1.1#53' is not an IP address" in flat, logs
+        assert "using the default" in flat
         # no flags: status and logs find the running supervisor and say which one it is
         found = subprocess.run([*CLI, "supervisor", "status", "--json"], env=env,
                                capture_output=True, text=True, timeout=60)

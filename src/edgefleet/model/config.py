@@ -137,7 +137,8 @@ class DeviceConfig(BaseModel):
 
 
 def _problems(exc: ValidationError) -> list[Problem]:
-    return [Problem(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+    return [Problem(".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
+            for e in exc.errors()]
 
 
 def parse_config(*, data: object) -> DeviceConfig:
