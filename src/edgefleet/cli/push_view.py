@@ -13,7 +13,7 @@ from rich.text import Text
 
 STEP = re.compile(r"^Step (\d+)/(\d+) : ")
 # engine chatter that says nothing to a user: image ids between steps, cleanup
-NOISE = (" ---> ", "Removing intermediate container", "Successfully built ")
+NOISE = (" ---> ", "Removing intermediate container", "Successfully built ", "Successfully tagged ")
 
 
 class AmountColumn(ProgressColumn):
