@@ -76,6 +76,13 @@ def test_supervisor_run_loads_apps_json_once_and_reports_status(
         found = subprocess.run([*CLI, "supervisor", "logs"], env=env, capture_output=True,
                                text=True, timeout=60)
         assert "hello from edgefleet" in found.stdout and str(data) in found.stderr
+        # diagnose checks, too, checks the device of the supervisor running here
+        checked = subprocess.run([*CLI, "diagnose", "checks", "--json"], env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert str(config) in checked.stderr, checked.stderr
+        names = {c["name"]: c for c in json.loads(checked.stdout)["checks"]}
+        assert not names["check_config"]["success"], "its dnsServers is bad"
+        assert names["check_supervisor"]["success"], names["check_supervisor"]
     finally:
         proc.terminate()
         proc.wait(timeout=30)
