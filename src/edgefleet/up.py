@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,7 +105,11 @@ class Up:
         raise UpError(f"timed out after {timeout:.0f}s waiting for {what}")
 
     def stop(self) -> None:
-        """Stop the device first, then the server (and its registry)."""
+        """Stop the device first, then the server (and its registry); a second Ctrl-C or
+        SIGTERM meanwhile does not leave them running."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_IGN)
         for _name, proc, _log in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
@@ -278,8 +283,9 @@ def _stop_on_sigterm() -> None:
     def interrupt(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupt)
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, interrupt)
 
 
 def reset(*, options: UpOptions, say: Callable[[str], None] = print) -> None:
