@@ -19,6 +19,21 @@ def _default_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def _port_taken(host: str, port: int) -> str:
+    """Why (host, port) cannot be listened on, or "" when it can (checked before anything
+    is set up, so a taken port changes nothing)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
 @app.command()
 def run(
     data_dir: Path = typer.Option(Path("/var/lib/edgefleet-server"), "--data-dir",
@@ -64,6 +79,13 @@ def run(
     from edgefleet.server.registry import RegistryError
     from edgefleet.server.run import serve
     from edgefleet.server.settings import ServerSettings
+
+    taken = _port_taken(host, port)
+    if taken:
+        typer.echo(f"error: cannot listen on {host}:{port} ({taken}): another program (an"
+                   " `edgefleet server` or `edgefleet up`?) uses it; stop it, or pass --port",
+                   err=True)
+        raise typer.Exit(2)
 
     settings = ServerSettings(
         data_dir=data_dir, database_url=database_url, registry=registry,

@@ -202,6 +202,11 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
                             lock_override=cfg.lock_override, gate=gate)
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
+    for problem in cfg.ignored:
+        logs.system(f"config.json: {problem} (fix the field; the apps keep running"
+                    " meanwhile)", error=True)
+    for problem in cfg.adjusted:
+        logs.system(f"config.json: {problem}")
     local = LocalMode(supervisor=supervisor, config=cfg)
     link = start_link(supervisor=supervisor, options=options)
     on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)
@@ -218,6 +223,12 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     for sig in (signal.SIGINT, signal.SIGTERM):
         if task is not None:
             loop.add_signal_handler(sig, task.cancel)
+    from edgefleet.device.runfile import RunningSupervisor, remove_runfile, write_runfile
+
+    write_runfile(info=RunningSupervisor(
+        pid=os.getpid(), data_dir=str(options.data_dir.resolve()), scope=options.scope,
+        engine_socket=options.engine_socket, api_port=device.supervisor_api_port,
+        config=str(options.config_path.resolve()) if options.config_path else ""))
     recorder = asyncio.create_task(EngineStartRecorder(
         pidfile=options.engine_pidfile, record=options.data_dir / "engine-starts.jsonl").run())
     api = asyncio.create_task(_serve_api(
@@ -239,6 +250,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(api), timeout=5)
         await cancel_and_wait(recorder, api)
+        remove_runfile(pid=os.getpid())
         logs.flush()
         await gate.close()
         await engine.close()
