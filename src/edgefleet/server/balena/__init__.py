@@ -16,10 +16,11 @@ RECORD_ENV = "EDGEFLEET_BALENA_RECORD"
 
 def install(app: FastAPI, *, state: ServerState) -> None:
     """Add the balena routes (and the request recorder when `RECORD_ENV` is set)."""
-    from edgefleet.server.balena import build, recorder, routes
+    from edgefleet.server.balena import build, provisioning, recorder, routes
 
     app.include_router(routes.router(state=state))
     app.include_router(build.router(state=state))
+    app.include_router(provisioning.router(state=state))
     record = os.environ.get(RECORD_ENV)
     if record:
         app.add_middleware(recorder.Recorder, path=Path(record))

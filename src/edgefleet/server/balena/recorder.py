@@ -12,7 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PREFIXES = ("/v7/", "/actor/", "/api-key/", "/v3/build", "/device/register", "/device/v2/",
-            "/config", "/download-config", "/auth/")
+            "/config", "/download-config", "/auth/", "/device-types/")
 BODY_CAP = 65536
 
 

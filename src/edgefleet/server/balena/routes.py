@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from edgefleet.server import keys
-from edgefleet.server import tables as t
 from edgefleet.server.access import require_user
 from edgefleet.server.balena import write
 from edgefleet.server.balena.computed import device_computer
@@ -110,30 +109,5 @@ def router(*, state: ServerState) -> APIRouter:
             if exc.status_code == 401:
                 raise
             return odata_error(as_odata(exc))
-
-    @api.post("/api-key/v2/", status_code=200)
-    async def api_key(request: Request) -> Response:
-        """A provisioning key for a fleet (`actorType: application`), as a JSON string."""
-        user = await user_of(request)
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise HTTPException(400, "the body is not JSON") from None
-        if not isinstance(body, dict) or body.get("actorType") != "application" \
-                or body.get("roles") != ["provisioning-api-key"]:
-            raise HTTPException(400, "edgefleet makes provisioning keys only: "
-                                     "{actorType: 'application', actorTypeId: <fleet id>, "
-                                     "roles: ['provisioning-api-key']}")
-        fleet_id = body.get("actorTypeId")
-
-        def make() -> str:
-            with db.session() as s:
-                fleet = s.get(t.Fleet, fleet_id) if isinstance(fleet_id, int) else None
-                if fleet is None or fleet.owner_id != user.user_id:
-                    raise HTTPException(404, f"no application {fleet_id!r}")
-                return keys.add_key(s, kind="provisioning", fleet_id=fleet.id,
-                                    name=str(body.get("name") or "balena CLI")[:255])
-
-        return JSONResponse(await run_in_threadpool(make))
 
     return api

@@ -79,6 +79,7 @@ def _application() -> View:
         sa.false().label("is_host"), sa.false().label("is_archived"),
         sa.false().label("is_public"), sa.false().label("is_discoverable"),
         sa.literal("fleet").label("is_of__class"), t.Fleet.created_ms.label("created_at"),
+        sa.literal(1).label("application_type"),
         t.Fleet.owner_id.label("_owner"),
     ).join(t.User, t.User.id == t.Fleet.owner_id)
 
@@ -231,6 +232,11 @@ def _arch() -> View:
     return _constant(("id", "slug"), [(i, a) for a, i in sorted(ARCH_IDS.items())])
 
 
+def _application_type() -> View:
+    return _constant(("id", "slug", "name", "supports_multicontainer", "is_legacy"),
+                     [(1, "microservices", "Microservices", True, False)])
+
+
 def _device_tag() -> View:
     """Tags are not kept by edgefleet: always empty."""
     return sa.select(sa.literal(0).label("id"), sa.literal(0).label("device"),
@@ -272,7 +278,9 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
         "organization": _o("organization", "organization"),
         "should_be_running__release": _o("release", "should_be_running__release"),
         "is_directly_accessible_by__user": _o("user", "organization"),
-    }, fks=frozenset({"is_for__device_type", "organization", "should_be_running__release"}),
+        "application_type": _o("application_type", "application_type"),
+    }, fks=frozenset({"is_for__device_type", "organization", "should_be_running__release",
+                      "application_type"}),
         dates=DATE, bools=frozenset({"should_track_latest_release", "is_host", "is_archived",
                                      "is_public", "is_discoverable"})),
     Resource("device", _device, navs={
@@ -339,6 +347,8 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
     Resource("device_type_alias", _alias, navs={"device_type": _o("device_type", "device_type")},
              fks=frozenset({"device_type"}), public=True),
     Resource("cpu_architecture", _arch, public=True),
+    Resource("application_type", _application_type, public=True,
+             bools=frozenset({"supports_multicontainer", "is_legacy"})),
     Resource("device_tag", _device_tag, navs={"device": _o("device", "device")},
              fks=frozenset({"device"})),
 ]}
