@@ -64,6 +64,15 @@ def router(*, state: ServerState) -> APIRouter:
                                               str(body.get("name") or "balena CLI"))
         return JSONResponse(key)
 
+    @api.get("/config/vars")
+    async def config_vars() -> dict[str, Any]:
+        """Which variable names are configuration variables (the reserved namespaces)."""
+        return {"reservedNames": ["BALENA", "RESIN", "USER"],
+                "reservedNamespaces": ["BALENA_", "RESIN_"],
+                "invalidRegex": "/^\\d|\\W/", "whiteListedNames": [],
+                "whiteListedNamespaces": [], "blackListedNames": [],
+                "configVarSchema": {"type": "object", "properties": {}}}
+
     @api.get("/device-types/v1")
     async def device_types(request: Request) -> list[dict[str, Any]]:
         await user_of(request)
