@@ -97,12 +97,12 @@ class FilterCompiler:
             src, parts = env[parts[0]], parts[1:]
             if not parts:
                 raise ODataError("a lambda variable needs a field: `v/field`")
-        if len(parts) == 1 and parts[0] in src.sub.c:
+        if len(parts) == 1:
+            if parts[0] not in src.sub.c and parts[0] in src.res.navs:
+                raise ODataError(f"{parts[0]!r} is a navigation property; compare one of its "
+                                 "fields (`nav/field`) or use any()")
             return fn(src.column(parts[0]))
         target, join = src.nav(parts[0])
-        if len(parts) == 1:
-            raise ODataError(f"{parts[0]!r} is a navigation property; compare one of its "
-                             "fields (`nav/field`) or use any()")
         inner = self._on_path(parts[1:], target, env, fn)
         return sa.exists().where(join, target.visible(self.user_id), inner)
 

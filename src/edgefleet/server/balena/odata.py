@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_plus
 
 
 class ODataError(Exception):
@@ -337,7 +337,7 @@ def parse_query(*, path: str, raw_query: str) -> Query:
     params: dict[str, str] = {}
     for pair in raw_query.split("&") if raw_query else []:
         name, _, value = pair.partition("=")
-        params[unquote(name)] = unquote(value)
+        params[unquote_plus(name)] = unquote_plus(value)  # `+` is a space (form encoding)
     aliases = {name: parse_literal(value, aliases={})
                for name, value in params.items() if name.startswith("@")}
     m = re.fullmatch(r"([A-Za-z_]\w*)(?:\((.*)\))?(/\$count)?/?", unquote(path), re.DOTALL)

@@ -55,9 +55,19 @@ def _apply(stmt: sa.Select[Any], src: Source, options: Options,
     return stmt
 
 
+def check_expands(res: Resource, options: Options) -> None:
+    """Every `$expand` names a navigation property (checked before any row is read)."""
+    for exp in options.expand:
+        nav = res.navs.get(exp.name)
+        if nav is None:
+            raise ODataError(f"{res.name} has no navigation property {exp.name!r} to $expand")
+        check_expands(Source.of(nav.target).res, exp.options)
+
+
 def read(s: Session, *, query: Query, ctx: ReadContext) -> list[Row] | int:
     """The rows (rendered) or, for `/$count`, their number."""
     src = Source.of(query.resource)
+    check_expands(src.res, query.options)
     fc = FilterCompiler(user_id=ctx.user_id)
     stmt = sa.select(src.sub).where(src.visible(ctx.user_id))
     if query.key is not None:
@@ -99,7 +109,7 @@ def _expand(s: Session, res: Resource, rows: list[Row], exp: Expand, ctx: ReadCo
                 remote.in_(keys), target.visible(ctx.user_id))
             if exp.options.filter is not None:
                 stmt = stmt.where(fc.compile(exp.options.filter, target))
-            counts = dict(s.execute(stmt.group_by(remote)).tuples().all())
+            counts = {k: n for k, n in s.execute(stmt.group_by(remote)).all()}
         for r in rows:
             r.setdefault("__expanded", {})[exp.name] = counts.get(r.get(nav.local), 0)
         return
