@@ -67,7 +67,9 @@ def test_select_and_unexpanded_foreign_keys(db: Database) -> None:
 
 
 def test_filters(db: Database) -> None:
-    names = lambda q: [r["device_name"] for r in get(db, "device", q + "&$select=device_name")]  # noqa: E731
+    def names(q: str) -> list[str]:
+        return [r["device_name"] for r in get(db, "device", q + "&$select=device_name")]
+
     assert len(names("$filter=device_name%20eq%20'dev1-1'")) == 3
     assert len(names("$filter=startswith(device_name,'dev1')")) == 3
     assert len(names("$filter=device_name%20ne%20'dev1-1'")) == 9
