@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -65,6 +66,13 @@ class Server:
     log: Path
     record: Path
 
+    def api(self, path: str, *, token: str) -> dict[str, Any]:
+        """GET from edgefleet's own user API."""
+        r = httpx.get(f"{self.url}/api/v1{path}", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
     def user(self, name: str) -> str:
         """A new user's token (made with edgefleet's own user API)."""
         r = httpx.post(f"{self.url}/api/v1/users", json={"username": name},
@@ -80,11 +88,12 @@ class Balena:
     home: Path
     env: dict[str, str]
 
-    def __call__(self, *args: str, ok: bool = True, timeout: float = 240) -> str:
+    def __call__(self, *args: str, ok: bool | None = True, timeout: float = 240) -> str:
         out = subprocess.run([str(BALENA), *args], capture_output=True, text=True,
                              timeout=timeout, env=self.env)
         text = ANSI.sub("", out.stdout + out.stderr)
-        assert (out.returncode == 0) == ok, f"balena {' '.join(args)} -> {out.returncode}:\n{text}"
+        assert ok is None or (out.returncode == 0) == ok, \
+            f"balena {' '.join(args)} -> {out.returncode}:\n{text}"
         return text
 
     def stream(self, *args: str, until: list[str], limit_s: float = 60) -> str:
@@ -163,7 +172,8 @@ def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
     bob = balena_for(server, tmp_path / "bob")
     fleet = f"{alice_name}/cloud"
     try:
-        out = alice("login", "--token", server.user(alice_name))
+        token = server.user(alice_name)
+        out = alice("login", "--token", token)
         assert f"Successfully logged in as: {alice_name}" in out, out
         assert re.search(rf"USERNAME:\s+{alice_name}", alice("whoami"))
 
@@ -224,10 +234,30 @@ def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
                             until=["main says just-main"])
         assert "main says just-main" in tail, tail
 
+        alice("device", "rename", uuid, "kitchen")
+        listing = alice("device", "list")
+        assert re.search(rf"{uuid[:7]}\s+kitchen\s+generic-amd64\s+{fleet}", listing), listing
+        alice("device", "pin", uuid, c1)
+        alice("fleet", "pin", fleet, c1)
+        assert server.api(f"/devices/{uuid}", token=token)["pinned_release"] == c1
+        assert server.api("/fleets/cloud", token=token)["target_release"] == c1
+        out = alice("device", "register", fleet)
+        spare = re.search(rf"Registering to {fleet}: ([0-9a-f]{{32}})", out)
+        assert spare, out
+        assert spare.group(1)[:7] in alice("device", "list")
+        alice("device", "rm", spare.group(1), "--yes")
+        assert spare.group(1)[:7] not in alice("device", "list")
+        var_id = re.search(r"(\d+)\s+GREETING\s+fleetwide", alice("env", "list", "--fleet", fleet))
+        assert var_id
+        alice("env", "rm", var_id.group(1), "--yes")
+        assert "fleetwide" not in alice("env", "list", "--fleet", fleet, ok=None)
+
         assert "Successfully logged in" in bob("login", "--token", server.user(bob_name))
         refused = bob("fleet", "rm", fleet, "--yes", ok=False)
         assert f"Application not found: {fleet}" in refused, refused
         assert fleet in alice("fleet", "list"), "alice's fleet is still there"
+        out = alice("fleet", "rename", fleet, "cloud2")
+        assert "Fleet renamed" in out and f"slug: {alice_name}/cloud2" in out, out
     except BaseException:
         print(f"--- supervisor log ---\n{device.log_tail(60)}")
         print(f"--- server log ---\n{server.log.read_text(errors='replace')[-3000:]}")
