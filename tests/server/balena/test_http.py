@@ -118,3 +118,20 @@ def test_outside_the_subset_is_an_odata_error_not_a_500(tenant: Tenant) -> None:
     r = tenant.http.post("/v7/release", json={"commit": "x"})
     assert r.status_code == 405 and r.json()["error"]["code"] == "MethodNotAllowed"
     assert tenant.http.post("/v7/application", content=b"{").status_code == 400
+
+
+def test_bad_values_are_refused_with_what_to_fix(tenant: Tenant, fleet: FleetInfo) -> None:
+    http = tenant.http
+    other = http.post("/api/v1/fleets", json={"name": "taken", "device_type": "generic-amd64"})
+    assert other.status_code == 201
+    r = http.patch(f"/v7/application({fleet.id})", json={"app_name": "taken"})
+    assert r.status_code == 409 and "unique" in r.text.lower(), r.text
+    r = http.patch(f"/v7/application({fleet.id})", json={"app_name": "no spaces"})
+    assert r.status_code == 400 and "not a fleet name" in r.json()["message"]
+    r = http.post("/v7/application_environment_variable", json={
+        "application": fleet.id, "name": "1BAD", "value": "x"})
+    assert r.status_code == 400 and "not a variable name" in r.json()["message"]
+    r = http.post("/v7/application_environment_variable", json={
+        "application": fleet.id, "name": "OK", "value": 5})
+    assert r.status_code == 400 and "value" in r.json()["message"]
+    assert http.get(f"/api/v1/fleets/{fleet.name}").status_code == 200  # nothing changed

@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
 from edgefleet.server import keys
@@ -16,6 +17,7 @@ from edgefleet.server.balena import write
 from edgefleet.server.balena.computed import device_computer
 from edgefleet.server.balena.odata import ODataError, Query, parse_query
 from edgefleet.server.balena.read import ReadContext, read
+from edgefleet.server.balena.write import UNIQUE
 from edgefleet.server.state import ServerState
 
 
@@ -56,6 +58,13 @@ def router(*, state: ServerState) -> APIRouter:
             return read(s, query=query, ctx=ReadContext(user_id=user_id, compute=compute))
 
     def run_write(method: str, query: Query, body: dict[str, Any], user_id: int) -> Any:
+        try:
+            return write_once(method, query, body, user_id)
+        except IntegrityError:
+            raise ODataError(f"{UNIQUE}: {query.resource} (another row has these values)",
+                             status=409, code="Conflict") from None
+
+    def write_once(method: str, query: Query, body: dict[str, Any], user_id: int) -> Any:
         with db.writing() as s:
             if method == "POST":
                 if query.key is not None:

@@ -19,7 +19,10 @@ from edgefleet.server.balena.schema import DT_IDS, SERVICE_INSTALL_FACTOR
 from edgefleet.server.devicetypes import DEVICE_TYPES
 from edgefleet.server.views import resolve_release
 
-VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_:]{0,254}$")
+"""As the user API takes them (`user_schemas.VarName`), and fleet names (`Name`):"""
+FLEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+MAX_VALUE = 10_000
 VARIABLES: dict[str, tuple[str, str, bool]] = {
     "application_environment_variable": ("application", "env", False),
     "application_config_variable": ("application", "config", False),
@@ -78,9 +81,7 @@ def create(s: Session, *, resource: str, body: dict[str, Any], user_id: int) -> 
 def _create_application(s: Session, body: dict[str, Any], user_id: int) -> int:
     _allowed(body, "application", {"app_name", "is_for__device_type", "organization", "uuid",
                                    "is_of__class"})
-    name = body.get("app_name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][\w.-]{0,127}", name):
-        raise ODataError("app_name: 1-128 letters, digits, '-', '_' or '.'")
+    name = _fleet_name(body.get("app_name"))
     slugs = {i: slug for slug, i in DT_IDS.items()}
     device_type = slugs.get(body.get("is_for__device_type"))  # type: ignore[arg-type]
     if device_type is None:
@@ -101,6 +102,19 @@ def _create_application(s: Session, body: dict[str, Any], user_id: int) -> int:
     s.add(fleet)
     s.flush()
     return fleet.id
+
+
+def _fleet_name(name: Any) -> str:
+    if not isinstance(name, str) or not FLEET_NAME.match(name):
+        raise ODataError(f"app_name: {name!r} is not a fleet name (1-128 letters, digits, "
+                         "'-', '_' or '.', starting with a letter or digit)")
+    return name
+
+
+def _value(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_VALUE:
+        raise ODataError(f"value: a string of at most {MAX_VALUE} characters is needed")
+    return value
 
 
 def _scope(s: Session, parent: str, value: Any, user_id: int) -> tuple[int, int | None, str]:
@@ -129,9 +143,9 @@ def _create_variable(s: Session, resource: str, body: dict[str, Any], user_id: i
     _allowed(body, resource, {parent, "name", "value"})
     name, value = body.get("name"), body.get("value")
     if not isinstance(name, str) or not VAR_NAME.match(name):
-        raise ODataError(f"name: {name!r} is not a variable name (letters, digits, '_')")
-    if not isinstance(value, str):
-        raise ODataError("value: a string is needed")
+        raise ODataError(f"name: {name!r} is not a variable name (letters, digits, '_', "
+                         "not starting with a digit)")
+    value = _value(value)
     fleet_id, device_id, service = _scope(s, parent, body.get(parent), user_id)
     exists = s.execute(sa.select(t.Variable.id).where(
         t.Variable.kind == kind, t.Variable.fleet_id == fleet_id,
@@ -155,7 +169,7 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
                                       "should_be_running__release"})
             fleet = _fleet(s, row_id, user_id)
             if "app_name" in body:
-                fleet.name = str(body["app_name"])
+                fleet.name = _fleet_name(body["app_name"])
             if body.get("should_track_latest_release") is True:
                 fleet.target_release_id = None
             elif body.get("should_be_running__release") is not None:
@@ -164,7 +178,10 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
             _allowed(body, resource, {"device_name", "is_pinned_on__release", "note"})
             device = _device(s, row_id, user_id)
             if "device_name" in body:
-                device.name = str(body["device_name"])
+                name = body["device_name"]
+                if not isinstance(name, str) or not 0 < len(name) <= 255:
+                    raise ODataError("device_name: 1-255 characters")
+                device.name = name
             if "is_pinned_on__release" in body:
                 pin = body["is_pinned_on__release"]
                 device.pinned_release_id = None if pin is None else _release(
@@ -173,7 +190,7 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
             _allowed(body, resource, {"value"})
             var = s.get(t.Variable, row_id)
             if var is not None:
-                var.value = str(body.get("value", var.value))
+                var.value = _value(body.get("value", var.value))
         else:
             raise ODataError(f"PATCH /v7/{resource} is not supported by edgefleet",
                              status=405, code="MethodNotAllowed")
