@@ -73,6 +73,13 @@ def router(*, state: ServerState) -> APIRouter:
                 "whiteListedNamespaces": [], "blackListedNames": [],
                 "configVarSchema": {"type": "object", "properties": {}}}
 
+    @api.get("/auth/v1/token")
+    async def registry_token(request: Request) -> dict[str, str]:
+        """A registry token for `balena deploy`'s image push. edgefleet's registry takes
+        anonymous pushes on the server's own host, so the token carries nothing."""
+        await user_of(request)
+        return {"token": ""}
+
     @api.get("/device-types/v1")
     async def device_types(request: Request) -> list[dict[str, Any]]:
         await user_of(request)

@@ -18,6 +18,7 @@ from edgefleet.server.balena.computed import device_computer
 from edgefleet.server.balena.odata import ODataError, Query, parse_query
 from edgefleet.server.balena.read import ReadContext, read
 from edgefleet.server.balena.write import UNIQUE
+from edgefleet.server.balena.write_release import IGNORED
 from edgefleet.server.state import ServerState
 
 
@@ -69,7 +70,8 @@ def router(*, state: ServerState) -> APIRouter:
             if method == "POST":
                 if query.key is not None:
                     raise ODataError("POST goes to the collection, without a key")
-                new_id = write.create(s, resource=query.resource, body=body, user_id=user_id)
+                new_id = write.create(s, resource=query.resource, body=body, user_id=user_id,
+                                      registry=state.settings.registry)
             else:
                 ids = write.matching_ids(s, query=query, user_id=user_id)
                 if method == "PATCH":
@@ -82,6 +84,8 @@ def router(*, state: ServerState) -> APIRouter:
         state.refresh_generation()
         if new_id is None:
             return None
+        if query.resource in IGNORED:
+            return {"id": new_id, **body}
         rows = run_read(Query(resource=query.resource, key=new_id), user_id)
         return rows[0] if rows else {"id": new_id}
 

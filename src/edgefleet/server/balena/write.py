@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid as uuidlib
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server import keys
 from edgefleet.server import tables as t
+from edgefleet.server.balena import write_release as wr
 from edgefleet.server.balena.compile import FilterCompiler, Source
 from edgefleet.server.balena.odata import ODataError, Query
 from edgefleet.server.balena.read import key_condition
@@ -33,6 +35,13 @@ VARIABLES: dict[str, tuple[str, str, bool]] = {
 }
 """resource → (parent field, kind, device level)."""
 UNIQUE = "Unique key constraint violated"
+DEPLOY: dict[str, Callable[[Session, dict[str, Any], int, str | None], int]] = {
+    "release": lambda s, body, user, _reg: wr.create_release(s, body, user),
+    "service": lambda s, body, user, _reg: wr.create_service(s, body, user),
+    "image": lambda s, body, user, reg: wr.create_image(s, body, reg, user),
+    "image__is_part_of__release": lambda s, body, user, _reg: wr.link_image(s, body, user),
+}
+"""What `balena deploy` creates (see write_release.py)."""
 
 
 def matching_ids(s: Session, *, query: Query, user_id: int) -> list[int]:
@@ -68,8 +77,13 @@ def _device(s: Session, device_id: Any, user_id: int) -> t.Device:
     return device
 
 
-def create(s: Session, *, resource: str, body: dict[str, Any], user_id: int) -> int:
+def create(s: Session, *, resource: str, body: dict[str, Any], user_id: int,
+           registry: str | None) -> int:
     """A new row; its id."""
+    if resource in DEPLOY:
+        return DEPLOY[resource](s, body, user_id, registry)
+    if resource in wr.IGNORED:
+        return 0
     if resource == "application":
         return _create_application(s, body, user_id)
     if resource in VARIABLES:
@@ -186,6 +200,10 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
                 pin = body["is_pinned_on__release"]
                 device.pinned_release_id = None if pin is None else _release(
                     s, _fleet(s, device.fleet_id, user_id), pin)
+        elif resource == "release":
+            wr.update_release(s, row_id, body, user_id)
+        elif resource == "image":
+            wr.update_image(s, row_id, body, user_id)
         elif resource in VARIABLES:
             _allowed(body, resource, {"value"})
             var = s.get(t.Variable, row_id)
