@@ -1,7 +1,8 @@
 """The real balena CLI (npm balena-cli 25.2.6) against an edgefleet fleet server, as an
 openBalena user would drive it: token login, a fleet, `balena push <fleet>` of a two-service
-project built by the server, a real edgefleet device (private dockerd + supervisor) running
-it, variables at fleet and device+service level, logs, and another user's fleet refused.
+project built by the server (and `balena deploy` of one built by the CLI), a real edgefleet
+device (private dockerd + supervisor) running it, variables at fleet and device+service
+level, logs, and another user's fleet refused.
 
 The requests the CLI sent are recorded (EDGEFLEET_BALENA_RECORD); with
 EDGEFLEET_UPDATE_BALENA_RECORDING=1 they replace tests/compat/balena-cli/requests.jsonl,
@@ -25,6 +26,7 @@ import httpx
 import pytest
 
 from tests.e2e.devices import CLI, E2EDevice, wait_for
+from tests.support import images
 from tests.support.dockerd import new_dockerd
 from tests.support.fleet import free_port
 
@@ -44,11 +46,11 @@ CMD {cmd}
 COMPOSE = "version: '2.1'\nservices:\n  main:\n    build: ./main\n  worker:\n    build: ./worker\n"
 
 
-def write_project(root: Path) -> Path:
+def write_project(root: Path, *, version: str = "v1") -> Path:
     """Two services built FROM scratch with the host's static busybox; both stop at once on
     SIGTERM (so variable changes restart them quickly)."""
     loops = {"main": 'while true; do echo "main says $GREETING"; sleep 1; done',
-             "worker": "echo worker v1 started; while true; do sleep 1; done"}
+             "worker": f"echo worker {version} started; while true; do sleep 1; done"}
     for service, loop in loops.items():
         (root / service).mkdir(parents=True)
         cmd = ["sh", "-c", f"trap 'exit 0' TERM; {loop} & wait"]
@@ -234,6 +236,16 @@ def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
                             until=["main says just-main"])
         assert "main says just-main" in tail, tail
 
+        deployed = write_project(tmp_path / f"dep{unique}", version="v2")
+        out = alice("deploy", fleet, "--source", str(deployed), "--build", "--docker",
+                    images.DOCKER_SOCK)
+        release = re.search(r"Deploy succeeded!\s+\S*\s*Release: ([0-9a-f]{32})", out)
+        assert release, out
+        c2 = release.group(1)
+        wait_for("the device to run the deployed release",
+                 lambda: device.running_commits() == {"main": c2, "worker": c2}, timeout=120)
+        assert "GREETING=just-main" in env_of(device, "main"), "variables still apply"
+
         alice("device", "rename", uuid, "kitchen")
         listing = alice("device", "list")
         assert re.search(rf"{uuid[:7]}\s+kitchen\s+generic-amd64\s+{fleet}", listing), listing
@@ -263,6 +275,8 @@ def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
         print(f"--- server log ---\n{server.log.read_text(errors='replace')[-3000:]}")
         raise
     finally:
+        for service in ("main", "worker"):  # what `balena deploy` built on the engine
+            images.remove_local(f"dep{unique}_{service}:latest")
         if os.environ.get("EDGEFLEET_UPDATE_BALENA_RECORDING") and server.record.exists():
             RECORDING.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(server.record, RECORDING)

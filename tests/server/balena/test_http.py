@@ -115,7 +115,7 @@ def test_outside_the_subset_is_an_odata_error_not_a_500(tenant: Tenant) -> None:
         assert 400 <= r.status_code < 500, (path, params, r.text)
         err = r.json()["error"]
         assert err["code"] and err["message"], r.text
-    r = tenant.http.post("/v7/release", json={"commit": "x"})
+    r = tenant.http.post("/v7/device_type", json={"slug": "x"})
     assert r.status_code == 405 and r.json()["error"]["code"] == "MethodNotAllowed"
     assert tenant.http.post("/v7/application", content=b"{").status_code == 400
 
@@ -135,3 +135,46 @@ def test_bad_values_are_refused_with_what_to_fix(tenant: Tenant, fleet: FleetInf
         "application": fleet.id, "name": "OK", "value": 5})
     assert r.status_code == 400 and "value" in r.json()["message"]
     assert http.get(f"/api/v1/fleets/{fleet.name}").status_code == 200  # nothing changed
+
+
+def test_deploy_records_a_release_as_balena_deploy_does(tenant: Tenant, fleet: FleetInfo
+                                                        ) -> None:
+    """The sequence `balena deploy` sends after building and before/after pushing."""
+    http = tenant.http
+    commit = uuid.uuid4().hex
+    composition = {"services": {"main": {"build": {"context": "main"}, "command": None,
+                                         "environment": {"A": "1"}}}}
+    r = http.post("/v7/release", json={"belongs_to__application": fleet.id, "commit": commit,
+                                       "composition": composition, "status": "running",
+                                       "source": "local", "is_final": True})
+    assert r.status_code == 201, r.text
+    release = r.json()
+    assert release["status"] == "running" and release["commit"] == commit
+    assert http.get(f"/v7/service(application={fleet.id},service_name='main')"
+                    ).json() == {"d": []}
+    svc = http.post("/v7/service", json={"application": fleet.id, "service_name": "main"})
+    assert svc.status_code == 201, svc.text
+    img = http.post("/v7/image", json={"is_a_build_of__service": svc.json()["id"],
+                                       "status": "running"}).json()
+    location = img["is_stored_at__image_location"]
+    assert location.endswith(f"/{fleet.uuid}/main:{commit}")
+    link = http.post("/v7/image__is_part_of__release", json={
+        "is_part_of__release": release["id"], "image": img["id"]})
+    assert link.status_code == 201, link.text
+    assert http.post("/v7/image_label", json={"release_image": link.json()["id"],
+                                              "label_name": "x", "value": "y"}
+                     ).status_code == 201
+    early = http.patch(f"/v7/release({release['id']})", json={"status": "success"})
+    assert early.status_code == 409 and "not pushed" in early.json()["message"]
+    digest = "sha256:" + "a" * 64
+    assert http.patch(f"/v7/image({img['id']})", json={
+        "status": "success", "content_hash": digest, "image_size": "1234"}).status_code == 200
+    assert http.patch(f"/v7/release({release['id']})", json={"status": "success"}
+                      ).status_code == 200
+    [out] = http.get(f"/api/v1/fleets/{fleet.name}/releases").json()
+    assert out["status"] == "success" and out["commit"] == commit
+    assert out["images"][0]["ref"] == location.rsplit(":", 1)[0] + "@" + digest
+    bad = http.post("/v7/release", json={
+        "belongs_to__application": fleet.id, "commit": uuid.uuid4().hex,
+        "composition": {"services": {"main": {"image": "x", "privileged": "maybe"}}}})
+    assert bad.status_code == 400 and "composition" in bad.json()["message"], bad.text
