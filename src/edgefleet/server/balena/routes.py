@@ -89,8 +89,6 @@ def router(*, state: ServerState) -> APIRouter:
         rows = run_read(Query(resource=query.resource, key=new_id), user_id)
         return rows[0] if rows else {"id": new_id}
 
-    @api.api_route("/v7/{path:path}", methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
-                   response_model=None)
     async def v7(path: str, request: Request) -> Response:
         """The Pine.js OData API (the subset the balena CLI uses)."""
         try:
@@ -123,4 +121,7 @@ def router(*, state: ServerState) -> APIRouter:
                 raise
             return odata_error(as_odata(exc))
 
+    for method in ("GET", "POST", "PATCH", "PUT", "DELETE"):
+        api.add_api_route("/v7/{path:path}", v7, methods=[method], response_model=None,
+                          operation_id=f"balena_v7_{method.lower()}")
     return api
