@@ -237,11 +237,13 @@ def _application_type() -> View:
                      [(1, "microservices", "Microservices", True, False)])
 
 
-def _device_tag() -> View:
-    """Tags are not kept by edgefleet: always empty."""
-    return sa.select(sa.literal(0).label("id"), sa.literal(0).label("device"),
-                     sa.literal("").label("tag_key"), sa.literal("").label("value"),
-                     sa.literal(0).label("_owner")).where(sa.false())
+def _tags(parent: str) -> Callable[[], View]:
+    """Tags are not kept by edgefleet: always empty (writing one is refused)."""
+    def build() -> View:
+        return sa.select(sa.literal(0).label("id"), sa.literal(0).label(parent),
+                         sa.literal("").label("tag_key"), sa.literal("").label("value"),
+                         sa.literal(0).label("_owner")).where(sa.false())
+    return build
 
 
 def _var(name: str, parent: str, kind: str, device: bool, service: bool) -> Resource:
@@ -279,6 +281,7 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
         "should_be_running__release": _o("release", "should_be_running__release"),
         "is_directly_accessible_by__user": _o("user", "organization"),
         "application_type": _o("application_type", "application_type"),
+        "application_tag": _m("application_tag", "application"),
     }, fks=frozenset({"is_for__device_type", "organization", "should_be_running__release",
                       "application_type"}),
         dates=DATE, bools=frozenset({"should_track_latest_release", "is_host", "is_archived",
@@ -302,6 +305,7 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
         "release_image": _m("image__is_part_of__release", "is_part_of__release"),
         "contains__image": _m("image__is_part_of__release", "is_part_of__release"),
         "is_created_by__user": _o("user", "is_created_by__user"),
+        "release_tag": _m("release_tag", "release"),
     }, fks=frozenset({"belongs_to__application", "is_created_by__user"}),
         dates=frozenset({"created_at", "start_timestamp", "end_timestamp"}),
         bools=frozenset({"is_final", "is_invalidated", "is_passing_tests"}),
@@ -343,12 +347,13 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
     Resource("device_type", _device_type, navs={
         "is_of__cpu_architecture": _o("cpu_architecture", "is_of__cpu_architecture"),
         "device_type_alias": _m("device_type_alias", "device_type"),
+        "is_default_for__application": _m("application", "is_for__device_type"),
     }, fks=frozenset({"is_of__cpu_architecture"}), public=True),
     Resource("device_type_alias", _alias, navs={"device_type": _o("device_type", "device_type")},
              fks=frozenset({"device_type"}), public=True),
     Resource("cpu_architecture", _arch, public=True),
     Resource("application_type", _application_type, public=True,
              bools=frozenset({"supports_multicontainer", "is_legacy"})),
-    Resource("device_tag", _device_tag, navs={"device": _o("device", "device")},
-             fks=frozenset({"device"})),
+    *(Resource(f"{parent}_tag", _tags(parent), navs={parent: _o(parent, parent)},
+               fks=frozenset({parent})) for parent in ("device", "application", "release")),
 ]}
