@@ -26,6 +26,11 @@ def test_and_binds_tighter_than_or() -> None:
                                BinOp("eq", Path(("c",)), Literal(3))))
 
 
+def test_many_nots_fold() -> None:
+    assert parse_filter("not " * 5001 + "a eq 1") == Not(BinOp("eq", Path(("a",)), Literal(1)))
+    assert parse_filter("not " * 5000 + "a eq 1") == BinOp("eq", Path(("a",)), Literal(1))
+
+
 def test_parentheses_and_not() -> None:
     expr = parse_filter("not (a eq 1 or b ne null)")
     assert expr == Not(BinOp("or", BinOp("eq", Path(("a",)), Literal(1)),
@@ -101,6 +106,7 @@ def test_resource_count_and_keys() -> None:
     ("device", "$orderby=a%20sideways", "cannot order by"),
     ("dev ice", "", "cannot parse the resource path"),
     ("device", "$filter=a%20eq%20'unterminated", "cannot parse"),
+    ("device", "$filter=" + "(" * 5000 + "a eq 1" + ")" * 5000, "deeper than 32"),
 ])
 def test_errors(path: str, query: str, message: str) -> None:
     with pytest.raises(ODataError, match=message) as err:

@@ -167,10 +167,12 @@ class _FilterParser:
         return left
 
     def not_(self) -> Any:
-        if self.peek() == ("ident", "not"):
+        negations = 0
+        while self.peek() == ("ident", "not"):
             self.take()
-            return Not(self.not_())
-        return self.compare()
+            negations += 1
+        expr = self.compare()
+        return Not(expr) if negations % 2 else expr
 
     def compare(self) -> Any:
         left = self.primary()
@@ -332,8 +334,22 @@ def _expand(text: str, aliases: dict[str, Any]) -> Expand:
                   options=parse_options(items, aliases=aliases))
 
 
+MAX_DEPTH = 32
+"""Parentheses nest at most this deep (the parser recurses; the CLI's deepest is ~6)."""
+
+
+def _depth(text: str) -> int:
+    depth = deepest = 0
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def parse_query(*, path: str, raw_query: str) -> Query:
     """`path` is what follows `/v7/` (still percent-encoded); `raw_query` the URL's query."""
+    if _depth(unquote_plus(raw_query)) > MAX_DEPTH or _depth(unquote(path)) > MAX_DEPTH:
+        raise ODataError(f"the query nests parentheses deeper than {MAX_DEPTH}")
     params: dict[str, str] = {}
     for pair in raw_query.split("&") if raw_query else []:
         name, _, value = pair.partition("=")

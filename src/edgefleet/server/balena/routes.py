@@ -116,6 +116,8 @@ def router(*, state: ServerState) -> APIRouter:
             return PlainTextResponse("OK")
         except ODataError as exc:
             return odata_error(exc)
+        except RecursionError:  # a pathological query the depth limit did not catch
+            return odata_error(ODataError("the query is nested too deeply"))
         except HTTPException as exc:
             if exc.status_code == 401:
                 raise
