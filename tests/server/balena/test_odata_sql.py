@@ -165,3 +165,15 @@ def test_nested_expands_take_one_statement_per_level(tmp_path: Path) -> None:
         assert len(get(db, "application", query)) == fleets
         db.close()
     assert counts == [9, 9]  # application, 8 expands
+
+
+def test_many_parents_are_read_in_chunks(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Parent keys go into `IN (...)` lists of at most CHUNK values (the database limits bound
+    values per statement): still a fixed number of statements per chunk, same answer."""
+    from edgefleet.server.balena import read as read_module
+
+    query = "$select=id&$expand=owns__device($select=uuid),owns__release/$count"
+    whole = get(db, "application", query)
+    monkeypatch.setattr(read_module, "CHUNK", 2)
+    assert get(db, "application", query) == whole
+    assert count_statements(db, "application", query) == 1 + 2 * 2  # 3 fleets: 2 chunks each

@@ -22,13 +22,11 @@ BUSY = ("downloading", "installing", "updating", "starting", "stopping", "config
 
 def _poll_config(s: Session, rows: list[Row]) -> dict[int, dict[str, str]]:
     """Each device's poll-interval config variables (device level over fleet level)."""
-    fleets = {r["_fleet"] for r in rows}
-    devices = {r["id"] for r in rows}
+    fleets = sorted({r["_fleet"] for r in rows})
     found = s.execute(sa.select(t.Variable.fleet_id, t.Variable.device_id, t.Variable.name,
                                 t.Variable.value).where(
         t.Variable.kind == "config", t.Variable.name.in_(st.POLL_VARS),
-        t.Variable.fleet_id.in_(fleets),
-        sa.or_(t.Variable.device_id.is_(None), t.Variable.device_id.in_(devices)))).all()
+        t.Variable.fleet_id.in_(fleets))).all()
     out: dict[int, dict[str, str]] = {}
     for r in rows:
         conf: dict[str, str] = {}

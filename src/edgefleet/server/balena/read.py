@@ -17,6 +17,8 @@ from edgefleet.server.balena.odata import Expand, ODataError, Options, Query
 from edgefleet.server.balena.schema import Resource
 
 Row = dict[str, Any]
+CHUNK = 5000
+"""Parent keys per `IN (...)` (SQLite allows 32766 bound values in one statement)."""
 Compute = Callable[[Session, Resource, list[Row]], None]
 """Fills a resource's computed fields into its rows (one batch per query level)."""
 
@@ -104,20 +106,21 @@ def _expand(s: Session, res: Resource, rows: list[Row], exp: Expand, ctx: ReadCo
     remote = target.sub.c[nav.remote]
     if exp.count:
         counts: dict[Any, int] = {}
-        if keys:
+        for start in range(0, len(keys), CHUNK):
             stmt = sa.select(remote, sa.func.count()).where(
-                remote.in_(keys), target.visible(ctx.user_id))
+                remote.in_(keys[start:start + CHUNK]), target.visible(ctx.user_id))
             if exp.options.filter is not None:
                 stmt = stmt.where(fc.compile(exp.options.filter, target))
-            counts = {k: n for k, n in s.execute(stmt.group_by(remote)).all()}
+            counts.update({k: n for k, n in s.execute(stmt.group_by(remote)).all()})
         for r in rows:
             r.setdefault("__expanded", {})[exp.name] = counts.get(r.get(nav.local), 0)
         return
     children: list[Row] = []
-    if keys:
-        stmt = sa.select(target.sub).where(remote.in_(keys), target.visible(ctx.user_id))
+    for start in range(0, len(keys), CHUNK):  # one statement per CHUNK parents
+        stmt = sa.select(target.sub).where(remote.in_(keys[start:start + CHUNK]),
+                                           target.visible(ctx.user_id))
         stmt = _apply(stmt, target, exp.options, fc, paginate=False)
-        children = [dict(c) for c in s.execute(stmt).mappings()]
+        children += [dict(c) for c in s.execute(stmt).mappings()]
     groups: dict[Any, list[Row]] = {}
     for child in children:
         groups.setdefault(child[nav.remote], []).append(child)
