@@ -11,6 +11,7 @@ from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
 from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
+from edgefleet.server.balena import install as install_balena_api
 from edgefleet.server.db import Database
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
@@ -60,4 +61,5 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     app.include_router(device_pin.router(state=state))
     for module in (user_api, user_devices, user_releases):
         app.include_router(module.router(state=state, current_user=current_user))
+    install_balena_api(app, state=state)
     return app
