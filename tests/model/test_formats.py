@@ -25,7 +25,7 @@ def test_release_from_compose_drops_build_and_assigns_ids() -> None:
     rel = formats.release_from_compose(compose_yaml=COMPOSE, images={
         "frontend": "r/f:1", "backend": "r/b:1"}, release_id=3, first_service_id=10)
     assert rel.id == 3
-    assert rel.services["frontend"].composition == {"ports": ["80:80"]}
+    assert rel.services["frontend"].composition == {"build": "./frontend", "ports": ["80:80"]}
     assert rel.services["backend"].id == 11
     assert "data" in rel.volumes
 
@@ -60,7 +60,8 @@ def test_v2_local_converts_to_v3_and_back() -> None:
     app = t.device.apps["1"]
     assert app.id == 1 and app.name == "localapp"
     _commit, rel = app.release  # type: ignore[misc]
-    assert rel.services["main"].composition == {"restart": "always"}
+    assert rel.services["main"].composition == {"image": "local_image_main:latest",
+                                                 "restart": "always"}
     back = formats.target_to_v2_local(target=t)
     assert back["local"]["apps"]["1"]["services"]["1"]["serviceName"] == "main"
 

@@ -338,14 +338,20 @@ class DockerEngine:
             self._lists.clear()
 
     async def logs(self, ref: str, *, follow: bool, since_s: float = 0) -> AsyncIterator[LogLine]:
-        """A container's stdout/stderr lines with their timestamps (non-tty containers)."""
+        """A container's stdout/stderr lines with their timestamps (a tty container's are all
+        stdout)."""
         params = {"stdout": "1", "stderr": "1", "timestamps": "1",
                   "follow": "1" if follow else "0", "since": str(int(since_s))}
         try:
             async with dockerhttp.stream(self.http, f"container {ref}", "GET",
                                          f"containers/{ref}/logs", params=params) as resp:
-                tty = resp.headers.get("Content-Type", "") == "application/vnd.docker.raw-stream"
+                kind = resp.headers.get("Content-Type", "")
                 reader = ByteReader(resp.aiter_raw())
+                if not kind:  # Docker 20.10 names neither: a frame header starts 0|1|2,0,0,0
+                    head = await reader.peek(4)
+                    kind = "multiplexed" if head[:1] in (b"\0", b"\1", b"\2") and \
+                        head[1:4] == b"\0\0\0" else "application/vnd.docker.raw-stream"
+                tty = kind == "application/vnd.docker.raw-stream"
                 while True:
                     if tty:
                         raw = await reader.line()

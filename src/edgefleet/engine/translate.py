@@ -7,7 +7,11 @@ from typing import Any
 
 from edgefleet.model import naming
 from edgefleet.model.errors import InvalidInput, Problem
+from edgefleet.model.features import truthy
 from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+
+# balena's gpu feature: one GPU, as `docker run --gpus 1` asks for it
+_GPU = [{"Driver": "", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}]
 
 
 def _port_key(port: int, proto: str) -> str:
@@ -87,6 +91,13 @@ def create_body(
         "CpuShares": spec.cpu_shares, "CpusetCpus": spec.cpuset, "ShmSize": spec.shm_size,
         "Init": spec.init, "PidMode": spec.pid, "IpcMode": spec.ipc,
         "OomKillDisable": spec.oom_kill_disable, "OomScoreAdj": spec.oom_score_adj,
+        "PidsLimit": spec.pids_limit, "CgroupnsMode": spec.cgroup, "CpuQuota": spec.cpu_quota,
+        "CpuPeriod": spec.cpu_period, "CpuRealtimeRuntime": spec.cpu_rt_runtime,
+        "CpuRealtimePeriod": spec.cpu_rt_period, "UsernsMode": spec.userns_mode,
+        "UTSMode": spec.uts,
+        "DeviceCgroupRules": list(spec.device_cgroup_rules) or None,
+        "DeviceRequests": _GPU if truthy(spec.labels.get(f"{naming.FEATURE_PREFIX}gpu", ""))
+        else None,
     }
     host.update({k: v for k, v in optional_host.items() if v is not None})
     body: dict[str, Any] = {
@@ -104,6 +115,7 @@ def create_body(
         "Entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
         "Hostname": spec.hostname, "Domainname": spec.domainname, "User": spec.user,
         "WorkingDir": spec.working_dir, "StopSignal": spec.stop_signal,
+        "MacAddress": spec.mac_address,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if spec.healthcheck is not None:

@@ -108,8 +108,8 @@ def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
                 continue
             name = str(svc.get("serviceName") or sid)
             composition = {k: v for k, v in svc.items() if k not in (
-                "serviceName", "serviceId", "imageId", "image", "running", "environment",
-                "labels", "build", "contract", "releaseId", "commit", "appId")}
+                "serviceName", "serviceId", "imageId", "running", "environment",
+                "labels", "contract", "releaseId", "commit", "appId")}
             services[name] = {
                 "id": svc.get("serviceId", sid), "image_id": svc.get("imageId", sid),
                 "image": svc.get("image") or local_image_name(name),
@@ -182,33 +182,38 @@ def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
     return value
 
 
-def release_from_compose(*, compose_yaml: str, images: Mapping[str, str], release_id: int = 1,
-                         first_service_id: int = 1, first_image_id: int = 1,
+def release_from_compose(*, compose_yaml: str | dict[str, Any], images: Mapping[str, str],
+                         release_id: int = 1, first_service_id: int = 1, first_image_id: int = 1,
                          variables: Mapping[str, str] | None = None) -> ReleaseTarget:
-    """A docker-compose.yml text plus each service's image ref → a v3 release (with compose
-    variable interpolation from `variables`)."""
-    import yaml  # here, not at the top: the running supervisor never parses compose (1 MB)
+    """A docker-compose.yml text (or its expanded document, `compose_file.load_compose`)
+    plus each service's image ref → a v3 release (with compose variable interpolation from
+    `variables`)."""
+    from edgefleet.model.compose_file import load_compose  # not at the top: the running
+    # supervisor never parses compose (PyYAML is 1 MB)
 
-    try:
-        doc = yaml.safe_load(compose_yaml)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InvalidInput("compose file", [Problem(where, str(exc).splitlines()[0])]) from None
+    doc = load_compose(compose_yaml) if isinstance(compose_yaml, str) else compose_yaml
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
         raise InvalidInput("compose file", [Problem("services", "a compose file needs services")])
     doc = interpolate(doc, variables or {})
     problems = [Problem(f"services.{name}", "no image for this service")
                 for name in doc["services"] if name not in images]
     allowed_top = {"version", "services", "volumes", "networks"}
-    problems += [Problem(k, f"unsupported top-level key {k!r}") for k in doc
-                 if k not in allowed_top]
+    problems += [Problem(str(k), f"unsupported top-level key {k!r} (configs and secrets are"
+                         " not supported)") for k in doc if k not in allowed_top]
+    for section in ("volumes", "networks"):
+        if not isinstance(doc.get(section) or {}, dict):
+            problems.append(Problem(section, "expected a mapping"))
     if problems:
         raise InvalidInput("compose file", problems)
     services = {}
     for i, (name, conf) in enumerate(doc["services"].items()):
-        composition = {k: v for k, v in (conf or {}).items() if k != "build"}
-        composition.pop("image", None)
+        if conf is not None and not isinstance(conf, dict):
+            raise InvalidInput("compose file", [Problem(f"services.{name}",
+                                                        "a service must be a mapping")])
+        # the composition keeps `image`/`build`: a compose service is never empty, so the
+        # default composition (privileged, host network) is only for a release without a
+        # compose file (the server sends `{}` for it)
+        composition = dict(conf or {})
         services[name] = {"id": first_service_id + i, "image_id": first_image_id + i,
                           "image": images[name], "composition": composition}
     data = {"id": release_id, "services": services,
