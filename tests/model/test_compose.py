@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgefleet.model.compose import parse_duration_ns, parse_service, parse_size
+from edgefleet.model.compose import parse_service
+from edgefleet.model.compose_values import parse_duration_ns, parse_size
 from edgefleet.model.service import PortBinding
 
 

@@ -24,8 +24,12 @@ def _pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
 
 
 def validate(*, target: TargetState) -> TargetState:
-    """Run full resolution once so a bad composition is rejected at the door."""
-    desired_state(target=target, device=DeviceContext(uuid=target.device_uuid))
+    """Run full resolution once so a bad composition is rejected at the door (contracts and
+    host features are for the device that runs it to judge)."""
+    from edgefleet.model.features import GRANTS
+
+    desired_state(target=target, device=DeviceContext(
+        uuid=target.device_uuid, check_contracts=False, host_features=frozenset(GRANTS)))
     return target
 
 
@@ -72,8 +76,25 @@ class AppsJson(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=False)
 
 
+def _migrate_v12(data: object) -> object:
+    """supervisor v12's apps.json (`apps.<appId>` with name, commit, releaseId and services,
+    a top-level device `name`) → the current form; anything else is returned as it is."""
+    if not isinstance(data, dict) or not isinstance(data.get("apps"), dict):
+        return data
+    apps = data["apps"]
+    if not apps or not all(isinstance(a, dict) and "releases" not in a and "id" not in a
+                           for a in apps.values()):
+        return data
+    converted, problems = _v2_apps(apps, path="apps")
+    if problems:
+        raise InvalidInput("apps.json", problems)
+    return {**{k: v for k, v in data.items() if k != "name"}, "apps": converted}
+
+
 def parse_apps_json(*, data: object) -> AppsJson:
-    """Validate an apps.json document (each app needs a non-empty releases map)."""
+    """Validate an apps.json document (each app needs a non-empty releases map); supervisor
+    v12's format is migrated first."""
+    data = _migrate_v12(data)
     try:
         parsed = AppsJson.model_validate(data)
     except ValidationError as exc:
@@ -89,22 +110,23 @@ def parse_apps_json(*, data: object) -> AppsJson:
     return parsed
 
 
-def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
-    """balena CLI's v2 local target `{local: {name, config, apps: {"<appId>": ...}}}` → v3."""
-    if not isinstance(data, dict) or not isinstance(data.get("local"), dict):
-        raise InvalidInput("local target state", [Problem("local", "expected {local: {...}}")])
-    local = data["local"]
+def _v2_apps(raw: object, *, path: str) -> tuple[dict[str, Any], list[Problem]]:
+    """balena's v2 apps `{"<appId>": {name, commit, releaseId, services: {"<serviceId>":
+    {...}}}}` → v3 apps keyed by app id (v2 has no app uuids)."""
     problems: list[Problem] = []
     apps: dict[str, Any] = {}
-    for app_id, app in (local.get("apps") or {}).items():
-        path = f"local.apps.{app_id}"
+    if not isinstance(raw, dict):
+        return {}, [Problem(path, "expected a mapping of apps")]
+    for app_id, app in raw.items():
+        where = f"{path}.{app_id}"
         if not str(app_id).isdigit() or not isinstance(app, dict):
-            problems.append(Problem(path, "app ids must be numeric and apps mappings"))
+            problems.append(Problem(where, "app ids must be numeric and apps mappings"))
             continue
         services: dict[str, Any] = {}
-        for sid, svc in (app.get("services") or {}).items():
+        svcs = app.get("services") or {}
+        for sid, svc in (svcs.items() if isinstance(svcs, dict) else []):
             if not isinstance(svc, dict):
-                problems.append(Problem(f"{path}.services.{sid}", "expected a mapping"))
+                problems.append(Problem(f"{where}.services.{sid}", "expected a mapping"))
                 continue
             name = str(svc.get("serviceName") or sid)
             composition = {k: v for k, v in svc.items() if k not in (
@@ -123,6 +145,18 @@ def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
                                   "volumes": app.get("volumes") or {},
                                   "networks": app.get("networks") or {}}},
         }
+    return apps, problems
+
+
+def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
+    """balena CLI's v2 local target `{local: {name, config, apps: {"<appId>": ...}}}` → v3;
+    an empty body `{}` is an empty target, as balena's legacy API takes it."""
+    if data == {}:
+        data = {"local": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("local"), dict):
+        raise InvalidInput("local target state", [Problem("local", "expected {local: {...}}")])
+    local = data["local"]
+    apps, problems = _v2_apps(local.get("apps") or {}, path="local.apps")
     if problems:
         raise InvalidInput("local target state", problems)
     doc = {device_uuid: {"name": local.get("name", ""), "config": local.get("config") or {},
