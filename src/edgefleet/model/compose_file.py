@@ -134,10 +134,20 @@ def _env_lines(path: Path) -> dict[str, str]:
     return out
 
 
-def _files(value: Any) -> list[Any]:
+def _files(value: Any) -> list[str]:
+    """File names of env_file/include entries (strings, or mappings with `path`)."""
     items = value if isinstance(value, list) else [value]
-    return [i.get("path") if isinstance(i, dict) else i for i in items
-            if not (isinstance(i, dict) and i.get("required") is False and not i.get("path"))]
+    out = []
+    for item in items:
+        if isinstance(item, dict):
+            item = item.get("path")
+        if isinstance(item, list):
+            out.extend(str(i) for i in item if isinstance(i, str))
+        elif isinstance(item, str):
+            out.append(item)
+        elif item is not None:
+            raise InvalidInput("compose file", [Problem("", f"not a file name: {item!r}")])
+    return out
 
 
 def _expand_service(name: str, conf: Any, services: dict[str, Any], base: Path | None,
@@ -148,7 +158,10 @@ def _expand_service(name: str, conf: Any, services: dict[str, Any], base: Path |
     where = f"services.{name}"
     ext = conf.pop("extends", None)
     if ext is not None:
-        other = ext if isinstance(ext, str) else (ext or {}).get("service")
+        if not isinstance(ext, str | dict):
+            raise InvalidInput("compose file", [Problem(f"{where}.extends",
+                                                        "expected a service name or a mapping")])
+        other = ext if isinstance(ext, str) else ext.get("service")
         if isinstance(ext, dict) and ext.get("file"):
             if base is None:
                 raise InvalidInput("compose file", [Problem(f"{where}.extends",
@@ -157,7 +170,8 @@ def _expand_service(name: str, conf: Any, services: dict[str, Any], base: Path |
             pool = (doc or {}).get("services") or {} if isinstance(doc, dict) else {}
         else:
             pool = services
-        if other in seen or other not in pool or not isinstance(pool, dict):
+        if not isinstance(pool, dict) or not isinstance(other, str) or other in seen \
+                or other not in pool:
             raise InvalidInput("compose file", [Problem(f"{where}.extends",
                                                         f"cannot extend {other!r}")])
         parent = _expand_service(str(other), pool[other], pool, base, (*seen, name))
@@ -197,15 +211,14 @@ def expand(doc: Any, *, base: Path | None = None, depth: int = 0) -> Any:
         if base is None or depth > 3:
             raise InvalidInput("compose file", [Problem("include",
                                                         "include needs the project's files")])
-        for i, item in enumerate(_files(includes)[:MAX_INCLUDES]):
-            for f in _files(item):
-                sub = expand(parse_yaml(_inside(base, f, f"include[{i}]").read_text()),
-                             base=base, depth=depth + 1)
-                for section in ("services", "volumes", "networks"):
-                    if isinstance(sub, dict) and isinstance(sub.get(section), dict):
-                        doc.setdefault(section, {})
-                        if isinstance(doc[section], dict):
-                            doc[section] = {**sub[section], **doc[section]}
+        for i, f in enumerate(_files(includes)[:MAX_INCLUDES]):
+            sub = expand(parse_yaml(_inside(base, f, f"include[{i}]").read_text()),
+                         base=base, depth=depth + 1)
+            for section in ("services", "volumes", "networks"):
+                if isinstance(sub, dict) and isinstance(sub.get(section), dict):
+                    doc.setdefault(section, {})
+                    if isinstance(doc[section], dict):
+                        doc[section] = {**sub[section], **doc[section]}
     services = doc.get("services")
     if isinstance(services, dict):
         doc["services"] = {name: _expand_service(str(name), conf, services, base)
