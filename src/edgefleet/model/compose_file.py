@@ -137,7 +137,7 @@ def _env_lines(path: Path) -> dict[str, str]:
 def _files(value: Any) -> list[str]:
     """File names of env_file/include entries (strings, or mappings with `path`)."""
     items = value if isinstance(value, list) else [value]
-    out = []
+    out: list[str] = []
     for item in items:
         if isinstance(item, dict):
             item = item.get("path")
