@@ -131,8 +131,14 @@ def test_coercions_ports_trimming_and_null_env() -> None:
     ("services:\n  a:\n    image: x\n    networks:\n      n:\n        link_local_ips: "
      "['169.254.1.1']\nnetworks:\n  n: {}\n", "link_local_ips"),
     ("services:\n  a:\n    image: x\n    network_mode: container:balena_supervisor\n",
-     "same release"),
-    ("services:\n  a:\n    image: x\n    pid: container:other\n", "refused"),
+     "not allowed"),
+    ("services:\n  a:\n    image: x\n    pid: container:other\n", "not allowed"),
+    ("services:\n  a:\n    image: x\n    ipc: container:other\n", "refused"),
+    ("services:\n  a:\n    image: x\n    network_mode: service:nope\n", "same release"),
+    ("services:\n  a:\n    image: x\n    deploy: {replicas: 2}\n", "service.deploy is not"),
+    ("services:\n  a:\n    image: x\n    security_opt: [label=disable]\n",
+     "no-new-privileges"),
+    ("services:\n  a:\n    image: x\nsecrets:\n  s: {file: x}\n", "secrets"),
     ("services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n"
      "    depends_on: [a]\n", "cycle: a -> b -> a"),
 ])

@@ -31,13 +31,13 @@ HOSTILE = {
         "binds a host path"),
     "network-container": (
         "services:\n  a:\n    image: busybox\n    network_mode: container:balena_supervisor\n",
-        "same release"),
+        "not allowed"),
     "network-service-unknown": (
         "services:\n  a:\n    image: busybox\n    network_mode: 'service: other-app'\n",
         "same release"),
     "pid-container": (
         "services:\n  a:\n    image: busybox\n    pid: container:balena_supervisor\n",
-        "pid"),
+        "service.pid container"),
     "ipc-service": (
         "services:\n  a:\n    image: busybox\n  b:\n    image: busybox\n    ipc: service:a\n",
         "ipc"),

@@ -223,12 +223,12 @@ def release_from_compose(*, compose_yaml: str | dict[str, Any], images: Mapping[
     plus each service's image ref → a v3 release (with compose variable interpolation from
     `variables`)."""
     from edgefleet.model.compose_file import load_compose  # not at the top: the running
-    # supervisor never parses compose (PyYAML is 1 MB)
+    from edgefleet.model.compose_push import normalise  # supervisor never parses compose
 
     doc = load_compose(compose_yaml) if isinstance(compose_yaml, str) else compose_yaml
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
         raise InvalidInput("compose file", [Problem("services", "a compose file needs services")])
-    doc = interpolate(doc, variables or {})
+    doc = normalise(interpolate(doc, variables or {}))
     problems = [Problem(f"services.{name}", "no image for this service")
                 for name in doc["services"] if name not in images]
     allowed_top = {"version", "services", "volumes", "networks"}

@@ -112,14 +112,15 @@ def _networks(*, app_uuid: str, app_id: int, release: ReleaseTarget, path: str,
         except (TypeError, ValueError) as exc:
             problems.append(Problem(f"{path}.networks.{name}.ipam", str(exc)))
             pools = ()
-        if net.external or (net.driver or "bridge") != "bridge" or \
+        if net.external or (net.driver or "bridge") not in ("bridge", "default") or \
                 (ipam.get("driver") or "default") != "default":
             problems.append(Problem(f"{path}.networks.{name}", "only bridge networks with the"
                                     " default IPAM driver made by the release are supported"
                                     " (balena refuses external networks and other drivers)"))
             continue
         out[name] = NetworkSpec(
-            app_uuid=app_uuid, app_id=app_id, name=name, driver=net.driver or "bridge",
+            app_uuid=app_uuid, app_id=app_id, name=name,
+            driver="bridge" if net.driver in (None, "", "default") else net.driver,
             driver_opts=net.driver_opts, ipam_driver=ipam.get("driver") or "default",
             ipam_config=pools, ipam_options=ipam.get("options") or {},
             enable_ipv6=net.enable_ipv6, internal=net.internal, labels=net.labels,
@@ -136,7 +137,7 @@ def _volumes(*, app_uuid: str, app_id: int, release: ReleaseTarget, path: str,
             problems.append(Problem(f"{path}.volumes.{name}", "invalid volume name"))
             continue
         opts = vol.driver_opts
-        if vol.external or (vol.driver or "local") != "local":
+        if vol.external or (vol.driver or "local") not in ("local", "default"):
             problems.append(Problem(f"{path}.volumes.{name}", "only local volumes made by the"
                                     " release are supported (balena refuses external volumes"
                                     " and other drivers)"))
@@ -148,7 +149,7 @@ def _volumes(*, app_uuid: str, app_id: int, release: ReleaseTarget, path: str,
                                     " host paths are granted by feature labels only"))
             continue
         out[name] = VolumeSpec(app_uuid=app_uuid, app_id=app_id, name=name,
-                               driver=vol.driver or "local", driver_opts=vol.driver_opts,
+                               driver="local", driver_opts=vol.driver_opts,
                                labels=vol.labels)
     return out
 

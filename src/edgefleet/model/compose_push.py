@@ -1,0 +1,143 @@
+"""What balena's compose parser (@balena/compose-parser) checks when a project is pushed.
+
+Runs on the expanded document (`compose_file.load_compose`), before the release is made:
+refuses what balena refuses, with balena's message, and normalises what balena normalises
+(allowed host binds become feature labels, `container_name` and `entrypoint: null` removed,
+security_opt separators). Devices never run this: a target that was accepted stays accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from edgefleet.model.errors import InvalidInput, Problem
+from edgefleet.model.features import warn_once
+
+# balena's SERVICE_CONFIG_DENY_LIST, less what edgefleet implements (stdin_open,
+# oom_kill_disable, cpu_period: translated into the container's config).
+DENIED_SERVICE_KEYS = (
+    "blkio_config", "configs", "cpu_count", "cpu_percent", "credential_spec", "deploy",
+    "develop", "external_links", "gpus", "isolation", "links", "logging", "mem_swappiness",
+    "memswap_limit", "platform", "pull_policy", "runtime", "scale", "secrets", "storage_opt",
+)
+SECURITY_OPTS = (re.compile(r"^no-new-privileges([:=].*)?$"),
+                 re.compile(r"^apparmor[:=]unconfined$"), re.compile(r"^seccomp[:=]unconfined$"))
+PROFILE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+# host binds balena turns into feature labels (every path of a label must be bound)
+BIND_LABELS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("io.balena.features.balena-socket", ("/var/run/docker.sock",)),
+    ("io.balena.features.balena-socket", ("/var/run/balena-engine.sock",)),
+    ("io.balena.features.dbus", ("/run/dbus",)),
+    ("io.balena.features.sysfs", ("/sys",)),
+    ("io.balena.features.procfs", ("/proc",)),
+    ("io.balena.features.kernel-modules", ("/lib/modules",)),
+    ("io.balena.features.firmware", ("/lib/firmware",)),
+    ("io.balena.features.journal-logs",
+     ("/var/log/journal", "/run/log/journal", "/etc/machine-id")),
+)
+
+
+def _bind_source(entry: Any) -> str | None:
+    if isinstance(entry, dict):
+        return str(entry.get("source")) if entry.get("type") == "bind" else None
+    if isinstance(entry, str) and entry.startswith("/") and ":" in entry:
+        return entry.split(":", 1)[0]
+    return None
+
+
+def _binds_to_labels(svc: dict[str, Any]) -> None:
+    volumes = svc.get("volumes")
+    if not isinstance(volumes, list):
+        return
+    sources = {_bind_source(v) for v in volumes} - {None}
+    labels: dict[str, str] = {}
+    used: set[str] = set()
+    for label, paths in BIND_LABELS:
+        if all(p in sources for p in paths):
+            labels[label] = "1"
+            used.update(paths)
+    if not labels:
+        return
+    svc["volumes"] = [v for v in volumes if _bind_source(v) not in used]
+    own = svc.get("labels")
+    if isinstance(own, list):
+        own = {str(i).partition("=")[0]: str(i).partition("=")[2] for i in own}
+    svc["labels"] = {**(own if isinstance(own, dict) else {}), **labels}
+
+
+def _service(name: str, svc: Any, problems: list[Problem]) -> Any:
+    if not isinstance(svc, dict):
+        return svc
+    where = f"services.{name}"
+    svc = dict(svc)
+    for key in DENIED_SERVICE_KEYS:
+        if key in svc:
+            problems.append(Problem(f"{where}.{key}", f"service.{key} is not allowed"
+                                    " (balena refuses it too)"))
+    for key in ("network_mode", "pid"):
+        if str(svc.get(key) or "").strip().startswith("container:"):
+            problems.append(Problem(f"{where}.{key}", f"service.{key} container:<id> is not"
+                                    " allowed"))
+    opts = svc.get("security_opt")
+    if isinstance(opts, list):
+        if not all(any(r.match(str(o)) for r in SECURITY_OPTS) for o in opts):
+            problems.append(Problem(f"{where}.security_opt", "only no-new-privileges and"
+                                    " unconfined apparmor and seccomp are allowed"))
+        svc["security_opt"] = [str(o).replace(":", "=", 1) for o in opts]
+    vf = svc.get("volumes_from")
+    if isinstance(vf, list) and any(str(v).startswith("container:") for v in vf):
+        problems.append(Problem(f"{where}.volumes_from", "volumes_from may not name a"
+                                " container"))
+    limit = svc.get("pids_limit")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit < 0:
+        problems.append(Problem(f"{where}.pids_limit", "a negative pids_limit is not"
+                                " supported"))
+    profiles = svc.get("profiles")
+    if isinstance(profiles, list):
+        for profile in profiles:
+            if not PROFILE_RE.match(str(profile)):
+                problems.append(Problem(f"{where}.profiles", f"{profile!r} is not a valid"
+                                        " profile name"))
+    if "entrypoint" in svc and svc["entrypoint"] is None:
+        del svc["entrypoint"]
+    if "container_name" in svc:
+        warn_once("service.container_name is not supported: removed from the composition")
+        del svc["container_name"]
+    _binds_to_labels(svc)
+    return svc
+
+
+def normalise(doc: Any) -> Any:
+    """The document as balena's parser leaves it; InvalidInput with balena's reasons."""
+    if not isinstance(doc, dict):
+        return doc
+    problems: list[Problem] = []
+    if "secrets" in doc or "configs" in doc:
+        problems.append(Problem("secrets", "top-level secrets and/or configs are not"
+                                " supported"))
+    out = {k: v for k, v in doc.items() if k not in ("secrets", "configs")}
+    if isinstance(out.get("services"), dict):
+        out["services"] = {n: _service(str(n), s, problems)
+                           for n, s in out["services"].items()}
+    for section, denied in (("networks", ("attachable", "external")),
+                            ("volumes", ("external",))):
+        entries = out.get(section)
+        if not isinstance(entries, dict):
+            continue
+        fixed = {}
+        for name, conf in entries.items():
+            if isinstance(conf, dict):
+                conf = {k: v for k, v in conf.items() if k != "name"}
+                for key in denied:
+                    if key in conf:
+                        problems.append(Problem(f"{section}.{name}.{key}",
+                                                f"{section[:-1]}.{key} is not allowed"))
+                if section == "networks" and "enable_ipv4" in conf:
+                    problems.append(Problem(f"networks.{name}.enable_ipv4",
+                                            "enable_ipv4 is not supported"))
+            fixed[name] = conf
+        out[section] = fixed
+    if problems:
+        raise InvalidInput("compose file", problems)
+    return out
