@@ -225,17 +225,19 @@ class DockerEngine:
     async def create_container(self, spec: ServiceSpec) -> str:
         """Create the container for a service, attached to all its networks; returns its id."""
         name = spec.container_name
-        resolve = None
-        if spec.network_mode.startswith("service:"):
-            target = spec.network_mode[len("service:"):]
+        ids: dict[str, str] = {}
+        for mode in (spec.network_mode, spec.pid or ""):  # service:<name> joins its container
+            if not mode.startswith("service:"):
+                continue
+            target = mode[len("service:"):]
             found = await self._json("containers", "containers/json", params={
                 "all": "1", **self._filters(f"{naming.APP_UUID}={spec.app_uuid}",
                                             f"{naming.SERVICE_NAME}={target}")})
             if not found:
                 raise NotFound(f"service {spec.service_name}",
-                               f"network_mode service:{target}: no container for {target}")
-            cid = str(found[0]["Id"])
-            resolve = lambda _n: cid  # noqa: E731
+                               f"{mode}: no container for {target}")
+            ids[target] = str(found[0]["Id"])
+        resolve = ids.__getitem__ if ids else None
         body = translate.create_body(spec=spec, resolve_service_container=resolve)
         data = await self._json(f"container {name}", "containers/create", "POST",
                                 params={"name": name}, data=body)

@@ -29,8 +29,9 @@ def _devices(devices: tuple[str, ...]) -> list[dict[str, str]]:
     return out
 
 
-def _network_mode(spec: ServiceSpec, resolve: Callable[[str], str] | None) -> str:
-    mode = spec.network_mode or "default"
+def _network_mode(spec: ServiceSpec, resolve: Callable[[str], str] | None,
+                  mode: str | None = None) -> str:
+    mode = mode if mode is not None else (spec.network_mode or "default")
     if mode.startswith("service:"):
         if resolve is None:
             raise InvalidInput(f"service {spec.service_name}", [Problem(
@@ -51,7 +52,8 @@ def create_body(
         key = _port_key(p.container_port, p.protocol)
         exposed[key] = {}
         bindings.setdefault(key, []).append(
-            {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""}
+            {"HostIp": p.host_ip, "HostPort": (f"{p.host_port}-{p.host_port_end}"
+                                               if p.host_port_end else str(p.host_port or ""))}
         )
     for e in spec.expose:
         exposed[e] = {}
@@ -89,7 +91,9 @@ def create_body(
         "Memory": spec.mem_limit, "MemoryReservation": spec.mem_reservation,
         "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None,
         "CpuShares": spec.cpu_shares, "CpusetCpus": spec.cpuset, "ShmSize": spec.shm_size,
-        "Init": spec.init, "PidMode": spec.pid, "IpcMode": spec.ipc,
+        "Init": spec.init, "IpcMode": spec.ipc,
+        "PidMode": _network_mode(spec, resolve_service_container, spec.pid) if spec.pid
+        else None,
         "OomKillDisable": spec.oom_kill_disable, "OomScoreAdj": spec.oom_score_adj,
         "PidsLimit": spec.pids_limit, "CgroupnsMode": spec.cgroup, "CpuQuota": spec.cpu_quota,
         "CpuPeriod": spec.cpu_period, "CpuRealtimeRuntime": spec.cpu_rt_runtime,

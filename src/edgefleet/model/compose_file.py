@@ -54,6 +54,20 @@ def _construct_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
     return str(loader.construct_scalar(node)).lower() == "true"
 
 
+def _construct_tagged(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """`!override value` is the value; `!reset value` clears it (compose merge tags, which
+    only matter when files are merged: a single file keeps or drops the value)."""
+    if node.tag == "!reset":
+        return None
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+Yaml12Loader.add_constructor("!override", _construct_tagged)
+Yaml12Loader.add_constructor("!reset", _construct_tagged)
 Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 Yaml12Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
 
@@ -134,13 +148,17 @@ def _env_lines(path: Path) -> dict[str, str]:
     return out
 
 
-def _files(value: Any) -> list[str]:
-    """File names of env_file/include entries (strings, or mappings with `path`)."""
+def _files(value: Any, base: Path | None = None) -> list[str]:
+    """File names of env_file/include entries (strings, or mappings with `path`; a missing
+    file marked `required: false` is left out)."""
     items = value if isinstance(value, list) else [value]
     out: list[str] = []
     for item in items:
         if isinstance(item, dict):
+            optional = item.get("required") is False
             item = item.get("path")
+            if optional and (base is None or not (base / str(item)).is_file()):
+                continue
         if isinstance(item, list):
             out.extend(str(i) for i in item if isinstance(i, str))
         elif isinstance(item, str):
@@ -191,7 +209,7 @@ def _expand_service(name: str, conf: Any, services: dict[str, Any], base: Path |
             raise InvalidInput("compose file", [Problem(f"{where}.{key}",
                                                         f"{key} needs the project's files")])
         values: dict[str, str] = {}
-        for f in _files(files):
+        for f in _files(files, base):
             values.update(_env_lines(_inside(base, f, f"{where}.{key}")))
         own = conf.get(target)
         if isinstance(own, list):

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from edgefleet.model.errors import InvalidInput, Problem
-from edgefleet.model.features import warn_once
+from edgefleet.model.features import REQUIRES, contract_label_problem, warn_once
 
 # balena's SERVICE_CONFIG_DENY_LIST, less what edgefleet implements (stdin_open,
 # oom_kill_disable, cpu_period: translated into the container's config).
@@ -20,6 +20,11 @@ DENIED_SERVICE_KEYS = (
     "blkio_config", "configs", "cpu_count", "cpu_percent", "credential_spec", "deploy",
     "develop", "external_links", "gpus", "isolation", "links", "logging", "mem_swappiness",
     "memswap_limit", "platform", "pull_policy", "runtime", "scale", "secrets", "storage_opt",
+)
+DENIED_BUILD_KEYS = (
+    "additional_contexts", "cache_to", "dockerfile_inline", "entitlements", "isolation",
+    "network", "no_cache", "platforms", "privileged", "pull", "secrets", "ssh", "tags",
+    "ulimits",
 )
 SECURITY_OPTS = (re.compile(r"^no-new-privileges([:=].*)?$"),
                  re.compile(r"^apparmor[:=]unconfined$"), re.compile(r"^seccomp[:=]unconfined$"))
@@ -50,20 +55,33 @@ def _binds_to_labels(svc: dict[str, Any]) -> None:
     volumes = svc.get("volumes")
     if not isinstance(volumes, list):
         return
-    sources = {_bind_source(v) for v in volumes} - {None}
+    sources = {s for s in (_bind_source(v) for v in volumes) if s is not None}
     labels: dict[str, str] = {}
-    used: set[str] = set()
+    allowed = {p for _, paths in BIND_LABELS for p in paths}
     for label, paths in BIND_LABELS:
         if all(p in sources for p in paths):
             labels[label] = "1"
-            used.update(paths)
-    if not labels:
+    dropped = (sources & allowed) - {p for lb, ps in BIND_LABELS if lb in labels for p in ps}
+    if dropped:
+        warn_once(f"host binds {sorted(dropped)} dropped: each feature label needs all of its"
+                  " binds (as balena does)")
+    if not sources & allowed:
         return
-    svc["volumes"] = [v for v in volumes if _bind_source(v) not in used]
+    svc["volumes"] = [v for v in volumes if _bind_source(v) not in allowed]
     own = svc.get("labels")
     if isinstance(own, list):
         own = {str(i).partition("=")[0]: str(i).partition("=")[2] for i in own}
     svc["labels"] = {**(own if isinstance(own, dict) else {}), **labels}
+
+
+def _depend_on(svc: dict[str, Any], other: str) -> None:
+    deps = svc.get("depends_on")
+    if deps is None:
+        svc["depends_on"] = [other]
+    elif isinstance(deps, list) and other not in deps:
+        svc["depends_on"] = [*deps, other]
+    elif isinstance(deps, dict) and other not in deps:
+        svc["depends_on"] = {**deps, other: {"condition": "service_started"}}
 
 
 def _service(name: str, svc: Any, problems: list[Problem]) -> Any:
@@ -75,6 +93,15 @@ def _service(name: str, svc: Any, problems: list[Problem]) -> Any:
         if key in svc:
             problems.append(Problem(f"{where}.{key}", f"service.{key} is not allowed"
                                     " (balena refuses it too)"))
+    build = svc.get("build")
+    if isinstance(build, dict):
+        for key in DENIED_BUILD_KEYS:
+            if key in build:
+                problems.append(Problem(f"{where}.build.{key}", f"service.build.{key} is not"
+                                        " allowed (balena refuses it too)"))
+        build = build.get("context")
+    if isinstance(build, str) and re.match(r"^[a-z]+://|^git@", build):
+        problems.append(Problem(f"{where}.build", "a remote build context is not supported"))
     for key in ("network_mode", "pid"):
         if str(svc.get(key) or "").strip().startswith("container:"):
             problems.append(Problem(f"{where}.{key}", f"service.{key} container:<id> is not"
@@ -85,6 +112,23 @@ def _service(name: str, svc: Any, problems: list[Problem]) -> Any:
             problems.append(Problem(f"{where}.security_opt", "only no-new-privileges and"
                                     " unconfined apparmor and seccomp are allowed"))
         svc["security_opt"] = [str(o).replace(":", "=", 1) for o in opts]
+    if str(svc.get("ipc") or "").strip().startswith("service:"):
+        problems.append(Problem(f"{where}.ipc", "service.ipc which references another service"
+                                " is not supported"))
+    devices = svc.get("devices")
+    if isinstance(devices, list) and any(isinstance(d, str) and "=" in d and
+                                         not d.startswith("/") for d in devices):
+        problems.append(Problem(f"{where}.devices", "devices config with CDI syntax is not"
+                                " allowed"))
+    for key in ("network_mode", "pid"):  # balena makes the joined service a dependency
+        mode = str(svc.get(key) or "").strip()
+        if mode.startswith("service:"):
+            _depend_on(svc, mode.split(":", 1)[1].strip())
+    for v in svc.get("volumes") or [] if isinstance(svc.get("volumes"), list) else []:
+        if isinstance(v, dict) and ((v.get("type") == "tmpfs" and v.get("tmpfs")) or
+                                    (v.get("type", "volume") == "volume" and v.get("volume"))):
+            problems.append(Problem(f"{where}.volumes", "long syntax service.volumes with"
+                                    " volume or tmpfs options are not supported"))
     vf = svc.get("volumes_from")
     if isinstance(vf, list) and any(str(v).startswith("container:") for v in vf):
         problems.append(Problem(f"{where}.volumes_from", "volumes_from may not name a"
@@ -99,6 +143,13 @@ def _service(name: str, svc: Any, problems: list[Problem]) -> Any:
             if not PROFILE_RE.match(str(profile)):
                 problems.append(Problem(f"{where}.profiles", f"{profile!r} is not a valid"
                                         " profile name"))
+    labels = svc.get("labels")
+    if isinstance(labels, dict):
+        for key, value in labels.items():
+            if str(key).startswith(REQUIRES):
+                why = contract_label_problem(str(key), str(value))
+                if why:
+                    problems.append(Problem(f"{where}.labels", why))
     if "entrypoint" in svc and svc["entrypoint"] is None:
         del svc["entrypoint"]
     if "container_name" in svc:

@@ -146,6 +146,10 @@ def ports(value: Any, *, v1: bool = False) -> tuple[PortBinding, ...]:
         only = not host
         # a container-only port is published on the same host port, as balena does
         h_lo, h_hi = _range(host or cont, item)
+        if c_lo == c_hi and h_hi > h_lo:  # one container port on a host range
+            out.append(PortBinding(container_port=c_lo, protocol=proto, host_ip=host_ip,
+                                   host_port=h_lo, host_port_end=h_hi))
+            continue
         if h_hi - h_lo != c_hi - c_lo:
             raise ValueError(f"port ranges of different length in {item!r}")
         for i in range(c_hi - c_lo + 1):

@@ -91,22 +91,57 @@ def refused(feature: str, device: DeviceContext) -> str | None:
 
 def unmet_contract(labels: dict[str, str], device: DeviceContext) -> str | None:
     """The first `requires.*` label this device does not meet, as a reason; None if all met."""
-    facts = {"sw.arch": device.arch, "hw.device-type": device.device_type,
-             "sw.supervisor": device.supervisor_version, "sw.l4t": device.l4t_version}
+    facts = {"sw.arch": device.arch, "arch.sw": device.arch,
+             "hw.device-type": device.device_type, "sw.supervisor": device.supervisor_version,
+             "sw.l4t": device.l4t_version}
     for key, wanted in sorted(labels.items()):
         if not key.startswith(REQUIRES):
             continue
         kind = key[len(REQUIRES):]
         have = facts.get(kind)
         if kind not in facts:
-            return f"unknown contract requirement {kind!r}"
+            warn_once(f"contract requirement {kind!r} is not known here: ignored")
+            continue
         if not have:
             return f"requires {kind} {wanted!r}, this device has none"
-        ok = semver_satisfies(have, wanted) if kind.startswith("sw.") and kind != "sw.arch" \
+        if kind in ("sw.arch", "arch.sw"):
+            have = ARCH_ALIASES.get(have, have)
+        ok = semver_satisfies(have, wanted) if kind in VERSIONED \
             else have in {w.strip() for w in wanted.split(",")}
         if not ok:
             return f"requires {kind} {wanted!r}, this device has {have!r}"
     return None
+
+
+VERSIONED = frozenset({"sw.supervisor", "sw.l4t"})
+ARCH_ALIASES = {"x86_64": "amd64", "arm64": "aarch64", "armhf": "armv7hf"}
+CONTRACT_ARCHES = frozenset({"aarch64", "rpi", "amd64", "armv7hf", "i386"})
+
+
+def contract_label_problem(key: str, value: str) -> str | None:
+    """What balena's parser says about a malformed contract label at push, or None."""
+    kind = key[len(REQUIRES):]
+    if kind in ("arch.sw", "sw.arch") and value not in CONTRACT_ARCHES:
+        return (f"invalid value for label {key!r}: expected one of"
+                f" {', '.join(sorted(CONTRACT_ARCHES))}, got {value!r}")
+    if (kind in VERSIONED or kind in ("sw.balena-os", "sw.linux")) and not valid_range(value):
+        return f"invalid value for label {key!r}: expected a semver range, got {value!r}"
+    return None
+
+
+def valid_range(wanted: str) -> bool:
+    """Whether `wanted` is a version range `semver_satisfies` understands."""
+    for alternative in wanted.split("||"):
+        conds = alternative.replace(">= ", ">=").replace("<= ", "<=").split()
+        if not conds:
+            return False
+        for cond in conds:
+            op = re.match(r"^(>=|<=|>|<|=|\^|~)?", cond).group(0)  # type: ignore[union-attr]
+            rest = cond[len(op):]
+            if not re.fullmatch(r"v?\d+(\.(\d+|[xX*]))?(\.(\d+|[xX*]))?([-+][0-9A-Za-z.-]+)?",
+                                rest):
+                return False
+    return True
 
 
 _VER = re.compile(r"^v?(\d+)(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?")

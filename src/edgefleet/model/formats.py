@@ -131,7 +131,8 @@ def _v2_apps(raw: object, *, path: str) -> tuple[dict[str, Any], list[Problem]]:
             name = str(svc.get("serviceName") or sid)
             composition = {k: v for k, v in svc.items() if k not in (
                 "serviceName", "serviceId", "imageId", "running", "environment",
-                "labels", "contract", "releaseId", "commit", "appId")}
+                "labels", "contract", "releaseId", "commit", "appId", "imageName",
+                "appUuid", "serviceUuid")}
             services[name] = {
                 "id": svc.get("serviceId", sid), "image_id": svc.get("imageId", sid),
                 "image": svc.get("image") or local_image_name(name),

@@ -108,11 +108,18 @@ def network_mode(*, parsed: ParsedService, service: str, services: set[str],
     return first, attached
 
 
-def namespace_modes(*, parsed: ParsedService, path: str, problems: list[Problem]) -> None:
-    """`pid` and `ipc` may be host or private modes; joining another container's namespaces
-    is refused (it could reach another app or the supervisor)."""
+def namespace_modes(*, parsed: ParsedService, service: str, services: set[str], path: str,
+                    problems: list[Problem]) -> None:
+    """`pid` may join another service of the same release (`service:<name>`, as balena
+    allows); `ipc` and `pid` never join another container (another app, the supervisor)."""
+    pid = str(parsed.fields.get("pid") or "")
+    if pid.startswith("service:"):
+        other = pid.split(":", 1)[1].strip()
+        if other in services and other != service:
+            parsed.fields["pid"] = f"service:{other}"
+            pid = ""
     for key in ("pid", "ipc"):
-        value = parsed.fields.get(key)
+        value = pid if key == "pid" else parsed.fields.get(key)
         if value and str(value).startswith(("service:", "container:")):
             problems.append(Problem(f"{path}.composition.{key}",
                                     f"{key} {value!r} is refused: joining another container's"

@@ -142,8 +142,7 @@ def _volumes(*, app_uuid: str, app_id: int, release: ReleaseTarget, path: str,
                                     " release are supported (balena refuses external volumes"
                                     " and other drivers)"))
             continue
-        if (opts.get("o") and "bind" in opts["o"].split(",")) or opts.get("device") or \
-                opts.get("type") == "none":
+        if _binds_host(opts):
             problems.append(Problem(f"{path}.volumes.{name}.driver_opts", "a volume that binds"
                                     " a host path (o: bind, type: none, device) is refused:"
                                     " host paths are granted by feature labels only"))
@@ -152,6 +151,16 @@ def _volumes(*, app_uuid: str, app_id: int, release: ReleaseTarget, path: str,
                                driver="local", driver_opts=vol.driver_opts,
                                labels=vol.labels)
     return out
+
+
+def _binds_host(opts: dict[str, str]) -> bool:
+    """Whether local-driver options mount something of the host: a bind (`o: bind`,
+    `type: none`) or a host device or path (`device: /...`); tmpfs and network filesystems
+    are not."""
+    o = {part.strip() for part in opts.get("o", "").split(",")}
+    kind = opts.get("type", "")
+    return bool(o & {"bind", "rbind"}) or kind in ("none", "bind") or (
+        opts.get("device", "").startswith("/") and kind != "tmpfs")
 
 
 def _check_depends(*, release: ReleaseTarget, path: str, problems: list[Problem]) -> None:
@@ -225,7 +234,8 @@ def _service(*, name: str, svc: ServiceTarget, composition: dict[str, Any], app:
     mounted = mounts(**args, problems=problems)  # type: ignore[arg-type]
     mode, attached = network_mode(parsed=parsed, service=name, services=set(release.services),
                                   networks=networks, path=path, problems=problems)
-    namespace_modes(parsed=parsed, path=path, problems=problems)
+    namespace_modes(parsed=parsed, service=name, services=set(release.services), path=path,
+                    problems=problems)
     if len(problems) > before:
         return None
     user_env = {**parsed.fields.get("environment", {}), **svc.environment}
@@ -286,7 +296,8 @@ def _v1_hash(spec: ServiceSpec, *, composition: dict[str, Any], user_env: dict[s
     env.update(_api_env(features, mode, app_uuid, args["device"]))
     env.update({k: v for k, v in user_env.items() if k not in nulls})
     try:
-        v1_ports = [p.model_dump(mode="json") for p in ports(composition.get("ports"), v1=True)]
+        v1_ports = [p.model_dump(mode="json", exclude={"host_port_end"})
+                    for p in ports(composition.get("ports"), v1=True)]
     except (ValueError, TypeError, KeyError):
         return ""
     v1_mounts = mounts(**args, problems=[], v1=True)

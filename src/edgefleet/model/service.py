@@ -48,6 +48,8 @@ class PortBinding(_Frozen):
     protocol: Literal["tcp", "udp", "sctp"] = "tcp"
     host_ip: str = ""
     host_port: int | None = None
+    host_port_end: int | None = None
+    """A host port range for one container port (`8000-9000:80`): the engine picks one."""
 
 
 class Mount(_Frozen):
