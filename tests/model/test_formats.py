@@ -25,7 +25,7 @@ def test_release_from_compose_drops_build_and_assigns_ids() -> None:
     rel = formats.release_from_compose(compose_yaml=COMPOSE, images={
         "frontend": "r/f:1", "backend": "r/b:1"}, release_id=3, first_service_id=10)
     assert rel.id == 3
-    assert rel.services["frontend"].composition == {"build": "./frontend", "ports": ["80:80"]}
+    assert rel.services["frontend"].composition == {"ports": ["80:80"]}
     assert rel.services["backend"].id == 11
     assert "data" in rel.volumes
 

@@ -245,10 +245,12 @@ def release_from_compose(*, compose_yaml: str | dict[str, Any], images: Mapping[
         if conf is not None and not isinstance(conf, dict):
             raise InvalidInput("compose file", [Problem(f"services.{name}",
                                                         "a service must be a mapping")])
-        # the composition keeps `image`/`build`: a compose service is never empty, so the
-        # default composition (privileged, host network) is only for a release without a
-        # compose file (the server sends `{}` for it)
-        composition = dict(conf or {})
+        # `build` stays on the server (its args may be secrets). A compose service is never
+        # empty (it keeps `image`, or gets it): the default composition (privileged, host
+        # network) is only for a release without a compose file (`{}`)
+        composition = {k: v for k, v in (conf or {}).items() if k != "build"}
+        if conf and not composition:
+            composition = {"image": images[name]}
         services[name] = {"id": first_service_id + i, "image_id": first_image_id + i,
                           "image": images[name], "composition": composition}
     data = {"id": release_id, "services": services,
