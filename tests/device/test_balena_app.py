@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from edgefleet.model import formats
+from edgefleet.model.errors import InvalidInput
 from edgefleet.server.project import load_project
 from tests.device.conftest import Device
 from tests.support import images
@@ -82,3 +83,25 @@ async def test_device_tags_example_runs_with_the_device_key_and_its_port(
                 assert time.monotonic() < deadline, "nothing answers on the container's port"
                 await asyncio.sleep(0.3)
     assert r.status_code in (200, 403, 404)
+
+
+async def test_a_release_whose_contract_this_device_does_not_meet_is_rejected(
+    device: Device, test_images: dict[str, Any]
+) -> None:
+    compose = ("services:\n  main:\n    image: x\n    labels:\n"
+               "      io.balena.features.requires.hw.device-type: jetson-nano\n"
+               "  opt:\n    image: x\n    labels:\n"
+               "      io.balena.features.requires.sw.l4t: '>=32'\n"
+               "      io.balena.features.optional: 'true'\n")
+    imgs = {"main": test_images["sleeper"].ref, "opt": test_images["sleeper"].ref}
+    with pytest.raises(InvalidInput, match=r"contract not met: requires hw\.device-type"):
+        device.supervisor.set_target(target=device.compose_target(compose, imgs),
+                                     source="test")
+    [app] = device.store.apps()
+    assert app.update_status == "rejected" and "jetson-nano" in app.status_message
+    # without the unmet required service, the optional one is skipped and the rest runs
+    ok = compose.replace("jetson-nano", device.supervisor.device.device_type)
+    device.supervisor.set_target(target=device.compose_target(ok, imgs, commit="c2"),
+                                 source="test")
+    await device.converge()
+    assert set(await device.containers()) == {"main"}
