@@ -94,7 +94,8 @@ def ours(entry: dict[str, Any]) -> tuple[DesiredState | None, str, Any]:
             "services": services}}}}, device_uuid="dev1")
         return run(target), "", None
     try:
-        doc: Any = load_compose(text, base=path.parent)
+        doc: Any = load_compose(text, base=path.parent,
+                                variables=entry.get("variables") or {})
     except InvalidInput as exc:
         try:
             raw = yaml.safe_load(text)

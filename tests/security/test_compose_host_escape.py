@@ -112,6 +112,19 @@ def test_hostile_compose_is_refused_at_push(server: tuple[str, str], name: str) 
     assert releases == [], "a refused push records no release"
 
 
+@pytest.mark.parametrize("compose", [
+    "services: {web: [1, 2]}",
+    "services: " + "[" * 20000 + "]" * 20000,
+    "services:\n  web:\n    image: x\n    cpu_shares: " + "9" * 5000 + "\n",
+    "services:\n  web:\n    image: {a: 1}\n",
+    "services:\n  web:\n    image: \"a\\0b\"\n",
+])
+def test_malformed_compose_is_a_400_naming_the_problem(server: tuple[str, str],
+                                                       compose: str) -> None:
+    r = push(server, compose)
+    assert r.status_code == 400, r.text[:300]
+
+
 def test_a_service_of_the_same_release_may_be_joined(server: tuple[str, str]) -> None:
     r = push(server, "services:\n  a:\n    image: busybox\n  b:\n    image: busybox\n"
                      "    network_mode: 'service: a'\n")

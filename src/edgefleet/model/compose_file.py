@@ -239,11 +239,38 @@ def expand(doc: Any, *, base: Path | None = None, depth: int = 0) -> Any:
                         doc[section] = {**sub[section], **doc[section]}
     services = doc.get("services")
     if isinstance(services, dict):
+        bad = [Problem(f"services.{name}", "a service must be a mapping")
+               for name, conf in services.items() if not isinstance(conf, dict | None)]
+        if bad:
+            raise InvalidInput("compose file", bad)
         doc["services"] = {name: _expand_service(str(name), conf, services, base)
                            for name, conf in services.items()}
     return doc
 
 
-def load_compose(text: str, *, base: Path | None = None) -> Any:
-    """A compose file's text → its expanded document (see `expand`)."""
-    return expand(parse_yaml(text), base=base)
+def _escape(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [_escape(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _escape(v) for k, v in value.items()}
+    return value
+
+
+def load_compose(text: str, *, base: Path | None = None,
+                 variables: dict[str, str] | None = None) -> Any:
+    """A compose file's text → its expanded document (see `expand`). In a project (`base`),
+    variables are interpolated from `variables` and the project's `.env` file (whose values
+    may use the variables before them), as compose does; what is left is escaped (`$` →
+    `$$`), so interpolating again later changes nothing."""
+    from edgefleet.model.formats import interpolate
+
+    doc = parse_yaml(text)
+    if base is not None and isinstance(doc, dict):
+        known = dict(variables or {})
+        dotenv = base / ".env"
+        for key, value in (_env_lines(dotenv) if dotenv.is_file() else {}).items():
+            known.setdefault(key, str(interpolate(value, known)))
+        doc = _escape(interpolate(doc, known))
+    return expand(doc, base=base)

@@ -28,6 +28,7 @@ DENIED_BUILD_KEYS = (
 )
 SECURITY_OPTS = (re.compile(r"^no-new-privileges([:=].*)?$"),
                  re.compile(r"^apparmor[:=]unconfined$"), re.compile(r"^seccomp[:=]unconfined$"))
+IMAGE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,254}$")
 PROFILE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 # host binds balena turns into feature labels (every path of a label must be bound)
 BIND_LABELS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -143,6 +144,10 @@ def _service(name: str, svc: Any, problems: list[Problem]) -> Any:
             if not PROFILE_RE.match(str(profile)):
                 problems.append(Problem(f"{where}.profiles", f"{profile!r} is not a valid"
                                         " profile name"))
+    image = svc.get("image")
+    if image is not None and (not isinstance(image, str) or not IMAGE_RE.match(image)):
+        problems.append(Problem(f"{where}.image", f"{str(image)[:80]!r} is not an image"
+                                " reference (e.g. nginx:1.27 or registry/repo@sha256:...)"))
     labels = svc.get("labels")
     if isinstance(labels, dict):
         for key, value in labels.items():

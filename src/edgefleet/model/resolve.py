@@ -33,6 +33,7 @@ ENV_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 CONFIG_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:]*$")
 LABEL_RE = re.compile(r"^[!#-&(-~]+$")  # printable ASCII, no space, no quotes
 MAX_STR = 255
+IMAGE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,511}$")
 
 # For a release without a compose file (edgefleet's server sends it with an empty composition,
 # where a compose service always keeps its `image` or `build`): balena's default composition.
@@ -207,6 +208,8 @@ def _service(*, name: str, svc: ServiceTarget, composition: dict[str, Any], app:
     before = len(problems)
     if not NAME_RE.match(name) or len(name) > MAX_STR:
         problems.append(Problem(path, "invalid service name"))
+    if not IMAGE_RE.match(svc.image):
+        problems.append(Problem(f"{path}.image", "not an image reference"))
     parsed, found = parse_service(composition=composition, path=f"{path}.composition")
     problems.extend(found)
     for key in svc.environment:
