@@ -37,8 +37,7 @@ from tests.compat.balena_rules import IMPLEMENTED, refusals
 
 # Refused although balena accepts it, on purpose: a named volume that binds a host path
 # (issue 11 finding 6); balena does not look at driver_opts.
-ON_PURPOSE = ("binds a host path", "is not declared in the top-level volumes",
-              "is outside the project")
+ON_PURPOSE = ("binds a host path", "is outside the project")
 # compose-go fails on a file it cannot read too (env_file, extends, include)
 MISSING_FILE = "no file "
 # balena's parser refuses these fixtures' fields; edgefleet implements them

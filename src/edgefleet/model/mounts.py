@@ -32,7 +32,8 @@ def feature_env(features: set[str], *, v1: bool = False) -> dict[str, str]:
 
 def mounts(*, parsed: ParsedService, features: set[str], app_id: int, service: str,
            volumes: dict[str, VolumeSpec], device: DeviceContext, path: str,
-           problems: list[Problem], v1: bool = False) -> list[Mount]:
+           problems: list[Problem], v1: bool = False,
+           refused: frozenset[str] = frozenset()) -> list[Mount]:
     """The service's mounts; `v1=True` builds them as hash version 1 did (for its hash)."""
     out: list[Mount] = []
     granted: dict[tuple[str, str], bool] = {}
@@ -46,8 +47,9 @@ def mounts(*, parsed: ParsedService, features: set[str], app_id: int, service: s
         where = f"{path}.composition.volumes[{i}]"
         if vol.type == "volume":
             if vol.source not in volumes:
-                problems.append(Problem(where, f"volume {vol.source!r} is not declared in the"
-                                        " top-level volumes of the release"))
+                if vol.source not in refused:  # a refused volume was reported already
+                    problems.append(Problem(where, f"volume {vol.source!r} is not declared in"
+                                            " the top-level volumes of the release"))
                 continue
             out.append(Mount(type="volume", source=volumes[vol.source].engine_name,
                              target=vol.target, read_only=vol.read_only))

@@ -233,7 +233,8 @@ def _service(*, name: str, svc: ServiceTarget, composition: dict[str, Any], app:
         if unmet:
             problems.append(Problem(f"{path}.labels", f"contract not met: {unmet}"))
     args = dict(parsed=parsed, features=features, app_id=app.id, service=name,
-                volumes=volumes, device=device, path=path)
+                volumes=volumes, device=device, path=path,
+                refused=frozenset(release.volumes) - set(volumes))
     mounted = mounts(**args, problems=problems)  # type: ignore[arg-type]
     mode, attached = network_mode(parsed=parsed, service=name, services=set(release.services),
                                   networks=networks, path=path, problems=problems)
