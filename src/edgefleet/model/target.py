@@ -47,6 +47,9 @@ class ServiceTarget(_Wire):
     contract: dict[str, Any] | None = None
     composition: dict[str, Any] = Field(default_factory=dict)
 
+    _maps = field_validator("environment", "labels", mode="before")(
+        lambda v: _string_map(v))
+
 
 class NetworkTarget(_Wire):
     """A network of a release (compose `networks:` entry)."""
