@@ -1,0 +1,183 @@
+"""Layers as tar streams (bundle format 2): `layers/<chainId hex>/layer.tar` is the layer's
+tar stream, the very bytes its diffId hashes.
+
+- `write_stream` rebuilds a layer's stream from an engine's overlay2 `diff` dir and its
+  tar-split (engine/tarsplit.py: CRC-64 per file, sha256 of the whole) and writes it to one
+  file: one sequential read and hash per layer, no tree.
+- `unpack_stream` reads such a file once, hashing it, and builds the overlay2 `diff` tree the
+  engine would have built (`.wh.<name>` → a 0:0 char device, `.wh..wh..opq` → the
+  `trusted.overlay.opaque` xattr on its directory; owners, modes, times, PAX xattrs, hard
+  links, devices). Nothing it writes leaves `dst`: names are normalised, `..` refused, and a
+  directory that is a symlink is never written through. The caller compares the returned
+  diffId with the expected one and removes `dst` on a mismatch (nothing names it yet)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from edgefleet.engine.tarsplit import LayerMismatch, layer_digest, relative_name
+
+STREAM = "layer.tar"
+_CHUNK = 1 << 20
+_WHITEOUT = ".wh."
+_OPAQUE = ".wh..wh..opq"
+
+
+def write_stream(*, tar_split: Path, diff_dir: Path, dst: Path,
+                 advance: Callable[[int], None]) -> str:
+    """Write the layer's tar stream to a new file `dst`; its diffId as recomputed (every file
+    checked against its CRC-64 on the way: LayerMismatch names one that is not)."""
+    with open(dst, "xb", buffering=_CHUNK) as out:
+        return layer_digest(tar_split=tar_split, diff_dir=diff_dir, progress=advance,
+                            sink=out.write)
+
+
+class _Hashing:
+    """A read-only file wrapper that hashes (and counts) every byte read through it."""
+
+    def __init__(self, raw: BinaryIO, advance: Callable[[int], None]) -> None:
+        self.raw = raw
+        self.sha = hashlib.sha256()
+        self.advance = advance
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        self.sha.update(data)
+        self.advance(len(data))
+        return data
+
+    def drain(self) -> str:
+        while self.read(_CHUNK):
+            pass
+        return "sha256:" + self.sha.hexdigest()
+
+
+class _Tree:
+    """Where entries land: `dst`, and the directories under it known to be real ones."""
+
+    def __init__(self, dst: Path) -> None:
+        self.top = os.fsencode(dst)
+        self.dirs: set[bytes] = {b""}
+
+    def parent(self, rel: bytes) -> bytes:
+        """The absolute path for `rel`, after making sure each directory above it is a real
+        directory inside the tree (created 0755 when the stream did not list it first)."""
+        head = rel.rpartition(b"/")[0]
+        if head not in self.dirs:
+            path = self.top
+            done = b""
+            for part in head.split(b"/"):
+                done = part if not done else done + b"/" + part
+                path = os.path.join(path, part)
+                if done in self.dirs:
+                    continue
+                try:
+                    st = os.lstat(path)
+                except FileNotFoundError:
+                    os.mkdir(path, 0o755)
+                    st = os.lstat(path)
+                if not stat.S_ISDIR(st.st_mode):
+                    raise LayerMismatch(file=os.fsdecode(rel), reason="a parent is not a "
+                                        "directory (symlink or file)")
+                self.dirs.add(done)
+        return os.path.join(self.top, rel)
+
+
+def _clear(path: bytes) -> None:
+    """A later entry replaces an earlier non-directory of the same name (tar semantics)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(st.st_mode):
+        os.unlink(path)
+
+
+def _attrs(path: bytes, m: tarfile.TarInfo, *, fd: int | None = None) -> None:
+    os.chown(fd if fd is not None else path, m.uid, m.gid, follow_symlinks=fd is not None)
+    for key, value in m.pax_headers.items():
+        if key.startswith("SCHILY.xattr."):
+            name = key.removeprefix("SCHILY.xattr.")
+            raw = value.encode("utf-8", "surrogateescape")
+            if fd is not None:
+                os.setxattr(fd, name, raw)
+            else:
+                os.setxattr(path, name, raw, follow_symlinks=False)
+    if not m.issym():
+        os.chmod(fd if fd is not None else path, m.mode & 0o7777)
+    ns = int(m.mtime * 1e9)
+    os.utime(fd if fd is not None else path, ns=(ns, ns),
+             follow_symlinks=fd is not None)
+
+
+def unpack_stream(*, src: Path, dst: Path, advance: Callable[[int], None]) -> str:
+    """Build the overlay2 diff tree of the stream in `src` at a new directory `dst`; returns
+    the sha256 of the whole stream (its diffId when it is the layer it claims to be)."""
+    os.mkdir(dst, 0o755)
+    tree = _Tree(dst)
+    dirs: list[tuple[bytes, tarfile.TarInfo]] = []
+    with open(src, "rb", buffering=0) as raw:
+        reader = _Hashing(raw, advance)
+        with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
+            for m in tf:
+                rel = relative_name(os.fsencode(m.name))
+                if not rel:
+                    continue
+                base = rel.rpartition(b"/")[2]
+                path = tree.parent(rel)
+                if base == _OPAQUE.encode():
+                    os.setxattr(os.path.dirname(path), "trusted.overlay.opaque", b"y",
+                                follow_symlinks=False)
+                    continue
+                if base.startswith(_WHITEOUT.encode()):
+                    target = os.path.join(os.path.dirname(path), base[len(_WHITEOUT):])
+                    _clear(target)
+                    os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))  # as the engine makes them
+                    os.chown(target, m.uid, m.gid, follow_symlinks=False)
+                    continue
+                if m.isdir():
+                    if rel not in tree.dirs:
+                        _clear(path)
+                        if not os.path.isdir(path):
+                            os.mkdir(path, 0o700)
+                        tree.dirs.add(rel)
+                    dirs.append((path, m))
+                    continue
+                _clear(path)
+                if m.isreg():
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                                 0o600)
+                    try:
+                        data = tf.extractfile(m)
+                        assert data is not None
+                        while chunk := data.read(_CHUNK):
+                            os.write(fd, chunk)
+                        _attrs(path, m, fd=fd)
+                    finally:
+                        os.close(fd)
+                    continue
+                if m.islnk():
+                    os.link(tree.parent(relative_name(os.fsencode(m.linkname))), path,
+                            follow_symlinks=False)
+                    continue
+                if m.issym():
+                    os.symlink(m.linkname, path)
+                elif m.ischr() or m.isblk() or m.isfifo():
+                    kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() \
+                        else stat.S_IFIFO
+                    os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+                else:
+                    continue
+                _attrs(path, m)
+        digest = reader.drain()
+    for path, m in reversed(dirs):  # children first, so directory mtimes stay as recorded
+        _attrs(path, m)
+    top = os.lstat(dst)
+    os.utime(dst, ns=(top.st_atime_ns, top.st_mtime_ns))
+    return digest
