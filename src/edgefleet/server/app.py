@@ -12,6 +12,8 @@ from sqlalchemy.exc import DataError
 from edgefleet import __version__
 from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
 from edgefleet.server.db import Database
+from edgefleet.server.delta import api as delta_api
+from edgefleet.server.delta.service import DeltaService
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
@@ -24,6 +26,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     `on_shutdown` runs when the server stops (e.g. to stop the registry it started)."""
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
+    deltas = DeltaService(data_dir=settings.data_dir, registry=settings.registry)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -34,6 +37,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
             yield
         finally:
             await state.stop()
+            deltas.close()
             if on_shutdown is not None:
                 on_shutdown()
 
@@ -56,6 +60,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
+    app.include_router(delta_api.router(state=state, service=deltas))
     for module in (user_api, user_devices, user_releases):
         app.include_router(module.router(state=state, current_user=current_user))
     return app
