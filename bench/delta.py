@@ -103,14 +103,14 @@ async def run(url: str, token: str, key: str, refs: list[str], sock: str, work: 
             for _ in range(runs):
                 for how in ("delta", "pull"):
                     with contextlib.suppress(Exception):  # absent before the first run
-                        await plain.remove_image(job["dest"])
+                        await plain.remove_image(job["image_id"])
                     os.sync()
                     served0 = (await http.get("/api/v3/delta-stats", headers=admin)).json()
                     t0 = time.perf_counter()
                     got = await (engine.pull(dest) if how == "delta" else plain.pull(dest))
                     wall = time.perf_counter() - t0
-                    if got.removeprefix("sha256:") != job["dest"].removeprefix("sha256:"):
-                        raise SystemExit(f"{how} gave {got}, expected {job['dest']}")
+                    if got != job["image_id"]:
+                        raise SystemExit(f"{how} gave {got}, expected {job['image_id']}")
                     if how == "delta":
                         after = (await http.get("/api/v3/delta-stats", headers=admin)).json()
                         sent.append(after["served_bytes"] - served0["served_bytes"])

@@ -27,6 +27,8 @@ class Job:
     src: str
     dest: str
     status: str = "pending"
+    image_id: str = ""
+    """The destination image's id (what the device's engine lists once it applied the delta)."""
     progress: float = 0.0
     error: str = ""
     size: int = 0
@@ -93,6 +95,7 @@ class DeltaService:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
             src, dest = reg.image(job.src), reg.image(job.dest)
+            job.image_id = dest.image_id
             have = set(src.diff_ids)
             job.pull_bytes = len(dest.config) + sum(
                 size for diff_id, (_, _, size) in zip(dest.diff_ids, dest.layers, strict=True)
