@@ -99,7 +99,7 @@ async def run(url: str, token: str, key: str, refs: list[str], sock: str, work: 
                     raise SystemExit(f"delta {src} -> {dest}: HTTP {r.status_code} {r.text}")
                 await asyncio.sleep(0.5)
             job = r.json()
-            t_delta, t_pull, sent = [], [], []
+            t_delta, t_pull, sent, phases = [], [], [], []
             for _ in range(runs):
                 for how in ("delta", "pull"):
                     with contextlib.suppress(Exception):  # absent before the first run
@@ -115,12 +115,15 @@ async def run(url: str, token: str, key: str, refs: list[str], sock: str, work: 
                         after = (await http.get("/api/v3/delta-stats", headers=admin)).json()
                         sent.append(after["served_bytes"] - served0["served_bytes"])
                         t_delta.append(wall)
+                        phases.append(dict(engine.stats["last_phases_s"]))
                     else:
                         t_pull.append(wall)
-                    print(f"{dest[-12:]} {how}: {wall:.2f} s", flush=True)
+                    print(f"{dest[-12:]} {how}: {wall:.2f} s"
+                          + (f" {phases[-1]}" if how == "delta" else ""), flush=True)
             if engine.stats["fallbacks"]:
                 raise SystemExit(f"a delta fell back to a pull: {engine.stats}")
-            out.append({"job": job, "t_delta": t_delta, "t_pull": t_pull, "sent": sent})
+            out.append({"job": job, "t_delta": t_delta, "t_pull": t_pull, "sent": sent,
+                        "phases": phases})
     finally:
         await http.aclose()
         await engine.close()
@@ -185,7 +188,7 @@ def write(results: list[dict[str, Any]], runs: int, load0: float) -> None:
              "16 MB dependency layer rebuilt, identical contents, new timestamps"]
     targets = [10, 50]
     med = statistics.median
-    rows, lines = [], []
+    rows, lines, where = [], [], []
     for name, target, r in zip(names, targets, results, strict=True):
         job = r["job"]
         sent = med(r["sent"])
@@ -194,6 +197,9 @@ def write(results: list[dict[str, Any]], runs: int, load0: float) -> None:
                     f"{ratio:,.0f}× | {med(r['t_delta']):.2f} s | {med(r['t_pull']):.2f} s | "
                     f"{job['cpu_s']:.2f} s / {job['wall_s']:.2f} s | "
                     f"{job['new_bytes'] / MB:.1f} MB |")
+        where.append(f"- {name}: " + ", ".join(
+            f"{k} {med(p[k] for p in r['phases']):.2f} s"
+            for k in ("download", "reference", "decode", "load")))
         lines.append(check(f"{name}: at least {target}× fewer bytes than the pull",
                            f"{ratio:,.0f}×", ratio >= target))
         lines.append(check(f"{name}: time to update no worse than the pull (median)",
@@ -217,6 +223,13 @@ wall time are the next column).
 | update | delta sent | registry pull | fewer bytes | delta: time to update | pull: time to update | server CPU / wall to make the delta | new layers (uncompressed) |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {table}
+
+Where the delta path's time goes (medians; download = asking the server and receiving the
+delta; reference = rebuilding the source layers' streams from the data root and checking
+their diffIds; decode = zstd against that reference into files, each layer's diffId checked;
+load = streaming the archive into `POST /images/load` until the engine lists the image):
+
+{chr(10).join(where)}
 
 Targets: at least 10× fewer bytes than a registry pull for the one-file change and at least
 50× for the identical rebuild; time to update no worse than the pull on loopback.

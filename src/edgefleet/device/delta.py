@@ -136,12 +136,17 @@ class DeltaEngine(DockerEngine):
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{os.getpid()}-{abs(hash(image))}.delta"
         work = path.with_suffix(".work")
+        phases: dict[str, float] = {}
         try:
+            t = time.perf_counter()
             size = await self._download(settings, src_ref, image, path)
             info = (await self.http.get("/info")).json()
             root = DataRoot(str(info.get("DockerRootDir") or "/var/lib/docker"))
-            header = await asyncio.to_thread(self._decode, path, work, src_id, root)
+            phases["download"] = time.perf_counter() - t
+            header = await asyncio.to_thread(self._decode, path, work, src_id, root, phases)
+            t = time.perf_counter()
             await self._load(header, work)
+            phases["load"] = time.perf_counter() - t
         finally:
             path.unlink(missing_ok=True)
             shutil.rmtree(work, ignore_errors=True)
@@ -149,6 +154,7 @@ class DeltaEngine(DockerEngine):
         self._state.write_text(json.dumps(self._loaded))
         self.stats["applied"] += 1
         self.stats["bytes"] += size
+        self.stats["last_phases_s"] = {k: round(v, 3) for k, v in phases.items()}
         self.log.system(f"Applied delta for image '{image}': {size} bytes in "
                          f"{time.monotonic() - t0:.1f} s")
         return header.dest
@@ -189,7 +195,8 @@ class DeltaEngine(DockerEngine):
                     out.close()
             return got
 
-    def _decode(self, path: Path, work: Path, src_id: str, root: DataRoot) -> Header:
+    def _decode(self, path: Path, work: Path, src_id: str, root: DataRoot,
+                phases: dict[str, float]) -> Header:
         """Every new layer into `work/<diffId hex>.tar`, verified; the header (checked)."""
         work.mkdir()
         with open(path, "rb") as fh:
@@ -200,11 +207,15 @@ class DeltaEngine(DockerEngine):
             for plan in header.layers:
                 if plan.kind != "zstd":
                     continue
+                t = time.perf_counter()
                 if plan.ref not in refs:
                     refs[plan.ref] = _reference(root, src_id, plan.ref)
+                phases["reference"] = phases.get("reference", 0) + time.perf_counter() - t
+                t = time.perf_counter()
                 with open(work / f"{plan.diff_id.removeprefix('sha256:')}.tar", "wb") as out:
                     for chunk in decode_layer(plan=plan, ref=refs[plan.ref], fh=fh):
                         out.write(chunk)
+                phases["decode"] = phases.get("decode", 0) + time.perf_counter() - t
             if fh.read(1):
                 raise DeltaError("the delta has bytes after its last frame")
         return header

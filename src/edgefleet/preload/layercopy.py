@@ -60,7 +60,8 @@ def copy_layers(*, layers: Sequence[LayerCopy], verify: bool, progress: Progress
                 got: str | None = write_stream(tar_split=layer.tar_split, diff_dir=layer.src,
                                                dst=layer.dst, advance=advance)
             elif layer.how == "from-stream":
-                got = unpack_stream(src=layer.src, dst=layer.dst, advance=advance)
+                got = unpack_stream(src=layer.src, dst=layer.dst, advance=advance,
+                                    expect=layer.diff_id if verify else None)
             else:
                 got = copy_tree(src=layer.src, dst=layer.dst, advance=advance,
                                 tar_split=layer.tar_split if verify else None)

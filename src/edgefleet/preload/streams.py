@@ -4,22 +4,24 @@ tar stream, the very bytes its diffId hashes.
 - `write_stream` rebuilds a layer's stream from an engine's overlay2 `diff` dir and its
   tar-split (engine/tarsplit.py: CRC-64 per file, sha256 of the whole) and writes it to one
   file: one sequential read and hash per layer, no tree.
-- `unpack_stream` reads such a file once, hashing it, and builds the overlay2 `diff` tree the
-  engine would have built (`.wh.<name>` → a 0:0 char device, `.wh..wh..opq` → the
-  `trusted.overlay.opaque` xattr on its directory; owners, modes, times, PAX xattrs, hard
-  links, devices). Nothing it writes leaves `dst`: names are normalised, `..` refused, and a
-  directory that is a symlink is never written through. The caller compares the returned
-  diffId with the expected one and removes `dst` on a mismatch (nothing names it yet)."""
+- `unpack_stream` hashes such a file (one sequential read; a stream that is not the layer
+  is not unpacked), then builds the overlay2 `diff` tree the engine would have built, file
+  contents copied by the kernel from the stream's file: `.wh.<name>` → a 0:0 char device,
+  `.wh..wh..opq` → the `trusted.overlay.opaque` xattr on its directory; owners, modes,
+  times, PAX xattrs, hard links, devices. Nothing it writes leaves `dst`: names are
+  normalised, `..` refused, and a directory that is a symlink is never written through.
+  The caller compares the returned diffId with the expected one and removes `dst` on a
+  mismatch (nothing names it yet)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from edgefleet.engine.tarsplit import LayerMismatch, layer_digest, relative_name
 
@@ -36,26 +38,6 @@ def write_stream(*, tar_split: Path, diff_dir: Path, dst: Path,
     with open(dst, "xb", buffering=_CHUNK) as out:
         return layer_digest(tar_split=tar_split, diff_dir=diff_dir, progress=advance,
                             sink=out.write)
-
-
-class _Hashing:
-    """A read-only file wrapper that hashes (and counts) every byte read through it."""
-
-    def __init__(self, raw: BinaryIO, advance: Callable[[int], None]) -> None:
-        self.raw = raw
-        self.sha = hashlib.sha256()
-        self.advance = advance
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.raw.read(n)
-        self.sha.update(data)
-        self.advance(len(data))
-        return data
-
-    def drain(self) -> str:
-        while self.read(_CHUNK):
-            pass
-        return "sha256:" + self.sha.hexdigest()
 
 
 class _Tree:
@@ -116,68 +98,102 @@ def _attrs(path: bytes, m: tarfile.TarInfo, *, fd: int | None = None) -> None:
              follow_symlinks=fd is not None)
 
 
-def unpack_stream(*, src: Path, dst: Path, advance: Callable[[int], None]) -> str:
+def _hash_fd(fd: int, advance: Callable[[int], None]) -> str:
+    sha = hashlib.sha256()
+    buf = bytearray(_CHUNK)
+    view = memoryview(buf)
+    while n := os.readv(fd, [view]):
+        sha.update(view[:n])
+        advance(n)
+    return "sha256:" + sha.hexdigest()
+
+
+def _copy_range(sfd: int, dfd: int, offset: int, size: int) -> None:
+    """`size` bytes at `offset` of `sfd` into `dfd`, copied by the kernel (page cache to page
+    cache), falling back to sendfile where copy_file_range is refused."""
+    done = 0
+    while done < size:
+        try:
+            n = os.copy_file_range(sfd, dfd, size - done, offset + done, done)
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+            os.lseek(dfd, done, os.SEEK_SET)
+            n = os.sendfile(dfd, sfd, offset + done, size - done)
+        if n == 0:
+            raise LayerMismatch(file="", reason="the stream ends inside a file")
+        done += n
+
+
+def unpack_stream(*, src: Path, dst: Path, advance: Callable[[int], None],
+                  expect: str | None = None) -> str:
     """Build the overlay2 diff tree of the stream in `src` at a new directory `dst`; returns
-    the sha256 of the whole stream (its diffId when it is the layer it claims to be)."""
+    the sha256 of the whole stream (its diffId when it is the layer it claims to be). The
+    stream is hashed first (one sequential read); with `expect`, a stream that does not hash
+    to it is not unpacked at all. File contents are then copied by the kernel from the
+    stream's file, at the offsets its tar headers give."""
+    sfd = os.open(src, os.O_RDONLY)
+    try:
+        digest = _hash_fd(sfd, advance)
+        if expect is not None and digest != expect:
+            return digest
+        _unpack(src, sfd, dst)
+    finally:
+        os.close(sfd)
+    return digest
+
+
+def _unpack(src: Path, sfd: int, dst: Path) -> None:
     os.mkdir(dst, 0o755)
     tree = _Tree(dst)
     dirs: list[tuple[bytes, tarfile.TarInfo]] = []
-    with open(src, "rb", buffering=0) as raw:
-        reader = _Hashing(raw, advance)
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=_CHUNK) as tf:  # type: ignore[call-overload]
-            for m in tf:
-                rel = relative_name(os.fsencode(m.name))
-                if not rel:
-                    continue
-                base = rel.rpartition(b"/")[2]
-                path = tree.parent(rel)
-                if base == _OPAQUE.encode():
-                    os.setxattr(os.path.dirname(path), "trusted.overlay.opaque", b"y",
-                                follow_symlinks=False)
-                    continue
-                if base.startswith(_WHITEOUT.encode()):
-                    target = os.path.join(os.path.dirname(path), base[len(_WHITEOUT):])
-                    _clear(target)
-                    os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))  # as the engine makes them
-                    os.chown(target, m.uid, m.gid, follow_symlinks=False)
-                    continue
-                if m.isdir():
-                    if rel not in tree.dirs:
-                        _clear(path)
-                        if not os.path.isdir(path):
-                            os.mkdir(path, 0o700)
-                        tree.dirs.add(rel)
-                    dirs.append((path, m))
-                    continue
-                _clear(path)
-                if m.isreg():
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
-                                 0o600)
-                    try:
-                        data = tf.extractfile(m)
-                        assert data is not None
-                        while chunk := data.read(_CHUNK):
-                            os.write(fd, chunk)
-                        _attrs(path, m, fd=fd)
-                    finally:
-                        os.close(fd)
-                    continue
-                if m.islnk():
-                    os.link(tree.parent(relative_name(os.fsencode(m.linkname))), path,
+    with tarfile.open(src, mode="r:") as tf:
+        for m in tf:
+            rel = relative_name(os.fsencode(m.name))
+            if not rel:
+                continue
+            base = rel.rpartition(b"/")[2]
+            path = tree.parent(rel)
+            if base == _OPAQUE.encode():
+                os.setxattr(os.path.dirname(path), "trusted.overlay.opaque", b"y",
                             follow_symlinks=False)
-                    continue
-                if m.issym():
-                    os.symlink(m.linkname, path)
-                elif m.ischr() or m.isblk() or m.isfifo():
-                    kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() \
-                        else stat.S_IFIFO
-                    os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
-                else:
-                    continue
-                _attrs(path, m)
-        digest = reader.drain()
+                continue
+            if base.startswith(_WHITEOUT.encode()):
+                target = os.path.join(os.path.dirname(path), base[len(_WHITEOUT):])
+                _clear(target)
+                os.mknod(target, stat.S_IFCHR, os.makedev(0, 0))  # as the engine makes them
+                os.chown(target, m.uid, m.gid, follow_symlinks=False)
+                continue
+            if m.isdir():
+                if rel not in tree.dirs:
+                    _clear(path)
+                    if not os.path.isdir(path):
+                        os.mkdir(path, 0o700)
+                    tree.dirs.add(rel)
+                dirs.append((path, m))
+                continue
+            _clear(path)
+            if m.isreg():
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                             0o600)
+                try:
+                    _copy_range(sfd, fd, m.offset_data, m.size)
+                    _attrs(path, m, fd=fd)
+                finally:
+                    os.close(fd)
+                continue
+            if m.islnk():
+                os.link(tree.parent(relative_name(os.fsencode(m.linkname))), path,
+                        follow_symlinks=False)
+                continue
+            if m.issym():
+                os.symlink(m.linkname, path)
+            elif m.ischr() or m.isblk() or m.isfifo():
+                kind = stat.S_IFCHR if m.ischr() else stat.S_IFBLK if m.isblk() \
+                    else stat.S_IFIFO
+                os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
+            else:
+                continue
+            _attrs(path, m)
     for path, m in reversed(dirs):  # children first, so directory mtimes stay as recorded
         _attrs(path, m)
-    top = os.lstat(dst)
-    os.utime(dst, ns=(top.st_atime_ns, top.st_mtime_ns))
-    return digest
