@@ -34,10 +34,31 @@ _OPAQUE = ".wh..wh..opq"
 def write_stream(*, tar_split: Path, diff_dir: Path, dst: Path,
                  advance: Callable[[int], None]) -> str:
     """Write the layer's tar stream to a new file `dst`; its diffId as recomputed (every file
-    checked against its CRC-64 on the way: LayerMismatch names one that is not)."""
-    with open(dst, "xb", buffering=_CHUNK) as out:
+    checked against its CRC-64 on the way: LayerMismatch names one that is not). Segments
+    (headers, padding) are written from memory; each file's content, once read, hashed and
+    checked, is copied by the kernel from the descriptor it was read through."""
+    out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    pos = 0
+
+    def segment(data: bytes | memoryview) -> None:
+        nonlocal pos
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(out, view, pos)
+            pos += n
+            view = view[n:]
+
+    def content(_rel: bytes, fd: int) -> None:
+        nonlocal pos
+        size = os.fstat(fd).st_size
+        _copy_range(fd, out, 0, size, dst_offset=pos)
+        pos += size
+
+    try:
         return layer_digest(tar_split=tar_split, diff_dir=diff_dir, progress=advance,
-                            sink=out.write)
+                            on_file=content, sink=segment, sink_files=False)
+    finally:
+        os.close(out)
 
 
 class _Tree:
@@ -108,17 +129,17 @@ def _hash_fd(fd: int, advance: Callable[[int], None]) -> str:
     return "sha256:" + sha.hexdigest()
 
 
-def _copy_range(sfd: int, dfd: int, offset: int, size: int) -> None:
-    """`size` bytes at `offset` of `sfd` into `dfd`, copied by the kernel (page cache to page
-    cache), falling back to sendfile where copy_file_range is refused."""
+def _copy_range(sfd: int, dfd: int, offset: int, size: int, *, dst_offset: int = 0) -> None:
+    """`size` bytes at `offset` of `sfd` into `dfd` at `dst_offset`, copied by the kernel
+    (page cache to page cache), falling back to sendfile where copy_file_range is refused."""
     done = 0
     while done < size:
         try:
-            n = os.copy_file_range(sfd, dfd, size - done, offset + done, done)
+            n = os.copy_file_range(sfd, dfd, size - done, offset + done, dst_offset + done)
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
                 raise
-            os.lseek(dfd, done, os.SEEK_SET)
+            os.lseek(dfd, dst_offset + done, os.SEEK_SET)
             n = os.sendfile(dfd, sfd, offset + done, size - done)
         if n == 0:
             raise LayerMismatch(file="", reason="the stream ends inside a file")
