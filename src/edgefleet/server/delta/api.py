@@ -85,9 +85,11 @@ def router(*, state: ServerState, service: DeltaService) -> APIRouter:
 
     @api.get("/api/v3/delta-stats", tags=["user"], responses={401: {}, 403: {}})
     def stats(request: Request) -> dict[str, object]:
-        """Bytes of deltas served by this process, and each delta's size and cost."""
-        if not isinstance(who(request), UserPrincipal):
-            raise HTTPException(403, "this endpoint needs a user token")
+        """Bytes of deltas served by this process, and each delta's size and cost (admin:
+        it names images of every fleet)."""
+        principal = who(request)
+        if not isinstance(principal, UserPrincipal) or not principal.is_admin:
+            raise HTTPException(403, "this endpoint needs an admin's user token")
         return {"served_bytes": service.served,
                 "deltas": [j.public() for j in service.jobs.values()]}
 
