@@ -103,10 +103,11 @@ class DeltaEngine(DockerEngine):
     async def pull(self, image: str, *, auth: dict[str, str] | None = None,
                    progress: Callable[[PullProgress], None] | None = None) -> str:
         settings = self.settings()
-        source = await self._source(image) if settings is not None and "@" in image else None
-        if settings is not None and source is not None:
+        if settings is not None and "@" in image:
             try:
-                return await self._via_delta(image, source, settings)
+                source = await self._source(image)
+                if source is not None:  # else a first install: nothing to make a delta from
+                    return await self._via_delta(image, source, settings)
             except Exception as exc:  # any failure: the normal pull, saying why
                 self.stats["fallbacks"] += 1
                 self.stats["last_fallback"] = f"{image}: {exc}"
@@ -151,6 +152,7 @@ class DeltaEngine(DockerEngine):
             path.unlink(missing_ok=True)
             shutil.rmtree(work, ignore_errors=True)
         self._loaded[image] = header.dest
+        self._seen = None  # the next observe lists the new image under its ref
         self._state.write_text(json.dumps(self._loaded))
         self.stats["applied"] += 1
         self.stats["bytes"] += size
