@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edgefleet.device.store import Store
 from tests.e2e.devices import E2EDevice, wait_for
 from tests.e2e.test_fleet import Fleet, fleet_server  # noqa: F401 - the fixture
 from tests.support.dockerd import new_dockerd
@@ -162,5 +163,15 @@ def test_device_updates_through_deltas_and_falls_back_on_a_corrupted_one(
         assert f"Delta update of '{dest}' failed, pulling the image instead" in log, \
             dev.log_tail()
         assert log.count("Applied delta for image") == 2
+        # ... and counts it in the supervisor's status
+        store = Store(path=dev.root / "data" / "edgefleet.sqlite")
+        try:
+            api_key = store.api_key(app_uuid="")
+        finally:
+            store.close()
+        status = httpx.get(f"http://127.0.0.1:{dev.config()['listenPort']}/v2/state/status",
+                           params={"apikey": api_key}, timeout=10).json()
+        assert status["deltas"]["applied"] == 2 and status["deltas"]["fallbacks"] == 1
+        assert dest in status["deltas"]["last_fallback"]
     finally:
         dev.stop()

@@ -36,7 +36,6 @@ from edgefleet.device.logs import LogSink
 from edgefleet.engine.delta import DeltaError, Header, decode_layer, read_header
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.storage import DataRoot
-from edgefleet.engine.tarsplit import layer_digest
 from edgefleet.model.engine_events import PullProgress
 from edgefleet.model.engine_state import EngineState
 from edgefleet.model.service import ServiceSpec
@@ -235,7 +234,10 @@ class DeltaEngine(DockerEngine):
 
 
 def _reference(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> bytes:
-    """The source image's layers `diff_ids`, rebuilt from the data root, concatenated."""
+    """The source image's layers `diff_ids`, rebuilt from the data root, concatenated
+    (tarsplit, with its CRC library, is loaded only by a supervisor that applies a delta)."""
+    from edgefleet.engine.tarsplit import layer_digest
+
     layers = {x.diff_id: x for x in root.image(src_id).layers}
     buf = bytearray()
     for diff_id in diff_ids:
