@@ -13,6 +13,8 @@ from edgefleet import __version__
 from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
 from edgefleet.server.balena import install as install_balena_api
 from edgefleet.server.db import Database
+from edgefleet.server.delta import api as delta_api
+from edgefleet.server.delta.service import DeltaService
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
 from edgefleet.server.pushes import fail_interrupted
@@ -26,6 +28,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     `on_shutdown` runs when the server stops (e.g. to stop the registry it started)."""
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
+    deltas = DeltaService(data_dir=settings.data_dir, registry=settings.registry)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -36,6 +39,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
             yield
         finally:
             await state.stop()
+            deltas.close()
             if on_shutdown is not None:
                 on_shutdown()
 
@@ -59,6 +63,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
+    app.include_router(delta_api.router(state=state, service=deltas))
     for module in (user_api, user_devices, user_releases):
         app.include_router(module.router(state=state, current_user=current_user))
     install_balena_api(app, state=state)
