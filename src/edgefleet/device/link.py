@@ -193,7 +193,8 @@ class CloudLink:
                                      current=self.current_report, logs=self.supervisor.logs,
                                      policy=self.report_policy)
             tasks += [asyncio.create_task(self.poller.run()),
-                      asyncio.create_task(self._report_loop())]
+                      asyncio.create_task(self._report_loop()),
+                      asyncio.create_task(self._tunnel(uuid=uuid, api_key=key))]
             await asyncio.gather(*tasks)
         finally:
             await cancel_and_wait(*tasks)
@@ -208,6 +209,24 @@ class CloudLink:
         self.streamer.finish()
         with contextlib.suppress(TimeoutError, Exception):
             await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
+
+    async def _tunnel(self, *, uuid: str, api_key: str) -> None:
+        """The remote-access tunnel, beside polls and reports (its failures never reach
+        them); the server uses it to say "poll now" when the target changes."""
+        from edgefleet.device.tunnel.link import TunnelLink
+        from edgefleet.device.tunnel.sessions import SessionContext
+
+        device = self.supervisor.device
+        tunnel = TunnelLink(endpoint=str(self.config.api_endpoint), uuid=uuid, api_key=api_key,
+                            ctx=SessionContext(engine_socket=device.engine_socket,
+                                               scope=device.scope),
+                            logs=self.supervisor.logs, on_poll=self.poll_now)
+        while True:
+            try:
+                await tunnel.run()
+            except Exception as exc:  # a bug in the tunnel must not end polls and reports
+                self.supervisor.logs.system(f"Tunnel failed: {exc!r}", error=True)
+                await asyncio.sleep(10)
 
     async def _report_loop(self) -> None:
         assert self.reporter is not None and self.poller is not None

@@ -16,6 +16,9 @@ from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
+from edgefleet.server.tunnel import routes as tunnel_routes
+from edgefleet.server.tunnel import user_routes as tunnel_user_routes
+from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
 
 
 def create_app(*, settings: ServerSettings, db: Database | None = None,
@@ -24,21 +27,26 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     `on_shutdown` runs when the server stops (e.g. to stop the registry it started)."""
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
+    hub = TunnelHub(state=state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if database.is_sqlite:  # one process owns the database: no build can be running
             fail_interrupted(state)
+            forget_stale_links(database)
         state.start()
+        hub.start()
         try:
             yield
         finally:
+            await hub.stop()
             await state.stop()
             if on_shutdown is not None:
                 on_shutdown()
 
     app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
     app.state.server = state
+    app.state.tunnel = hub
 
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
@@ -56,6 +64,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
-    for module in (user_api, user_devices, user_releases):
+    app.include_router(tunnel_routes.router(state=state, hub=hub))
+    for module in (user_api, user_devices, user_releases, tunnel_user_routes):
         app.include_router(module.router(state=state, current_user=current_user))
     return app

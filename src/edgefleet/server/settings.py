@@ -28,6 +28,9 @@ class ServerSettings:
     """How often a process checks whether another process changed targets (PostgreSQL)."""
     heartbeat_flush_s: float = 2.0
     """How often last-seen times held in memory are written to the database."""
+    tunnel: bool = True
+    """Devices keep a tunnel to this server: status tells Online (heartbeat and tunnel) from
+    Heartbeat Only. False: status comes from heartbeats alone."""
     log_retention_lines: int = 1000
     log_retention_days: int = 30
     log_rate_per_s: float = 200.0

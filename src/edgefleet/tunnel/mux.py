@@ -240,9 +240,12 @@ class Mux:
                 await stream.reset("the stream ended")
             self.forget(stream)
 
-    async def cancel_tasks(self) -> None:
-        """Cancel the stream handlers still running (the link is gone)."""
+    async def cancel_tasks(self, *, grace_s: float = 0.0) -> None:
+        """Cancel the stream handlers still running (the link is gone), after letting them
+        end on their own for up to `grace_s` (their streams are reset already)."""
         tasks = list(self._tasks)
+        if tasks and grace_s > 0:
+            await asyncio.wait(tasks, timeout=grace_s)
         for task in tasks:
             task.cancel()
         for task in tasks:

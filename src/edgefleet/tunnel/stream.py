@@ -87,6 +87,7 @@ class Stream:
         self._queue.put_nowait(Chunk("reset", data=reason.encode()))
         if not self.accepted.done():
             self.accepted.set_exception(StreamReset(reason))
+            self.accepted.exception()  # retrieved: nobody may be waiting for it
 
     # --- the application's side ------------------------------------------------------------
     async def read(self) -> Chunk:

@@ -1,0 +1,168 @@
+"""End to end through the tunnel: a server process, a device (private dockerd + supervisor
+process) with a 10-minute poll interval, real containers. ssh to the host and into a service,
+exit codes, 100 MB both ways, 20 concurrent forwarded HTTP connections, a variable change
+pushed at once, a server restart mid-session, and the audit trail of it all."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.devices import CLI, E2EDevice, wait_for
+from tests.e2e.tunnel_support import Server, provision, write_project
+from tests.support.dockerd import new_dockerd
+from tests.support.fleet import free_port
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+TEN_MINUTES_MS = 600_000
+
+
+@pytest.fixture
+def server(tmp_path: Path, registry: str) -> Iterator[Server]:
+    srv = Server(root=tmp_path, registry=registry)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Iterator[E2EDevice]:
+    engine = new_dockerd()
+    dev = E2EDevice(name="dev1", dockerd=engine, root=tmp_path / "dev1")
+    try:
+        engine.start()
+        yield dev
+    finally:
+        dev.stop()
+        dev.remove_containers()
+        engine.cleanup()
+
+
+def sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def marker_running(marker: str) -> bool:
+    out = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True, check=False)
+    return bool(out.stdout.strip())
+
+
+def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: Path) -> None:
+    port = free_port()
+    server.cli("fleet", "create", "tun", "--type", "generic-amd64")
+    provision(server, device, fleet="tun", poll_ms=TEN_MINUTES_MS)
+    device.start()
+    try:
+        uuid = wait_for("the device to register", lambda: device.uuid, timeout=60)
+        wait_for("the device to be Online (tunnel + heartbeat)",
+                 lambda: server.device(uuid)["status"] == "Online", timeout=60)
+        assert "Online" in server.cli("device", "list")
+
+        # --- a release reaches the device at once (its poll interval is 10 minutes) --------
+        commit = server.push("tun", write_project(tmp_path / "project", port=port))
+        wait_for("the device to run the release",
+                 lambda: device.running_commits() == {"web": commit}, timeout=90)
+
+        # --- commands on the host and in the service, exit codes passed back --------------
+        out = server.run("ssh", uuid, "--", "echo", "on-host;", "exit", "7")
+        assert out.returncode == 7 and out.stdout == b"on-host\n", out
+        out = server.run("ssh", uuid, "web", "--", "cat /www/index.html; echo err >&2; exit 4")
+        assert out.returncode == 4 and out.stdout == b"hello\n" and b"err" in out.stderr, out
+        out = server.run("ssh", uuid, "nosuch", "--", "true")
+        assert out.returncode == 1 and b"no running container of service 'nosuch'" in \
+            out.stderr, out
+
+        # --- 100 MB of random bytes both ways, byte-exact ---------------------------------
+        src, remote, back = tmp_path / "src.bin", tmp_path / "remote.bin", tmp_path / "back.bin"
+        with open(src, "wb") as fh:
+            for _ in range(100):
+                fh.write(os.urandom(1 << 20))
+        with open(src, "rb") as infile:
+            out = server.run("ssh", uuid, "--", f"cat > {remote}", stdin=infile)
+        assert out.returncode == 0, out.stderr
+        with open(back, "wb") as fh:
+            out = server.run("ssh", uuid, "--", f"cat {remote}", stdout=fh)
+        assert out.returncode == 0, out.stderr
+        assert sha(src) == sha(remote) == sha(back)
+        for p in (src, remote, back):
+            p.unlink()
+
+        # --- 20 concurrent HTTP connections through `edgefleet tunnel` ---------------------
+        fwd = subprocess.Popen([*CLI, "tunnel", uuid, f"0:{port}"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=server.env())
+        try:
+            assert fwd.stdout is not None
+            line = fwd.stdout.readline().decode()
+            local = int(line.split()[0].rsplit(":", 1)[1])
+
+            def get(_: int) -> str:
+                return httpx.get(f"http://127.0.0.1:{local}/index.html", timeout=30).text
+
+            with ThreadPoolExecutor(20) as pool:
+                answers = list(pool.map(get, range(20)))
+            assert answers == ["hello\n"] * 20
+        finally:
+            fwd.send_signal(signal.SIGINT)
+            fwd.wait(timeout=10)
+
+        # --- a fleet variable reaches the container at once -------------------------------
+        before = device.containers()["web"]["Id"]
+        changed = time.monotonic()
+        server.cli("env", "set", "GREETING", "bye", "--fleet", "tun")
+        wait_for("the container to be recreated with GREETING=bye",
+                 lambda: (c := device.containers()["web"])["Id"] != before
+                 and "GREETING=bye" in c["Config"]["Env"] and c["State"]["Running"],
+                 timeout=30, every=0.1)
+        took = time.monotonic() - changed
+        print(f"variable change -> running container: {took:.2f}s (poll interval 10 min)")
+
+        # --- a server restart cuts a session: clear message, nothing left on the device ----
+        n = os.getpid() % 97
+        marker = f"sleep {300 + n}"  # what runs on the device; the CLI's own argv differs
+        sess = subprocess.Popen([*CLI, "ssh", uuid, "--", f"sleep $((300 + {n}))"],
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=server.env())
+        wait_for("the remote command to run", lambda: marker_running(marker), timeout=30)
+        server.stop()
+        _, err = sess.communicate(timeout=30)
+        assert sess.returncode == 1 and b"the session ended" in err, err
+        wait_for("the remote command to be gone", lambda: not marker_running(marker),
+                 timeout=30)
+        restarted = time.monotonic()
+        server.start()
+        wait_for("the device to reconnect",
+                 lambda: server.device(uuid)["status"] == "Online", timeout=90)
+        print(f"reconnected {time.monotonic() - restarted:.1f}s after the restart")
+
+        # --- the audit trail -------------------------------------------------------------
+        rows = [r for r in (httpx.get(f"{server.url}/api/v1/audit", params={"device": uuid},
+                                      headers={"Authorization": f"Bearer {server.token}"})
+                            .json())]
+        kinds = {(r["kind"], r["target"]) for r in rows}
+        assert ("command", "host") in kinds and ("command", "web") in kinds
+        assert ("tcp", f"127.0.0.1:{port}") in kinds
+        big = [r for r in rows if r["command"].startswith("cat > ")]
+        assert big and big[0]["bytes_up"] == 100 << 20 and big[0]["result"] == "exit 0", str(big)
+        cut = [r for r in rows if r["command"] == f"sleep $((300 + {n}))"]
+        assert cut and cut[0]["ended_ms"] and cut[0]["result"].split(":")[0] in (
+            "reset", "cut"), cut
+        assert "admin" in server.cli("audit", "--device", uuid)
+    except BaseException:
+        print(f"--- device log ---\n{device.log_tail(80)}")
+        print(f"--- server log ---\n{server.log.read_text(errors='replace')[-3000:]}")
+        raise
