@@ -120,6 +120,10 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
             fwd.send_signal(signal.SIGINT)
             fwd.wait(timeout=10)
 
+        interactive_shells(server, uuid)
+        actions_and_diagnostics(server, device, uuid)
+        other_users_are_refused(server, uuid)
+
         # --- a fleet variable reaches the container at once -------------------------------
         before = device.containers()["web"]["Id"]
         changed = time.monotonic()
@@ -161,8 +165,81 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
         cut = [r for r in rows if r["command"] == f"sleep $((300 + {n}))"]
         assert cut and cut[0]["ended_ms"] and cut[0]["result"].split(":")[0] in (
             "reset", "cut"), cut
+        assert ("action", "identify") in kinds and ("diagnostics", "checks") in kinds
+        assert ("shell", "host") in kinds and ("shell", "web") in kinds
         assert "admin" in server.cli("audit", "--device", uuid)
+
+        # --- a device without a tunnel gets a clear error ---------------------------------
+        device.stop()
+        wait_for("the tunnel to close",
+                 lambda: server.device(uuid)["status"] == "Heartbeat Only", timeout=30)
+        out = server.run("device", "identify", uuid)
+        assert out.returncode == 1 and b"not connected to the tunnel" in out.stdout, out
+        assert "health checks" in server.cli("device", "diagnostics", uuid, "--show", "1"), \
+            "a stored run stays readable when the device is gone"
     except BaseException:
         print(f"--- device log ---\n{device.log_tail(80)}")
         print(f"--- server log ---\n{server.log.read_text(errors='replace')[-3000:]}")
         raise
+
+
+def interactive_shells(server: Server, uuid: str) -> None:
+    """A real PTY drives `edgefleet ssh`: prompt, a command, a window resize, exit status."""
+    import pexpect
+
+    for service, code in ((None, 5), ("web", 6)):
+        child = pexpect.spawn(CLI[0], [*CLI[1:], "ssh", uuid, *([service] if service else [])],
+                              env=server.env(), dimensions=(24, 80), timeout=30)
+        try:
+            child.expect([r"# ", r"\$ "])  # the shell's own prompt: it reads input now
+            child.sendline("PS1='READY> '")
+            child.expect("READY> ")
+            child.sendline("echo $((6 * 7))")
+            child.expect("42")
+            child.expect("READY> ")
+            child.sendline("stty size")
+            child.expect("24 80")
+            child.setwinsize(40, 132)
+            child.kill(signal.SIGWINCH)
+            time.sleep(0.5)
+            child.sendline("stty size")
+            child.expect("40 132")
+            child.sendline(f"exit {code}")
+            child.expect(pexpect.EOF)
+        finally:
+            child.close()
+        assert child.exitstatus == code, (service, child.exitstatus, child.before)
+
+
+def actions_and_diagnostics(server: Server, device: E2EDevice, uuid: str) -> None:
+    """Supervisor actions and remote diagnostics through the tunnel, with the device's key."""
+    wait_for("the device to report its API key",
+             lambda: server.device(uuid)["reported"].get("api_port"), timeout=30)
+    assert "identify: done" in server.cli("device", "identify", uuid)
+    out = server.run("device", "stop-service", uuid, "web", input=b"n\n")
+    assert out.returncode != 0 and b"stops service 'web'" in out.stdout, out
+    assert device.containers()["web"]["State"]["Running"], "a no kept it running"
+    server.cli("device", "stop-service", uuid, "web", "--yes")
+    wait_for("web to stop", lambda: not device.containers()["web"]["State"]["Running"],
+             timeout=30)
+    server.cli("device", "start-service", uuid, "web")
+    wait_for("web to run again", lambda: device.containers()["web"]["State"]["Running"],
+             timeout=30)
+    text = server.cli("device", "diagnose", uuid)
+    assert "health checks" in text and "stored as run" in text, text
+    runs = httpx.get(f"{server.url}/api/v1/devices/{uuid}/diagnostics", params={"run": 1},
+                     headers={"Authorization": f"Bearer {server.token}"}).json()
+    assert runs[0]["report"] and runs[0]["state"]["target"] and runs[0]["state"]["current"]
+
+
+def other_users_are_refused(server: Server, uuid: str) -> None:
+    """A user without access to the device's fleet can open no stream and run no action."""
+    r = httpx.post(f"{server.url}/api/v1/users", json={"username": "mallory"},
+                   headers={"Authorization": f"Bearer {server.token}"})
+    r.raise_for_status()
+    env = {**server.env(), "EDGEFLEET_TOKEN": r.json()["token"]}
+    for args in (["ssh", uuid, "--", "id"], ["device", "identify", uuid],
+                 ["tunnel", uuid, "0:22"]):
+        out = subprocess.run([*CLI, *args], env=env, capture_output=True, timeout=60,
+                             check=False)
+        assert out.returncode == 1 and b"no device" in out.stdout + out.stderr, (args, out)

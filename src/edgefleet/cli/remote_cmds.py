@@ -135,6 +135,8 @@ def audit(device: str | None = typer.Option(None, "--device", "-d",
 
 
 def register(app: typer.Typer) -> None:
+    from edgefleet.cli import remote_device_cmds  # noqa: F401 - adds `device` commands
+
     app.command("ssh")(ssh)
     app.command("tunnel")(tunnel)
     app.command("audit")(audit)

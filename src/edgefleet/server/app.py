@@ -16,6 +16,7 @@ from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
+from edgefleet.server.tunnel import actions as tunnel_actions
 from edgefleet.server.tunnel import routes as tunnel_routes
 from edgefleet.server.tunnel import user_routes as tunnel_user_routes
 from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
@@ -65,6 +66,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
     app.include_router(tunnel_routes.router(state=state, hub=hub))
+    app.include_router(tunnel_actions.router(state=state, hub=hub, current_user=current_user))
     for module in (user_api, user_devices, user_releases, tunnel_user_routes):
         app.include_router(module.router(state=state, current_user=current_user))
     return app

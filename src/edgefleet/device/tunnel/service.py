@@ -20,6 +20,8 @@ async def service_session(stream: Stream, *, socket: str, scope: str, service: s
         cmd = ["/bin/sh", "-c", "if [ -x /bin/bash ]; then exec /bin/bash; else exec /bin/sh; fi"]
     session = await start_exec(socket=socket, container=container, cmd=cmd, tty=tty,
                                env=[f"TERM={term}"] if tty else None, rows=rows, cols=cols)
+    if tty:  # the engine API this speaks (1.41) ignores ConsoleSize: size it now
+        await session.resize(rows=rows, cols=cols)
     await stream.accept()
     in_task = asyncio.create_task(_pump_in(stream, session))
     finished = False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -79,9 +80,25 @@ async def connect(login: Login, device: str) -> AsyncIterator[Remote]:
 
 
 async def _stdin_to(stream: Stream, fd: int) -> None:
+    """Local input into the stream, then EOF. A terminal or pipe is read when it is readable
+    (no thread left blocked in a read when the session ends); a file in a thread."""
     loop = asyncio.get_running_loop()
+    if stat.S_ISREG(os.fstat(fd).st_mode):
+        async def read() -> bytes:
+            return await loop.run_in_executor(None, os.read, fd, READ_SIZE)
+    else:
+        ready = asyncio.Event()
+
+        async def read() -> bytes:
+            ready.clear()
+            loop.add_reader(fd, ready.set)
+            try:
+                await ready.wait()
+            finally:
+                loop.remove_reader(fd)
+            return os.read(fd, READ_SIZE)
     while True:
-        data = await loop.run_in_executor(None, os.read, fd, READ_SIZE)
+        data = await read()
         if not data:
             await stream.write_eof()
             return

@@ -18,8 +18,17 @@ from edgefleet.tunnel.stream import Stream
 
 
 def window_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size((80, 24))
-    return size.lines, size.columns
+    """(rows, cols) of the local terminal (its own size first, like ssh; then $LINES and
+    $COLUMNS; then 24 x 80)."""
+    for fd in (0, 1, 2):
+        try:
+            size = os.get_terminal_size(fd)
+        except OSError:
+            continue
+        if size.lines and size.columns:
+            return size.lines, size.columns
+    fallback = shutil.get_terminal_size((80, 24))
+    return fallback.lines, fallback.columns
 
 
 async def run_shell(login: Login, *, device: str, service: str | None) -> int:
