@@ -28,6 +28,9 @@ class ServerSettings:
     """How often a process checks whether another process changed targets (PostgreSQL)."""
     heartbeat_flush_s: float = 2.0
     """How often last-seen times held in memory are written to the database."""
+    process_url: str | None = None
+    """How other server processes reach this one (several API processes on one PostgreSQL
+    forward remote sessions to the process holding the device's tunnel); None = public_url."""
     tunnel: bool = True
     """Devices keep a tunnel to this server: status tells Online (heartbeat and tunnel) from
     Heartbeat Only. False: status comes from heartbeats alone."""
@@ -35,6 +38,11 @@ class ServerSettings:
     log_retention_days: int = 30
     log_rate_per_s: float = 200.0
     """Log lines a device may send per second (bucket of 10 s); more are dropped and counted."""
+
+    @property
+    def own_url(self) -> str:
+        """This process's URL for the other processes."""
+        return (self.process_url or self.public_url).rstrip("/")
 
     @property
     def url(self) -> str:

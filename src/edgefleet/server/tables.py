@@ -122,6 +122,8 @@ class Device(Base):
     """Every other reported field (metrics, api_port, ...), merged report by report (JSON)."""
     vpn_connected: Mapped[bool] = mapped_column(default=False)
     """The tunnel signal of compat §4: a server process holds this device's tunnel."""
+    tunnel_host: Mapped[str] = mapped_column(sa.String(255), default="")
+    """The URL of the server process holding the device's tunnel ("" = none)."""
     last_seen_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
     last_report_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)

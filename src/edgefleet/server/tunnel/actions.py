@@ -10,7 +10,8 @@ from typing import Any
 
 import h11
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -20,6 +21,7 @@ from edgefleet.server.access import user_device
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
 from edgefleet.server.tunnel.device_http import DeviceHttpError, DeviceReply, request
+from edgefleet.server.tunnel.forward import forward_http, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.user_api import ERRORS, UserDep
 from edgefleet.tunnel.mux import StreamRefused
@@ -52,6 +54,7 @@ class Target:
     app_id: int
     api_port: int
     api_key: str
+    tunnel_host: str = ""
 
 
 def now_ms() -> int:
@@ -89,7 +92,13 @@ def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIR
             raise HTTPException(409, f"device {d.uuid[:7]} has not reported its supervisor "
                                      "API key yet (it does with its first state report)")
         return Target(device_id=d.id, uuid=d.uuid, app_id=d.fleet_id, api_port=int(port),
-                      api_key=str(key))
+                      api_key=str(key), tunnel_host=d.tunnel_host)
+
+    def elsewhere(target: Target, request: Request) -> str | None:
+        if hub.connected(target.device_id):
+            return None
+        return holder(tunnel_host=target.tunnel_host, own_url=state.settings.own_url,
+                      headers=request.headers)
 
     async def audited(user: keys.UserPrincipal, target: Target, kind: str, what: str,
                       method: str, path: str, body: dict[str, Any] | None) -> DeviceReply:
@@ -110,16 +119,19 @@ def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIR
                                                       bytes_up=0, bytes_down=0, result=result))
 
     @api.post("/devices/{device}/actions/{action}", responses={404: {}, 409: {}, 502: {},
-                                                               503: {}})
-    async def device_action(device: str, action: str, body: ActionBody | None = None,
+                                                               503: {}}, response_model=None)
+    async def device_action(device: str, action: str, request: Request,
+                            body: ActionBody | None = None,
                             user: keys.UserPrincipal = Depends(current_user)
-                            ) -> dict[str, Any]:
+                            ) -> dict[str, Any] | Response:
         """Run an action on the device's supervisor: restart, restart-service,
         start-service, stop-service, reboot, shutdown, purge, identify."""
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}; one of {', '.join(ACTIONS)}")
         body = body or ActionBody()
         target = await run_in_threadpool(target_of, user, device)
+        if (host := elsewhere(target, request)) is not None:
+            return await forward_http(request, host=host)
         template, needs_service = ACTIONS[action]
         if needs_service and not body.service:
             raise HTTPException(400, f"{action} needs a service")
@@ -136,12 +148,16 @@ def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIR
                                      f"{str(reply.json())[:300]}")
         return {"action": action, "status": reply.status, "answer": reply.json()}
 
-    @api.post("/devices/{device}/diagnose", responses={404: {}, 409: {}, 502: {}, 503: {}})
-    async def diagnose(device: str, user: keys.UserPrincipal = Depends(current_user)
-                       ) -> dict[str, Any]:
+    @api.post("/devices/{device}/diagnose", responses={404: {}, 409: {}, 502: {}, 503: {}},
+              response_model=None)
+    async def diagnose(device: str, request: Request,
+                       user: keys.UserPrincipal = Depends(current_user)
+                       ) -> dict[str, Any] | Response:
         """Run the device's health checks and diagnostics report, read its current state,
         and store it all with the server's target (readable later, even if the device dies)."""
         target = await run_in_threadpool(target_of, user, device)
+        if (host := elsewhere(target, request)) is not None:
+            return await forward_http(request, host=host)
         parts: dict[str, Any] = {}
         for name, path in (("checks", "/v2/diagnostics/checks"),
                            ("report", "/v2/diagnostics/report"),

@@ -55,10 +55,17 @@ class TunnelHub:
         return device_id in self.links
 
     async def _mark(self, device_id: int, connected: bool) -> None:
+        me = self.state.settings.own_url
+
         def write() -> None:
             with self.state.db.writing() as s:
-                s.execute(sa.update(t.Device).where(t.Device.id == device_id)
-                          .values(vpn_connected=connected))
+                if connected:
+                    s.execute(sa.update(t.Device).where(t.Device.id == device_id)
+                              .values(vpn_connected=True, tunnel_host=me))
+                else:  # unless another process holds a newer link of the device
+                    s.execute(sa.update(t.Device).where(
+                        t.Device.id == device_id, t.Device.tunnel_host.in_((me, "")))
+                        .values(vpn_connected=False, tunnel_host=""))
         try:
             await run_in_threadpool(write)
         except Exception:  # status only; the link itself is fine
@@ -142,7 +149,7 @@ def forget_stale_links(db: Database) -> None:
     """At the start of the only server process (SQLite): no device holds a tunnel yet."""
     with db.writing() as s:
         s.execute(sa.update(t.Device).where(t.Device.vpn_connected.is_(True))
-                  .values(vpn_connected=False))
+                  .values(vpn_connected=False, tunnel_host=""))
         s.execute(sa.update(t.TunnelSession).where(t.TunnelSession.ended_ms.is_(None))
                   .values(ended_ms=t.TunnelSession.started_ms,
                           result="cut: the server stopped during the session"))

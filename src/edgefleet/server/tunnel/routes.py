@@ -14,6 +14,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.access import user_device
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
+from edgefleet.server.tunnel.forward import forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.tunnel.requests import BadRequest, checked, describe
 from edgefleet.server.tunnel.transport import StarletteTransport
@@ -64,6 +65,12 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
             await refuse(websocket, code=exc.status_code, reason=str(exc.detail))
             return
         await websocket.accept()
+        elsewhere = None if hub.connected(target.id) else holder(
+            tunnel_host=target.tunnel_host, own_url=state.settings.own_url,
+            headers=websocket.headers)
+        if elsewhere is not None:
+            await forward_websocket(websocket, host=elsewhere)
+            return
 
         async def relay(stream: Stream) -> None:
             await relay_stream(state=state, hub=hub, user=user, device=target, stream=stream)

@@ -11,6 +11,9 @@ down_revision = '0001'
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('devices', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('tunnel_host', sa.String(length=255), nullable=False,
+                                      server_default=''))
     op.create_table('tunnel_sessions',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=True),
@@ -43,6 +46,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('devices', schema=None) as batch_op:
+        batch_op.drop_column('tunnel_host')
     op.drop_index('ix_device_diagnostics_device', table_name='device_diagnostics')
     op.drop_table('device_diagnostics')
     op.drop_index('ix_tunnel_sessions_device', table_name='tunnel_sessions')
