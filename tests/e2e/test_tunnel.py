@@ -122,7 +122,8 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
 
         interactive_shells(server, uuid)
         actions_and_diagnostics(server, device, uuid)
-        other_users_are_refused(server, uuid)
+        mallory = other_users_are_refused(server, uuid)
+        ssh_front_door(server, uuid, mallory, tmp_path)
 
         # --- a fleet variable reaches the container at once -------------------------------
         before = device.containers()["web"]["Id"]
@@ -232,7 +233,7 @@ def actions_and_diagnostics(server: Server, device: E2EDevice, uuid: str) -> Non
     assert runs[0]["report"] and runs[0]["state"]["target"] and runs[0]["state"]["current"]
 
 
-def other_users_are_refused(server: Server, uuid: str) -> None:
+def other_users_are_refused(server: Server, uuid: str) -> str:
     """A user without access to the device's fleet can open no stream and run no action."""
     r = httpx.post(f"{server.url}/api/v1/users", json={"username": "mallory"},
                    headers={"Authorization": f"Bearer {server.token}"})
@@ -243,3 +244,56 @@ def other_users_are_refused(server: Server, uuid: str) -> None:
         out = subprocess.run([*CLI, *args], env=env, capture_output=True, timeout=60,
                              check=False)
         assert out.returncode == 1 and b"no device" in out.stdout + out.stderr, (args, out)
+    return str(r.json()["token"])
+
+
+def ssh_front_door(server: Server, uuid: str, mallory_token: str, tmp: Path) -> None:
+    """The OpenSSH client with registered keys: host command, enter a service, a shell; a
+    key of a user without access to the device is refused."""
+    import pexpect
+
+    def keypair(name: str) -> Path:
+        path = tmp / name
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+                       check=True)
+        return path
+
+    def ssh(key: Path, user: str, *args: str) -> list[str]:
+        return ["ssh", "-p", str(server.ssh_port), "-i", str(key), "-o", "IdentitiesOnly=yes",
+                "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1", *args]
+
+    admin_key = keypair("admin_id")
+    assert "added key laptop" in server.cli("key", "add", "laptop", f"{admin_key}.pub")
+    assert "laptop" in server.cli("key", "list")
+    out = subprocess.run(ssh(admin_key, "admin", "host", "-s", uuid, "'echo via-ssh; exit 3'"),
+                         capture_output=True, timeout=60, check=False)
+    assert out.returncode == 3 and out.stdout == b"via-ssh\n", out
+    out = subprocess.run(ssh(admin_key, "admin", "enter", uuid, "web", "cat /www/index.html"),
+                         capture_output=True, timeout=60, check=False)
+    assert out.returncode == 0 and out.stdout == b"hello\n", out
+    child = pexpect.spawn(ssh(admin_key, "admin", "-tt", "host", uuid)[0],
+                          ssh(admin_key, "admin", "-tt", "host", uuid)[1:],
+                          dimensions=(30, 100), timeout=30)
+    try:
+        child.expect([r"# ", r"\$ "])
+        child.sendline("echo $((6 * 7)); stty size")
+        child.expect("42")
+        child.expect("30 100")
+        child.sendline("exit 4")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 4, child.before
+
+    mallory_key = keypair("mallory_id")
+    r = httpx.post(f"{server.url}/api/v1/ssh-keys", headers={
+        "Authorization": f"Bearer {mallory_token}"}, json={
+        "name": "m", "public_key": Path(f"{mallory_key}.pub").read_text()})
+    assert r.status_code == 201, r.text
+    out = subprocess.run(ssh(mallory_key, "mallory", "host", "-s", uuid, "id"),
+                         capture_output=True, timeout=60, check=False)
+    assert out.returncode == 1 and b"no device" in out.stderr, out
+    out = subprocess.run(ssh(mallory_key, "admin", "host", "-s", uuid, "id"),
+                         capture_output=True, timeout=60, check=False)
+    assert out.returncode == 255 and b"Permission denied" in out.stderr, out

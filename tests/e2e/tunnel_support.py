@@ -50,6 +50,7 @@ class Server:
     root: Path
     registry: str
     port: int = field(default_factory=free_port)
+    ssh_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -66,7 +67,7 @@ class Server:
         self.proc = subprocess.Popen(
             [*CLI, "server", "run", "--data-dir", str(self.root / "server"), "--port",
              str(self.port), "--registry", self.registry, "--admin-token-file",
-             str(token_file)], stdout=open(self.log, "ab"),  # noqa: SIM115
+             str(token_file), "--ssh-port", str(self.ssh_port)], stdout=open(self.log, "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT)
         wait_for("the fleet server",
                  lambda: httpx.get(f"{self.url}/ping", timeout=2).text == "OK", timeout=60)

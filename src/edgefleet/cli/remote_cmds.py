@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -140,3 +141,45 @@ def register(app: typer.Typer) -> None:
     app.command("ssh")(ssh)
     app.command("tunnel")(tunnel)
     app.command("audit")(audit)
+    app.add_typer(key_app, name="key")
+
+
+key_app = typer.Typer(help="Your SSH public keys, for the server's SSH front door "
+                           "(`ssh -p PORT USER@SERVER host <uuid>`).", no_args_is_help=True)
+
+
+@key_app.command("add")
+def key_add(name: str, path: Path = typer.Argument(
+        ..., help="A public key file (e.g. ~/.ssh/id_ed25519.pub); - reads stdin.")) -> None:
+    """Register an SSH public key."""
+    text = sys.stdin.read() if str(path) == "-" else _read(path)
+    k = call(lambda c: c.remote("POST", "/ssh-keys", json={"name": name, "public_key": text}))
+    console.print(f"added key {k['name']} ({k['fingerprint']})", highlight=False)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+        raise
+
+
+@key_app.command("list")
+def key_list(as_json: bool = JSON_OPT) -> None:
+    """Your SSH keys."""
+    rows = call(lambda c: c.remote("GET", "/ssh-keys"))
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("NAME", "FINGERPRINT", "KEY")
+    for k in rows:
+        table.add_row(k["name"], k["fingerprint"], k["public_key"][:40] + "...")
+    console.print(table)
+
+
+@key_app.command("rm")
+def key_rm(name: str) -> None:
+    """Remove one of your SSH keys (by name or fingerprint)."""
+    call(lambda c: c.remote("DELETE", f"/ssh-keys/{name}"))
+    console.print(f"removed key {name}")

@@ -18,6 +18,7 @@ from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import actions as tunnel_actions
 from edgefleet.server.tunnel import routes as tunnel_routes
+from edgefleet.server.tunnel import ssh_keys
 from edgefleet.server.tunnel import user_routes as tunnel_user_routes
 from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
 
@@ -37,9 +38,20 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
             forget_stale_links(database)
         state.start()
         hub.start()
+        sshd = None
+        if settings.ssh_port is not None:
+            from edgefleet.server.tunnel.sshd import SshFrontDoor
+
+            sshd = SshFrontDoor(state=state, hub=hub, host=settings.ssh_host,
+                                port=settings.ssh_port,
+                                host_key=settings.data_dir / "ssh_host_ed25519_key")
+            await sshd.start()
+            app.state.ssh_port = sshd.port
         try:
             yield
         finally:
+            if sshd is not None:
+                await sshd.stop()
             await hub.stop()
             await state.stop()
             if on_shutdown is not None:
@@ -67,6 +79,6 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     app.include_router(device_pin.router(state=state))
     app.include_router(tunnel_routes.router(state=state, hub=hub))
     app.include_router(tunnel_actions.router(state=state, hub=hub, current_user=current_user))
-    for module in (user_api, user_devices, user_releases, tunnel_user_routes):
+    for module in (user_api, user_devices, user_releases, tunnel_user_routes, ssh_keys):
         app.include_router(module.router(state=state, current_user=current_user))
     return app

@@ -31,6 +31,9 @@ class ServerSettings:
     process_url: str | None = None
     """How other server processes reach this one (several API processes on one PostgreSQL
     forward remote sessions to the process holding the device's tunnel); None = public_url."""
+    ssh_port: int | None = None
+    """Serve the SSH front door on this port (0 = any free port); None = no SSH server."""
+    ssh_host: str = "127.0.0.1"
     tunnel: bool = True
     """Devices keep a tunnel to this server: status tells Online (heartbeat and tunnel) from
     Heartbeat Only. False: status comes from heartbeats alone."""

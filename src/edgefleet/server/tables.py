@@ -205,6 +205,21 @@ class TunnelSession(Base):
     """How it ended: `exit 0`, `closed`, an error."""
 
 
+class SshKey(Base):
+    """A user's SSH public key, for the SSH front door."""
+
+    __tablename__ = "ssh_keys"
+    __table_args__ = (sa.UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    public_key: Mapped[str] = mapped_column(sa.Text)
+    """`type base64` (OpenSSH format, without the comment)."""
+    fingerprint: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
 class DeviceDiagnostics(Base):
     """One remote diagnostics run, kept so it can be read when the device is gone."""
 
