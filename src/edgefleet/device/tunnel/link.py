@@ -56,6 +56,8 @@ class TunnelLink:
         self.on_poll = on_poll
         self.mux: Mux | None = None
         self.connects = 0
+        self.connected_at = 0.0
+        """time.monotonic() of the last successful connect."""
 
     def _control(self, doc: dict[str, Any]) -> None:
         if doc.get("op") == "poll":
@@ -84,6 +86,7 @@ class TunnelLink:
             mux.close_reason = "the tunnel to the server closed"
             self.mux = mux
             self.connects += 1
+            self.connected_at = time.monotonic()
             self.logs.system("Tunnel connected")
             self.on_poll()  # a change may have been announced while the link was down
             pinger = asyncio.create_task(self._pinger(mux))
