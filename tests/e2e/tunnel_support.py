@@ -51,6 +51,7 @@ class Server:
     registry: str
     port: int = field(default_factory=free_port)
     ssh_port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
 
@@ -67,8 +68,8 @@ class Server:
         self.proc = subprocess.Popen(
             [*CLI, "server", "run", "--data-dir", str(self.root / "server"), "--port",
              str(self.port), "--registry", self.registry, "--admin-token-file",
-             str(token_file), "--ssh-port", str(self.ssh_port)], stdout=open(self.log, "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT)
+             str(token_file), "--ssh-port", str(self.ssh_port), "--host", self.host],
+            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         wait_for("the fleet server",
                  lambda: httpx.get(f"{self.url}/ping", timeout=2).text == "OK", timeout=60)
         self.token = token_file.read_text().strip()

@@ -54,7 +54,11 @@ def _split_command(args: list[str]) -> tuple[list[str], list[str] | None]:
 def ssh(device: str = typer.Argument(..., help="Device uuid, prefix or name."),
         args: list[str] = typer.Argument(None, metavar="[SERVICE] [-- COMMAND...]",
                                          help="A service to enter, and a command to run "
-                                              "instead of an interactive shell.")) -> None:
+                                              "instead of an interactive shell."),
+        via: str | None = typer.Option(None, "--via", help="Reach DEVICE through this "
+                                       "gateway device on its LAN (DEVICE listens there)."),
+        ip: str | None = typer.Option(None, "--ip", help="DEVICE's address on the gateway's "
+                                      "LAN (default: the last IP it reported).")) -> None:
     """A shell on a device's host or in one of its services, through the server's tunnel;
     with `-- COMMAND`, stdin and stdout are piped byte-exact (copy files with `cat`) and
     the command's exit status is passed on."""
@@ -62,15 +66,19 @@ def ssh(device: str = typer.Argument(..., help="Device uuid, prefix or name."),
     if len(positional) > 1:
         fail(f"expected at most one SERVICE before `--`, got {' '.join(positional)!r}")
     service = positional[0] if positional else None
+    if ip and not via:
+        fail("--ip needs --via GATEWAY")
+    route = {"via": via, "ip": ip} if via else None
     login = _login()
     try:
         if command:
             code = asyncio.run(run_command(login, device=device, service=service,
-                                           command=" ".join(command)))
+                                           command=" ".join(command), route=route))
         else:
             from edgefleet.server.tunnel.terminal import run_shell
 
-            code = asyncio.run(run_shell(login, device=device, service=service))
+            code = asyncio.run(run_shell(login, device=device, service=service,
+                                         route=route))
     except RemoteError as exc:
         fail(str(exc))
         raise

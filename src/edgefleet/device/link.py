@@ -176,7 +176,7 @@ class CloudLink:
         until cancelled."""
         streamer = asyncio.create_task(self.streamer.run(ready=self.registered))
         self._streamer_task = streamer
-        tasks: list[asyncio.Task[None]] = [streamer]
+        tasks: list[asyncio.Task[None]] = [streamer, *self._lan_tunnel()]
         try:
             config = await self.register()
             uuid, key = str(config.uuid), str(config.device_api_key)
@@ -227,6 +227,19 @@ class CloudLink:
             except Exception as exc:  # a bug in the tunnel must not end polls and reports
                 self.supervisor.logs.system(f"Tunnel failed: {exc!r}", error=True)
                 await asyncio.sleep(10)
+
+    def _lan_tunnel(self) -> list[asyncio.Task[None]]:
+        """The tunnel on the LAN (for a gateway device), when configured; it needs no server."""
+        from edgefleet.device.tunnel.lan import lan_port, serve_lan
+        from edgefleet.device.tunnel.sessions import SessionContext
+
+        port = lan_port()
+        if port is None:
+            return []
+        device, store = self.supervisor.device, self.supervisor.store
+        return [asyncio.create_task(serve_lan(
+            port=port, api_key=lambda: store.api_key(app_uuid=""), logs=self.supervisor.logs,
+            ctx=SessionContext(engine_socket=device.engine_socket, scope=device.scope)))]
 
     async def _report_loop(self) -> None:
         assert self.reporter is not None and self.poller is not None

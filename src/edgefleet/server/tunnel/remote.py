@@ -143,11 +143,12 @@ async def pipe_stream(stream: Stream, *, stdin: int | None, stdout: int, stderr:
 
 
 async def run_command(login: Login, *, device: str, service: str | None,
-                      command: str) -> int:
-    """`edgefleet ssh DEVICE [SERVICE] -- COMMAND`: byte-exact stdin and stdout."""
+                      command: str, route: dict[str, Any] | None = None) -> int:
+    """`edgefleet ssh DEVICE [SERVICE] -- COMMAND`: byte-exact stdin and stdout; `route`
+    (`{via, ip}`) reaches the device through a gateway device."""
     async with connect(login, device) as remote:
         stream = await remote.open({"kind": "command", "service": service,
-                                    "command": command})
+                                    "command": command, **(route or {})})
         return await pipe_stream(stream, stdin=0, stdout=1, stderr=2)
 
 

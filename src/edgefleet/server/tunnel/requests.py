@@ -18,6 +18,23 @@ def _int(doc: dict[str, Any], key: str, default: int, low: int, high: int) -> in
     return value
 
 
+LAN_PORT = 22222
+"""Where a device configured for it listens on its LAN for sessions through a gateway."""
+
+
+def route(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """`{via, ip, port}` when the session goes through a gateway device, else None."""
+    via = doc.get("via")
+    if via is None:
+        return None
+    ip = doc.get("ip")
+    if not isinstance(via, str) or not 0 < len(via) <= 64:
+        raise BadRequest("via must name a gateway device")
+    if ip is not None and (not isinstance(ip, str) or not 0 < len(ip) <= 255):
+        raise BadRequest("ip must be an address")
+    return {"via": via, "ip": ip, "port": _int(doc, "lan_port", LAN_PORT, 1, 65535)}
+
+
 def checked(doc: dict[str, Any]) -> dict[str, Any]:
     """The request to send to the device (only known fields), or BadRequest."""
     kind = doc.get("kind")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, HTTPException, WebSocket
 from starlette.concurrency import run_in_threadpool
@@ -16,8 +17,9 @@ from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
 from edgefleet.server.tunnel.forward import forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
-from edgefleet.server.tunnel.requests import BadRequest, checked, describe
+from edgefleet.server.tunnel.requests import BadRequest, checked, describe, route
 from edgefleet.server.tunnel.transport import StarletteTransport
+from edgefleet.server.tunnel.via import ViaError, open_via
 from edgefleet.tunnel.mux import Mux, StreamRefused
 from edgefleet.tunnel.splice import splice
 from edgefleet.tunnel.stream import Stream
@@ -89,19 +91,28 @@ async def relay_stream(*, state: ServerState, hub: TunnelHub, user: keys.UserPri
     """Open the same stream on the device, join the two, and record the session."""
     try:
         request = checked(stream.request)
+        gateway = route(stream.request)
     except BadRequest as exc:
         await stream.reject(str(exc))
         return
     kind, target, command = describe(request)
+    if gateway is not None:
+        target = f"{target} via {gateway['via']}"
     session = await run_in_threadpool(lambda: audit.begin(
         state.db, user=user, device_uuid=device.uuid, kind=kind, target=target,
         command=command))
     outcome: list[str] = []
     exit_codes: list[int] = []
+    close_via: Callable[[], Awaitable[None]] | None = None
     try:
         try:
-            remote = await hub.open(device_id=device.id, request=request)
-        except (NotConnected, StreamRefused) as exc:
+            if gateway is None:
+                remote = await hub.open(device_id=device.id, request=request)
+            else:
+                remote, close_via = await open_via(state=state, hub=hub, user=user,
+                                                   device=device, route=gateway,
+                                                   request=request)
+        except (NotConnected, StreamRefused, ViaError) as exc:
             outcome.append(f"refused: {exc}")
             await stream.reject(f"device {device.uuid[:7]}: {exc}")
             return
@@ -113,6 +124,8 @@ async def relay_stream(*, state: ServerState, hub: TunnelHub, user: keys.UserPri
         outcome.append("cut: the user's connection to the server closed")
         raise
     finally:
+        if close_via is not None:
+            await close_via()
         if exit_codes and not outcome:
             outcome.append(f"exit {exit_codes[-1]}")
         result = outcome[0] if outcome else "closed"

@@ -11,6 +11,7 @@ import signal
 import sys
 import termios
 import tty
+from typing import Any
 
 from edgefleet.server.client import Login
 from edgefleet.server.tunnel.remote import RemoteError, connect, pipe_stream
@@ -31,12 +32,14 @@ def window_size() -> tuple[int, int]:
     return fallback.lines, fallback.columns
 
 
-async def run_shell(login: Login, *, device: str, service: str | None) -> int:
+async def run_shell(login: Login, *, device: str, service: str | None,
+                    route: dict[str, Any] | None = None) -> int:
     """An interactive shell on the device's host or in a service; its exit status."""
     rows, cols = window_size()
     async with connect(login, device) as remote:
         stream = await remote.open({"kind": "shell", "service": service, "rows": rows,
-                                    "cols": cols, "term": os.environ.get("TERM", "xterm")})
+                                    "cols": cols, "term": os.environ.get("TERM", "xterm"),
+                                    **(route or {})})
         return await _interactive(stream)
 
 
