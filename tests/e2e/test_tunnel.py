@@ -102,6 +102,8 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
         for p in (src, remote, back):
             p.unlink()
 
+        stalled_reader(server, uuid)
+
         # --- 20 concurrent HTTP connections through `edgefleet tunnel` ---------------------
         fwd = subprocess.Popen([*CLI, "tunnel", uuid, f"0:{port}"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, env=server.env())
@@ -182,6 +184,41 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
         print(f"--- device log ---\n{device.log_tail(80)}")
         print(f"--- server log ---\n{server.log.read_text(errors='replace')[-3000:]}")
         raise
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+STALL_BOUND_MB = 32
+
+
+def stalled_reader(server: Server, uuid: str) -> None:
+    """A reader that stalls during a 256 MiB download holds the device, not the server's
+    memory: the server's RSS grows less than STALL_BOUND_MB (credit windows: 256 KiB per
+    stream per hop; bench/tunnel.py measures a 1 GiB download)."""
+    assert server.proc is not None
+    size = 256 << 20
+    before = rss_mb(server.proc.pid)
+    reader = subprocess.Popen([*CLI, "ssh", uuid, "--", f"head -c {size} /dev/zero"],
+                              stdout=subprocess.PIPE, env=server.env())
+    try:
+        assert reader.stdout is not None
+        got = len(reader.stdout.read(8 << 20))
+        peak = before
+        for _ in range(30):  # 3 s without reading
+            peak = max(peak, rss_mb(server.proc.pid))
+            time.sleep(0.1)
+        while block := reader.stdout.read(1 << 20):
+            got += len(block)
+    finally:
+        reader.wait(timeout=60)
+    assert got == size and reader.returncode == 0
+    print(f"server RSS {before:.1f} MB, peak {peak:.1f} MB while the reader stalled")
+    assert peak - before < STALL_BOUND_MB
 
 
 def interactive_shells(server: Server, uuid: str) -> None:
