@@ -254,6 +254,10 @@ def actions_and_diagnostics(server: Server, device: E2EDevice, uuid: str) -> Non
     wait_for("the device to report its API key",
              lambda: server.device(uuid)["reported"].get("api_port"), timeout=30)
     assert "identify: done" in server.cli("device", "identify", uuid)
+    reported = server.device(uuid)["reported"]
+    vpn = httpx.get(f"http://127.0.0.1:{reported['api_port']}/v2/device/vpn",
+                    params={"apikey": reported["api_secret"]}, timeout=10).json()
+    assert vpn["vpn"] == {"enabled": True, "connected": True}, vpn
     out = server.run("device", "stop-service", uuid, "web", input=b"n\n")
     assert out.returncode != 0 and b"stops service 'web'" in out.stdout, out
     assert device.containers()["web"]["State"]["Running"], "a no kept it running"

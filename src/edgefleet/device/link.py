@@ -49,6 +49,8 @@ class CloudLink:
                                     uuid=supervisor.device.uuid, api_key="",
                                     service_id=self._service_id)
         self._poll_requested = False
+        self.tunnel: Any = None
+        """The tunnel link once registered (`/v2/device/vpn` reads whether it is up)."""
         self._streamer_task: asyncio.Task[None] | None = None
         self._network: tuple[float, dict[str, str]] = (0.0, {})
         self._os_version = os_version()
@@ -221,6 +223,7 @@ class CloudLink:
                             ctx=SessionContext(engine_socket=device.engine_socket,
                                                scope=device.scope),
                             logs=self.supervisor.logs, on_poll=self.poll_now)
+        self.tunnel = tunnel
         while True:
             try:
                 await tunnel.run()
