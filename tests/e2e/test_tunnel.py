@@ -123,6 +123,7 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
             fwd.wait(timeout=10)
 
         interactive_shells(server, uuid)
+        a_killed_client_leaves_nothing_in_the_service(server, uuid)
         actions_and_diagnostics(server, device, uuid)
         mallory = other_users_are_refused(server, uuid)
         ssh_front_door(server, uuid, mallory, tmp_path)
@@ -219,6 +220,21 @@ def stalled_reader(server: Server, uuid: str) -> None:
     assert got == size and reader.returncode == 0
     print(f"server RSS {before:.1f} MB, peak {peak:.1f} MB while the reader stalled")
     assert peak - before < STALL_BOUND_MB
+
+
+def a_killed_client_leaves_nothing_in_the_service(server: Server, uuid: str) -> None:
+    """The user's end dies mid-command: the command in the container is ended too."""
+    n = 400 + os.getpid() % 97
+    client = subprocess.Popen([*CLI, "ssh", uuid, "web", "--", f"sleep $(({n}))"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              env=server.env())
+    try:
+        wait_for("the command in the container", lambda: marker_running(f"sleep {n}"),
+                 timeout=30)
+    finally:
+        client.kill()
+        client.wait(timeout=10)
+    wait_for("the command to be ended", lambda: not marker_running(f"sleep {n}"), timeout=30)
 
 
 def interactive_shells(server: Server, uuid: str) -> None:

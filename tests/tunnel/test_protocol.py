@@ -147,3 +147,27 @@ async def test_over_a_real_websocket() -> None:
             assert hashlib.sha256(out).digest() == hashlib.sha256(payload).digest()
             await client.close()
             await runner
+
+
+async def test_a_reset_from_the_peer_ends_what_serves_the_stream() -> None:
+    ended = asyncio.Event()
+
+    async def forever(stream: Stream) -> None:
+        await stream.accept()
+        try:
+            await asyncio.Event().wait()  # e.g. a command that prints nothing
+        finally:
+            ended.set()
+
+    a, b = pipe()
+    client = Mux(a, initiator=True)
+    device = Mux(b, initiator=False, handler=forever)
+    tasks = [asyncio.create_task(client.run()), asyncio.create_task(device.run())]
+    try:
+        stream = await client.open({"kind": "x"})
+        await stream.reset("the user went away")
+        await asyncio.wait_for(ended.wait(), timeout=5)
+    finally:
+        await client.close()
+        await device.close()
+        await asyncio.wait(tasks, timeout=5)

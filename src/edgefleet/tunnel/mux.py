@@ -64,6 +64,7 @@ class Mux:
         self._send_lock = asyncio.Lock()
         self._pings: dict[bytes, asyncio.Future[float]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._handlers: dict[int, asyncio.Task[None]] = {}
         self.closed = asyncio.Event()
         self.close_reason = "the tunnel link closed"
         self.last_received = time.monotonic()
@@ -178,6 +179,9 @@ class Mux:
             reason = str(frame.json().get("error", "the peer reset the stream"))
             stream._abort(reason)
             self.streams.pop(sid, None)
+            handler = self._handlers.get(sid)
+            if handler is not None and not handler.done():
+                handler.cancel()  # whatever serves the stream ends with it
         elif kind == Kind.WINDOW:
             stream._grant(window_credit(frame))
         elif kind in (Kind.DATA, Kind.STDERR, Kind.EOF, Kind.EXIT, Kind.RESIZE):
@@ -220,7 +224,13 @@ class Mux:
         stream = self._new_stream(sid, request)
         task = asyncio.create_task(self._serve(stream))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._handlers[sid] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._handlers.pop(sid, None)
+
+        task.add_done_callback(done)
 
     async def _serve(self, stream: Stream) -> None:
         try:

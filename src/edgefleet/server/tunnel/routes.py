@@ -104,6 +104,7 @@ async def relay_stream(*, state: ServerState, hub: TunnelHub, user: keys.UserPri
     outcome: list[str] = []
     exit_codes: list[int] = []
     close_via: Callable[[], Awaitable[None]] | None = None
+    remote: Stream | None = None
     try:
         try:
             if gateway is None:
@@ -124,6 +125,8 @@ async def relay_stream(*, state: ServerState, hub: TunnelHub, user: keys.UserPri
         outcome.append("cut: the user's connection to the server closed")
         raise
     finally:
+        if remote is not None and not remote.finished:
+            await remote.reset(outcome[0] if outcome else "the user's session ended")
         if close_via is not None:
             await close_via()
         if exit_codes and not outcome:
