@@ -26,7 +26,9 @@ async def device(endpoint: str, uuid: str, key: str) -> None:
     from edgefleet.device.logs import LogSink
     from edgefleet.device.store import Store
 
-    store = Store(path=Path(f"/tmp/ef-bench-{uuid[:8]}.sqlite"))
+    import tempfile
+
+    store = Store(path=Path(tempfile.mkdtemp(prefix="ef-bench-dev-")) / "store.sqlite")
     logs = LogSink(store=store, echo=False)
     before = rss_kb()
     from edgefleet.device.tunnel.link import TunnelLink
