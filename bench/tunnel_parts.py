@@ -22,11 +22,11 @@ def rss_kb() -> int:
 
 async def device(endpoint: str, uuid: str, key: str) -> None:
     """The device's side: what the supervisor imports for its cloud link, then the tunnel."""
+    import tempfile
+
     import edgefleet.device.link  # noqa: F401 - the supervisor has this loaded already
     from edgefleet.device.logs import LogSink
     from edgefleet.device.store import Store
-
-    import tempfile
 
     store = Store(path=Path(tempfile.mkdtemp(prefix="ef-bench-dev-")) / "store.sqlite")
     logs = LogSink(store=store, echo=False)
