@@ -153,7 +153,8 @@ def main() -> None:
         servers = start([PY, PARTS, "servers"], stdout=subprocess.PIPE)
         procs.append(servers)
         ports = json_line(servers)
-        device = start([PY, PARTS, "device", url, dev_uuid, dev_key], stdout=subprocess.PIPE)
+        device = start([PY, PARTS, "device", url, dev_uuid, dev_key, str(tmp)],
+                       stdout=subprocess.PIPE)
         procs.append(device)
         dev_mem = json_line(device)
         env = {**ENV, "EDGEFLEET_SERVER": url, "EDGEFLEET_TOKEN": token,

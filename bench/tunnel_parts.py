@@ -20,15 +20,13 @@ def rss_kb() -> int:
     return 0
 
 
-async def device(endpoint: str, uuid: str, key: str) -> None:
+async def device(endpoint: str, uuid: str, key: str, data_dir: str) -> None:
     """The device's side: what the supervisor imports for its cloud link, then the tunnel."""
-    import tempfile
-
     import edgefleet.device.link  # noqa: F401 - the supervisor has this loaded already
     from edgefleet.device.logs import LogSink
     from edgefleet.device.store import Store
 
-    store = Store(path=Path(tempfile.mkdtemp(prefix="ef-bench-dev-")) / "store.sqlite")
+    store = Store(path=Path(data_dir) / "device.sqlite")
     logs = LogSink(store=store, echo=False)
     before = rss_kb()
     from edgefleet.device.tunnel.link import TunnelLink
@@ -105,7 +103,7 @@ async def idle(endpoint: str, keys_file: str) -> None:
 if __name__ == "__main__":
     what = sys.argv[1]
     if what == "device":
-        asyncio.run(device(*sys.argv[2:5]))
+        asyncio.run(device(*sys.argv[2:6]))
     elif what == "servers":
         asyncio.run(servers())
     elif what == "idle":
