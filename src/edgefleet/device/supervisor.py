@@ -4,6 +4,7 @@ engine events; backs off on failure; follows container logs."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -11,8 +12,9 @@ from typing import Any, Protocol
 from edgefleet.device import locks
 from edgefleet.device.api_keys import ApiKeys, apps_wanting_keys
 from edgefleet.device.engine_port import Engine, PullProgress
-from edgefleet.device.executor import Executor, StepHooks
+from edgefleet.device.executor import ExecutionResult, Executor, StepHooks
 from edgefleet.device.followers import LogFollowers
+from edgefleet.device.intent_queue import IntentQueue, IntentResult, Outcome
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store, now_ms
 from edgefleet.device.supervisor_state import SupervisorState, backoff_s
@@ -27,6 +29,7 @@ from edgefleet.model.resolve import desired_state
 from edgefleet.model.service import DesiredState
 from edgefleet.model.target import TargetState
 from edgefleet.plan.context import PlanContext
+from edgefleet.plan.intents import Intent, IntentKind
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import FetchImage, Noop, Plan
 
@@ -62,6 +65,8 @@ class Supervisor:
         self.api_keys = ApiKeys(store=store)
         self.cloud_gate: Callable[[TargetState], bool] | None = None
         """Asked before a `cloud` target is adopted; False keeps it out (local mode)."""
+        self.intents = IntentQueue()
+        """API actions waiting for a round of the plan."""
         self.busy = asyncio.Lock()
         """Held during each reconcile round, and by API actions that must not interleave."""
         self.link: PollTrigger | None = None
@@ -152,12 +157,46 @@ class Supervisor:
         self._wake.set()
 
     # --- the loop --------------------------------------------------------------------------
+    async def submit(self, intent: Intent) -> IntentResult:
+        """Record an intent and return once a round of the plan carried it out (or could
+        not: its app is locked, a step failed)."""
+        future = self.intents.add(intent)
+        self.wake()
+        async with self.busy:
+            if not future.done():  # the loop did not take it in a round meanwhile: run one
+                with contextlib.suppress(Exception):  # the intent's result says what failed
+                    await self.reconcile_once()
+        self.wake()  # reconcile what the intent changed (a purged app is reinstalled)
+        if not future.done():  # pragma: no cover - every round settles its intents
+            return IntentResult(Outcome.FAILED, error="not planned")
+        return future.result()
+
     async def reconcile_once(self) -> Plan:
         """One round: observe, plan, execute. Returns the plan that was executed."""
+        intents = self.intents.snapshot()
+        try:
+            return await self._round(intents)
+        except BaseException as exc:
+            self.intents.fail(intents, str(exc) or type(exc).__name__)
+            raise
+
+    def _settle_intents(self, intents: tuple[Intent, ...], the_plan: Plan,
+                        result: ExecutionResult | None = None) -> None:
+        result = result or ExecutionResult()
+        for intent in self.intents.resolve(intents=intents, the_plan=the_plan,
+                                           done=result.done, failed=result.failed,
+                                           tolerated=result.tolerated):
+            for name in intent.services:
+                if intent.kind is IntentKind.STOP:
+                    self.stopped_services.add((intent.app_uuid, name))
+                elif intent.kind is IntentKind.START:
+                    self.stopped_services.discard((intent.app_uuid, name))
+
+    async def _round(self, intents: tuple[Intent, ...]) -> Plan:
         observed = await self.engine.observe()
         self.state.observed = observed
         desired = self._desired or DesiredState()
-        context = self._context(observed)
+        context = dataclasses.replace(self._context(observed), intents=intents)
         the_plan = plan(observed=observed, desired=desired, context=context)
         if self.gate is not None:
             blocked = await self.gate.blocked(the_plan=the_plan, desired=desired,
@@ -169,6 +208,7 @@ class Supervisor:
         self.state.waiting_for = sorted({s.waiting_for for s in the_plan.steps
                                          if isinstance(s, Noop)})
         if not the_plan.actionable:
+            self._settle_intents(intents, the_plan)
             self._settled(desired, the_plan)
             return the_plan
         if self.state.app_state != "applying":
@@ -183,6 +223,7 @@ class Supervisor:
         finally:
             if any(isinstance(s, FetchImage) for s in the_plan.actionable):
                 self.state.apply_download_ms += now_ms() - started
+        self._settle_intents(intents, the_plan, result)
         fetched = {s.app_uuid for s in the_plan.steps
                    if isinstance(s, FetchImage) and s.id in result.done}
         failed = {s.app_uuid for s in the_plan.steps

@@ -15,7 +15,9 @@ from edgefleet.model.prune import prunable_images
 from edgefleet.model.service import AppSpec, DesiredState, NetworkSpec, ServiceSpec
 from edgefleet.model.timeutil import iso_to_ms
 from edgefleet.plan.context import PlanContext
+from edgefleet.plan.intents import intent_steps
 from edgefleet.plan.steps import (
+    LOCKED,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
@@ -23,7 +25,6 @@ from edgefleet.plan.steps import (
     KillContainer,
     Noop,
     Plan,
-    RemoveContainer,
     RemoveImage,
     RemoveNetwork,
     RenameContainer,
@@ -32,7 +33,6 @@ from edgefleet.plan.steps import (
     StopContainer,
 )
 
-LOCKED = "Updates are locked"
 _EXISTING = "existing:"
 
 
@@ -63,7 +63,10 @@ def plan(*, observed: EngineState, desired: DesiredState, context: PlanContext) 
     for c in observed.containers:
         by_app.setdefault(c.app_uuid, []).append(c)
     kills_by_network: dict[str, list[str]] = {}
+    intended = _plan_intents(b, desired=desired)
     for app_uuid in sorted(set(desired.apps) | set(by_app)):
+        if app_uuid in intended:
+            continue
         app = desired.apps.get(app_uuid)
         current = sorted(by_app.get(app_uuid, []), key=lambda c: (c.name, c.id))
         if app is None:
@@ -77,6 +80,18 @@ def plan(*, observed: EngineState, desired: DesiredState, context: PlanContext) 
     if context.cleanup_images and not any(not isinstance(s, Noop) for s in b.steps.values()):
         _cleanup_images(b, desired=desired)
     return Plan(steps=tuple(b.steps[k] for k in sorted(b.steps)))
+
+
+def _plan_intents(b: _Builder, *, desired: DesiredState) -> set[str]:
+    """Add the steps of every intent; returns the apps they touch (not reconciled now)."""
+    apps: set[str] = set()
+    for intent in b.context.intents:
+        for step in intent_steps(intent, observed=b.observed, desired=desired,
+                                 context=b.context):
+            b.add(step)
+        if intent.app_uuid:
+            apps.add(intent.app_uuid)
+    return apps
 
 
 def _kill(c: ContainerState, reason: str, after: frozenset[str] = frozenset()) -> KillContainer:
@@ -257,7 +272,8 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
                 for c in old:
                     fetch_after.add(b.add(RemoveImage(
                         id=f"rmimg:{c.image_id}", image_id=c.image_id, app_uuid=app,
-                        after=frozenset(kills), reason="delete-then-download")))
+                        after=frozenset(kills), reason="delete-then-download",
+                        best_effort=True)))
             elif image_id is None:
                 fetch_after |= kills
     if image_id is None:
@@ -324,7 +340,7 @@ def _cleanup_images(b: _Builder, *, desired: DesiredState) -> None:
         managed_refs=b.context.managed_images,
     ):
         b.add(RemoveImage(id=f"rmimg:{cand.image_id}", image_id=cand.image_id,
-                          reason="unused"))
+                          reason="unused", best_effort=True))
 
 
-__all__ = ["RemoveContainer", "plan"]
+__all__ = ["LOCKED", "plan"]

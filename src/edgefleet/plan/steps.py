@@ -13,6 +13,9 @@ from typing import Literal
 
 from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
 
+LOCKED = "Updates are locked"
+"""`Noop.waiting_for` of a step held back by an app's update lock."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
@@ -23,6 +26,13 @@ class Step:
     app_uuid: str = ""
     reason: str = ""
     """Why the planner chose this step, for logs ("config changed: environment")."""
+    intent: str = ""
+    """The id of the intent (an API action) this step carries out, if any."""
+    forced: bool = False
+    """Planned under that intent's `force`: the executor's last lock check lets it pass."""
+    best_effort: bool = False
+    """May fail harmlessly: a failure is logged and recorded as tolerated, not as a failure
+    of the plan (dependents still run)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,7 +108,7 @@ class KillContainer(Step):
 
 @dataclass(frozen=True, kw_only=True)
 class RemoveContainer(Step):
-    """Remove a container that is already stopped (or created, never started)."""
+    """Remove a container (force: a running one is killed); purge and recreate intents."""
 
     container: str
     service_name: str = ""
@@ -123,26 +133,6 @@ class RestartContainer(Step):
 
 
 @dataclass(frozen=True, kw_only=True)
-class WaitHandover(Step):
-    """Wait until the new container writes handover-complete, or the timeout passes."""
-
-    service_name: str
-    timeout_ms: int = 60000
-
-
-@dataclass(frozen=True, kw_only=True)
-class TakeLock(Step):
-    """Take the app's update lock before kills/stops/renames (waits while a service holds it)."""
-
-    services: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
-class ReleaseLock(Step):
-    services: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, kw_only=True)
 class Noop(Step):
     """Nothing to do now, but the target is not reached: wait for an event (e.g. healthy)."""
 
@@ -151,8 +141,7 @@ class Noop(Step):
 
 StepKind = Literal[
     "fetch", "removeImage", "createNetwork", "removeNetwork", "createVolume", "removeVolume",
-    "create", "start", "stop", "kill", "remove", "updateMetadata", "restart", "handover",
-    "takeLock", "releaseLock", "noop",
+    "create", "start", "stop", "kill", "remove", "updateMetadata", "restart", "noop",
 ]
 
 KIND: dict[type[Step], StepKind] = {
@@ -160,8 +149,7 @@ KIND: dict[type[Step], StepKind] = {
     RemoveNetwork: "removeNetwork", CreateVolume: "createVolume", RemoveVolume: "removeVolume",
     CreateContainer: "create", StartContainer: "start", StopContainer: "stop",
     KillContainer: "kill", RemoveContainer: "remove", RenameContainer: "updateMetadata",
-    RestartContainer: "restart", WaitHandover: "handover", TakeLock: "takeLock",
-    ReleaseLock: "releaseLock", Noop: "noop",
+    RestartContainer: "restart", Noop: "noop",
 }
 
 

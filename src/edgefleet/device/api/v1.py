@@ -15,7 +15,6 @@ from edgefleet.device.api import actions, hostinfo
 from edgefleet.device.api.auth import AnyKey, Ctx
 from edgefleet.device.api.errors import ApiError
 from edgefleet.device.api.views import container_for, observed, service_status
-from edgefleet.device.api_keys import SUPERVISOR_API_FEATURE
 from edgefleet.device.health import HealthInput, health
 from edgefleet.device.store import now_ms
 from edgefleet.model.service import AppSpec
@@ -84,24 +83,25 @@ async def blink(ctx: Ctx, _who: AnyKey) -> str:
     return "OK"
 
 
-@router.post("/v1/regenerate-api-key", response_class=PlainTextResponse, tags=["v1"])
-async def regenerate_api_key(ctx: Ctx, who: AnyKey) -> str:
-    """A new key for the caller's scope (global, or its app); the old one stops working."""
+@router.post("/v1/regenerate-api-key", response_class=PlainTextResponse, tags=["v1"],
+             responses={423: {"description": "the app's update lock is held"}})
+async def regenerate_api_key(ctx: Ctx, who: AnyKey, body: Force | None = None) -> str:
+    """A new key for the caller's scope (global, or its app); the old one stops working.
+    An app's services that receive the key are recreated (423 while the app's update lock is
+    held, unless forced; the key is then kept)."""
+    sup = ctx.supervisor
     if who.app_uuid is None:
         key = ctx.keys.regenerate()
-        ctx.supervisor.logs.system("Global supervisor API key regenerated")
+        sup.logs.system("Global supervisor API key regenerated")
         return key
+    # The key reaches containers through their environment: their containers are removed
+    # first (a planned step, refused while locked), then recreated with the new key.
+    recreated = await actions.recreate_keyed_services(ctx, app_uuid=who.app_uuid,
+                                                      force=bool(body and body.force))
     key = ctx.keys.regenerate(app_uuid=who.app_uuid)
-    sup = ctx.supervisor
     sup.reresolve()
-    # The key reaches containers through their environment: recreate the app's labelled ones.
-    async with sup.busy:
-        for c in actions.containers_of(await actions.observe(ctx), who.app_uuid):
-            if c.labels.get(SUPERVISOR_API_FEATURE, "") not in ("", "0", "false"):
-                await sup.engine.remove_container(c.id, force=True)
-    sup.logs.system("App supervisor API key regenerated; its services are recreated",
-                    app_uuid=who.app_uuid)
-    sup.wake()
+    sup.logs.system("App supervisor API key regenerated" + (
+        "; its services are recreated" if recreated else ""), app_uuid=who.app_uuid)
     return key
 
 

@@ -18,8 +18,7 @@ from pydantic import BaseModel, Field
 from edgefleet.device.api import actions
 from edgefleet.device.api.auth import AnyKey, Ctx, GlobalKey
 from edgefleet.device.api.errors import ApiError
-from edgefleet.engine.errors import Conflict, EngineError, NotFound
-from edgefleet.model import naming
+from edgefleet.plan.intents import IntentKind
 
 router = APIRouter(tags=["v2"])
 NO_JOURNAL = ("journald is not available on this host ({why}); the supervisor's and the"
@@ -104,21 +103,9 @@ async def vpn(_ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
 async def cleanup_volumes(ctx: Ctx, _who: GlobalKey) -> dict[str, Any]:
     """Remove supervised volumes of apps that are no longer in the target."""
     sup = ctx.supervisor
-    wanted = set(sup.desired.apps)
-    removed, kept = [], []
-    async with sup.busy:
-        observed = await actions.observe(ctx)
-        for v in observed.volumes:
-            app_uuid = v.labels.get(naming.APP_UUID, "")
-            if not app_uuid or app_uuid in wanted:
-                continue
-            try:
-                await sup.engine.remove_volume(v.name)
-                removed.append(v.name)
-            except (Conflict, NotFound):
-                kept.append(v.name)
-            except EngineError as exc:
-                raise ApiError(503, f"Could not remove volume {v.name}: {exc}") from None
+    result = await actions.run_intent(ctx, kind=IntentKind.CLEANUP_VOLUMES)
+    removed = sorted(result.steps[s] for s in result.done)
+    kept = sorted(result.steps[s] for s in result.tolerated)
     if removed:
         sup.logs.system(f"Removed orphaned volumes: {', '.join(removed)}")
     return {"status": "success", "removed": removed, "inUse": kept}
