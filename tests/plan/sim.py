@@ -14,11 +14,11 @@ from edgefleet.model.engine_state import (
     VolumeState,
 )
 from edgefleet.plan.steps import (
+    ConnectNetwork,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
     FetchImage,
-    KillContainer,
     Plan,
     RemoveContainer,
     RemoveImage,
@@ -113,7 +113,10 @@ def apply(state: EngineState, plan: Plan, *, registry: Iterable[str]) -> EngineS
         elif isinstance(step, StopContainer):
             c = containers[step.container]
             containers[c.id] = c.model_copy(update={"status": "exited", "exit_code": 0})
-        elif isinstance(step, KillContainer | RemoveContainer):
+        elif isinstance(step, ConnectNetwork):
+            c = next(c for c in containers.values() if step.container in (c.id, c.name))
+            assert step.network in networks and step.network in c.networks
+        elif isinstance(step, RemoveContainer):
             containers.pop(step.container)
         elif isinstance(step, RenameContainer):
             c = containers[step.container]

@@ -13,7 +13,6 @@ from edgefleet.plan.context import PlanContext
 from edgefleet.plan.intents import Intent, IntentKind
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import (
-    KillContainer,
     Noop,
     RemoveContainer,
     RemoveVolume,
@@ -104,12 +103,12 @@ def test_locked_apps_are_never_killed_without_force(raw: list, images: list[str]
     for _ in range(4):
         p = plan(observed=state, desired=WANT, context=ctx)
         for s in p.steps:
-            if isinstance(s, KillContainer | StopContainer | RenameContainer):
+            if isinstance(s, RemoveContainer | StopContainer | RenameContainer):
                 assert s.app_uuid not in ("a1", "gone"), f"{s.id} despite the lock"
         state = apply(state, p, registry=REGISTRY)
 
 
-DISTURBING = (KillContainer, StopContainer, RenameContainer, RestartContainer, RemoveContainer,
+DISTURBING = (StopContainer, RenameContainer, RestartContainer, RemoveContainer,
               RemoveVolume)
 intent = st.builds(
     lambda kind, app, services, force: Intent(id=f"{kind}#1", kind=kind, app_uuid=app,
@@ -135,7 +134,7 @@ def test_intents_respect_locks_and_stay_in_their_app(raw: list, images: list[str
             c = next(c for c in state.containers if c.id == s.container)
             assert it.selects(c), f"{s.id}: a container the intent did not name"
     if it.kind is IntentKind.RESTART:
-        assert not any(isinstance(s, KillContainer | RemoveContainer) for s in mine), \
+        assert not any(isinstance(s, RemoveContainer) for s in mine), \
             "a restart never recreates"
     if it.app_uuid in locked and not it.force:
         assert [type(s) for s in mine] == [Noop], "locked: the intent only waits"

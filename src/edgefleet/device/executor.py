@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from edgefleet.device.engine_port import Engine, PullProgress
 from edgefleet.device.logs import LogSink
 from edgefleet.plan.steps import (
+    ConnectNetwork,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
     FetchImage,
-    KillContainer,
     Noop,
     Plan,
     RemoveContainer,
@@ -135,25 +135,25 @@ class Executor:
                     os.makedirs(m.source, exist_ok=True)
             log(f"Installing service '{spec.service_name}' (image {spec.image})", app_uuid=app,
                 service=spec.service_name)
-            await eng.create_container(spec)
+            await eng.create_container(spec, network_from=step.network_from or None)
             log(f"Installed service '{spec.service_name}'", app_uuid=app,
                 service=spec.service_name)
         elif isinstance(step, StartContainer):
             log(f"Starting service '{svc}'", app_uuid=app, service=svc)
             await eng.start_container(step.container)
             log(f"Started service '{svc}'", app_uuid=app, service=svc)
-        elif isinstance(step, KillContainer):
-            log(f"Killing service '{svc}' ({step.reason})", app_uuid=app, service=svc)
-            await eng.stop_container(step.container, timeout_s=step.timeout_s)
-            await eng.remove_container(step.container, force=True)
-            log(f"Killed service '{svc}'", app_uuid=app, service=svc)
+        elif isinstance(step, ConnectNetwork):
+            await eng.connect_network(step.network, container=step.container,
+                                      attachment=step.attachment)
         elif isinstance(step, StopContainer):
-            log(f"Stopping service '{svc}'", app_uuid=app, service=svc)
+            log(f"Stopping service '{svc}'" + (f" ({step.reason})" if step.reason else ""),
+                app_uuid=app, service=svc)
             await eng.stop_container(step.container, timeout_s=step.timeout_s)
             log(f"Stopped service '{svc}'", app_uuid=app, service=svc)
         elif isinstance(step, RemoveContainer):
-            log(f"Removing service '{svc}' ({step.reason})", app_uuid=app, service=svc)
+            log(f"Killing service '{svc}' ({step.reason})", app_uuid=app, service=svc)
             await eng.remove_container(step.container, force=True)
+            log(f"Killed service '{svc}'", app_uuid=app, service=svc)
         elif isinstance(step, RenameContainer):
             log(f"Updating metadata of service '{svc}'", app_uuid=app, service=svc)
             await eng.rename_container(step.container, new_name=step.new_name)
@@ -181,7 +181,7 @@ def _disturbs(step: Step) -> bool:
     (not when the intent was forced)."""
     if step.forced:
         return False
-    return isinstance(step, KillContainer | StopContainer | RenameContainer) or (
+    return isinstance(step, StopContainer | RemoveContainer | RenameContainer) or (
         bool(step.intent) and not isinstance(step, Noop))
 
 

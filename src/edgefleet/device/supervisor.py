@@ -20,7 +20,6 @@ from edgefleet.device.store import Store, now_ms
 from edgefleet.device.supervisor_state import SupervisorState, backoff_s
 from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.device.update_gate import UpdateGate
-from edgefleet.device.update_status import app_statuses
 from edgefleet.model import formats
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.engine_state import EngineState
@@ -32,6 +31,7 @@ from edgefleet.plan.context import PlanContext
 from edgefleet.plan.intents import Intent, IntentKind
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import FetchImage, Noop, Plan
+from edgefleet.plan.update_status import app_statuses
 
 
 class PollTrigger(Protocol):

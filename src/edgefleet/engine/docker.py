@@ -31,7 +31,7 @@ from edgefleet.model.engine_state import (
     NetworkState,
     VolumeState,
 )
-from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+from edgefleet.model.service import NetworkAttachment, NetworkSpec, ServiceSpec, VolumeSpec
 from edgefleet.model.timeutil import iso_to_ms
 
 _EXIT = re.compile(r"Exited \((-?\d+)\)")
@@ -222,28 +222,25 @@ class DockerEngine:
         return list(await self._json(kind, f"{kind}/json", params=params))
 
     # --- containers -----------------------------------------------------------------------
-    async def create_container(self, spec: ServiceSpec) -> str:
-        """Create the container for a service, attached to all its networks; returns its id."""
+    async def create_container(self, spec: ServiceSpec, *,
+                               network_from: str | None = None) -> str:
+        """Create the container for a service, attached to its first network (connect the
+        others with `connect_network`); returns its id. `network_from`: the container whose
+        network stack a `network_mode: service:x` service joins."""
         name = spec.container_name
-        resolve = None
-        if spec.network_mode.startswith("service:"):
-            target = spec.network_mode[len("service:"):]
-            found = await self._json("containers", "containers/json", params={
-                "all": "1", **self._filters(f"{naming.APP_UUID}={spec.app_uuid}",
-                                            f"{naming.SERVICE_NAME}={target}")})
-            if not found:
-                raise NotFound(f"service {spec.service_name}",
-                               f"network_mode service:{target}: no container for {target}")
-            cid = str(found[0]["Id"])
-            resolve = lambda _n: cid  # noqa: E731
+        resolve = None if network_from is None else (lambda _n: network_from)
         body = translate.create_body(spec=spec, resolve_service_container=resolve)
         data = await self._json(f"container {name}", "containers/create", "POST",
                                 params={"name": name}, data=body)
-        cid = str(data["Id"])
-        for net, endpoint in translate.extra_networks(spec):
-            await self._call(f"network {net}", f"networks/{net}/connect",
-                             data=json.dumps({"Container": cid, "EndpointConfig": endpoint}))
-        return cid
+        return str(data["Id"])
+
+    async def connect_network(self, network: str, *, container: str,
+                              attachment: NetworkAttachment) -> None:
+        """Attach a container to one more network."""
+        self.forget(container)
+        await self._call(f"network {network}", f"networks/{network}/connect",
+                         data=json.dumps({"Container": container,
+                                          "EndpointConfig": translate.endpoint(attachment)}))
 
     async def start_container(self, ref: str) -> None:
         self.forget(ref)

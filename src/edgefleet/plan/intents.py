@@ -21,6 +21,7 @@ from edgefleet.plan.steps import (
     StartContainer,
     Step,
     StopContainer,
+    Wait,
 )
 
 
@@ -71,7 +72,8 @@ def intent_steps(intent: Intent, *, observed: EngineState, desired: DesiredState
                 for v in sorted(observed.volumes, key=lambda v: v.name)
                 if v.labels.get(naming.APP_UUID, "") not in ("", *desired.apps)]
     if context.is_locked(app) and not intent.force:
-        return [Noop(id=f"noop:{iid}:locked", app_uuid=app, intent=iid, waiting_for=LOCKED)]
+        return [Noop(id=f"noop:{iid}:locked", app_uuid=app, intent=iid, why=Wait.LOCKED,
+                     waiting_for=LOCKED)]
     force = intent.force
     spec = desired.apps.get(app)
     out: list[Step] = []
