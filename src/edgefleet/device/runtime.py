@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.device.api.context import Diagnostics, HostCommands
+from edgefleet.device.datadir import DataDirLock
 from edgefleet.device.logs import LogSink
 from edgefleet.device.pin import remember_pin
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
@@ -176,6 +177,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     from edgefleet.device.local_mode import LocalMode
 
     cfg = options.config
+    held = DataDirLock(options.data_dir)  # a second supervisor on this data dir stops here
     port = cfg.listen_port if options.api_port is None else options.api_port
     try:
         sock: socket.socket | None = bind(host=options.api_host, port=port)
@@ -243,3 +245,4 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         await gate.close()
         await engine.close()
         store.close()
+        held.close()
