@@ -16,7 +16,7 @@ from edgefleet.device.executor import ExecutionResult, Executor, StepHooks
 from edgefleet.device.followers import LogFollowers
 from edgefleet.device.intent_queue import IntentQueue, IntentResult, Outcome
 from edgefleet.device.logs import LogSink
-from edgefleet.device.store import Store, now_ms
+from edgefleet.device.store import Store
 from edgefleet.device.supervisor_state import SupervisorState, backoff_s
 from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.device.update_gate import UpdateGate
@@ -27,6 +27,7 @@ from edgefleet.model.errors import InvalidInput
 from edgefleet.model.resolve import desired_state
 from edgefleet.model.service import DesiredState
 from edgefleet.model.target import TargetState
+from edgefleet.model.timeutil import now_ms
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.intents import Intent, IntentKind
 from edgefleet.plan.planner import plan

@@ -9,9 +9,9 @@ from typing import Any, Protocol
 
 from edgefleet.device.api_keys import ApiKeys
 from edgefleet.device.local_mode import LocalMode
-from edgefleet.device.store import now_ms
 from edgefleet.device.supervisor import Supervisor
 from edgefleet.model.config import DeviceConfig
+from edgefleet.model.timeutil import now_ms
 
 # balena CLI needs a supervisor version >= 7.21.4 for local mode; this is the balena supervisor
 # API version whose endpoints and formats this API follows (compat §5), edgefleet's own version

@@ -16,8 +16,8 @@ from edgefleet.device.api.auth import AnyKey, Ctx
 from edgefleet.device.api.errors import ApiError
 from edgefleet.device.api.views import container_for, observed, service_status
 from edgefleet.device.health import HealthInput, health
-from edgefleet.device.store import now_ms
 from edgefleet.model.service import AppSpec
+from edgefleet.model.timeutil import now_ms
 
 router = APIRouter()
 SINGLE_ONLY = "Some v1 endpoints are only allowed on single-container apps"
