@@ -29,6 +29,7 @@ from tests.support import images
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.targets import TargetSource
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model import formats
 from edgefleet.model.context import DeviceContext
@@ -66,7 +67,7 @@ def supervisor(scope: str, data: Path) -> tuple[Supervisor, DockerEngine, Store]
 async def edgefleet_converge(n: int, image: str, data: Path, run: int) -> float:
     scope = f"benchef{run}"
     sup, engine, store = supervisor(scope, data)
-    sup.set_target(target=target_for(n, image, f"benchapp{run}"), source="bench")
+    sup.set_target(target=target_for(n, image, f"benchapp{run}"), source=TargetSource.DIRECT)
     start = time.perf_counter()
     for _ in range(20):
         if (await sup.reconcile_once()).converged:
@@ -124,7 +125,7 @@ def compose_converge(n: int, image: str, work: Path, run: int) -> float:
 async def noop_reconcile(image: str, data: Path, rounds: int) -> list[float]:
     scope = "benchnoop"
     sup, engine, store = supervisor(scope, data)
-    sup.set_target(target=target_for(30, image, "benchnoop"), source="bench")
+    sup.set_target(target=target_for(30, image, "benchnoop"), source=TargetSource.DIRECT)
     for _ in range(20):
         if (await sup.reconcile_once()).converged:
             break

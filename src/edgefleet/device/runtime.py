@@ -22,6 +22,7 @@ from edgefleet.device.logs import LogSink
 from edgefleet.device.pin import remember_pin
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
 from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.targets import TargetSource
 from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.docker import DockerEngine
@@ -100,7 +101,7 @@ def load_apps_json(*, path: Path, supervisor: Supervisor, store: Store) -> str:
     if store.load_target() is not None:
         return "a target is already set; apps.json ignored"
     target = apps.to_target(device_uuid=supervisor.device.uuid)
-    supervisor.set_target(target=target, source="apps.json")
+    supervisor.set_target(target=target, source=TargetSource.APPS_JSON)
     pinned = remember_pin(store=store, target=target) if apps.pin_device else None
     preloaded = path.with_name(path.name + ".preloaded")
     os.replace(path, preloaded)
@@ -199,12 +200,14 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         supervisor_api_host_for_bridge=gateway,
     )
     gate = UpdateGate(engine=engine, logs=logs, cap_s=cfg.poll_interval_s)
+    local = LocalMode(config=cfg, store=store, logs=logs)
     supervisor = Supervisor(engine=engine, store=store, device=device, logs=logs,
                             poll_interval_s=cfg.poll_interval_s,
-                            lock_override=cfg.lock_override, gate=gate)
+                            lock_override=cfg.lock_override, gate=gate,
+                            cloud_filter=local.admit_cloud_target)
+    local.start(supervisor)
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
-    local = LocalMode(supervisor=supervisor, config=cfg)
     link = start_link(supervisor=supervisor, options=options)
     on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)
     ctx = ApiContext(supervisor=supervisor, config=cfg, local=local,
