@@ -13,12 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from edgefleet.engine import dockerhttp
 from edgefleet.engine.errors import EngineError, EngineUnavailable
 
-
-def _client(socket: str) -> httpx.Client:
-    return httpx.Client(transport=httpx.HTTPTransport(uds=socket), base_url="http://docker",
-                        timeout=httpx.Timeout(10.0, read=None))
+_client = dockerhttp.sync_client
 
 
 def _ignored(directory: Path) -> list[str]:
