@@ -13,7 +13,7 @@ from rich.table import Table
 
 from edgefleet.cli import device_cmds
 from edgefleet.cli.fleet_common import JSON_OPT, ago, call, client, console, fail, print_json, short
-from edgefleet.server.client import FleetClient, Login, save_login
+from edgefleet.client import FleetClient, Login, save_login
 
 fleet_app = typer.Typer(help="Create and inspect fleets.", no_args_is_help=True)
 release_app = typer.Typer(help="Inspect releases.", no_args_is_help=True)

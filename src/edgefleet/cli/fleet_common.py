@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
-from edgefleet.server.client import ApiError, FleetClient, load_login
+from edgefleet.client import ApiError, FleetClient, load_login
 
 console = Console()
 T = TypeVar("T")

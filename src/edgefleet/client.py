@@ -1,4 +1,5 @@
-"""A client of the fleet server's user API (httpx), used by the `edgefleet` CLI."""
+"""The one client of the fleet server's user API (httpx): the `edgefleet` CLI and `preload
+release` use it."""
 
 from __future__ import annotations
 
