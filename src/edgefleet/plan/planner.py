@@ -192,29 +192,7 @@ def _plan_service(b: Builder, *, spec: ServiceSpec, mine: list[ContainerState],
     best = matching[0] if matching else None
     old = [c for c in mine if c is not best]
     if best is not None:
-        # duplicates of a good container (a crash mid-update) and superseded containers
-        handover = spec.update_strategy == "hand-over" and best.is_running
-        for c in old:
-            if handover and c.is_running and not _handover_done(b, spec=spec, new=best):
-                b.add(Noop(id=f"noop:handover:{app}:{spec.service_name}", app_uuid=app,
-                           why=Wait.HANDOVER, waiting_for=f"hand-over of {spec.service_name}"))
-                continue
-            b.kill(c, "superseded")
-        if old and not handover and any(c.name == spec.container_name for c in old):
-            return best
-        if best.name != spec.container_name:
-            if any(c.name == spec.container_name for c in old):
-                return best
-            b.gated(app, RenameContainer(
-                id=f"rename:{best.id}", container=best.id, new_name=spec.container_name,
-                app_uuid=app, service_name=spec.service_name, reason="release changed"))
-        if running_wanted and best.status == "created":
-            return f"{_EXISTING}{best.id}"
-        if not running_wanted and best.is_running:
-            b.gated(app, StopContainer(id=f"stop:{best.id}", container=best.id, app_uuid=app,
-                                       service_name=spec.service_name,
-                                       timeout_s=spec.stop_grace_period_s))
-        return best
+        return _keep(b, spec=spec, best=best, old=old, running_wanted=running_wanted)
     # no good container: fetch, kill and (re)create according to the update strategy
     strategy = spec.update_strategy
     fetch_after: set[str] = set()
@@ -261,6 +239,35 @@ def _plan_service(b: Builder, *, spec: ServiceSpec, mine: list[ContainerState],
                              app_uuid=app, service_name=spec.service_name,
                              after=frozenset({cid})))
     return cid if running_wanted else None
+
+
+def _keep(b: Builder, *, spec: ServiceSpec, best: ContainerState, old: list[ContainerState],
+          running_wanted: bool) -> ContainerState | str:
+    """A good container exists: kill duplicates and superseded ones (after a hand-over),
+    rename it to this release's name, start or stop it as wanted."""
+    app = spec.app_uuid
+    handover = spec.update_strategy == "hand-over" and best.is_running
+    for c in old:
+        if handover and c.is_running and not _handover_done(b, spec=spec, new=best):
+            b.add(Noop(id=f"noop:handover:{app}:{spec.service_name}", app_uuid=app,
+                       why=Wait.HANDOVER, waiting_for=f"hand-over of {spec.service_name}"))
+            continue
+        b.kill(c, "superseded")
+    if old and not handover and any(c.name == spec.container_name for c in old):
+        return best
+    if best.name != spec.container_name:
+        if any(c.name == spec.container_name for c in old):
+            return best
+        b.gated(app, RenameContainer(
+            id=f"rename:{best.id}", container=best.id, new_name=spec.container_name,
+            app_uuid=app, service_name=spec.service_name, reason="release changed"))
+    if running_wanted and best.status == "created":
+        return f"{_EXISTING}{best.id}"
+    if not running_wanted and best.is_running:
+        b.gated(app, StopContainer(id=f"stop:{best.id}", container=best.id, app_uuid=app,
+                                   service_name=spec.service_name,
+                                   timeout_s=spec.stop_grace_period_s))
+    return best
 
 
 def _why(c: ContainerState, want_hash: str) -> str:
