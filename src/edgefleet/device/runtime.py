@@ -210,7 +210,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
     link = start_link(supervisor=supervisor, options=options)
     on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)
-    ctx = ApiContext(supervisor=supervisor, config=cfg, local=local,
+    ctx = ApiContext.of(supervisor, config=cfg, local=local,
                      host=options.host_commands, diagnostics=options.diagnostics,
                      on_update_requested=on_update,
                      api_port=device.supervisor_api_port)

@@ -108,8 +108,8 @@ def make_ctx(dev: Device, tmp: Path, *, managed: bool = True,
     cfg = DeviceConfig.model_validate(
         {**({"apiEndpoint": "http://127.0.0.1:9"} if managed else {}), **config})
     local = LocalMode(supervisor=dev.supervisor, config=cfg)
-    return ApiContext(
-        supervisor=dev.supervisor, config=cfg, local=local,
+    return ApiContext.of(
+        dev.supervisor, config=cfg, local=local,
         host=HostCommands(reboot=("touch", str(tmp / "rebooted")),
                           shutdown=("touch", str(tmp / "shut-down")), delay_s=0),
         journalctl="journalctl", journal_dirs=(str(tmp / "no-journal"),))

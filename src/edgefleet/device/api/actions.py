@@ -23,7 +23,7 @@ LOCKED = ("Updates are locked: a service of app {app} holds /tmp/balena/updates.
 
 def find_app(ctx: ApiContext, who: Caller, app_id: int) -> AppSpec:
     """The target's app with this id; 404 when there is none, 401 for another app's key."""
-    for app in ctx.supervisor.desired.apps.values():
+    for app in ctx.targets.desired.apps.values():
         if app.app_id == app_id:
             if not who.may(app.app_uuid):
                 raise ApiError(401, f"Unauthorized: this API key is scoped to another app,"
@@ -44,21 +44,20 @@ def find_service(app: AppSpec, *, service_name: str | None, image_id: int | None
 
 def check_lock(ctx: ApiContext, *, app_uuids: list[str], force: bool) -> None:
     """423 while one of these apps holds its update lock, unless forced."""
-    sup = ctx.supervisor
-    if force or sup.lock_override:
+    if force or ctx.loop.lock_override:
         return
     for app_uuid in app_uuids:
-        if not sup.may_disturb(app_uuid):
-            app = sup.desired.apps.get(app_uuid)
+        if not ctx.loop.may_disturb(app_uuid):
+            app = ctx.targets.desired.apps.get(app_uuid)
             raise ApiError(423, LOCKED.format(app=app.app_id if app else app_uuid))
 
 
 async def observe(ctx: ApiContext) -> EngineState:
     try:
-        observed = await ctx.supervisor.engine.observe()
+        observed = await ctx.observer.engine.observe()
     except EngineError as exc:
         raise ApiError(503, f"The container engine did not answer: {exc}") from None
-    ctx.supervisor.state.observed = observed
+    ctx.loop.state.observed = observed
     return observed
 
 
@@ -72,8 +71,7 @@ async def run_intent(ctx: ApiContext, *, kind: IntentKind, app: AppSpec | None =
                      services: tuple[str, ...] = (), force: bool = False) -> IntentResult:
     """Record the intent and wait for the round of the plan that carries it out: 423 when
     the app's update lock held it back, 503 when a step failed."""
-    sup = ctx.supervisor
-    result = await sup.submit(Intent(id=sup.intents.new_id(kind), kind=kind,
+    result = await ctx.loop.submit(Intent(id=ctx.loop.intents.new_id(kind), kind=kind,
                                      app_uuid=app.app_uuid if app else "",
                                      services=services, force=force))
     if result.outcome is Outcome.LOCKED:
@@ -102,14 +100,14 @@ async def restart_app(ctx: ApiContext, *, app: AppSpec, force: bool) -> None:
 async def purge_app(ctx: ApiContext, *, app: AppSpec, force: bool) -> None:
     """Remove the app's containers and volumes; the loop then installs it afresh."""
     await run_intent(ctx, kind=IntentKind.PURGE, app=app, force=force)
-    ctx.supervisor.logs.system(f"App {app.app_id} purged through the API: containers and"
+    ctx.logs.system(f"App {app.app_id} purged through the API: containers and"
                                " volumes removed, reinstalling", app_uuid=app.app_uuid)
 
 
 async def recreate_keyed_services(ctx: ApiContext, *, app_uuid: str, force: bool) -> bool:
     """Remove the containers of the app's services that get an API key in their environment
     (the next round creates them with the new key); False when the app has none."""
-    app = ctx.supervisor.desired.apps.get(app_uuid)
+    app = ctx.targets.desired.apps.get(app_uuid)
     if app is None:
         return False
     keyed = tuple(sorted(n for n, s in app.services.items()
@@ -124,9 +122,8 @@ def schedule_host_command(ctx: ApiContext, *, what: str, argv: tuple[str, ...],
                           force: bool) -> None:
     """Reboot or shutdown: 423 while any app is locked (unless forced), else run `argv`
     shortly after the response has gone out."""
-    check_lock(ctx, app_uuids=list(ctx.supervisor.desired.apps), force=force)
-    sup = ctx.supervisor
-    sup.logs.system(f"{what.capitalize()} requested through the API: running {' '.join(argv)}")
+    check_lock(ctx, app_uuids=list(ctx.targets.desired.apps), force=force)
+    ctx.logs.system(f"{what.capitalize()} requested through the API: running {' '.join(argv)}")
 
     async def later() -> None:
         await asyncio.sleep(ctx.host.delay_s)
@@ -135,10 +132,10 @@ def schedule_host_command(ctx: ApiContext, *, what: str, argv: tuple[str, ...],
                 *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await proc.communicate()
         except OSError as exc:
-            sup.logs.system(f"{what.capitalize()} failed: {argv[0]}: {exc}", error=True)
+            ctx.logs.system(f"{what.capitalize()} failed: {argv[0]}: {exc}", error=True)
             return
         if proc.returncode:
-            sup.logs.system(f"{what.capitalize()} failed: {' '.join(argv)} exited"
+            ctx.logs.system(f"{what.capitalize()} failed: {' '.join(argv)} exited"
                             f" {proc.returncode}: {out.decode(errors='replace')[-500:]}",
                             error=True)
 

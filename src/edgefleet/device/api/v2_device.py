@@ -58,13 +58,13 @@ async def version(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
 @router.get("/v2/device/name")
 async def device_name(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
     """The device's name (from the target, else config.json's hostname, else the uuid)."""
-    sup = ctx.supervisor
-    name = (sup.target.device.name if sup.target else "") or sup.device.device_name
-    return {"status": "success", "deviceName": name or sup.device.uuid[:7]}
+    target, device = ctx.targets.target, ctx.targets.device
+    name = (target.device.name if target else "") or device.device_name
+    return {"status": "success", "deviceName": name or device.uuid[:7]}
 
 
 def _tags(ctx: Ctx) -> list[dict[str, Any]]:
-    raw = ctx.supervisor.store.get_config(key="deviceTags")
+    raw = ctx.store.get_config(key="deviceTags")
     tags: list[dict[str, Any]] = json.loads(raw) if raw else []
     return tags
 
@@ -89,7 +89,7 @@ async def patch_tags(ctx: Ctx, _who: GlobalKey, body: Tags) -> dict[str, Any]:
             current[tag.name] = {"id": next_id, "name": tag.name, "value": tag.value}
             next_id += 1
     tags = sorted(current.values(), key=lambda t: int(t["id"]))
-    ctx.supervisor.store.set_config(key="deviceTags", value=json.dumps(tags))
+    ctx.store.set_config(key="deviceTags", value=json.dumps(tags))
     return {"status": "success", "tags": tags}
 
 
@@ -102,12 +102,11 @@ async def vpn(_ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
 @router.get("/v2/cleanup-volumes")
 async def cleanup_volumes(ctx: Ctx, _who: GlobalKey) -> dict[str, Any]:
     """Remove supervised volumes of apps that are no longer in the target."""
-    sup = ctx.supervisor
     result = await actions.run_intent(ctx, kind=IntentKind.CLEANUP_VOLUMES)
     removed = sorted(result.steps[s] for s in result.done)
     kept = sorted(result.steps[s] for s in result.tolerated)
     if removed:
-        sup.logs.system(f"Removed orphaned volumes: {', '.join(removed)}")
+        ctx.logs.system(f"Removed orphaned volumes: {', '.join(removed)}")
     return {"status": "success", "removed": removed, "inUse": kept}
 
 
