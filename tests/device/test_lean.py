@@ -54,3 +54,16 @@ def test_a_module_already_loaded_is_left_alone() -> None:
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     assert out.split() == ["['httpx._main',", "'watchfiles']", "True"]
+
+
+def test_the_cli_blocks_them_at_process_start_for_supervisor_run_only() -> None:
+    code = ("import sys; from edgefleet.cli import main; sys.argv = ['edgefleet'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('httpx._main', 'pydantic.v1', 'watchfiles')"
+            " if m in sys.modules and sys.modules[m] is None))")
+    run = subprocess.run([sys.executable, "-c", code, "supervisor", "run", "--help"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert run.splitlines()[-1] == "['httpx._main', 'pydantic.v1', 'watchfiles']"
+    other = subprocess.run([sys.executable, "-c", code, "supervisor", "status", "--help"],
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    assert other.splitlines()[-1] == "[]"
