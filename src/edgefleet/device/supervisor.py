@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from edgefleet.device import locks
+from edgefleet.device import facts, locks
 from edgefleet.device.api_keys import ApiKeys
 from edgefleet.device.bookkeeping import StatusBook
 from edgefleet.device.engine_port import Engine
@@ -206,30 +206,11 @@ class Supervisor:
         return the_plan
 
     def _context(self, observed: EngineState) -> PlanContext:
-        locked: set[str] = set()
-        root = self.device.lock_root
-        for lock in locks.find_locks(lock_root=root, observed=observed):
-            if not lock.owner_running:
-                lock.path.unlink(missing_ok=True)
-                self.logs.system(f"Cleared stale update lock of service '{lock.service}': its"
-                                 " container is not running", app_uuid=lock.app_uuid,
-                                 service=lock.service)
-            elif lock.app_uuid:
-                locked.add(lock.app_uuid)
-        handover = {
-            (a.app_uuid, s.service_name)
-            for a in self.desired.apps.values()
-            for s in a.services.values()
-            if locks.handover_done(lock_root=root, app_id=a.app_id, service=s.service_name)
-        }
-        managed = frozenset(r.ref for r in self.store.images())
-        return PlanContext(
-            scope=self.device.scope, now_ms=now_ms(), locked=frozenset(locked),
+        return facts.plan_context(
+            observed=observed, desired=self.desired, device=self.device, logs=self.logs,
+            managed=frozenset(r.ref for r in self.store.images()),
             force=self.lock_override or self.force_once,
-            stopped_services=frozenset(self.stopped_services),
-            handover_complete=frozenset(handover), cleanup_images=True,
-            managed_images=managed,
-        )
+            stopped=frozenset(self.stopped_services))
 
     def _settled(self, desired: DesiredState, the_plan: Plan) -> None:
         waiting = bool(the_plan.steps)
@@ -244,7 +225,8 @@ class Supervisor:
 
     async def run(self) -> None:
         """Reconcile forever; also watch engine events and follow container logs."""
-        tasks = [asyncio.create_task(self._watch_events()),
+        tasks = [asyncio.create_task(facts.watch_events(engine=self.engine, logs=self.logs,
+                                                        wake=self.wake)),
                  asyncio.create_task(self.logs.run_flusher())]
         try:
             await self._loop()
@@ -288,31 +270,6 @@ class Supervisor:
                     await asyncio.wait({waiter}, timeout=delay)
                 finally:
                     waiter.cancel()
-
-    async def _watch_events(self) -> None:
-        failures = 0
-        while True:
-            try:
-                async for event in self.engine.events():
-                    failures = 0
-                    if (event.type == "container" and event.action in (
-                        "start", "die", "destroy", "health_status: healthy",
-                        "health_status: unhealthy", "stop", "restart",
-                    )) or event.action.startswith("health_status"):
-                        if event.action == "die":
-                            name = event.attributes.get("io.balena.service-name", "")
-                            code = event.attributes.get("exitCode", "?")
-                            self.logs.system(f"Service exited '{name}' (exit code {code})",
-                                             app_uuid=event.attributes.get(
-                                                 "io.balena.app-uuid", ""), service=name)
-                        await asyncio.sleep(0.05)  # debounce bursts
-                        self.wake()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-            await asyncio.sleep(backoff_s(failures=max(failures, 1), cap_s=30))
-            self.wake()
 
     def status(self) -> dict[str, Any]:
         """A JSON-able summary of apps, services and images."""
