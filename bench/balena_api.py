@@ -75,6 +75,7 @@ def main() -> None:
         me = http.get("/actor/v1/whoami").json()
         seed(srv.db, user_id=me["id"], fleets=args.fleets, devices=args.devices)
         assert len(http.get(f"/v7/device?{DEVICE_LIST}").json()["d"]) == total
+        assert len(http.get("/api/v1/devices").json()) == total
         rows = {
             "`balena device list` query (`/v7/device`, 3 expands)":
                 timed(lambda: http.get(f"/v7/device?{DEVICE_LIST}").status_code, args.runs),
