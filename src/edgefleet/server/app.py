@@ -10,7 +10,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
-from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
+from edgefleet.server import (
+    device_api,
+    device_pin,
+    openapi_links,
+    user_api,
+    user_devices,
+    user_releases,
+)
 from edgefleet.server.balena import install as install_balena_api
 from edgefleet.server.db import Database
 from edgefleet.server.delta import api as delta_api
@@ -90,4 +97,5 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     for module in (user_api, user_devices, user_releases, tunnel_user_routes, ssh_keys):
         app.include_router(module.router(state=state, current_user=current_user))
     install_balena_api(app, state=state)
+    openapi_links.install(app)
     return app

@@ -11,7 +11,7 @@ from edgefleet.server.access import user_device, user_fleet
 from edgefleet.server.state import ServerState
 from edgefleet.server.user_api import ERRORS, UserDep
 from edgefleet.server.user_schemas import DeviceOut, DeviceUpdate, VariableOut, VariableSet
-from edgefleet.server.views import device_out, resolve_release
+from edgefleet.server.views import device_out, device_outs, resolve_release
 
 UNPIN = ("none", "latest")
 """`pinned_release` values that unpin a device."""
@@ -28,14 +28,21 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
 
     @api.get("/devices", response_model=list[DeviceOut], responses={404: {}})
     def list_devices(fleet: str | None = Query(None, max_length=128),
+                     limit: int | None = Query(None, ge=0, le=2**31 - 1,
+                                               description="At most this many (default all)."),
+                     offset: int = Query(0, ge=0, le=2**31 - 1,
+                                         description="Skip this many first (by id)."),
                      user: keys.UserPrincipal = Depends(current_user)) -> list[DeviceOut]:
-        """The user's devices, of one fleet when `fleet` is given."""
+        """The user's devices by id, of one fleet when `fleet` is given (`limit`/`offset`
+        page through them; a fixed number of statements whatever the page size)."""
         with db.session() as s:
             q = sa.select(t.Device).join(t.Fleet, t.Fleet.id == t.Device.fleet_id).where(
                 t.Fleet.owner_id == user.user_id)
             if fleet is not None:
                 q = q.where(t.Device.fleet_id == user_fleet(s, user=user, name=fleet).id)
-            return [out(s, d) for d in s.execute(q.order_by(t.Device.id)).scalars()]
+            q = q.order_by(t.Device.id).offset(offset or None).limit(limit)
+            return device_outs(s, page=q, settings=state.settings,
+                               seen=lambda d: state.seen(d.id, d.last_seen_ms))
 
     @api.get("/devices/{device}", response_model=DeviceOut, responses={404: {}, 409: {}})
     def show_device(device: str, user: keys.UserPrincipal = Depends(current_user)) -> DeviceOut:
