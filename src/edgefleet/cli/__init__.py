@@ -48,6 +48,9 @@ def build_app(*, only: str | None = None) -> typer.Typer:
         from edgefleet.cli import up_cmd
 
         up_cmd.register(root)
+        from edgefleet.cli import user_cmds
+
+        user_cmds.register(root)
     root.callback()(_root)
     return root
 

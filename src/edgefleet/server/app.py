@@ -10,7 +10,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
-from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
+from edgefleet.server import (
+    device_api,
+    device_pin,
+    user_api,
+    user_devices,
+    user_passwords,
+    user_releases,
+    web,
+)
 from edgefleet.server.db import Database
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
@@ -58,6 +66,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
-    for module in (user_api, user_devices, user_releases):
+    for module in (user_api, user_devices, user_releases, user_passwords):
         app.include_router(module.router(state=state, current_user=current_user))
+    web.install(app, state=state)
     return app
