@@ -192,7 +192,8 @@ def main() -> None:
     table = "\n".join(f"| {n} | {p50:.0f} ms | {p95:.0f} ms | {v} |" for n, p50, p95, v in rows)
     section = f"""## dashboard
 
-Command: `{cmd}` (this 2-core VM, SQLite, the server in its own process, a signed-in session
+Command: `{cmd}`
+(this 2-core VM, SQLite, the server in its own process, a signed-in session
 over loopback HTTP; {a.runs} loads per page after 2 warm-ups).
 
 | page ({a.devices:,} devices in one fleet) | p50 | p95 | target p95 < {TARGET_MS:.0f} ms |

@@ -233,7 +233,6 @@ def run_up(*, options: UpOptions, say: Callable[[str], None] = print,
         say(f"  as a user     edgefleet login --url {up.url} --token $(cat {up.token_file})")
         say(f"                edgefleet device list ; edgefleet logs {uuid[:7]} --follow")
         say(f"                edgefleet push {options.fleet} {options.example}  (after a change)")
-        say(f"  dashboard     {up.url}/ui/  (set a password first: edgefleet user passwd)")
         say("")
         if wait:
             say("[up] running; Ctrl-C stops the device and the server")

@@ -13,7 +13,8 @@ from edgefleet import __version__
 # command groups, imported only when used: `edgefleet preload ...` starts without loading
 # the fleet client, the server or the supervisor
 _GROUPS = {"supervisor": "supervisor_cmd", "server": "server_cmd", "diagnose": "diagnose_cmd",
-           "config": "config_cmd", "engine": "engine_cmd", "preload": "preload_cmd"}
+           "config": "config_cmd", "engine": "engine_cmd", "preload": "preload_cmd",
+           "user": "user_cmds"}
 
 
 def _version(value: bool) -> None:
@@ -48,9 +49,6 @@ def build_app(*, only: str | None = None) -> typer.Typer:
         from edgefleet.cli import up_cmd
 
         up_cmd.register(root)
-        from edgefleet.cli import user_cmds
-
-        user_cmds.register(root)
     root.callback()(_root)
     return root
 

@@ -8,11 +8,11 @@ import typer
 
 from edgefleet.cli.fleet_common import call, console, fail
 
-user_app = typer.Typer(help="Users of the fleet server (dashboard passwords).",
+app = typer.Typer(help="Users of the fleet server (dashboard passwords).",
                        no_args_is_help=True)
 
 
-@user_app.command("passwd")
+@app.command("passwd")
 def passwd(
     username: str | None = typer.Argument(None, help="Whose password (default: yours)."),
     password_stdin: bool = typer.Option(False, "--password-stdin",
@@ -29,7 +29,3 @@ def passwd(
     call(lambda c: c.set_password(username=who, password=password))
     url = call(lambda c: c.login.url)
     console.print(f"password set for [bold]{who}[/]; sign in at {url}/ui/")
-
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(user_app, name="user")

@@ -10,21 +10,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
-from edgefleet.server import (
-    device_api,
-    device_pin,
-    user_api,
-    user_devices,
-    user_passwords,
-    user_releases,
-    web,
-)
+from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
 from edgefleet.server.db import Database
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
+from edgefleet.server.web import install as install_dashboard
 
 
 def create_app(*, settings: ServerSettings, db: Database | None = None,
@@ -48,6 +41,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
 
     app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
     app.state.server = state
+    install_dashboard(app, state=state)
 
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
@@ -66,7 +60,6 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
-    for module in (user_api, user_devices, user_releases, user_passwords):
+    for module in (user_api, user_devices, user_releases):
         app.include_router(module.router(state=state, current_user=current_user))
-    web.install(app, state=state)
     return app

@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 
+from edgefleet.server import user_api, user_passwords
 from edgefleet.server.state import ServerState
 from edgefleet.server.web import auth, device, pages
 from edgefleet.server.web.auth import SignInRequired, WebUser
@@ -58,5 +59,7 @@ def install(app: FastAPI, *, state: ServerState) -> None:
                                      f"installs the dashboard's libraries from npm)")
         raise HTTPException(404, f"no static file {name!r}")
 
+    app.include_router(user_passwords.router(
+        state=state, current_user=user_api.user_dependency(state=state)))
     app.include_router(pages.router(state=state, current=current))
     app.include_router(device.router(state=state, current=current))
