@@ -17,6 +17,7 @@ from urllib.parse import quote
 import sqlalchemy as sa
 from fastapi import HTTPException, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from edgefleet.server import tables as t
@@ -96,12 +97,18 @@ def _lookup(db: Database, token: str) -> WebUser | None:
     return WebUser(principal=UserPrincipal(row[2], row[3], bool(row[4])), csrf=row[0])
 
 
-async def session_user(db: Database, request: Request) -> WebUser:
-    """The signed-in user of this request, with the CSRF check done for non-GET requests."""
-    token = request.cookies.get(COOKIE)
+async def cookie_user(db: Database, conn: HTTPConnection) -> WebUser:
+    """The signed-in user of a request or websocket, from the session cookie alone."""
+    token = conn.cookies.get(COOKIE)
     user = await run_in_threadpool(_lookup, db, token) if token else None
     if user is None:
         raise SignInRequired()
+    return user
+
+
+async def session_user(db: Database, request: Request) -> WebUser:
+    """The signed-in user of this request, with the CSRF check done for non-GET requests."""
+    user = await cookie_user(db, request)
     if request.method not in ("GET", "HEAD"):
         sent = request.headers.get(CSRF_HEADER)
         if sent is None and request.headers.get("content-type", "").startswith(
