@@ -43,8 +43,9 @@ def test_without_session_or_csrf_nothing_changes(dash: Dash) -> None:
         assert anon.post(note, data={"text": "anonymous"}).status_code == 401
         assert anon.post("/ui/login", data={"username": "admin", "password": PASSWORD}
                          ).status_code == 403, "a sign-in without its CSRF token is refused"
-        forged = anon.post(f"/ui/devices/{uuid}/notes", data={"text": "forged"},
-                           cookies={"edgefleet_session": "made-up"})
+    with httpx.Client(base_url=dash.url, timeout=30,
+                      cookies={"edgefleet_session": "made-up"}) as forger:
+        forged = forger.post(f"/ui/devices/{uuid}/notes", data={"text": "forged"})
         assert forged.status_code == 401
 
     client, csrf = signed_in(dash.url)
