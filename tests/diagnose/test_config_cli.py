@@ -69,3 +69,13 @@ def test_invalid_json_is_reported_with_its_position(tmp_path: Path) -> None:
     assert code == 2 and "line 1" in out
     code, _ = run("config", "set", "uuid", "b", "--config", str(path))
     assert code == 2 and path.read_text() == '{"uuid": "a",,}'
+
+
+def test_validate_names_an_optional_field_the_supervisor_would_ignore(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"uuid": "a", "dnsServers": "127.0.0.1#5399"}))
+    code, out = run("config", "validate", "--config", str(path))
+    assert code == 2 and "dnsServers" in out and "default" in out
+    path.write_text(json.dumps({"uuid": "a", "appUpdatePollInterval": 1000}))
+    code, out = run("config", "validate", "--config", str(path))
+    assert code == 0 and "10000 ms" in out and "valid" in out

@@ -68,10 +68,13 @@ def test_fleet_device_env_commands(cli: Any, server: RunningServer, tenant: Tena
     assert "abababab" in table and "Offline" in table and "STATUS" in table
     cli("device", "rename", "abababab", "kitchen")
     assert json.loads(cli("device", "show", "kitchen", "--json"))["name"] == "kitchen"
-    cli("env", "set", "GREETING", "hello", "--fleet", "cli-fleet")
-    cli("env", "set", "GREETING", "hi", "--device", "kitchen", "--service", "web")
+    assert "at their next poll" in cli("env", "set", "GREETING", "hello", "--fleet",
+                                       "cli-fleet")
     cli("env", "set", "BALENA_SUPERVISOR_POLL_INTERVAL", "30000", "--fleet", "cli-fleet",
         "--config")
+    # when devices see a change: the poll interval the fleet's config variable sets
+    assert "devices poll every 30 s" in cli("env", "set", "GREETING", "hi", "--device",
+                                            "kitchen", "--service", "web")
     fleet_vars = json.loads(cli("env", "list", "--fleet", "cli-fleet", "--json"))
     assert {(v["level"], v["name"]) for v in fleet_vars} == {
         ("fleet", "GREETING"), ("fleet", "BALENA_SUPERVISOR_POLL_INTERVAL")}
@@ -91,20 +94,33 @@ def test_push_release_pin_and_logs(cli: Any, server: RunningServer, fleet: Fleet
                                    device: DeviceInfo, tmp_path: Path, registry: str) -> None:
     proj = tmp_path / "proj"
     proj.mkdir()
-    (proj / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n")
+    (proj / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\nCOPY id /id\n")
     shutil.copy(images.BUSYBOX, proj / "busybox")
+    (proj / "id").write_text(os.urandom(16).hex())  # a layer the registry has not seen
     out = cli("push", fleet.name, str(proj))
-    assert "built and pushed" in out
+    assert "built and pushed" in out and "devices pick this up at their next poll" in out
+    # build output per step, as text (no raw markup); push progress per layer, in bytes
+    assert "[dim]" not in out and "[/]" not in out and "1/1 bytes" not in out, out
+    assert re.search(r"main +Step 1/\d : FROM scratch", out), out
+    assert re.search(r"main: layer [0-9a-f]{12} pushed \(\d[\d.]* (bytes|kB|MB)\)", out), out
     commit = re.search(r"release ([0-9a-f]{32})", out)
     assert commit, out
     first = commit.group(1)
     events = [json.loads(x) for x in cli("push", fleet.name, str(proj), "--json").splitlines()]
     second = events[-1]["commit"]
+    assert any(e["type"] == "push" and e.get("status") == "Layer already exists"
+               for e in events), events
     assert events[-1]["status"] == "success"
     releases = json.loads(cli("release", "list", fleet.name, "--json"))
     assert [r["commit"] for r in releases] == [second, first]
     assert "main" in cli("release", "show", first[:8])
     cli("device", "pin", device.uuid[:8], first[:8])
+    # the device's downloads, per service (image), as it reports them
+    assert device.http.patch("/device/v3/state", json={device.uuid: {"apps": {fleet.uuid: {
+        "releases": {first: {"update_status": "downloading", "services": {"main": {
+            "image": "x", "status": "Downloading", "download_progress": 45}}}}}}}}
+        ).status_code == 200
+    assert "main: Downloading 45%" in cli("device", "show", device.uuid[:8])
     shown = json.loads(cli("device", "show", device.uuid, "--json"))
     assert shown["pinned_release"] == first and shown["target_release"] == first
     cli("fleet", "pin", fleet.name, first)

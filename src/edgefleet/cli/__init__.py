@@ -43,13 +43,19 @@ def build_app(*, only: str | None = None) -> typer.Typer:
         if only in (None, name):
             root.add_typer(importlib.import_module(f"edgefleet.cli.{module}").app, name=name)
     if only is None:
+        from edgefleet.cli import up_cmd
+
+        up_cmd.register(root)  # first: the first panel of `--help` is how to start
         from edgefleet.cli import fleet_cmds
 
         fleet_cmds.register(root)
-        from edgefleet.cli import up_cmd
+        from edgefleet.cli import remote_cmds
 
-        up_cmd.register(root)
+        remote_cmds.register(root)
     root.callback()(_root)
+    from edgefleet.cli.help_text import decorate
+
+    decorate(root)
     return root
 
 
@@ -67,4 +73,11 @@ def __getattr__(name: str) -> typer.Typer:
 def main() -> None:
     """Console entry point."""
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    build_app(only=first if first in _GROUPS else None)()
+    try:
+        build_app(only=first if first in _GROUPS else None)()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # the one line a user can act on, not a traceback
+        from edgefleet.cli.errors import report_and_exit
+
+        report_and_exit(exc)

@@ -11,7 +11,8 @@ import typer
 
 from edgefleet.model.errors import InvalidInput
 
-app = typer.Typer(help="Show, check and edit config.json (seed 000 §7).", no_args_is_help=True)
+app = typer.Typer(help="Show, check and edit config.json (the device's configuration, as on"
+                  " balena).", no_args_is_help=True)
 
 DEFAULT = os.environ.get("EDGEFLEET_CONFIG", "/mnt/boot/config.json")
 PATH_OPT = typer.Option(Path(DEFAULT), "--config", "-c",
@@ -107,9 +108,17 @@ def unset(key: str, path: Path = PATH_OPT) -> None:
 
 @app.command()
 def validate(path: Path = PATH_OPT) -> None:
-    """Check config.json; exit 2 and name every bad field when it does not validate."""
+    """Check config.json; exit 2 and name every bad field when it does not validate (also
+    optional fields the supervisor would ignore, using their default)."""
     from edgefleet.model.config import parse_config
 
-    data = _read(path)
-    parse_config(data=data)
+    config = parse_config(data=_read(path))
+    for problem in config.ignored:
+        typer.echo(f"error: {path}: {problem} (the supervisor runs with the default"
+                   f" meanwhile; fix it with `edgefleet config set {problem.path} VALUE`)",
+                   err=True)
+    if config.ignored:
+        raise typer.Exit(2)
+    for note in config.adjusted:
+        typer.echo(f"note: {note}")
     typer.echo(f"{path}: valid")

@@ -18,6 +18,7 @@ from edgefleet.cli.fleet_common import (
     client,
     console,
     fail,
+    poll_note,
     print_json,
     short,
 )
@@ -73,8 +74,17 @@ def device_show(device: str, as_json: bool = JSON_OPT) -> None:
     rel = Table("COMMIT", "UPDATE STATUS", "SERVICES", title="releases")
     for r in d["releases"]:
         rel.add_row(short(r["commit"]), r["update_status"], ", ".join(
-            f"{k}: {v.get('status', '?')}" for k, v in sorted(r["services"].items())))
+            f"{k}: {_service_state(v)}" for k, v in sorted(r["services"].items())))
     console.print(rel)
+
+
+def _service_state(service: dict[str, Any]) -> str:
+    """`Running`, or `Downloading 45%` while its image downloads."""
+    status = str(service.get("status", "?"))
+    progress = service.get("download_progress")
+    if status == "Downloading" and progress is not None:
+        return f"{status} {int(progress)}%"
+    return status
 
 
 @device_app.command("pin")
@@ -131,10 +141,15 @@ def env_set(name: str, value: str, fleet: str | None = FLEET_OPT,
             device: str | None = DEVICE_OPT, service: str | None = SERVICE_OPT,
             config: bool = CONFIG_OPT, as_json: bool = JSON_OPT) -> None:
     """Set a variable for a fleet or a device, optionally for one service only."""
-    v = call(lambda c: c.set_variable(kind="config" if config else "env", fleet=fleet,
-                                      device=device, service=service, name=name, value=value))
-    print_json(v) if as_json else console.print(
-        f"{v['level']} {v['kind']} {v['name']}={v['value']}", highlight=False)
+    with client() as c:
+        v = c.set_variable(kind="config" if config else "env", fleet=fleet, device=device,
+                           service=service, name=name, value=value)
+        if as_json:
+            print_json(v)
+            return
+        console.print(f"{v['level']} {v['kind']} {v['name']}={v['value']}", highlight=False)
+        console.print(poll_note(c, fleet=fleet if device is None else None, device=device),
+                      highlight=False)
 
 
 @env_app.command("list")

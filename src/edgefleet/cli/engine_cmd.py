@@ -1,5 +1,5 @@
 """`edgefleet engine storage|prune`: where an image's layers, a container's writable layer and the
-volumes live in the engine's data root (seed 001), read straight from disk."""
+volumes live in the engine's data root, read straight from disk."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def prune(
     dry_run: bool = typer.Option(False, "--dry-run", help="List what would go; delete nothing."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Reclaim space safely (seed 000 §11.1): delete dangling images (no tag, no digest, no
+    """Reclaim space safely: delete dangling images (no tag, no digest, no
     container), images the supervisor pulled that no release uses, and unused build cache.
 
     Never deleted: volumes (customer data), networks, containers (stopped supervised ones are

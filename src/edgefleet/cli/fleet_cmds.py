@@ -8,11 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 
 from edgefleet.cli import device_cmds
-from edgefleet.cli.fleet_common import JSON_OPT, ago, call, client, console, fail, print_json, short
+from edgefleet.cli.fleet_common import (
+    JSON_OPT,
+    ago,
+    call,
+    client,
+    console,
+    fail,
+    poll_note,
+    print_json,
+    short,
+)
+from edgefleet.cli.push_view import PushView
 from edgefleet.server.client import FleetClient, Login, save_login
 
 fleet_app = typer.Typer(help="Create and inspect fleets.", no_args_is_help=True)
@@ -135,37 +145,18 @@ def push(fleet: str, source: Path = typer.Argument(
                 done = event
         else:
             done = _push_progress(c, fleet, source)
+            if done.get("status") == "success":
+                console.print(poll_note(c, fleet=fleet), highlight=False)
     if done.get("status") != "success":
         raise typer.Exit(1)
 
 
 def _push_progress(c: FleetClient, fleet: str, source: Path) -> dict[str, Any]:
     done: dict[str, Any] = {}
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  DownloadColumn(), console=console) as progress:
-        tasks: dict[str, Any] = {}
-        layers: dict[str, dict[str, tuple[int, int]]] = {}
+    with PushView(console=console) as view:
         for e in c.push(fleet=fleet, source=source):
-            svc = e.get("service", "")
-            if e["type"] == "release":
-                progress.console.print(f"release [bold]{e['commit']}[/]: "
-                                       f"{', '.join(e['services'])}")
-                tasks = {s: progress.add_task(f"{s}: waiting", total=None)
-                         for s in e["services"]}
-            elif e["type"] == "status" and svc in tasks:
-                progress.update(tasks[svc], description=f"{svc}: {e['message'].split()[0]}")
-            elif e["type"] == "build":
-                progress.console.print(f"[dim]{svc}[/] {e['line']}", highlight=False,
-                                       markup=False)
-            elif e["type"] == "push" and svc in tasks:
-                layers.setdefault(svc, {})[e["layer"]] = (e["current"], e["total"])
-                cur = sum(v[0] for v in layers[svc].values())
-                tot = sum(v[1] for v in layers[svc].values())
-                progress.update(tasks[svc], completed=cur, total=tot)
-            elif e["type"] == "pushed" and svc in tasks:
-                progress.update(tasks[svc], description=f"{svc}: pushed",
-                                completed=1, total=1)
-            elif e["type"] == "done":
+            view.handle(e)
+            if e["type"] == "done":
                 done = e
     if done.get("status") == "success":
         console.print(f"[green]release {done['commit']} built and pushed[/]")

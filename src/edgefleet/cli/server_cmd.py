@@ -19,6 +19,21 @@ def _default_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
+def _port_taken(host: str, port: int) -> str:
+    """Why (host, port) cannot be listened on, or "" when it can (checked before anything
+    is set up, so a taken port changes nothing)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return ""
+
+
 @app.command()
 def run(
     data_dir: Path = typer.Option(Path("/var/lib/edgefleet-server"), "--data-dir",
@@ -56,6 +71,9 @@ def run(
                                         help="Seconds a push's build may take."),
     admin_token_file: Path | None = typer.Option(
         None, "--admin-token-file", help="Also write the first admin's token here (mode 600)."),
+    ssh_port: int | None = typer.Option(
+        None, "--ssh-port", help="Also serve the SSH front door on this port: `ssh -p PORT "
+                                 "USER@SERVER host <uuid>` with a key from `edgefleet key add`."),
 ) -> None:
     """Serve the fleet server's device API and user API until interrupted.
 
@@ -65,11 +83,19 @@ def run(
     from edgefleet.server.run import serve
     from edgefleet.server.settings import ServerSettings
 
+    taken = _port_taken(host, port)
+    if taken:
+        typer.echo(f"error: cannot listen on {host}:{port} ({taken}): another program (an"
+                   " `edgefleet server` or `edgefleet up`?) uses it; stop it, or pass --port",
+                   err=True)
+        raise typer.Exit(2)
+
     settings = ServerSettings(
         data_dir=data_dir, database_url=database_url, registry=registry,
         engine_socket=engine_socket, public_url=public_url or _default_url(host, port),
         heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace,
-        max_project_bytes=max_project_size * 2**20, build_timeout_s=build_timeout)
+        max_project_bytes=max_project_size * 2**20, build_timeout_s=build_timeout,
+        ssh_port=ssh_port, ssh_host=host)
     try:
         serve(settings=settings, host=host, port=port,
               own_registry=registry is None and not no_registry,

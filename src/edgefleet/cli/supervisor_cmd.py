@@ -15,6 +15,10 @@ from edgefleet.model.errors import InvalidInput
 
 app = typer.Typer(help="Run and inspect the device supervisor.", no_args_is_help=True)
 DATA_DIR_HELP = "Supervisor data dir (SQLite store, lock dirs)."
+FIND_HELP = ("Supervisor data dir (default: the supervisor running on this machine, else "
+             "/var/lib/edgefleet).")
+SOCKET_HELP = "The engine's socket (default: the running supervisor's)."
+SCOPE_HELP = "The supervisor's scope (default: the running supervisor's)."
 
 
 def _fail(message: str) -> None:
@@ -86,9 +90,9 @@ def run(
 
 @app.command()
 def status(
-    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
-    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
-    scope: str = typer.Option("default", "--scope"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=FIND_HELP),
+    engine_socket: str | None = typer.Option(None, "--engine-socket", help=SOCKET_HELP),
+    scope: str | None = typer.Option(None, "--scope", help=SCOPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """Show each app's release and update status, each service's container, and images.
@@ -100,11 +104,13 @@ def status(
     from rich.console import Console
     from rich.table import Table
 
+    from edgefleet.cli.supervisor_find import find_supervisor
     from edgefleet.device.status import collect_status
 
+    found = find_supervisor(data_dir=data_dir, engine_socket=engine_socket, scope=scope)
     console = Console(width=max(Console().width, 160))
-    report = asyncio.run(collect_status(data_dir=data_dir, engine_socket=engine_socket,
-                                        scope=scope))
+    report = asyncio.run(collect_status(data_dir=found.data_dir,
+                                        engine_socket=found.engine_socket, scope=found.scope))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -135,7 +141,8 @@ def status(
 
 @app.command()
 def logs(
-    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=FIND_HELP),
+    scope: str | None = typer.Option(None, "--scope", help=SCOPE_HELP),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     service: str | None = typer.Option(None, "--service", "-s", help="Only this service."),
     lines: int = typer.Option(100, "-n", "--lines", help="How many recent lines to show."),
@@ -143,10 +150,12 @@ def logs(
     """Print the supervisor's events and the services' output, oldest first."""
     from rich.console import Console
 
+    from edgefleet.cli.supervisor_find import find_supervisor
     from edgefleet.device.runtime import open_store
 
+    found = find_supervisor(data_dir=data_dir, engine_socket=None, scope=scope)
     console = Console()
-    store = open_store(data_dir=data_dir)
+    store = open_store(data_dir=found.data_dir)
     last = 0
     records = store.logs(service=service, limit=lines)
     while True:
@@ -165,25 +174,27 @@ def logs(
 
 @app.command()
 def locks(
-    data_dir: Path = typer.Option(Path("/var/lib/edgefleet"), "--data-dir", help=DATA_DIR_HELP),
-    engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket"),
-    scope: str = typer.Option("default", "--scope"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help=FIND_HELP),
+    engine_socket: str | None = typer.Option(None, "--engine-socket", help=SOCKET_HELP),
+    scope: str | None = typer.Option(None, "--scope", help=SCOPE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
 ) -> None:
     """List update locks (`/tmp/balena/updates.lock` in a service) and who holds them.
 
     A lock whose service is not running is stale: the supervisor clears it on its next pass.
     """
+    from edgefleet.cli.supervisor_find import find_supervisor
     from edgefleet.device.status import collect_locks
 
-    found = asyncio.run(collect_locks(data_dir=data_dir, engine_socket=engine_socket,
-                                      scope=scope))
+    where = find_supervisor(data_dir=data_dir, engine_socket=engine_socket, scope=scope)
+    held = asyncio.run(collect_locks(data_dir=where.data_dir, engine_socket=where.engine_socket,
+                                     scope=where.scope))
     if as_json:
-        typer.echo(json.dumps(found, indent=2))
+        typer.echo(json.dumps(held, indent=2))
         return
-    if not found:
+    if not held:
         typer.echo("no update locks")
-    for lock in found:
+    for lock in held:
         state = "held" if lock["owner_running"] else "stale (owner not running)"
         typer.echo(f"{lock['app_uuid'] or lock['app_id']}/{lock['service']}: {state}"
                    f"  {lock['path']}")

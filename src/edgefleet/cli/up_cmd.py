@@ -11,8 +11,10 @@ HELP = (
     "The server (SQLite in the data dir) starts its own docker-registry; the device is a "
     "supervisor on the local engine, provisioned into fleet `example` from a provisioning "
     "config.json. The example two-service project is pushed, and once the device runs it the "
-    "command prints where to look.\n\nRuns until Ctrl-C (which stops the device and the "
-    "server); running it again reuses the server, fleet and device it made."
+    "command prints where to look, logs the CLI in to the server (unless it is logged in "
+    "elsewhere) and prints commands to try.\n\nRuns until Ctrl-C or SIGTERM (which stop the "
+    "device and the server); running it again reuses the server, fleet and device it made; "
+    "--reset starts over.\n\nExample: edgefleet up --data-dir /tmp/up"
 )
 
 
@@ -29,9 +31,12 @@ def up(
                                  help="The local device's supervisor API port (listenPort)."),
     engine_socket: str = typer.Option("/var/run/docker.sock", "--engine-socket",
                                       help="The local container engine (the device's)."),
+    reset: bool = typer.Option(False, "--reset", help="Start over: remove the data dir and "
+                               "the device's containers, volumes and networks first."),
 ) -> None:
     """Start a fleet server, a registry and a local device; push the example release."""
     from edgefleet.up import UpError, UpOptions, run_up
+    from edgefleet.up import reset as reset_up
 
     if not example.is_dir():
         typer.echo(f"error: {example} is not a directory (run from the repository, or pass"
@@ -41,6 +46,8 @@ def up(
                         registry_port=registry_port, api_port=api_port,
                         engine_socket=engine_socket)
     try:
+        if reset:
+            reset_up(options=options, say=typer.echo)
         run_up(options=options, say=typer.echo)
     except UpError as exc:
         typer.echo(f"error: {exc}", err=True)

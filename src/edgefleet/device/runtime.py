@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.device.api.context import Diagnostics, HostCommands
+from edgefleet.device.delta import DeltaEngine, DeltaSettings, delta_enabled
 from edgefleet.device.logs import LogSink
 from edgefleet.device.pin import remember_pin
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
@@ -26,7 +27,7 @@ from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.starts import EngineStartRecorder
 from edgefleet.model import formats
-from edgefleet.model.config import DeviceConfig
+from edgefleet.model.config import DeviceConfig, load_config
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput, Problem
 
@@ -167,6 +168,23 @@ def start_link(*, supervisor: Supervisor, options: RunOptions
     return link, asyncio.create_task(link.run())
 
 
+def delta_settings(*, options: RunOptions, supervisor: Supervisor) -> DeltaSettings | None:
+    """Where and how to ask for deltas, when the `delta` config variable is on and the device
+    is registered (config.json re-read: the link writes the device key into it)."""
+    target = supervisor.target
+    if target is None or not delta_enabled(target.device.config) or \
+            options.config_path is None:
+        return None
+    try:
+        cfg = load_config(path=options.config_path)
+    except InvalidInput:
+        return None
+    endpoint = cfg.delta_endpoint or cfg.api_endpoint
+    if not endpoint or not cfg.device_api_key:
+        return None
+    return DeltaSettings(endpoint=endpoint.rstrip("/"), api_key=cfg.device_api_key)
+
+
 async def run_supervisor(*, options: RunOptions, echo: bool = True,
                          started: Callable[[int], None] | None = None) -> None:
     """Run a supervisor and its API until SIGINT/SIGTERM; `started(port)` once it listens."""
@@ -186,7 +204,8 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     if not options.config.persistent_logging:
         store.clear_logs()  # like balena's volatile journal: logs last one run
     logs = LogSink(store=store, echo=echo)
-    engine = DockerEngine(socket=options.engine_socket, scope=options.scope)
+    engine = DeltaEngine(socket=options.engine_socket, scope=options.scope,
+                         data_dir=options.data_dir, log=logs)
     gateway = await _bridge_gateway(engine=engine, options=options, logs=logs)
     device = DeviceContext(
         uuid=device_uuid(config=cfg, store=store), device_type=cfg.device_type,
@@ -195,6 +214,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         supervisor_api_port=int(sock.getsockname()[1]) if sock else port,
         engine_socket=options.engine_socket,
         supervisor_api_host_for_bridge=gateway,
+        device_api_key=cfg.device_api_key or "", api_endpoint=cfg.api_endpoint or "",
     )
     gate = UpdateGate(engine=engine, logs=logs, cap_s=cfg.poll_interval_s)
     supervisor = Supervisor(engine=engine, store=store, device=device, logs=logs,
@@ -202,6 +222,12 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
                             lock_override=cfg.lock_override, gate=gate)
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
+    for problem in cfg.ignored:
+        logs.system(f"config.json: {problem} (fix the field; the apps keep running"
+                    " meanwhile)", error=True)
+    for problem in cfg.adjusted:
+        logs.system(f"config.json: {problem}")
+    engine.settings = lambda: delta_settings(options=options, supervisor=supervisor)
     local = LocalMode(supervisor=supervisor, config=cfg)
     link = start_link(supervisor=supervisor, options=options)
     on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)
@@ -218,6 +244,12 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     for sig in (signal.SIGINT, signal.SIGTERM):
         if task is not None:
             loop.add_signal_handler(sig, task.cancel)
+    from edgefleet.device.runfile import RunningSupervisor, remove_runfile, write_runfile
+
+    write_runfile(info=RunningSupervisor(
+        pid=os.getpid(), data_dir=str(options.data_dir.resolve()), scope=options.scope,
+        engine_socket=options.engine_socket, api_port=device.supervisor_api_port,
+        config=str(options.config_path.resolve()) if options.config_path else ""))
     recorder = asyncio.create_task(EngineStartRecorder(
         pidfile=options.engine_pidfile, record=options.data_dir / "engine-starts.jsonl").run())
     api = asyncio.create_task(_serve_api(
@@ -239,6 +271,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(asyncio.shield(api), timeout=5)
         await cancel_and_wait(recorder, api)
+        remove_runfile(pid=os.getpid())
         logs.flush()
         await gate.close()
         await engine.close()

@@ -7,6 +7,7 @@ because each points to a different cause (seed 000 §6).
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import random
 import socket
 import ssl
@@ -130,6 +131,14 @@ def probe_ping(*, url: str, root_ca_pem: str | None = None, timeout_s: float = T
     return "http", f"{url}/ping answered {response.status} {body!r}"
 
 
+def _ip_version(hostname: str) -> int | None:
+    """4 or 6 for an IP address literal, None for a host name."""
+    try:
+        return ipaddress.ip_address(hostname).version
+    except ValueError:
+        return None
+
+
 def check_networking(*, api_endpoint: str | None, root_ca_pem: str | None = None,
                      registry_endpoint: str | None = None, host: Host | None = None,
                      registry_credentials: tuple[str, str] | None = None) -> CheckResult:
@@ -144,12 +153,16 @@ def check_networking(*, api_endpoint: str | None, root_ca_pem: str | None = None
         kind, detail = probe_ping(url=api_endpoint, root_ca_pem=root_ca_pem)
         (passed if kind == "ok" else problems).append(
             detail if kind == "ok" else f"API {kind} failure: {detail}")
-        stacks = [("IPv4", socket.AF_INET, True)]
+        literal = _ip_version(urlparse(api_endpoint).hostname or "")
         v6_route = host is not None and netstack.has_default_route(host=host, ipv6=True)
-        stacks.append(("IPv6", socket.AF_INET6, v6_route))
-        for name, family, applies in stacks:
+        stacks = [("IPv4", socket.AF_INET, literal in (None, 4), "no IPv4 default route"),
+                  ("IPv6", socket.AF_INET6, v6_route and literal in (None, 6),
+                   "no IPv6 default route")]
+        for name, family, applies, why in stacks:
+            if literal is not None and not applies:
+                why = f"the API endpoint is an IPv{literal} address"
             if not applies:
-                passed.append(f"{name} stack: not applicable (no {name} default route)")
+                passed.append(f"{name} stack: not applicable ({why})")
                 continue
             kind, detail = probe_ping(url=api_endpoint, root_ca_pem=root_ca_pem, family=family)
             if kind == "ok":

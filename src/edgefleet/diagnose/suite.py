@@ -17,6 +17,24 @@ from edgefleet.diagnose.clock import check_clock_skew
 from edgefleet.diagnose.engine_checks import check_container_engine, check_service_restarts
 from edgefleet.diagnose.host import Host
 from edgefleet.model.config import DeviceConfig
+from edgefleet.model.errors import InvalidInput
+
+
+def check_config(*, config: DeviceConfig | None, refused: InvalidInput | None = None
+                 ) -> CheckResult:
+    """config.json as the supervisor reads it: a refused file, or optional fields whose bad
+    value the supervisor ignores (using the default), fail, each field named."""
+    fix = "fix it with `edgefleet config set FIELD VALUE` (or `config unset FIELD`)"
+    if refused is not None:
+        return CheckResult("check_config", False, "config.json is refused, the supervisor"
+                           f" cannot start: {'; '.join(map(str, refused.problems))}; {fix}")
+    if config is None:
+        return CheckResult("check_config", True, "not applicable: no config.json")
+    if config.ignored:
+        return CheckResult("check_config", False, "config.json: " + "; ".join(
+            map(str, config.ignored)) + f"; the device runs with the default meanwhile; {fix}")
+    notes = "".join(f"; {p}" for p in config.adjusted)
+    return CheckResult("check_config", True, f"config.json is valid{notes}")
 
 
 def _root_ca(config: DeviceConfig) -> str | None:
@@ -45,9 +63,14 @@ def _is_ip(name: str) -> bool:
 
 def run_device_checks(*, host: Host, config: DeviceConfig | None,
                       engine_socket: str = "/var/run/docker.sock",
-                      data_dir: Path = Path("/var/lib/edgefleet")) -> dict[str, Any]:
-    """Every check; the network ones run concurrently so a full run stays short."""
+                      data_dir: Path = Path("/var/lib/edgefleet"),
+                      config_refused: InvalidInput | None = None) -> dict[str, Any]:
+    """Every check that can run; the network ones run concurrently so a full run stays short.
+    With a config.json (`config`, or `config_refused` when it does not validate) the run
+    includes check_config."""
     report = run_checks(host=host)
+    if config is not None or config_refused is not None:
+        report["checks"].append(asdict(check_config(config=config, refused=config_refused)))
     if host.run_commands:  # a live host: its engine and services
         report["checks"].append(asdict(check_container_engine(
             host=host, socket_path=engine_socket, record=data_dir / "engine-starts.jsonl")))

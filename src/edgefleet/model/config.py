@@ -13,13 +13,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from edgefleet.model.errors import InvalidInput, Problem
 
 POLL_MIN_MS = 10_000
 POLL_MAX_MS = 86_400_000
 SECRET_MARKERS = ("apikey", "mixpanelToken".lower(), "wifikey", "files")
+# Fields with a safe default: a bad value there is ignored (the default is used, the device
+# says so in its logs and in `diagnose checks`) instead of stopping the device, as balena's
+# supervisor keeps running. Every other field (identity, server, production/development) is
+# required to be right: a bad value refuses the file.
+OPTIONAL_FIELDS = frozenset({
+    "appUpdatePollInterval", "listenPort", "dnsServers", "persistentLogging", "localMode",
+    "lockOverride", "hostname", "vpnEndpoint", "vpnPort", "deltaEndpoint", "registryEndpoint",
+    "balenaRootCA"})
 
 
 def is_secret_key(key: str) -> bool:
@@ -60,6 +68,19 @@ class DeviceConfig(BaseModel):
     dns_servers: str | None = Field(default=None, alias="dnsServers")
     balena_root_ca: str | None = Field(default=None, alias="balenaRootCA")
     provisioning_api_key: str | None = Field(default=None, alias="provisioningApiKey")
+    _ignored: list[Problem] = PrivateAttr(default_factory=list)
+    _adjusted: list[Problem] = PrivateAttr(default_factory=list)
+    _kept: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def ignored(self) -> list[Problem]:
+        """Optional fields whose value was invalid, so their default is used instead."""
+        return list(self._ignored)
+
+    @property
+    def adjusted(self) -> list[Problem]:
+        """Fields used with a corrected value (a poll interval below 10 s is raised to it)."""
+        return list(self._adjusted)
 
     @field_validator("app_update_poll_interval")
     @classmethod
@@ -109,19 +130,63 @@ class DeviceConfig(BaseModel):
         return [p.strip() for p in self.dns_servers.split(",") if p.strip()]
 
     def to_wire(self) -> dict[str, Any]:
-        """The JSON document, with the original key names."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+        """The JSON document, with the original key names (and ignored or adjusted fields
+        as they were written: saving never loses what the file said)."""
+        return {**self.model_dump(mode="json", by_alias=True, exclude_none=True), **self._kept}
+
+
+def _problems(exc: ValidationError) -> list[Problem]:
+    return [Problem(".".join(str(p) for p in e["loc"]), e["msg"].removeprefix("Value error, "))
+            for e in exc.errors()]
 
 
 def parse_config(*, data: object) -> DeviceConfig:
-    """Validate a config.json document."""
+    """Validate a config.json document. A bad required field refuses it (every problem
+    named); a bad optional field (OPTIONAL_FIELDS) is ignored, its default used and the
+    problem kept in `.ignored`; an `appUpdatePollInterval` below 10 s becomes 10 s
+    (`.adjusted`), as balena sets no minimum."""
     if not isinstance(data, dict):
         raise InvalidInput("config.json", [Problem("", "expected a JSON object")])
+    fields = dict(data)
+    adjusted: list[Problem] = []
+    poll = fields.get("appUpdatePollInterval")
+    if isinstance(poll, int) and not isinstance(poll, bool) and 0 <= poll < POLL_MIN_MS:
+        adjusted.append(Problem("appUpdatePollInterval", f"{poll} ms is below the minimum;"
+                                f" using {POLL_MIN_MS} ms"))
+        fields["appUpdatePollInterval"] = POLL_MIN_MS
     try:
-        return DeviceConfig.model_validate(data)
+        config = DeviceConfig.model_validate(fields)
+        ignored: list[Problem] = []
     except ValidationError as exc:
-        problems = [Problem(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
-        raise InvalidInput("config.json", problems) from None
+        problems = _problems(exc)
+        if any(p.path.split(".")[0] not in OPTIONAL_FIELDS for p in problems):
+            raise InvalidInput("config.json", problems) from None
+        ignored = [Problem(p.path, f"{p.reason}; using the default") for p in problems]
+        for p in problems:
+            fields.pop(p.path.split(".")[0], None)
+        try:
+            config = DeviceConfig.model_validate(fields)
+        except ValidationError as again:  # not expected: optional fields all have defaults
+            raise InvalidInput("config.json", _problems(again)) from None
+    config._ignored, config._adjusted = ignored, adjusted
+    config._kept = {key: data[key] for key in {p.path.split(".")[0] for p in ignored + adjusted}
+                    if key in data}
+    return config
+
+
+def _refuse_bad_changes(*, target: Path, data: dict[str, Any]) -> None:
+    """A write may keep a field the file already had wrong, never bring a bad value in."""
+    config = parse_config(data=data)
+    try:
+        before = json.loads(target.read_text()) if target.exists() else {}
+    except (OSError, ValueError):
+        before = {}
+    before = before if isinstance(before, dict) else {}
+    bad = [p for p in config.ignored
+           if data.get(p.path.split(".")[0]) != before.get(p.path.split(".")[0])]
+    if bad:
+        raise InvalidInput("config.json", [Problem(p.path, p.reason.removesuffix(
+            "; using the default")) for p in bad])
 
 
 def load_config(*, path: str | Path) -> DeviceConfig:
@@ -141,8 +206,8 @@ def load_config(*, path: str | Path) -> DeviceConfig:
 def save_config(*, path: str | Path, config: DeviceConfig | dict[str, Any]) -> None:
     """Validate, keep `config.json.backup`, write a temp file, fsync, and replace atomically."""
     data = config.to_wire() if isinstance(config, DeviceConfig) else config
-    parse_config(data=data)
     target = Path(path)
+    _refuse_bad_changes(target=target, data=data)
     if target.exists():  # 0600 like config.json itself: both hold the device's key
         backup = target.with_name(target.name + ".backup")
         fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

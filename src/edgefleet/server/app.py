@@ -11,12 +11,20 @@ from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
 from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
+from edgefleet.server.balena import install as install_balena_api
 from edgefleet.server.db import Database
+from edgefleet.server.delta import api as delta_api
+from edgefleet.server.delta.service import DeltaService
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
+from edgefleet.server.tunnel import actions as tunnel_actions
+from edgefleet.server.tunnel import routes as tunnel_routes
+from edgefleet.server.tunnel import ssh_keys
+from edgefleet.server.tunnel import user_routes as tunnel_user_routes
+from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
 from edgefleet.server.web import install as install_dashboard
 
 
@@ -26,22 +34,40 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     `on_shutdown` runs when the server stops (e.g. to stop the registry it started)."""
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
+    deltas = DeltaService(data_dir=settings.data_dir, registry=settings.registry)
+    hub = TunnelHub(state=state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if database.is_sqlite:  # one process owns the database: no build can be running
             fail_interrupted(state)
+            forget_stale_links(database)
         state.start()
+        hub.start()
+        sshd = None
+        if settings.ssh_port is not None:
+            from edgefleet.server.tunnel.sshd import SshFrontDoor
+
+            sshd = SshFrontDoor(state=state, hub=hub, host=settings.ssh_host,
+                                port=settings.ssh_port,
+                                host_key=settings.data_dir / "ssh_host_ed25519_key")
+            await sshd.start()
+            app.state.ssh_port = sshd.port
         try:
             yield
         finally:
+            if sshd is not None:
+                await sshd.stop()
+            await hub.stop()
             await state.stop()
+            deltas.close()
             if on_shutdown is not None:
                 on_shutdown()
 
     app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
     app.state.server = state
     install_dashboard(app, state=state)
+    app.state.tunnel = hub
 
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
@@ -60,6 +86,10 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
-    for module in (user_api, user_devices, user_releases):
+    app.include_router(delta_api.router(state=state, service=deltas))
+    app.include_router(tunnel_routes.router(state=state, hub=hub))
+    app.include_router(tunnel_actions.router(state=state, hub=hub, current_user=current_user))
+    for module in (user_api, user_devices, user_releases, tunnel_user_routes, ssh_keys):
         app.include_router(module.router(state=state, current_user=current_user))
+    install_balena_api(app, state=state)
     return app

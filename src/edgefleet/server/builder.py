@@ -98,11 +98,34 @@ async def _build(*, client: httpx.AsyncClient, spec: BuildSpec, target: BuildTar
     return ref
 
 
+_LAYER_DONE = ("Pushed", "Layer already exists", "Mounted from")
+
+
+async def _layer_event(*, msg: dict[str, Any], service: str, sizes: dict[str, int],
+                       emit: Emit) -> None:
+    """A `push` event per layer: bytes while pushing (`current` never above `total`), then
+    the layer's end (`status` Pushed / Layer already exists / Mounted from ...)."""
+    layer, status = str(msg.get("id") or ""), str(msg.get("status") or "")
+    detail = msg.get("progressDetail") or {}
+    if not layer:
+        return
+    if status == "Pushing" and detail.get("total"):
+        total = int(detail["total"])
+        sizes[layer] = total
+        await emit({"type": "push", "service": service, "layer": layer, "status": status,
+                    "current": min(int(detail.get("current") or 0), total), "total": total})
+    elif status.startswith(_LAYER_DONE):
+        total = sizes.get(layer, 0)
+        await emit({"type": "push", "service": service, "layer": layer, "status": status,
+                    "current": total, "total": total})
+
+
 async def push_one(*, client: httpx.AsyncClient, service: str, ref: str, emit: Emit
                    ) -> PushedImage:
     """Push `repo:tag` to its registry; the device will pull it by digest."""
     repo, tag = ref.rsplit(":", 1)
     digest, size = "", 0
+    sizes: dict[str, int] = {}
     async with client.stream("POST", f"/images/{repo}/push", params={"tag": tag},
                              headers={"X-Registry-Auth": NO_AUTH}) as r:
         if r.status_code != 200:
@@ -113,10 +136,7 @@ async def push_one(*, client: httpx.AsyncClient, service: str, ref: str, emit: E
             aux = msg.get("aux")
             if isinstance(aux, dict) and aux.get("Digest"):
                 digest, size = str(aux["Digest"]), int(aux.get("Size") or 0)
-            detail = msg.get("progressDetail") or {}
-            if msg.get("status") and detail.get("total"):
-                await emit({"type": "push", "service": service, "layer": msg.get("id", ""),
-                             "current": detail.get("current", 0), "total": detail["total"]})
+            await _layer_event(msg=msg, service=service, sizes=sizes, emit=emit)
     await emit({"type": "pushed", "service": service, "digest": digest})
     return PushedImage(service=service, ref=f"{repo}@{digest}" if digest else ref,
                        digest=digest, size=size)

@@ -19,7 +19,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.target import release_for, variables
 from edgefleet.server.views import device_out
-from edgefleet.server.web import auth, varsview
+from edgefleet.server.web import actiontext, auth, varsview
 from edgefleet.server.web.auth import WebUser
 from edgefleet.server.web.pages import UserDep
 from edgefleet.server.web.permissions import Permission, allowed, can
@@ -86,6 +86,8 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         return render(request, "device.html", user=user, device=device, fleet=fleet,
                       can=perms, env=env, config=config, releases=releases, pinned=pinned,
                       notes=notes, fleet_release=fleet_release, log_services=log_services,
+                      stops=actiontext.STOPS, device_actions=actiontext.DEVICE_WIDE,
+                      service_actions=actiontext.SERVICE_ACTIONS, confirm=actiontext.CONFIRM,
                       **info)
 
     @api.get("/{uuid}/summary", response_class=HTMLResponse)

@@ -12,7 +12,6 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server import status as st
 from edgefleet.server import tables as t
-from edgefleet.server import views
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
 from edgefleet.server.target import release_for
@@ -65,9 +64,9 @@ def _alive_after(s: Session, *, fleet_id: int, settings: ServerSettings, now: in
     return now - int((timeout + settings.offline_grace_s) * 1000)
 
 
-def _status_case(alive_after: int) -> sa.ColumnElement[str]:
+def _status_case(alive_after: int, *, tunnel: bool) -> sa.ColumnElement[str]:
     alive = t.Device.last_seen_ms >= alive_after
-    if not views.TUNNEL:
+    if not tunnel:
         return sa.case((alive, "Online"), else_="Offline")
     vpn = t.Device.vpn_connected.is_(True)
     return sa.case((sa.and_(alive, vpn), "Online"), (alive, "Heartbeat Only"),
@@ -77,7 +76,8 @@ def _status_case(alive_after: int) -> sa.ColumnElement[str]:
 def status_counts(s: Session, *, fleet_id: int, settings: ServerSettings,
                   now: int) -> dict[str, int]:
     """Devices of the fleet by status (every status listed, zeros included)."""
-    case = _status_case(_alive_after(s, fleet_id=fleet_id, settings=settings, now=now))
+    case = _status_case(_alive_after(s, fleet_id=fleet_id, settings=settings, now=now),
+                        tunnel=settings.tunnel)
     got = dict(s.execute(sa.select(case, sa.func.count()).where(
         t.Device.fleet_id == fleet_id).group_by(case)).all())
     return {name: int(got.get(name, 0)) for name in STATUSES}
@@ -88,7 +88,8 @@ def device_page(s: Session, *, state: ServerState, fleet: t.Fleet, now: int, q: 
                 page: int = 1) -> DevicePage:
     """One page of the fleet's devices, filtered (`q` in name/uuid/IP, `status`) and sorted."""
     settings = state.settings
-    case = _status_case(_alive_after(s, fleet_id=fleet.id, settings=settings, now=now))
+    case = _status_case(_alive_after(s, fleet_id=fleet.id, settings=settings, now=now),
+                        tunnel=settings.tunnel)
     cond: list[sa.ColumnElement[bool]] = [t.Device.fleet_id == fleet.id]
     if q:
         like = f"%{q.replace('%', '').replace('_', '')}%"
@@ -157,7 +158,7 @@ def _rows(s: Session, *, state: ServerState, fleet: t.Fleet,
         out.append(DeviceRow(
             uuid=d.uuid, name=d.name,
             status=st.overall_status(heartbeat=hb, vpn_connected=d.vpn_connected,
-                                     tunnel=views.TUNNEL),
+                                     tunnel=settings.tunnel),
             release=running, target=target, pinned=d.pinned_release_id is not None,
             update_status=upd.update_status if upd else None,
             progress=_progress(upd.services) if upd and upd.update_status == "downloading"

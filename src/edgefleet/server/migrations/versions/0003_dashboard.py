@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'd16_dashboard'
-down_revision = '0001'
+down_revision = 't14_tunnel_audit'
 
 
 def upgrade() -> None:

@@ -1,0 +1,206 @@
+"""Actions and diagnostics from the server: calls of a device's supervisor API through its
+tunnel, with the device's own API key (from its reports); diagnostics runs are stored."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import h11
+import sqlalchemy as sa
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from edgefleet.server import keys
+from edgefleet.server import tables as t
+from edgefleet.server.access import user_device
+from edgefleet.server.state import ServerState
+from edgefleet.server.tunnel import audit
+from edgefleet.server.tunnel.device_http import DeviceHttpError, DeviceReply, request
+from edgefleet.server.tunnel.forward import forward_http, holder
+from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
+from edgefleet.server.user_api import ERRORS, UserDep
+from edgefleet.tunnel.mux import StreamRefused
+from edgefleet.tunnel.stream import StreamReset
+
+ACTIONS: dict[str, tuple[str, bool]] = {
+    # action: (supervisor API path, needs a service)
+    "restart": ("/v1/restart", False),
+    "restart-service": ("/v2/applications/{app}/restart-service", True),
+    "start-service": ("/v2/applications/{app}/start-service", True),
+    "stop-service": ("/v2/applications/{app}/stop-service", True),
+    "reboot": ("/v1/reboot", False),
+    "shutdown": ("/v1/shutdown", False),
+    "purge": ("/v1/purge", False),
+    "identify": ("/v1/blink", False),
+}
+
+
+class ActionBody(BaseModel):
+    service: str | None = Field(None, max_length=255)
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the server knows to reach a device's supervisor API."""
+
+    device_id: int
+    uuid: str
+    app_id: int
+    api_port: int
+    api_key: str
+    tunnel_host: str = ""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+async def call_device(*, hub: TunnelHub, target: Target, method: str, path: str,
+                      body: dict[str, Any] | None = None) -> DeviceReply:
+    """One supervisor-API call through the tunnel (503 if the device is not connected)."""
+    try:
+        stream = await hub.open(device_id=target.device_id,
+                                request={"kind": "tcp", "host": "127.0.0.1",
+                                         "port": target.api_port})
+    except (NotConnected, StreamRefused) as exc:
+        raise HTTPException(503, f"device {target.uuid[:7]}: {exc}") from None
+    try:
+        return await request(stream, method=method, path=path, api_key=target.api_key,
+                             body=body)
+    except (StreamReset, DeviceHttpError, h11.ProtocolError) as exc:
+        raise HTTPException(502, f"device {target.uuid[:7]}: the supervisor API call "
+                                 f"{path} failed: {exc}") from None
+    finally:
+        await stream.reset("done")
+
+
+def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIRouter:
+    api = APIRouter(prefix="/api/v1", tags=["remote access"], responses=ERRORS)
+
+    def target_of(user: keys.UserPrincipal, device: str) -> Target:
+        with state.db.session() as s:
+            d = user_device(s, user=user, uuid=device)
+            reported = json.loads(d.reported or "{}")
+        key, port = reported.get("api_secret"), reported.get("api_port")
+        if not key or not port:
+            raise HTTPException(409, f"device {d.uuid[:7]} has not reported its supervisor "
+                                     "API key yet (it does with its first state report)")
+        return Target(device_id=d.id, uuid=d.uuid, app_id=d.fleet_id, api_port=int(port),
+                      api_key=str(key), tunnel_host=d.tunnel_host)
+
+    def elsewhere(target: Target, request: Request) -> str | None:
+        if hub.connected(target.device_id):
+            return None
+        return holder(tunnel_host=target.tunnel_host, own_url=state.settings.own_url,
+                      headers=request.headers)
+
+    async def audited(user: keys.UserPrincipal, target: Target, kind: str, what: str,
+                      method: str, path: str, body: dict[str, Any] | None) -> DeviceReply:
+        session = await run_in_threadpool(lambda: audit.begin(
+            state.db, user=user, device_uuid=target.uuid, kind=kind, target=what,
+            command=f"{method} {path}"))
+        result = "failed"
+        try:
+            reply = await call_device(hub=hub, target=target, method=method, path=path,
+                                      body=body)
+            result = f"HTTP {reply.status}"
+            return reply
+        except HTTPException as exc:
+            result = f"HTTP {exc.status_code}: {exc.detail}"
+            raise
+        finally:
+            await run_in_threadpool(lambda: audit.end(state.db, session_id=session,
+                                                      bytes_up=0, bytes_down=0, result=result))
+
+    @api.post("/devices/{device}/actions/{action}", responses={404: {}, 409: {}, 502: {},
+                                                               503: {}}, response_model=None)
+    async def device_action(device: str, action: str, request: Request,
+                            body: ActionBody | None = None,
+                            user: keys.UserPrincipal = Depends(current_user)
+                            ) -> dict[str, Any] | Response:
+        """Run an action on the device's supervisor: restart, restart-service,
+        start-service, stop-service, reboot, shutdown, purge, identify."""
+        if action not in ACTIONS:
+            raise HTTPException(404, f"no action {action!r}; one of {', '.join(ACTIONS)}")
+        body = body or ActionBody()
+        target = await run_in_threadpool(target_of, user, device)
+        if (host := elsewhere(target, request)) is not None:
+            return await forward_http(request, host=host)
+        template, needs_service = ACTIONS[action]
+        if needs_service and not body.service:
+            raise HTTPException(400, f"{action} needs a service")
+        payload: dict[str, Any] = {"appId": target.app_id}
+        if body.service:
+            payload["serviceName"] = body.service
+        if body.force:
+            payload["force"] = True
+        path = template.format(app=target.app_id)
+        reply = await audited(user, target, "action", action + (
+            f" {body.service}" if body.service else ""), "POST", path, payload)
+        if reply.status >= 400:
+            raise HTTPException(502, f"the device refused {action}: HTTP {reply.status} "
+                                     f"{str(reply.json())[:300]}")
+        return {"action": action, "status": reply.status, "answer": reply.json()}
+
+    @api.post("/devices/{device}/diagnose", responses={404: {}, 409: {}, 502: {}, 503: {}},
+              response_model=None)
+    async def diagnose(device: str, request: Request,
+                       user: keys.UserPrincipal = Depends(current_user)
+                       ) -> dict[str, Any] | Response:
+        """Run the device's health checks and diagnostics report, read its current state,
+        and store it all with the server's target (readable later, even if the device dies)."""
+        target = await run_in_threadpool(target_of, user, device)
+        if (host := elsewhere(target, request)) is not None:
+            return await forward_http(request, host=host)
+        parts: dict[str, Any] = {}
+        for name, path in (("checks", "/v2/diagnostics/checks"),
+                           ("report", "/v2/diagnostics/report"),
+                           ("status", "/v2/state/status"),
+                           ("current", "/v2/applications/state")):
+            reply = await audited(user, target, "diagnostics", name, "GET", path, None)
+            parts[name] = reply.json() if reply.status < 400 else {
+                "error": f"HTTP {reply.status}", "body": reply.json()}
+        server_target = await state.target(target.device_id, target.app_id)
+        parts["target"] = json.loads(server_target.body) if server_target else None
+        report = parts.pop("report")
+
+        def store() -> int:
+            with state.db.writing() as s:
+                row = t.DeviceDiagnostics(
+                    device_uuid=target.uuid, username=user.username, created_ms=now_ms(),
+                    checks=json.dumps(parts["checks"]),
+                    report=report if isinstance(report, str) else json.dumps(report),
+                    state=json.dumps({k: parts[k] for k in ("status", "current", "target")}))
+                s.add(row)
+                s.flush()
+                return int(row.id)
+
+        run_id = await run_in_threadpool(store)
+        return {"id": run_id, "device": target.uuid, "checks": parts["checks"],
+                "report": report, "status": parts["status"], "current": parts["current"],
+                "target": parts["target"]}
+
+    @api.get("/devices/{device}/diagnostics", responses={404: {}})
+    def diagnostics(device: str, run: int | None = Query(None, ge=1),
+                    user: keys.UserPrincipal = Depends(current_user)) -> list[dict[str, Any]]:
+        """Stored diagnostics runs of a device, newest first (one run, in full, with `run`)."""
+        with state.db.session() as s:
+            uuid = user_device(s, user=user, uuid=device).uuid
+            q = sa.select(t.DeviceDiagnostics).where(t.DeviceDiagnostics.device_uuid == uuid)
+            if run is not None:
+                q = q.where(t.DeviceDiagnostics.id == run)
+            rows = list(s.execute(q.order_by(t.DeviceDiagnostics.id.desc())).scalars())
+        if run is not None and not rows:
+            raise HTTPException(404, f"device {uuid[:7]} has no diagnostics run {run}")
+        return [{"id": r.id, "device": r.device_uuid, "username": r.username,
+                 "created_ms": r.created_ms, "checks": json.loads(r.checks or "null"),
+                 **({"report": r.report, "state": json.loads(r.state or "{}")}
+                    if run is not None else {})} for r in rows]
+
+    return api
