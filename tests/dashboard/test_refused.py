@@ -3,12 +3,14 @@ token are refused and change nothing; wrong passwords are braked."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 
 from tests.dashboard.conftest import PASSWORD, Dash
 from tests.e2e.devices import CLI, wait_for
@@ -60,6 +62,11 @@ def test_without_session_or_csrf_nothing_changes(dash: Dash) -> None:
                            data={"release": "latest"}).status_code == 403
         page = client.get(f"/ui/devices/{uuid}").text
         assert "no csrf" not in page and "bad csrf" not in page and "EVIL" not in page
+        for action in ("reboot", "restart-service"):
+            assert client.post(f"/ui/devices/{uuid}/actions/{action}",
+                               data={"service": "frontend"}).status_code == 403
+        assert client.post(f"/ui/devices/{uuid}/diagnose").status_code == 403
+        terminal_refused(dash, client.cookies["edgefleet_session"], csrf)
         ok = client.post(note, data={"text": "with csrf", "csrf": csrf})
         assert ok.status_code == 303
         assert "with csrf" in client.get(f"/ui/devices/{uuid}").text
@@ -68,6 +75,27 @@ def test_without_session_or_csrf_nothing_changes(dash: Dash) -> None:
                            ).status_code == 401
     finally:
         client.close()
+
+
+def terminal_refused(dash: Dash, cookie: str, csrf: str) -> None:
+    """The terminal's websocket needs the session, its CSRF token and the page's origin."""
+    ws = dash.url.replace("http://", "ws://") + f"/ui/devices/{dash.device.uuid}/terminal/ws"
+    same = {"Origin": dash.url}
+
+    async def opens(url: str, headers: dict[str, str]) -> bool:
+        try:
+            async with websockets.connect(url, additional_headers=headers, open_timeout=10):
+                return True
+        except websockets.InvalidStatus:
+            return False
+
+    async def attempts() -> list[bool]:
+        return [await opens(f"{ws}?csrf={csrf}", {**same}),  # no session cookie
+                await opens(f"{ws}?csrf=wrong", {**same, "Cookie": f"edgefleet_session={cookie}"}),
+                await opens(f"{ws}?csrf={csrf}", {"Origin": "http://evil.example",
+                                                 "Cookie": f"edgefleet_session={cookie}"})]
+
+    assert asyncio.run(attempts()) == [False, False, False]
 
 
 def test_wrong_passwords_are_braked(tmp_path: Path) -> None:
