@@ -29,7 +29,8 @@ def test_sign_in_and_see_the_fleet_and_its_device(browser: Any, dash: Dash) -> N
     context.close()
 
     page = sign_in(browser, dash)
-    card = page.locator("article.fleet", has_text=dash.fleet_name)
+    card = page.locator("article.fleet").filter(
+        has=page.get_by_role("link", name=dash.fleet_name, exact=True))
     expect(card.locator(".count.st-online dd")).to_have_text("1")
     expect(card).to_contain_text(dash.commit[:7])
     shot(page, "fleets")
