@@ -28,6 +28,9 @@ from edgefleet.server.web.render import SECURITY_HEADERS, render
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 INITIAL_LINES = 200
 KEEPALIVE_S = 15.0
+RECHECK_S = 2.0
+"""Without a wake-up, the store is read again this often (lines may arrive at another
+process)."""
 MAX_NOTE = 4000
 
 
@@ -124,6 +127,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         async def events() -> AsyncIterator[bytes]:
             lines = await run_in_threadpool(read_lines, device_id, 0, INITIAL_LINES, service)
             last = lines[-1]["id"] if lines else 0
+            idle = 0.0
             yield b"retry: 2000\n\n"
             while True:
                 for line in lines:
@@ -131,9 +135,12 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                     last = line["id"]
                 event = state.log_event(device_id)
                 try:
-                    await asyncio.wait_for(event.wait(), timeout=KEEPALIVE_S)
-                except TimeoutError:
-                    yield b": keepalive\n\n"
+                    await asyncio.wait_for(event.wait(), timeout=RECHECK_S)
+                except TimeoutError:  # lines stored by another server process wake no event
+                    idle += RECHECK_S
+                    if idle >= KEEPALIVE_S:
+                        idle = 0.0
+                        yield b": keepalive\n\n"
                 if await request.is_disconnected():
                     return
                 lines = await run_in_threadpool(read_lines, device_id, last, None, service)
