@@ -41,6 +41,10 @@ def test_sign_in_and_see_the_fleet_and_its_device(browser: Any, dash: Dash) -> N
     expect(row).to_contain_text(dash.commit[:7])
     expect(row).to_contain_text("done")
     shot(page, "fleet")
+    with page.expect_response(lambda r: "/devices?" in r.url, timeout=10_000) as polled:
+        pass  # the table refreshes itself
+    assert polled.value.status == 200, polled.value.text()
+    expect(page.locator("#errors")).to_be_empty()
 
     page.get_by_label("Status", exact=True).select_option("Offline")  # filtered by htmx, no reload
     expect(page.locator("table.devices tbody")).to_contain_text("No devices match")

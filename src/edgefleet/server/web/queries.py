@@ -110,7 +110,9 @@ def device_page(s: Session, *, state: ServerState, fleet: t.Fleet, now: int, q: 
         .order_by(order, t.Device.id).offset((page - 1) * PAGE_SIZE).limit(PAGE_SIZE)).all()
     devices: list[tuple[t.Device, str | None]] = [(d, commit) for d, commit in result]
     rows = _rows(s, state=state, fleet=fleet, devices=devices, now=now)
-    params = {"q": q, "status": status, "sort": sort, "desc": "1" if desc else ""}
+    params = {k: v for k, v in (("q", q), ("status", status), ("sort", sort),
+                                 ("desc", "1" if desc else "")) if v}
+    # only the parameters given: an empty `desc=` is no boolean
     return DevicePage(rows=rows, total=total, page=page, pages=pages, params=params)
 
 
