@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import Dash, sign_in
+from tests.dashboard.conftest import Dash, close, sign_in
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -59,4 +59,4 @@ def test_bulk_pin_and_move(browser: Any, dash: Dash) -> None:
     expect(page.locator("#bulk-result")).to_contain_text("1 device(s) moved to dash-other")
     assert dash.fleet.device(stand_in)["fleet"] == "dash-other"
     assert dash.fleet.device(dash.device.uuid)["fleet"] == dash.fleet_name
-    page.close()
+    close(page)

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import Dash, shot, sign_in
+from tests.dashboard.conftest import Dash, close, shot, sign_in
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -55,7 +55,7 @@ def test_sign_in_and_see_the_fleet_and_its_device(browser: Any, dash: Dash) -> N
     services = page.locator("table.services")
     expect(services.locator("tr[data-service=frontend] .svc-state")).to_have_text("Running")
     expect(services.locator("tr[data-service=backend] .svc-state")).to_have_text("Running")
-    page.close()
+    close(page)
 
 
 def test_a_log_line_appears_live_and_pause_holds_it(browser: Any, dash: Dash) -> None:
@@ -93,7 +93,7 @@ def test_a_log_line_appears_live_and_pause_holds_it(browser: Any, dash: Dash) ->
         page.get_by_role("link", name="Download").click()
     text = dl.value.path().read_text()
     assert text.count("response:") == before + 2 and "[backend]" not in text
-    page.close()
+    close(page)
 
 
 def test_changing_a_variable_restarts_the_service(browser: Any, dash: Dash) -> None:
@@ -117,7 +117,7 @@ def test_changing_a_variable_restarts_the_service(browser: Any, dash: Dash) -> N
     expect(started).to_have_count(before + 1, timeout=60_000)
     env = dash.device.containers()["backend"]["Config"]["Env"]
     assert f"DASH_GREETING={value}" in env
-    page.close()
+    close(page)
 
 
 def test_phone_width_and_keyboard(browser: Any, dash: Dash) -> None:
@@ -137,4 +137,4 @@ def test_phone_width_and_keyboard(browser: Any, dash: Dash) -> None:
         .map(e => e.outerHTML)""")
     assert unlabelled == []
     shot(page, "device-phone")
-    page.close()
+    close(page)

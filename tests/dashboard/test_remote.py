@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.dashboard.conftest import Dash, shot, sign_in
+from tests.dashboard.conftest import Dash, close, shot, sign_in
 from tests.e2e.devices import wait_for
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -53,7 +53,7 @@ def test_diagnostics_show_a_planted_fault_first(browser: Any, dash: Dash) -> Non
     expect(page.locator("pre[aria-label='Diagnostics report']")).not_to_be_empty()
     shot(page, "diagnostics")
     assert any(a["kind"] == "diagnostics" and a["target"] == "checks" for a in audit(dash))
-    page.close()
+    close(page)
 
 
 def test_restart_a_service_after_confirming_what_stops(browser: Any, dash: Dash) -> None:
@@ -71,7 +71,7 @@ def test_restart_a_service_after_confirming_what_stops(browser: Any, dash: Dash)
              ["StartedAt"] != before, timeout=60)
     assert any(a["kind"] == "action" and a["target"] == "restart-service frontend"
                and a["result"] == "HTTP 200" for a in audit(dash))
-    page.close()
+    close(page)
 
 
 def test_terminal_into_a_service(browser: Any, dash: Dash) -> None:
@@ -106,7 +106,7 @@ def test_terminal_into_a_service(browser: Any, dash: Dash) -> None:
     expect(rows.first).to_contain_text("(dashboard terminal)")
     expect(page.locator("table.audit tbody")).not_to_contain_text("diagnostics")
     shot(page, "audit")
-    page.close()
+    close(page)
 
 
 def test_earlier_runs_stay_readable_when_the_device_is_gone(browser: Any, dash: Dash) -> None:
@@ -119,4 +119,4 @@ def test_earlier_runs_stay_readable_when_the_device_is_gone(browser: Any, dash: 
     page.reload()
     expect(page.get_by_role("button", name="Run diagnostics now")).to_be_disabled()
     expect(page.locator("table.checks tbody tr").first).to_contain_text("1 unclean restarts")
-    page.close()
+    close(page)
