@@ -3,7 +3,10 @@ set whose password, that only a hash is stored, and that a new password ends ope
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -67,3 +70,19 @@ def test_users_see_only_their_fleets(tmp_path: Path) -> None:
                           cookies={"edgefleet_session": r.cookies["edgefleet_session"]}) as c:
             assert "secret-fleet" not in c.get("/ui/").text
             assert c.get(f"/ui/fleets/{fleet_uuid}").status_code == 404
+
+
+def test_cli_sets_a_password(tmp_path: Path) -> None:
+    with run_server(data_dir=tmp_path / "srv") as srv:
+        env = {**os.environ, "EDGEFLEET_SERVER": srv.url, "EDGEFLEET_TOKEN": srv.admin_token,
+               "EDGEFLEET_CLIENT_CONFIG": str(tmp_path / "cli.json")}
+        out = subprocess.run([sys.executable, "-m", "edgefleet", "user", "passwd",
+                              "--password-stdin"], input="from the cli 1\n", env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"sign in at {srv.url}/ui/" in out.stdout
+        assert sign_in(srv.url, "admin", "from the cli 1").status_code == 303
+        short = subprocess.run([sys.executable, "-m", "edgefleet", "user", "passwd",
+                                "--password-stdin"], input="short\n", env=env,
+                               capture_output=True, text=True, timeout=60)
+        assert short.returncode == 1 and "at least 8 characters" in short.stdout + short.stderr
