@@ -10,6 +10,7 @@ import hmac
 import json
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, WebSocket
 from fastapi.responses import HTMLResponse, Response
@@ -20,6 +21,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
 from edgefleet.server.tunnel.actions import ACTIONS, Target, call_device
+from edgefleet.server.tunnel.forward import FORWARDED, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.web import auth, diagview
 from edgefleet.server.web.actiontext import SERVICE_ACTIONS
@@ -52,7 +54,24 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
             raise HTTPException(409, f"device {d.uuid[:7]} has not reported its supervisor "
                                      "API key yet (it does with its first state report)")
         return Target(device_id=d.id, uuid=d.uuid, app_id=d.fleet_id, api_port=int(port),
-                      api_key=str(key))
+                      api_key=str(key), tunnel_host=d.tunnel_host)
+
+    async def elsewhere(request: Request, user: WebUser, target: Target,
+                        form: dict[str, str]) -> Response | None:
+        """With several server processes: the answer of the process holding the device's
+        tunnel (the same session and CSRF token are good there), or None to do it here."""
+        hub = hub_of(request)
+        host = None if hub.connected(target.device_id) else holder(
+            tunnel_host=target.tunnel_host, own_url=state.settings.own_url,
+            headers=request.headers)
+        if host is None:
+            return None
+        async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)) as http:
+            r = await http.post(host + request.url.path, data={**form, "csrf": user.csrf},
+                                headers={FORWARDED: "1", auth.CSRF_HEADER: user.csrf,
+                                         "cookie": request.headers.get("cookie", "")})
+        return Response(r.content, status_code=r.status_code, headers={
+            k: r.headers[k] for k in ("location", "content-type") if k in r.headers})
 
     async def audited(hub: TunnelHub, user: WebUser, target: Target, kind: str, what: str,
                       method: str, path: str, body: dict[str, Any] | None) -> Any:
@@ -114,6 +133,8 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                        ) -> Response:
         hub = hub_of(request)
         target = await run_in_threadpool(target_of, user, uuid, Permission.DIAGNOSTICS)
+        if (answer := await elsewhere(request, user, target, {})) is not None:
+            return answer
         parts: dict[str, Any] = {}
         for name, path in (("checks", "/v2/diagnostics/checks"),
                            ("report", "/v2/diagnostics/report"),
@@ -152,6 +173,8 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
             else Permission.DEVICE_ACTIONS
         hub = hub_of(request)
         target = await run_in_threadpool(target_of, user, uuid, permission)
+        if (answer := await elsewhere(request, user, target, {"service": service})) is not None:
+            return answer
         template, needs_service = ACTIONS[action]
         if needs_service and not service:
             raise HTTPException(400, f"{action} needs a service")
