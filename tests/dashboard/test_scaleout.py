@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import websockets
@@ -28,9 +29,14 @@ def signed_in(url: str, username: str, password: str) -> tuple[httpx.Client, str
     return c, csrf.group(1)
 
 
-async def test_an_action_on_a_reaches_a_device_on_b(
+def test_an_action_on_a_reaches_a_device_on_b(
         two_processes: tuple[RunningServer, RunningServer]) -> None:  # noqa: F811
-    a, b = two_processes
+    """In a thread of its own: Playwright's browser tests hold this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, action_through_a(*two_processes)).result(timeout=120)
+
+
+async def action_through_a(a: RunningServer, b: RunningServer) -> None:
     tenant = new_tenant(a)
     tenant.http.put(f"/api/v1/users/{tenant.username}/password",
                     json={"password": "scale out 1"}).raise_for_status()
