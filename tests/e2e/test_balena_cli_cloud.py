@@ -153,7 +153,8 @@ def server(tmp_path: Path, registry: str) -> Iterator[Server]:
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[E2EDevice]:
     engine = new_dockerd()
-    dev = E2EDevice(name="cli-dev", dockerd=engine, root=tmp_path / "dev")
+    dev = E2EDevice(name="cli-dev", dockerd=engine, root=tmp_path / "dev",
+                    args=("--reboot-command", f"touch {tmp_path / 'rebooted'}"))
     try:
         engine.start()
         yield dev
@@ -165,6 +166,25 @@ def device(tmp_path: Path) -> Iterator[E2EDevice]:
 
 def env_of(dev: E2EDevice, service: str) -> list[str]:
     return list(dev.containers()[service]["Config"]["Env"])
+
+
+def started_at(dev: E2EDevice) -> dict[str, str]:
+    return {name: c["State"]["StartedAt"] for name, c in dev.containers().items()
+            if c["State"]["Running"]}
+
+
+def device_actions(alice: Balena, dev: E2EDevice, uuid: str, rebooted: Path) -> None:
+    """`balena device restart|reboot|identify`: balena's supervisor relay, through the
+    device's tunnel to its supervisor API."""
+    before = started_at(dev)
+    out = alice("device", "restart", uuid)
+    assert f"Restarting services on device {uuid}" in out, out
+    wait_for("both containers to restart", lambda: (now := started_at(dev)).keys()
+             == before.keys() and all(now[s] != before[s] for s in before), timeout=60)
+    alice("device", "identify", uuid)
+    assert not rebooted.exists()
+    alice("device", "reboot", uuid)
+    wait_for("the device's reboot command to run", rebooted.exists, timeout=20)
 
 
 def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
@@ -212,6 +232,7 @@ def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
         wait_for("`balena device list` to show the device Online", listed, timeout=60)
         wait_for("`balena device` to show the running release",
                  lambda: re.search(rf"COMMIT:\s+{c1}", alice("device", uuid)), timeout=60)
+        device_actions(alice, device, uuid, tmp_path / "rebooted")
 
         alice("env", "set", "GREETING", "fleetwide", "--fleet", fleet)
         wait_for("the fleet variable to reach both services",
