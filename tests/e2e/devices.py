@@ -46,6 +46,8 @@ class E2EDevice:
     root: Path
     scope: str = "e2e"
     proc: subprocess.Popen[bytes] | None = None
+    args: tuple[str, ...] = ()
+    """More `supervisor run` options (e.g. `--reboot-command`)."""
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -73,7 +75,7 @@ class E2EDevice:
         self.proc = subprocess.Popen(
             [*CLI, "supervisor", "run", "--config", str(self.config_path), "--data-dir",
              str(self.root / "data"), "--engine-socket", self.dockerd.sock, "--scope",
-             self.scope, "--engine-pidfile", str(self.dockerd.root / "docker.pid")],
+             self.scope, "--engine-pidfile", str(self.dockerd.root / "docker.pid"), *self.args],
             stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:

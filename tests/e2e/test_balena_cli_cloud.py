@@ -67,6 +67,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log: Path
     record: Path
+    ssh_port: int
 
     def api(self, path: str, *, token: str) -> Any:
         """GET from edgefleet's own user API."""
@@ -119,6 +120,7 @@ def balena_for(server: Server, home: Path) -> Balena:
     home.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HOME": str(home), "BALENARC_API_URL": server.url,
            "BALENARC_BUILDER_URL": server.url, "BALENARC_BALENA_URL": "edgefleet.test",
+           "BALENARC_PROXY_URL": "edgefleet.test",
            "BALENARC_NO_ANALYTICS": "1", "BALENA_CLI_DISABLE_UPDATE_CHECK": "1",
            "COLUMNS": "250"}
     return Balena(home=home, env=env)
@@ -130,13 +132,13 @@ def server(tmp_path: Path, registry: str) -> Iterator[Server]:
         if os.environ.get("CI"):
             pytest.fail(f"{BALENA} is missing: scripts/setup should have installed balena-cli")
         pytest.skip("balena-cli is not installed (run scripts/setup)")
-    port = free_port()
+    port, ssh_port = free_port(), free_port()
     log, record = tmp_path / "server.log", tmp_path / "requests.jsonl"
     token_file = tmp_path / "server" / "admin.token"
     proc = subprocess.Popen(
         [*CLI, "server", "run", "--data-dir", str(tmp_path / "server"), "--port", str(port),
          "--registry", registry, "--heartbeat-timeout", "15", "--offline-grace", "2",
-         "--admin-token-file", str(token_file)],
+         "--admin-token-file", str(token_file), "--ssh-port", str(ssh_port)],
         stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
         env={**os.environ, "EDGEFLEET_BALENA_RECORD": str(record)})
     url = f"http://127.0.0.1:{port}"
@@ -144,7 +146,7 @@ def server(tmp_path: Path, registry: str) -> Iterator[Server]:
         wait_for("the fleet server", lambda: httpx.get(f"{url}/ping", timeout=2).text == "OK",
                  timeout=60)
         yield Server(url=url, admin=token_file.read_text().strip(), proc=proc, log=log,
-                     record=record)
+                     record=record, ssh_port=ssh_port)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -153,7 +155,8 @@ def server(tmp_path: Path, registry: str) -> Iterator[Server]:
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[E2EDevice]:
     engine = new_dockerd()
-    dev = E2EDevice(name="cli-dev", dockerd=engine, root=tmp_path / "dev")
+    dev = E2EDevice(name="cli-dev", dockerd=engine, root=tmp_path / "dev",
+                    args=("--reboot-command", f"touch {tmp_path / 'rebooted'}"))
     try:
         engine.start()
         yield dev
@@ -165,6 +168,48 @@ def device(tmp_path: Path) -> Iterator[E2EDevice]:
 
 def env_of(dev: E2EDevice, service: str) -> list[str]:
     return list(dev.containers()[service]["Config"]["Env"])
+
+
+def started_at(dev: E2EDevice) -> dict[str, str]:
+    return {name: c["State"]["StartedAt"] for name, c in dev.containers().items()
+            if c["State"]["Running"]}
+
+
+def device_actions(alice: Balena, dev: E2EDevice, uuid: str, rebooted: Path) -> None:
+    """`balena device restart|reboot|identify`: balena's supervisor relay, through the
+    device's tunnel to its supervisor API."""
+    before = started_at(dev)
+    out = alice("device", "restart", uuid)
+    assert f"Restarting services on device {uuid}" in out, out
+    wait_for("both containers to restart", lambda: (now := started_at(dev)).keys()
+             == before.keys() and all(now[s] != before[s] for s in before), timeout=60)
+    alice("device", "identify", uuid)
+    assert not rebooted.exists()
+    alice("device", "reboot", uuid)
+    wait_for("the device's reboot command to run", rebooted.exists, timeout=20)
+
+
+def device_ssh(server: Server, alice: Balena, token: str, uuid: str) -> None:
+    """`balena device ssh <uuid>`: the CLI runs `ssh -p PORT <user>@ssh.<proxy URL> host
+    <uuid>`, answered by the server's SSH front door with the user's registered key. The
+    name ssh.edgefleet.test is mapped to the server by an ssh config, as a user's DNS would."""
+    key = alice.home / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    r = httpx.post(f"{server.url}/api/v1/ssh-keys", json={
+        "name": "laptop", "public_key": key.with_suffix(".pub").read_text()},
+        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 201, r.text
+    config, bin_dir = alice.home / "ssh_config", alice.home / "bin"
+    config.write_text(f"Host ssh.edgefleet.test\n  HostName 127.0.0.1\n"
+                      f"  IdentityFile {key}\n  IdentitiesOnly yes\n")
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "ssh").write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    env = {**alice.env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    out = subprocess.run([str(BALENA), "device", "ssh", uuid, "-p", str(server.ssh_port)],
+                         input="echo via-balena-ssh $((6*7)); exit 0\n", capture_output=True,
+                         text=True, timeout=60, env=env)
+    assert out.returncode == 0 and "via-balena-ssh 42" in out.stdout, out
 
 
 def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
@@ -212,6 +257,8 @@ def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
         wait_for("`balena device list` to show the device Online", listed, timeout=60)
         wait_for("`balena device` to show the running release",
                  lambda: re.search(rf"COMMIT:\s+{c1}", alice("device", uuid)), timeout=60)
+        device_actions(alice, device, uuid, tmp_path / "rebooted")
+        device_ssh(server, alice, token, uuid)
 
         alice("env", "set", "GREETING", "fleetwide", "--fleet", fleet)
         wait_for("the fleet variable to reach both services",

@@ -19,6 +19,7 @@ from edgefleet.server import (
     user_releases,
 )
 from edgefleet.server.balena import install as install_balena_api
+from edgefleet.server.balena import relay as balena_relay
 from edgefleet.server.db import Database
 from edgefleet.server.delta import api as delta_api
 from edgefleet.server.delta.service import DeltaService
@@ -96,6 +97,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     app.include_router(delta_api.router(state=state, service=deltas))
     app.include_router(tunnel_routes.router(state=state, hub=hub))
     app.include_router(tunnel_actions.router(state=state, hub=hub, current_user=current_user))
+    app.include_router(balena_relay.router(state=state, hub=hub))
     for module in (user_api, user_devices, user_releases, tunnel_user_routes, ssh_keys):
         app.include_router(module.router(state=state, current_user=current_user))
     install_balena_api(app, state=state)

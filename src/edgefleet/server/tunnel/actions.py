@@ -80,43 +80,63 @@ async def call_device(*, hub: TunnelHub, target: Target, method: str, path: str,
         await stream.reset("done")
 
 
+def device_target(state: ServerState, *, user: keys.UserPrincipal, device: str) -> Target:
+    """How to reach the supervisor API of one of the user's devices (by uuid, uuid prefix
+    or name); 404 if the user has no such device, 409 before its first state report."""
+    with state.db.session() as s:
+        d = user_device(s, user=user, uuid=device)
+        reported = json.loads(d.reported or "{}")
+    key, port = reported.get("api_secret"), reported.get("api_port")
+    if not key or not port:
+        raise HTTPException(409, f"device {d.uuid[:7]} has not reported its supervisor "
+                                 "API key yet (it does with its first state report)")
+    return Target(device_id=d.id, uuid=d.uuid, app_id=d.fleet_id, api_port=int(port),
+                  api_key=str(key), tunnel_host=d.tunnel_host)
+
+
+def held_elsewhere(state: ServerState, hub: TunnelHub, *, target: Target,
+                   request: Request) -> str | None:
+    """The server process holding the device's tunnel when it is not this one (the request
+    is then forwarded there), else None."""
+    if hub.connected(target.device_id):
+        return None
+    return holder(tunnel_host=target.tunnel_host, own_url=state.settings.own_url,
+                  headers=request.headers)
+
+
+async def audited_call(state: ServerState, hub: TunnelHub, *, user: keys.UserPrincipal,
+                       target: Target, kind: str, what: str, method: str, path: str,
+                       body: dict[str, Any] | None) -> DeviceReply:
+    """`call_device`, recorded in the audit trail (who, which device, what, the result)."""
+    session = await run_in_threadpool(lambda: audit.begin(
+        state.db, user=user, device_uuid=target.uuid, kind=kind, target=what,
+        command=f"{method} {path}"))
+    result = "failed"
+    try:
+        reply = await call_device(hub=hub, target=target, method=method, path=path, body=body)
+        result = f"HTTP {reply.status}"
+        return reply
+    except HTTPException as exc:
+        result = f"HTTP {exc.status_code}: {exc.detail}"
+        raise
+    finally:
+        await run_in_threadpool(lambda: audit.end(state.db, session_id=session,
+                                                  bytes_up=0, bytes_down=0, result=result))
+
+
 def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["remote access"], responses=ERRORS)
 
     def target_of(user: keys.UserPrincipal, device: str) -> Target:
-        with state.db.session() as s:
-            d = user_device(s, user=user, uuid=device)
-            reported = json.loads(d.reported or "{}")
-        key, port = reported.get("api_secret"), reported.get("api_port")
-        if not key or not port:
-            raise HTTPException(409, f"device {d.uuid[:7]} has not reported its supervisor "
-                                     "API key yet (it does with its first state report)")
-        return Target(device_id=d.id, uuid=d.uuid, app_id=d.fleet_id, api_port=int(port),
-                      api_key=str(key), tunnel_host=d.tunnel_host)
+        return device_target(state, user=user, device=device)
 
     def elsewhere(target: Target, request: Request) -> str | None:
-        if hub.connected(target.device_id):
-            return None
-        return holder(tunnel_host=target.tunnel_host, own_url=state.settings.own_url,
-                      headers=request.headers)
+        return held_elsewhere(state, hub, target=target, request=request)
 
     async def audited(user: keys.UserPrincipal, target: Target, kind: str, what: str,
                       method: str, path: str, body: dict[str, Any] | None) -> DeviceReply:
-        session = await run_in_threadpool(lambda: audit.begin(
-            state.db, user=user, device_uuid=target.uuid, kind=kind, target=what,
-            command=f"{method} {path}"))
-        result = "failed"
-        try:
-            reply = await call_device(hub=hub, target=target, method=method, path=path,
-                                      body=body)
-            result = f"HTTP {reply.status}"
-            return reply
-        except HTTPException as exc:
-            result = f"HTTP {exc.status_code}: {exc.detail}"
-            raise
-        finally:
-            await run_in_threadpool(lambda: audit.end(state.db, session_id=session,
-                                                      bytes_up=0, bytes_down=0, result=result))
+        return await audited_call(state, hub, user=user, target=target, kind=kind, what=what,
+                                  method=method, path=path, body=body)
 
     @api.post("/devices/{device}/actions/{action}", responses={404: {}, 409: {}, 502: {},
                                                                503: {}}, response_model=None)
