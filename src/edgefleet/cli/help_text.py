@@ -11,7 +11,7 @@ SETUP = "Set up: run the fleet server, or everything on one machine"
 PANELS = {
     "login": FLEET, "fleet": FLEET, "device": FLEET, "push": FLEET, "env": FLEET,
     "logs": FLEET, "release": FLEET, "ssh": FLEET, "tunnel": FLEET,
-    "audit": FLEET, "key": FLEET,
+    "audit": FLEET, "key": FLEET, "user": FLEET,
     "supervisor": DEVICE, "diagnose": DEVICE, "config": DEVICE, "engine": DEVICE,
     "preload": DEVICE,
     "up": SETUP, "server": SETUP,
@@ -74,6 +74,7 @@ EXAMPLES = {
     "key add": "edgefleet key add laptop ~/.ssh/id_ed25519.pub",
     "key list": "edgefleet key list",
     "key rm": "edgefleet key rm laptop",
+    "user passwd": "edgefleet user passwd alice --password-stdin < password.txt",
 }
 
 
