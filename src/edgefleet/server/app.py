@@ -10,7 +10,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
-from edgefleet.server import device_api, device_pin, user_api, user_devices, user_releases
+from edgefleet.server import (
+    account_api,
+    device_api,
+    device_pin,
+    orgs,
+    support_api,
+    user_api,
+    user_devices,
+    user_releases,
+)
 from edgefleet.server.db import Database
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
@@ -55,9 +64,8 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
 
     app.add_middleware(FastPoll, state=state)
     app.add_middleware(Limits, auth_failures_per_minute=settings.auth_failures_per_minute)
-    current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
-    for module in (user_api, user_devices, user_releases):
-        app.include_router(module.router(state=state, current_user=current_user))
+    for module in (user_api, user_devices, user_releases, orgs, account_api, support_api):
+        app.include_router(module.router(state=state))
     return app

@@ -30,6 +30,8 @@ class ServerSettings:
     """How often last-seen times held in memory are written to the database."""
     log_retention_lines: int = 1000
     log_retention_days: int = 30
+    audit_retention_days: int = 365
+    """Audit records older than this are removed (checked at start and every 500 records)."""
     log_rate_per_s: float = 200.0
     """Log lines a device may send per second (bucket of 10 s); more are dropped and counted."""
     max_project_bytes: int = 1 * 2**30

@@ -17,6 +17,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(default=False)
+    is_support: Mapped[bool] = mapped_column(default=False)
+    """A support agent: sees what support grants cover (set by an admin)."""
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
 
 
@@ -36,6 +38,10 @@ class ApiKey(Base):
         sa.ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(255), default="")
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    expires_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """User tokens: when the token stops working (None = never)."""
+    scope: Mapped[str] = mapped_column(sa.String(8), default="full")
+    """User tokens: `full` or `read` (read-only)."""
 
 
 class Fleet(Base):
@@ -49,6 +55,9 @@ class Fleet(Base):
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
                                           index=True)
     device_type: Mapped[str] = mapped_column(sa.String(64))
+    organization_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    """The organization the fleet belongs to (always set; nullable only for migrations)."""
     target_release_id: Mapped[int | None] = mapped_column(sa.Integer)
     """A release of this fleet, or None = track the latest successful release."""
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server import status as st
 from edgefleet.server import tables as t
+from edgefleet.server.audit import org_handle
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.target import merged_config, release_for, variables
 from edgefleet.server.user_schemas import (
@@ -55,7 +56,8 @@ def fleet_out(s: Session, *, fleet: t.Fleet) -> FleetOut:
     return FleetOut(id=fleet.id, uuid=fleet.uuid, name=fleet.name,
                     device_type=fleet.device_type,
                     target_release=_commit(s, fleet.target_release_id) or "latest",
-                    release=latest.commit if latest else None, device_count=count)
+                    release=latest.commit if latest else None, device_count=count,
+                    organization=org_handle(s, fleet.organization_id))
 
 
 def device_out(s: Session, *, device: t.Device, settings: ServerSettings,

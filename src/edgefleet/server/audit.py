@@ -1,0 +1,72 @@
+"""The audit trail: one record per change or remote access (actor, organization, target,
+time, outcome), secret-looking variable values redacted, old records removed by age."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from edgefleet.model.secret_names import is_secret_name
+from edgefleet.server import keys
+from edgefleet.server import org_tables as o
+from edgefleet.server import tables as t
+
+REDACTED = "[REDACTED]"
+TRIM_EVERY = 500
+_written = itertools.count(1)
+
+
+def org_handle(s: Session, organization_id: int | None) -> str:
+    org = s.get(o.Organization, organization_id) if organization_id is not None else None
+    return org.handle if org is not None else ""
+
+
+def variable_value(name: str, value: str) -> str:
+    """What the audit trail keeps of a variable's value: nothing for a secret-looking name."""
+    return REDACTED if is_secret_name(name) else value
+
+
+def record(s: Session, *, actor: str, action: str, outcome: str = "ok",
+           organization: str = "", fleet: t.Fleet | None = None,
+           device: t.Device | None = None, target: str = "",
+           detail: dict[str, Any] | None = None, retention_days: int | None = None) -> None:
+    """Add one record in the caller's transaction (it lands only if the change does)."""
+    if fleet is None and device is not None:
+        fleet = s.get(t.Fleet, device.fleet_id)
+    if not organization and fleet is not None:
+        organization = org_handle(s, fleet.organization_id)
+    s.add(o.AuditEvent(ts_ms=keys.now_ms(), actor=actor, organization=organization,
+                       action=action, fleet=fleet.name if fleet else "",
+                       device=device.uuid if device else "", target=target[:255],
+                       outcome=outcome, detail=json.dumps(detail or {}, sort_keys=True)))
+    if retention_days is not None and next(_written) % TRIM_EVERY == 0:
+        trim(s, retention_days=retention_days)
+
+
+def trim(s: Session, *, retention_days: int) -> int:
+    """Remove records older than `retention_days`; how many went."""
+    cutoff = keys.now_ms() - retention_days * 86_400_000
+    res = s.execute(sa.delete(o.AuditEvent).where(o.AuditEvent.ts_ms < cutoff))
+    return int(res.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def query(s: Session, *, organizations: list[str] | None, device: str | None = None,
+          fleet: str | None = None, actor: str | None = None, since_ms: int | None = None,
+          until_ms: int | None = None, limit: int = 500) -> list[o.AuditEvent]:
+    """Records, newest first; `organizations` None = all (else only those organizations')."""
+    q = sa.select(o.AuditEvent)
+    if organizations is not None:
+        q = q.where(o.AuditEvent.organization.in_(organizations))
+    for col, value in ((o.AuditEvent.device, device), (o.AuditEvent.fleet, fleet),
+                       (o.AuditEvent.actor, actor)):
+        if value:
+            q = q.where(col == value)
+    if since_ms is not None:
+        q = q.where(o.AuditEvent.ts_ms >= since_ms)
+    if until_ms is not None:
+        q = q.where(o.AuditEvent.ts_ms < until_ms)
+    return list(s.execute(q.order_by(o.AuditEvent.id.desc()).limit(limit)).scalars())
