@@ -37,16 +37,20 @@ def router(*, state: ServerState) -> APIRouter:
                      ) -> ReleaseOut:
         """One release of the user's fleets by commit or unique prefix."""
         with db.session() as s:
-            fleet_ids = [f.id for f in a.fleets(s)]
-            rows = list(s.execute(sa.select(t.Release).where(
-                t.Release.fleet_id.in_(fleet_ids), t.Release.commit.startswith(commit))
-                .limit(2)).scalars())
+            rights = a.rights(s)
+            rows = [r for r, f in s.execute(sa.select(t.Release, t.Fleet).join(
+                t.Fleet, t.Fleet.id == t.Release.fleet_id).where(
+                rights.candidate_fleets(), t.Release.commit.startswith(commit)).limit(10))
+                if rights.check(f, None, a.permission) is not None]
             exact = [r for r in rows if r.commit == commit]
             rows = exact or rows
             if not rows:
                 raise HTTPException(404, f"no release {commit!r}")
             if len(rows) > 1:
                 raise HTTPException(409, f"{commit!r} names more than one release")
+            fleet = s.get(t.Fleet, rows[0].fleet_id)
+            assert fleet is not None
+            a.fleet(s, fleet.uuid)  # 403 when visible without the permission
             return release_out(s, release=rows[0])
 
     @api.post("/fleets/{fleet}/releases", response_class=StreamingResponse, responses={
