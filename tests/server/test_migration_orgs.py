@@ -92,7 +92,7 @@ def test_upgrade_moves_fleets_into_personal_organizations(url: str) -> None:
                 "SELECT id, handle, personal_of FROM organizations"))}
             members = sorted(tuple(r) for r in conn.execute(sa.text(
                 "SELECT organization_id, user_id, fleet_id, role FROM members")))
-            fleet_orgs = dict(tuple(r) for r in conn.execute(sa.text(  # type: ignore[misc]
+            fleet_orgs = dict(tuple(r) for r in conn.execute(sa.text(
                 "SELECT id, organization_id FROM fleets")))
     finally:
         engine.dispose()
