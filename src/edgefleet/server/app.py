@@ -20,6 +20,7 @@ from edgefleet.server import (
     user_devices,
     user_releases,
 )
+from edgefleet.server.balena import install as install_balena_api
 from edgefleet.server.db import Database
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
@@ -68,4 +69,5 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     app.include_router(device_pin.router(state=state))
     for module in (user_api, user_devices, user_releases, orgs, account_api, support_api):
         app.include_router(module.router(state=state))
+    install_balena_api(app, state=state)
     return app

@@ -29,14 +29,18 @@ class Rights:
 
     @classmethod
     def load(cls, s: Session, user: keys.UserPrincipal) -> Rights:
+        return cls.of_user(s, user.user_id, is_support=user.is_support)
+
+    @classmethod
+    def of_user(cls, s: Session, user_id: int, *, is_support: bool = False) -> Rights:
         rights = cls()
-        for m in s.execute(sa.select(o.Member).where(o.Member.user_id == user.user_id)
+        for m in s.execute(sa.select(o.Member).where(o.Member.user_id == user_id)
                            ).scalars():
             if m.fleet_id is None:
                 rights.org_roles[m.organization_id] = m.role
             else:
                 rights.fleet_roles[m.fleet_id] = m.role
-        if user.is_support:
+        if is_support:
             rights.grants = list(s.execute(live_grants(now=keys.now_ms())).scalars())
         return rights
 
@@ -100,3 +104,15 @@ def find_device(s: Session, rights: Rights, *, ref: str, permission: str
         raise HTTPException(409, f"{ref!r} names more than one device; use the full uuid")
     device, fleet = rows[0]
     return device, fleet, bool(rights.check(fleet, device.id, permission))
+
+
+def may(s: Session, user_id: int, fleet: t.Fleet, permission: str) -> bool:
+    """Whether the user's memberships give `permission` on `fleet` (no support grants: for
+    the balena API, which support agents do not use)."""
+    return bool(Rights.of_user(s, user_id).check(fleet, None, permission))
+
+
+def member_orgs(user_id: int | sa.ColumnElement[int]) -> sa.Select[int]:
+    """Ids of the organizations the user is a member of (organization-wide roles)."""
+    return sa.select(o.Member.organization_id).where(o.Member.user_id == user_id,
+                                                     o.Member.fleet_id.is_(None))

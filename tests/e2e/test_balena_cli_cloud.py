@@ -1,0 +1,282 @@
+"""The real balena CLI (npm balena-cli 25.2.6) against an edgefleet fleet server, as an
+openBalena user would drive it: token login, a fleet, `balena push <fleet>` of a two-service
+project built by the server (and `balena deploy` of one built by the CLI), a real edgefleet
+device (private dockerd + supervisor) running it, variables at fleet and device+service
+level, logs, and another user's fleet refused.
+
+The requests the CLI sent are recorded (EDGEFLEET_BALENA_RECORD); with
+EDGEFLEET_UPDATE_BALENA_RECORDING=1 they replace tests/compat/balena-cli/requests.jsonl,
+which tests/server/balena/test_recorded_requests.py replays quickly."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.devices import CLI, E2EDevice, wait_for
+from tests.support import images
+from tests.support.dockerd import new_dockerd
+from tests.support.fleet import free_port
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+BALENA = ROOT / ".ci/work/balena-cli/node_modules/.bin/balena"
+RECORDING = ROOT / "tests/compat/balena-cli/requests.jsonl"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+DOCKERFILE = """FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+ENV GREETING=hello
+CMD {cmd}
+"""
+COMPOSE = "version: '2.1'\nservices:\n  main:\n    build: ./main\n  worker:\n    build: ./worker\n"
+
+
+def write_project(root: Path, *, version: str = "v1") -> Path:
+    """Two services built FROM scratch with the host's static busybox; both stop at once on
+    SIGTERM (so variable changes restart them quickly)."""
+    loops = {"main": 'while true; do echo "main says $GREETING"; sleep 1; done',
+             "worker": f"echo worker {version} started; while true; do sleep 1; done"}
+    for service, loop in loops.items():
+        (root / service).mkdir(parents=True)
+        cmd = ["sh", "-c", f"trap 'exit 0' TERM; {loop} & wait"]
+        (root / service / "Dockerfile").write_text(DOCKERFILE.format(cmd=json.dumps(cmd)))
+        shutil.copy2("/bin/busybox", root / service / "busybox")
+    (root / "docker-compose.yml").write_text(COMPOSE)
+    return root
+
+
+@dataclass
+class Server:
+    url: str
+    admin: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+    record: Path
+
+    def api(self, path: str, *, token: str) -> Any:
+        """GET from edgefleet's own user API."""
+        r = httpx.get(f"{self.url}/api/v1{path}", timeout=30,
+                      headers={"Authorization": f"Bearer {token}"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def user(self, name: str) -> str:
+        """A new user's token (made with edgefleet's own user API)."""
+        r = httpx.post(f"{self.url}/api/v1/users", json={"username": name},
+                       headers={"Authorization": f"Bearer {self.admin}"}, timeout=30)
+        assert r.status_code == 201, r.text
+        return str(r.json()["token"])
+
+
+@dataclass
+class Balena:
+    """The balena CLI for one user (its own HOME), pointed at the server."""
+
+    home: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, ok: bool | None = True, timeout: float = 240) -> str:
+        out = subprocess.run([str(BALENA), *args], capture_output=True, text=True,
+                             timeout=timeout, env=self.env)
+        text = ANSI.sub("", out.stdout + out.stderr)
+        assert ok is None or (out.returncode == 0) == ok, \
+            f"balena {' '.join(args)} -> {out.returncode}:\n{text}"
+        return text
+
+    def stream(self, *args: str, until: list[str], limit_s: float = 60) -> str:
+        """Run a command that follows output (logs --tail) until every text appeared."""
+        proc = subprocess.Popen([str(BALENA), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, env=self.env)
+        seen: list[str] = []
+        threading.Thread(target=lambda: seen.extend(iter(proc.stdout.readline, "")),  # type: ignore[union-attr]
+                         daemon=True).start()
+        deadline = time.monotonic() + limit_s
+        try:
+            while time.monotonic() < deadline and not all(u in "".join(seen) for u in until):
+                time.sleep(0.3)
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+        return ANSI.sub("", "".join(seen))
+
+
+def balena_for(server: Server, home: Path) -> Balena:
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HOME": str(home), "BALENARC_API_URL": server.url,
+           "BALENARC_BUILDER_URL": server.url, "BALENARC_BALENA_URL": "edgefleet.test",
+           "BALENARC_NO_ANALYTICS": "1", "BALENA_CLI_DISABLE_UPDATE_CHECK": "1",
+           "COLUMNS": "250"}
+    return Balena(home=home, env=env)
+
+
+@pytest.fixture
+def server(tmp_path: Path, registry: str) -> Iterator[Server]:
+    if not BALENA.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{BALENA} is missing: scripts/setup should have installed balena-cli")
+        pytest.skip("balena-cli is not installed (run scripts/setup)")
+    port = free_port()
+    log, record = tmp_path / "server.log", tmp_path / "requests.jsonl"
+    token_file = tmp_path / "server" / "admin.token"
+    proc = subprocess.Popen(
+        [*CLI, "server", "run", "--data-dir", str(tmp_path / "server"), "--port", str(port),
+         "--registry", registry, "--heartbeat-timeout", "15", "--offline-grace", "2",
+         "--admin-token-file", str(token_file)],
+        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+        env={**os.environ, "EDGEFLEET_BALENA_RECORD": str(record)})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for("the fleet server", lambda: httpx.get(f"{url}/ping", timeout=2).text == "OK",
+                 timeout=60)
+        yield Server(url=url, admin=token_file.read_text().strip(), proc=proc, log=log,
+                     record=record)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def device(tmp_path: Path) -> Iterator[E2EDevice]:
+    engine = new_dockerd()
+    dev = E2EDevice(name="cli-dev", dockerd=engine, root=tmp_path / "dev")
+    try:
+        engine.start()
+        yield dev
+    finally:
+        dev.stop()
+        dev.remove_containers()
+        engine.cleanup()
+
+
+def env_of(dev: E2EDevice, service: str) -> list[str]:
+    return list(dev.containers()[service]["Config"]["Env"])
+
+
+def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,
+                                            tmp_path: Path, unique: str) -> None:
+    alice_name, bob_name = f"alice{unique}".lower()[:30], f"bob{unique}".lower()[:30]
+    alice = balena_for(server, tmp_path / "alice")
+    bob = balena_for(server, tmp_path / "bob")
+    fleet = f"{alice_name}/cloud"
+    try:
+        token = server.user(alice_name)
+        out = alice("login", "--token", token)
+        assert f"Successfully logged in as: {alice_name}" in out, out
+        assert re.search(rf"USERNAME:\s+{alice_name}", alice("whoami"))
+
+        out = alice("fleet", "create", "cloud", "--type", "generic-amd64")
+        assert f'Fleet created: slug "{fleet}", device type "generic-amd64"' in out, out
+        listing = alice("fleet", "list")
+        assert re.search(rf"\b{fleet}\s+generic-amd64\s+0\s+0", listing), listing
+
+        conf = tmp_path / "config.json"
+        alice("config", "generate", "--fleet", fleet, "--version", "2.80.3", "--network",
+              "ethernet", "--appUpdatePollInterval", "10", "--output", str(conf))
+        config = json.loads(conf.read_text())
+        assert config["apiEndpoint"] == server.url and config["provisioningApiKey"]
+        assert config["appUpdatePollInterval"] == 600_000
+        config["appUpdatePollInterval"] = 10_000  # the test's speed-up (the minimum)
+        device.provision(config)
+        device.start()
+        wait_for("the device to register", lambda: device.uuid, timeout=60)
+        uuid = device.uuid
+
+        project = write_project(tmp_path / "project")
+        out = alice("push", fleet, "--source", str(project))
+        assert "[main] Successfully built" in out and "[worker] Successfully built" in out, out
+        commit = re.search(r"Release ([0-9a-f]{32}) built successfully", out)
+        assert commit, out
+        c1 = commit.group(1)
+        wait_for("the device to run the release",
+                 lambda: device.running_commits() == {"main": c1, "worker": c1}, timeout=120)
+
+        def listed() -> str | None:
+            text = alice("device", "list")
+            return text if re.search(rf"{uuid[:7]}\s+.*\s+{fleet}\s+Online\s+true", text) \
+                else None
+        wait_for("`balena device list` to show the device Online", listed, timeout=60)
+        wait_for("`balena device` to show the running release",
+                 lambda: re.search(rf"COMMIT:\s+{c1}", alice("device", uuid)), timeout=60)
+
+        alice("env", "set", "GREETING", "fleetwide", "--fleet", fleet)
+        wait_for("the fleet variable to reach both services",
+                 lambda: "GREETING=fleetwide" in env_of(device, "main")
+                 and "GREETING=fleetwide" in env_of(device, "worker"), timeout=90)
+        alice("env", "set", "GREETING", "just-main", "--device", uuid, "--service", "main")
+        wait_for("the device+service variable to reach main only",
+                 lambda: "GREETING=just-main" in env_of(device, "main")
+                 and device.containers()["main"]["State"]["Running"], timeout=90)
+        assert "GREETING=fleetwide" in env_of(device, "worker")
+        envs = alice("env", "list", "--device", uuid)
+        assert re.search(r"GREETING\s+just-main\s+\S+\s+" + uuid + r"\s+main", envs), envs
+        assert re.search(r"GREETING\s+fleetwide\s+\S+\s+\*\s+\*", envs), envs
+
+        def history() -> str | None:
+            text = alice("device", "logs", uuid)
+            return text if "main says just-main" in text else None
+        logs = wait_for("`balena device logs` to show main's new output", history, timeout=60)
+        assert re.search(r"\[main\]\s+main says just-main", logs), logs[-2000:]
+        assert "worker v1 started" in logs
+        tail = alice.stream("device", "logs", uuid, "--tail", "--max-retry", "0",
+                            until=["main says just-main"])
+        assert "main says just-main" in tail, tail
+
+        deployed = write_project(tmp_path / f"dep{unique}", version="v2")
+        out = alice("deploy", fleet, "--source", str(deployed), "--build", "--docker",
+                    images.DOCKER_SOCK)
+        release = re.search(r"Deploy succeeded!\s+\S*\s*Release: ([0-9a-f]{32})", out)
+        assert release, out
+        c2 = release.group(1)
+        wait_for("the device to run the deployed release",
+                 lambda: device.running_commits() == {"main": c2, "worker": c2}, timeout=120)
+        assert "GREETING=just-main" in env_of(device, "main"), "variables still apply"
+
+        out = alice("device", "register", fleet)
+        spare = re.search(rf"Registering to {fleet}: ([0-9a-f]{{32}})", out)
+        assert spare, out
+        alice("device", "rename", uuid, "kitchen")
+        listing = alice("device", "list")
+        assert re.search(rf"{uuid[:7]}\s+kitchen\s+generic-amd64\s+{fleet}", listing), listing
+        assert spare.group(1)[:7] in listing
+        alice("device", "rm", spare.group(1), "--yes")
+        devices = server.api("/devices?fleet=cloud", token=token)
+        assert [d["uuid"] for d in devices] == [uuid], devices
+        alice("device", "pin", uuid, c1)
+        alice("fleet", "pin", fleet, c1)
+        assert server.api(f"/devices/{uuid}", token=token)["pinned_release"] == c1
+        assert server.api("/fleets/cloud", token=token)["target_release"] == c1
+        var_id = re.search(r"(\d+)\s+GREETING\s+fleetwide", envs)
+        assert var_id, envs
+        alice("env", "rm", var_id.group(1), "--yes")
+        assert server.api("/variables?fleet=cloud", token=token) == []
+
+        assert "Successfully logged in" in bob("login", "--token", server.user(bob_name))
+        refused = bob("fleet", "rm", fleet, "--yes", ok=False)
+        assert f"Application not found: {fleet}" in refused, refused
+        out = alice("fleet", "rename", fleet, "cloud2")
+        assert "Fleet renamed" in out and f"slug: {alice_name}/cloud2" in out, out
+    except BaseException:
+        print(f"--- supervisor log ---\n{device.log_tail(60)}")
+        print(f"--- server log ---\n{server.log.read_text(errors='replace')[-3000:]}")
+        raise
+    finally:
+        for service in ("main", "worker"):  # what `balena deploy` built on the engine
+            images.remove_local(f"dep{unique}_{service}:latest")
+        if os.environ.get("EDGEFLEET_UPDATE_BALENA_RECORDING") and server.record.exists():
+            RECORDING.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(server.record, RECORDING)
