@@ -182,10 +182,11 @@ class PushJob:
 _running: set[asyncio.Task[None]] = set()
 
 
-async def push(*, state: ServerState, user: keys.UserPrincipal, fleet: str,
-               request: Request) -> StreamingResponse:
-    """Start a push; the build goes on even if the client goes away. Until the build task
-    owns it, the push's work directory is removed here whatever happens."""
+async def start(*, state: ServerState, user: keys.UserPrincipal, fleet: str, request: Request
+                ) -> tuple[PushJob, Project, int, BuildTarget]:
+    """Receive and unpack a push, record its release and start the build in a task that goes
+    on even if the client goes away. Until that task owns it, the push's work directory is
+    removed here whatever happens. `fleet` is a fleet name or uuid of this user."""
     job = PushJob(state=state, user=user, fleet=fleet)
     started = False
     try:
@@ -199,6 +200,14 @@ async def push(*, state: ServerState, user: keys.UserPrincipal, fleet: str,
             await run_in_threadpool(shutil.rmtree, job.workdir, True)
     _running.add(task)
     task.add_done_callback(_running.discard)
+    return job, project, release_id, target
+
+
+async def push(*, state: ServerState, user: keys.UserPrincipal, fleet: str,
+               request: Request) -> StreamingResponse:
+    """Start a push and stream its events (NDJSON)."""
+    job, project, _release_id, target = await start(state=state, user=user, fleet=fleet,
+                                                    request=request)
     first = {"type": "release", "commit": target.commit, "status": "building",
              "services": [b.service for b in project.builds] + list(project.images)}
     return StreamingResponse(job.events(first), media_type="application/x-ndjson")

@@ -5,7 +5,6 @@ a JSON array: `{"type": "metadata", "resource": "buildLogId", "value": <release 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,17 +14,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import keys
+from edgefleet.server import keys, pushes
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.access import require_user
 from edgefleet.server.authz import allow
 from edgefleet.server.balena.schema import fleet_slug
-from edgefleet.server.pushes import PushJob, read_upload
 from edgefleet.server.rights import Rights
 from edgefleet.server.state import ServerState
-
-_running: set[asyncio.Task[None]] = set()
 
 
 def message(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -70,12 +66,8 @@ def router(*, state: ServerState) -> APIRouter:
         if dockerfilePath:
             raise HTTPException(400, "dockerfilePath is not supported by edgefleet's builder")
         uuid = await run_in_threadpool(fleet_uuid, user, slug)
-        data = await read_upload(request)
-        job = PushJob(state=state, user=user, fleet=uuid)
-        project, release_id, target, subs = await run_in_threadpool(job.prepare, data)
-        task = asyncio.create_task(job.run(project, release_id, target, subs))
-        _running.add(task)
-        task.add_done_callback(_running.discard)
+        job, project, release_id, target = await pushes.start(
+            state=state, user=user, fleet=uuid, request=request)
         if headless:
             return JSONResponse({"started": True, "releaseId": release_id,
                                  "message": f"building release {target.commit}"})
