@@ -108,6 +108,21 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("DELETE", "/api/v1/support/grants/{G}", "support.grant", "fleet",
              route="/api/v1/support/grants/{grant_id}"),
     Endpoint("GET", "/api/v1/audit", "audit.read", "list"),
+    # the balena API (issue 17): reads show the caller's organizations' rows; writes check
+    # the resource's permission (balena/write.py WRITE_PERMISSIONS) on the fleet touched
+    Endpoint("GET", "/actor/v1/whoami", "account", "account"),
+    Endpoint("GET", "/v7/application", "fleet.read", "list", route="/v7/{path:path}"),
+    *(Endpoint(m, "/v7/no_such_resource", "account.write", "account",
+               ok=frozenset({404, 405}), route="/v7/{path:path}")
+      for m in ("POST", "PATCH", "PUT", "DELETE")),
+    Endpoint("POST", "/v3/build", "release.push", "fleet", params={"slug": "{ORG}/{F}"},
+             ok=frozenset({400})),
+    Endpoint("POST", "/api-key/v2/", "fleet.provision", "fleet",
+             json={"actorType": "application", "actorTypeId": "{FID}",
+                   "roles": ["provisioning-api-key"]}),
+    Endpoint("GET", "/auth/v1/token", "account", "account"),
+    Endpoint("GET", "/device-types/v1", "account", "account"),
+    Endpoint("POST", "/download-config", "fleet.provision", "fleet", json={"appId": "{FID}"}),
 ]
 
 ACTORS = ("owner", "developer", "operator", "viewer", "support", "support-no-grant",

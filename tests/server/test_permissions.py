@@ -28,8 +28,8 @@ from tests.support.fleet_server import RunningServer
 SECRET = "hunter2-" + uuid.uuid4().hex
 DEVICE_API = {("POST", "/device/register"), ("GET", "/device/v3/{uuid}/state"),
               ("PATCH", "/device/v3/state"), ("POST", "/device/v2/{uuid}/log-stream"),
-              ("PATCH", "/device/v3/{uuid}"), ("GET", "/ping")}
-"""Routes for devices' own keys (or nobody's): no user permission."""
+              ("PATCH", "/device/v3/{uuid}"), ("GET", "/ping"), ("GET", "/config/vars")}
+"""Routes for devices' own keys, or public (no key): no user permission."""
 
 
 @dataclass
@@ -127,6 +127,7 @@ def world(server: RunningServer) -> Iterator[World]:
 
 def fill(w: World, actor: str, text: str) -> str:
     tg = w.targets[actor]
+    text = text.replace('"{FID}"', str(tg.fleet.id))
     values = {"{F}": tg.fleet.name, "{D}": tg.device, "{C}": tg.commit, "{ORG}": w.org,
               "{BYSTANDER}": w.bystander, "{SECRET}": SECRET,
               "{NEW}": f"n{uuid.uuid4().hex[:10]}"}
