@@ -31,7 +31,8 @@ def seed(db: Database, *, fleets: int) -> None:
         for n in range(fleets):
             for uid in (ALICE, BOB):
                 f = t.Fleet(uuid=f"{uid}f{n:030d}", name=f"fleet{n}", owner_id=uid,
-                            organization_id=orgs[uid], device_type="generic-amd64", created_ms=1000 + n)
+                            organization_id=orgs[uid], device_type="generic-amd64",
+                            created_ms=1000 + n)
                 s.add(f)
                 s.flush()
                 svc = t.Service(fleet_id=f.id, name="main")
