@@ -279,3 +279,57 @@ def test_role_table_matches_the_issue() -> None:
     assert set(roles.SUPPORT_PERMISSIONS) == spec.SPEC_SUPPORT
 
 
+
+
+def test_fleet_role_is_finer_than_the_organization_role(world: World) -> None:
+    """A viewer of the organization who is developer on one fleet changes variables there
+    only; a member of one fleet alone sees that fleet only."""
+    server, org = world.server, world.org
+    other = org_fleet(world)
+    viewer, solo = new_tenant(server), new_tenant(server)
+    put = world.owner.http.put
+    assert put(f"/api/v1/orgs/{org}/members",
+               json={"username": viewer.username, "role": "viewer"}).status_code == 200
+    for user in (viewer, solo):
+        r = put(f"/api/v1/orgs/{org}/members", json={"username": user.username,
+                                                      "role": "developer", "fleet": other.name})
+        assert r.status_code == 200, r.text
+    main = world.targets["owner"].fleet.name
+    body = {"fleet": other.name, "name": "MODE", "value": "x"}
+    assert viewer.http.put("/api/v1/variables", json=body).status_code == 200
+    assert viewer.http.put("/api/v1/variables", json={**body, "fleet": main}).status_code == 403
+    assert solo.http.put("/api/v1/variables", json=body).status_code == 200
+    assert solo.http.get(f"/api/v1/fleets/{main}").status_code == 404
+    assert [f["name"] for f in solo.http.get("/api/v1/fleets").json()] == [other.name]
+    r = world.owner.http.delete(f"/api/v1/orgs/{org}/members/{solo.username}")
+    assert r.status_code == 204
+    assert solo.http.get(f"/api/v1/fleets/{other.name}").status_code == 404
+    for user in (viewer, solo):
+        user.http.close()
+
+
+def test_account_changes_are_audited(world: World) -> None:
+    """Sign-ins, token creation and revocation, membership and role changes are recorded."""
+    owner = world.owner
+    owner.http.get("/api/v1/whoami")
+    member = new_tenant(world.server)
+    put = owner.http.put
+    put(f"/api/v1/orgs/{world.org}/members", json={"username": member.username,
+                                                   "role": "viewer"})
+    put(f"/api/v1/orgs/{world.org}/members", json={"username": member.username,
+                                                   "role": "operator"})
+    owner.http.delete(f"/api/v1/orgs/{world.org}/members/{member.username}")
+    member.http.close()
+    rows = owner.http.get("/api/v1/audit", params={"actor": owner.username}).json()
+    got = {(r["action"], r["target"]) for r in rows}
+    for needed in (("sign-in", owner.username), ("token.create", "revoked"),
+                   ("token.revoke", "revoked"), ("member.invite", member.username),
+                   ("member.role", member.username), ("member.remove", member.username)):
+        assert needed in got, needed
+    assert all(r["actor"] == owner.username and r["ts_ms"] and r["outcome"] for r in rows)
+
+
+def test_the_last_owner_stays(world: World) -> None:
+    r = world.owner.http.put(f"/api/v1/orgs/{world.org}/members",
+                             json={"username": world.owner.username, "role": "viewer"})
+    assert r.status_code == 400 and "no owner" in r.text

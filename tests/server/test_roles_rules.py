@@ -3,9 +3,14 @@ note; reboot by support only where the grant allows it."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from edgefleet.server import roles
+import pytest
+import sqlalchemy as sa
+
+from edgefleet.server import audit, keys, roles
+from edgefleet.server import org_tables as o
+from edgefleet.server.db import Database
 
 
 @pytest.mark.parametrize("action", sorted(roles.STOPPING_ACTIONS))
@@ -31,3 +36,24 @@ def test_reboot_by_support_only_with_the_grant_allowing_it() -> None:
     assert roles.role_allows("operator", perm) and not roles.role_allows("viewer", perm)
     for action in ("shutdown", "purge", "stop-service", "restart-supervisor"):
         assert not roles.support_allows(roles.action_permission(action), allow_reboot=True)
+
+
+def test_audit_retention_removes_old_records_only(tmp_path: Path) -> None:
+    db = Database(url=f"sqlite:///{tmp_path}/a.sqlite")
+    try:
+        with db.session() as s:
+            audit.record(s, actor="a", action="old", target="x")
+            audit.record(s, actor="a", action="new", target="x")
+            s.flush()
+            s.execute(sa.update(o.AuditEvent).where(o.AuditEvent.action == "old")
+                      .values(ts_ms=keys.now_ms() - 3 * 86_400_000))
+            assert audit.trim(s, retention_days=2) == 1
+            assert [r.action for r in audit.query(s, organizations=None)] == ["new"]
+    finally:
+        db.close()
+
+
+def test_secret_looking_variable_values_are_redacted() -> None:
+    for name in ("DB_PASSWORD", "API_KEY_2", "deviceApiKey", "WIFI_PSK", "GITHUB_TOKEN"):
+        assert audit.variable_value(name, "s3cret") == "[REDACTED]"
+    assert audit.variable_value("MODE", "prod") == "prod"
