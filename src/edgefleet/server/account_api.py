@@ -4,12 +4,12 @@ agents (`PATCH /api/v1/users/{name}`, admins), and the audit trail (`/api/v1/aud
 from __future__ import annotations
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from edgefleet.server import audit, keys, roles
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
-from edgefleet.server.org_schemas import AuditOut, TokenOut, UserUpdate
+from edgefleet.server.org_schemas import MAX_ID, AuditOut, TokenOut, UserUpdate
 from edgefleet.server.orgs import ERRORS, personal_handle
 from edgefleet.server.state import ServerState
 from edgefleet.server.user_schemas import KeyCreated, TokenCreate
@@ -45,8 +45,8 @@ def router(*, state: ServerState) -> APIRouter:
                              expires_ms=k.expires_ms) for k in rows]
 
     @api.delete("/tokens/{token_id}", status_code=204)
-    def revoke_token(token_id: int, a: Access = Depends(allow(state, roles.ACCOUNT_WRITE))
-                     ) -> None:
+    def revoke_token(token_id: int = Path(ge=1, le=MAX_ID), *,
+                     a: Access = Depends(allow(state, roles.ACCOUNT_WRITE))) -> None:
         """Revoke one of your tokens: it stops working at once (in every server process
         within `cache_refresh_s`)."""
         with db.session() as s:
@@ -80,8 +80,8 @@ def router(*, state: ServerState) -> APIRouter:
     def read_audit(device: str | None = Query(None, max_length=64),
                    fleet: str | None = Query(None, max_length=128),
                    actor: str | None = Query(None, max_length=64),
-                   since_ms: int | None = Query(None, ge=0),
-                   until_ms: int | None = Query(None, ge=0),
+                   since_ms: int | None = Query(None, ge=0, le=MAX_ID),
+                   until_ms: int | None = Query(None, ge=0, le=MAX_ID),
                    limit: int = Query(500, ge=1, le=5000),
                    a: Access = Depends(allow(state, "audit.read"))) -> list[AuditOut]:
         """Audit records of the organizations you own, newest first, filtered by device

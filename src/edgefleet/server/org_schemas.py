@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Handle = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+MAX_ID = 2**53
+"""Largest id or time (ms) accepted in a path or query (beyond: 422, not an overflow)."""
 Role = Literal["owner", "developer", "operator", "viewer"]
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy.orm import Session
 
 from edgefleet.server import audit, keys
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
-from edgefleet.server.org_schemas import GrantCreate, GrantOut, NoteCreate, NoteOut
+from edgefleet.server.org_schemas import MAX_ID, GrantCreate, GrantOut, NoteCreate, NoteOut
 from edgefleet.server.orgs import ERRORS
 from edgefleet.server.state import ServerState
 
@@ -71,7 +71,8 @@ def router(*, state: ServerState) -> APIRouter:
             return [grant_out(s, g, now) for g in rows]
 
     @api.delete("/support/grants/{grant_id}", status_code=204)
-    def revoke(grant_id: int, a: Access = Depends(allow(state, "support.grant"))) -> None:
+    def revoke(grant_id: int = Path(ge=1, le=MAX_ID), *,
+               a: Access = Depends(allow(state, "support.grant"))) -> None:
         """End a grant now: support agents lose access at once."""
         with db.session() as s:
             g = s.get(o.SupportGrant, grant_id)
