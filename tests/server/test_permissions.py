@@ -4,6 +4,7 @@ caller against a real server (SQLite and PostgreSQL); the expected answer comes 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import uuid
@@ -16,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 from fastapi.routing import APIRoute
 
+from edgefleet.server import guard, keys, roles
 from edgefleet.server import org_tables as o
-from edgefleet.server import roles
 from edgefleet.server import tables as t
 from edgefleet.server.app import create_app
 from edgefleet.server.settings import ServerSettings
@@ -333,3 +334,30 @@ def test_the_last_owner_stays(world: World) -> None:
     r = world.owner.http.put(f"/api/v1/orgs/{world.org}/members",
                              json={"username": world.owner.username, "role": "viewer"})
     assert r.status_code == 400 and "no owner" in r.text
+
+
+def test_guard_ends_sessions_when_the_grant_ends(world: World) -> None:
+    """The watcher that guards open sessions returns once the grant is revoked."""
+    fresh = target(world, grant="live")
+    agent = world.clients["support"]
+    token = agent.headers["authorization"].split()[1]
+    with world.server.db.session() as s:
+        user = keys.lookup(s, key=token)
+        device = s.execute(sa.select(t.Device).where(t.Device.uuid == fresh.device)).scalar_one()
+    assert isinstance(user, keys.UserPrincipal)
+    perms = ("device.ssh", "device.tunnel")
+    assert guard.holds(world.server.db, user=user, device_id=device.id, permissions=perms)
+    assert not guard.holds(world.server.db, user=user, device_id=device.id,
+                           permissions=("variable.write",))
+    gid = next(g["id"] for g in world.owner.http.get("/api/v1/support/grants").json()
+               if g["fleet"] == fresh.fleet.name)
+
+    async def session() -> str:
+        watcher = asyncio.create_task(guard.until_revoked(
+            world.server.db, user=user, device_id=device.id, permissions=perms, every_s=0.2))
+        await asyncio.sleep(0.5)
+        assert not watcher.done()
+        await asyncio.to_thread(world.owner.http.delete, f"/api/v1/support/grants/{gid}")
+        return await asyncio.wait_for(watcher, timeout=5)
+
+    assert "ended" in asyncio.run(session())
