@@ -199,7 +199,7 @@ async def test_a_target_the_device_cannot_run_is_rejected_and_the_last_good_one_
             row = s.execute(sa.select(t.Release).where(t.Release.commit == good_commit)
                             ).scalar_one()
             bad = json.loads(row.target)
-            bad["services"]["web"]["composition"] = {"restart": "sometimes"}
+            bad["services"]["web"]["composition"] = {"ports": ["sometimes"]}
             row.target = json.dumps(bad)
             db.bump_generation(s)
         await asyncio.sleep(1.2)
@@ -211,7 +211,7 @@ async def test_a_target_the_device_cannot_run_is_rejected_and_the_last_good_one_
         assert "sometimes" not in json.dumps(stored.document), "the last good target is kept"
         sup.logs.flush()
         rejected = [r.message for r in store.logs() if "Rejected target state" in r.message]
-        assert len(rejected) == 1 and "restart" in rejected[0]
+        assert len(rejected) == 1 and "ports" in rejected[0]
         assert await poller.poll_once() is False and poller.not_modified == 1, \
             "the same bad document is not fetched (and rejected) again"
     finally:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgefleet.model.compose import parse_duration_ns, parse_service, parse_size
+from edgefleet.model.compose import parse_service
+from edgefleet.model.compose_values import parse_duration_ns, parse_size
 from edgefleet.model.service import PortBinding
 
 
@@ -24,8 +25,12 @@ def problems(composition: dict[str, Any]) -> list[str]:
 
 def test_environment_list_and_map_forms_agree() -> None:
     as_list = fields({"environment": ["A=1", "B=two=2", "EMPTY=", "UNSET"]})["environment"]
-    as_map = fields({"environment": {"A": 1, "B": "two=2", "EMPTY": "", "UNSET": None}})
+    as_map = fields({"environment": {"A": 1, "B": "two=2", "EMPTY": ""}})
     assert as_list == as_map["environment"] == {"A": "1", "B": "two=2", "EMPTY": ""}
+
+
+def test_a_null_environment_value_is_an_empty_string_as_balena_reads_it() -> None:
+    assert fields({"environment": {"UNSET": None}})["environment"] == {"UNSET": ""}
 
 
 def test_yaml_booleans_become_lowercase_strings() -> None:
@@ -40,7 +45,7 @@ def test_ports_short_long_ranges_and_protocols() -> None:
         PortBinding(container_port=53, protocol="udp", host_ip="127.0.0.1", host_port=53),
         PortBinding(container_port=2000, host_port=1000),
         PortBinding(container_port=2001, host_port=1001),
-        PortBinding(container_port=9000),
+        PortBinding(container_port=9000, host_port=9000),
         PortBinding(container_port=81, host_port=8081),
     )
 
@@ -56,7 +61,7 @@ def test_expose_and_commands() -> None:
 def test_restart_no_parsed_by_yaml_as_false_means_no() -> None:
     assert fields({"restart": False})["restart"] == "no"
     assert fields({"restart": "unless-stopped"})["restart"] == "unless-stopped"
-    assert any("restart" in p and "sometimes" in p for p in problems({"restart": "sometimes"}))
+    assert fields({"restart": "sometimes"})["restart"] == "always"  # balena's fallback
 
 
 def test_depends_on_list_and_map_with_conditions() -> None:
@@ -98,7 +103,7 @@ def test_sizes_limits_and_misc_fields() -> None:
 
 
 def test_unknown_keys_are_reported_by_name_and_all_problems_collected() -> None:
-    found = problems({"imagee": "x", "ports": ["notaport"], "restart": "later"})
+    found = problems({"imagee": "x", "ports": ["notaport"], "restart": ["later"]})
     assert any("svc.imagee" in p and "unsupported compose key 'imagee'" in p for p in found)
     assert any(p.startswith("svc.ports") for p in found)
     assert any(p.startswith("svc.restart") for p in found)

@@ -60,7 +60,8 @@ def test_v2_local_converts_to_v3_and_back() -> None:
     app = t.device.apps["1"]
     assert app.id == 1 and app.name == "localapp"
     _commit, rel = app.release  # type: ignore[misc]
-    assert rel.services["main"].composition == {"restart": "always"}
+    assert rel.services["main"].composition == {"image": "local_image_main:latest",
+                                                 "restart": "always"}
     back = formats.target_to_v2_local(target=t)
     assert back["local"]["apps"]["1"]["services"]["1"]["serviceName"] == "main"
 

@@ -183,6 +183,10 @@ class CloudLink:
             self.config = config
             self.supervisor.logs.system(f"Registered with {self.config.api_endpoint} as {uuid}")
             self.streamer.uuid, self.streamer.api_key = uuid, key
+            # services with the balena-api feature get this device's own key and the API URL
+            sup = self.supervisor
+            sup.device = sup.device.model_copy(update={
+                "device_api_key": key, "api_endpoint": str(config.api_endpoint or "")})
             self.registered.set()
             await self.pin_preloaded(uuid=uuid, api_key=key)
             self.poller = Poller(supervisor=self.supervisor, client=self.client, uuid=uuid,

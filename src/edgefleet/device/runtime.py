@@ -195,6 +195,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         supervisor_api_port=int(sock.getsockname()[1]) if sock else port,
         engine_socket=options.engine_socket,
         supervisor_api_host_for_bridge=gateway,
+        device_api_key=cfg.device_api_key or "", api_endpoint=cfg.api_endpoint or "",
     )
     gate = UpdateGate(engine=engine, logs=logs, cap_s=cfg.poll_interval_s)
     supervisor = Supervisor(engine=engine, store=store, device=device, logs=logs,

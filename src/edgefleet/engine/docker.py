@@ -225,17 +225,19 @@ class DockerEngine:
     async def create_container(self, spec: ServiceSpec) -> str:
         """Create the container for a service, attached to all its networks; returns its id."""
         name = spec.container_name
-        resolve = None
-        if spec.network_mode.startswith("service:"):
-            target = spec.network_mode[len("service:"):]
+        ids: dict[str, str] = {}
+        for mode in (spec.network_mode, spec.pid or ""):  # service:<name> joins its container
+            if not mode.startswith("service:"):
+                continue
+            target = mode[len("service:"):]
             found = await self._json("containers", "containers/json", params={
                 "all": "1", **self._filters(f"{naming.APP_UUID}={spec.app_uuid}",
                                             f"{naming.SERVICE_NAME}={target}")})
             if not found:
                 raise NotFound(f"service {spec.service_name}",
-                               f"network_mode service:{target}: no container for {target}")
-            cid = str(found[0]["Id"])
-            resolve = lambda _n: cid  # noqa: E731
+                               f"{mode}: no container for {target}")
+            ids[target] = str(found[0]["Id"])
+        resolve = ids.__getitem__ if ids else None
         body = translate.create_body(spec=spec, resolve_service_container=resolve)
         data = await self._json(f"container {name}", "containers/create", "POST",
                                 params={"name": name}, data=body)
@@ -338,14 +340,20 @@ class DockerEngine:
             self._lists.clear()
 
     async def logs(self, ref: str, *, follow: bool, since_s: float = 0) -> AsyncIterator[LogLine]:
-        """A container's stdout/stderr lines with their timestamps (non-tty containers)."""
+        """A container's stdout/stderr lines with their timestamps (a tty container's are all
+        stdout)."""
         params = {"stdout": "1", "stderr": "1", "timestamps": "1",
                   "follow": "1" if follow else "0", "since": str(int(since_s))}
         try:
             async with dockerhttp.stream(self.http, f"container {ref}", "GET",
                                          f"containers/{ref}/logs", params=params) as resp:
-                tty = resp.headers.get("Content-Type", "") == "application/vnd.docker.raw-stream"
+                kind = resp.headers.get("Content-Type", "")
                 reader = ByteReader(resp.aiter_raw())
+                if not kind:  # Docker 20.10 names neither: a frame header starts 0|1|2,0,0,0
+                    head = await reader.peek(4)
+                    kind = "multiplexed" if head[:1] in (b"\0", b"\1", b"\2") and \
+                        head[1:4] == b"\0\0\0" else "application/vnd.docker.raw-stream"
+                tty = kind == "application/vnd.docker.raw-stream"
                 while True:
                     if tty:
                         raw = await reader.line()

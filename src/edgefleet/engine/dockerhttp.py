@@ -113,6 +113,12 @@ class ByteReader:
         del self._buf[:n]
         return out
 
+    async def peek(self, n: int) -> bytes:
+        """Up to the next `n` bytes, left to be read again."""
+        while len(self._buf) < n and await self._fill():
+            pass
+        return bytes(self._buf[:n])
+
     async def line(self) -> bytes:
         """The next line with its newline; the rest at the end; b"" when exhausted."""
         while b"\n" not in self._buf:

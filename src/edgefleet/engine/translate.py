@@ -7,7 +7,11 @@ from typing import Any
 
 from edgefleet.model import naming
 from edgefleet.model.errors import InvalidInput, Problem
+from edgefleet.model.features import truthy
 from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+
+# balena's gpu feature: one GPU, as `docker run --gpus 1` asks for it
+_GPU = [{"Driver": "", "Count": 1, "DeviceIDs": [], "Capabilities": [["gpu"]], "Options": {}}]
 
 
 def _port_key(port: int, proto: str) -> str:
@@ -25,8 +29,9 @@ def _devices(devices: tuple[str, ...]) -> list[dict[str, str]]:
     return out
 
 
-def _network_mode(spec: ServiceSpec, resolve: Callable[[str], str] | None) -> str:
-    mode = spec.network_mode or "default"
+def _network_mode(spec: ServiceSpec, resolve: Callable[[str], str] | None,
+                  mode: str | None = None) -> str:
+    mode = mode if mode is not None else (spec.network_mode or "default")
     if mode.startswith("service:"):
         if resolve is None:
             raise InvalidInput(f"service {spec.service_name}", [Problem(
@@ -47,7 +52,8 @@ def create_body(
         key = _port_key(p.container_port, p.protocol)
         exposed[key] = {}
         bindings.setdefault(key, []).append(
-            {"HostIp": p.host_ip, "HostPort": str(p.host_port) if p.host_port else ""}
+            {"HostIp": p.host_ip, "HostPort": (f"{p.host_port}-{p.host_port_end}"
+                                               if p.host_port_end else str(p.host_port or ""))}
         )
     for e in spec.expose:
         exposed[e] = {}
@@ -85,8 +91,17 @@ def create_body(
         "Memory": spec.mem_limit, "MemoryReservation": spec.mem_reservation,
         "NanoCpus": int(spec.cpus * 1e9) if spec.cpus else None,
         "CpuShares": spec.cpu_shares, "CpusetCpus": spec.cpuset, "ShmSize": spec.shm_size,
-        "Init": spec.init, "PidMode": spec.pid, "IpcMode": spec.ipc,
+        "Init": spec.init, "IpcMode": spec.ipc,
+        "PidMode": _network_mode(spec, resolve_service_container, spec.pid) if spec.pid
+        else None,
         "OomKillDisable": spec.oom_kill_disable, "OomScoreAdj": spec.oom_score_adj,
+        "PidsLimit": spec.pids_limit, "CgroupnsMode": spec.cgroup, "CpuQuota": spec.cpu_quota,
+        "CpuPeriod": spec.cpu_period, "CpuRealtimeRuntime": spec.cpu_rt_runtime,
+        "CpuRealtimePeriod": spec.cpu_rt_period, "UsernsMode": spec.userns_mode,
+        "UTSMode": spec.uts,
+        "DeviceCgroupRules": list(spec.device_cgroup_rules) or None,
+        "DeviceRequests": _GPU if truthy(spec.labels.get(f"{naming.FEATURE_PREFIX}gpu", ""))
+        else None,
     }
     host.update({k: v for k, v in optional_host.items() if v is not None})
     body: dict[str, Any] = {
@@ -104,6 +119,7 @@ def create_body(
         "Entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else None,
         "Hostname": spec.hostname, "Domainname": spec.domainname, "User": spec.user,
         "WorkingDir": spec.working_dir, "StopSignal": spec.stop_signal,
+        "MacAddress": spec.mac_address,
     }
     body.update({k: v for k, v in optional.items() if v is not None})
     if spec.healthcheck is not None:

@@ -7,24 +7,48 @@ turns them into engine names. Every problem is collected with its field path, ne
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgefleet.model.compose_values import (
+    _command,
+    _expose,
+    _healthcheck,
+    _ports,
+    _s,
+    _str_list,
+    _ulimits,
+    key_value_map,
+    parse_duration_ns,
+    parse_size,
+)
 from edgefleet.model.errors import Problem
+from edgefleet.model.features import warn_once
 from edgefleet.model.naming import normalise_label_name
-from edgefleet.model.service import Healthcheck, PortBinding, Ulimit
 
 RESTART_VALUES = ("no", "always", "on-failure", "unless-stopped")
 CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
-IGNORED_KEYS = frozenset({"build"})
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)")
-_DURATION_NS = {"ns": 1, "us": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([bkmg]?)b?$", re.IGNORECASE)
-_SIZE_MULT = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
+IGNORED_KEYS: dict[str, str] = {
+    "build": "",
+    "container_name": "balena names containers <service>_<imageId>_<releaseId>_<commit>",
+    "attach": "the supervisor always collects service logs",
+    "annotations": "container annotations need Engine API 1.43; edgefleet speaks 1.41",
+    "post_start": "lifecycle hooks are run by docker compose, not by the engine",
+    "pre_stop": "lifecycle hooks are run by docker compose, not by the engine",
+    "profiles": "every service of a release runs, as on balena",
+    "volumes_from": "share data through a named volume instead",
+    "env_file": "read when the project is pushed; a device cannot read the file",
+    "label_file": "read when the project is pushed; a device cannot read the file",
+    "extends": "expanded when the project is pushed",
+    "platform": "the image is pulled for the device's architecture",
+    "pull_policy": "the supervisor pulls the release's images itself",
+    "deploy": "swarm deployment settings; balena ignores them",
+    "logging": "the supervisor collects logs through the engine's default driver",
+    "scale": "balena runs one container per service",
+    "develop": "docker compose watch settings",
+}
+"""Compose keys a device knowingly does not act on, and why (logged once when seen)."""
 
 @dataclass
 class ParsedVolume:
@@ -45,147 +69,6 @@ class ParsedService:
     networks: dict[str, dict[str, Any]] = field(default_factory=dict)
     """App-local network name → {aliases, ipv4_address, ipv6_address}."""
     network_mode: str | None = None
-
-
-def _s(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
-
-
-def parse_duration_ns(value: Any) -> int:
-    """`1m30s`, `10s`, `500ms`, or a number of seconds → nanoseconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a duration: {value!r}")
-    if isinstance(value, int | float):
-        return int(value * 10**9)
-    text = str(value).strip()
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_NS[m.group(2)]
-        pos = m.end()
-    if pos != len(text) or not text:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 10s, 1m30s, 500ms)")
-    return int(total)
-
-
-def parse_size(value: Any) -> int:
-    """`512m`, `1g`, `1024`, `100kb` → bytes."""
-    if isinstance(value, bool):
-        raise ValueError(f"not a size: {value!r}")
-    if isinstance(value, int):
-        return value
-    m = _SIZE.match(str(value).strip())
-    if not m:
-        raise ValueError(f"not a size: {value!r} (use e.g. 512m, 1g)")
-    return int(float(m.group(1)) * _SIZE_MULT[m.group(2).lower()])
-
-
-def _str_list(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str | int | float):
-        return (_s(value),)
-    if isinstance(value, list):
-        return tuple(_s(v) for v in value)
-    raise ValueError(f"expected a string or a list, got {type(value).__name__}")
-
-
-def _command(value: Any) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return tuple(shlex.split(value))
-    if isinstance(value, list):
-        return tuple(_s(v) for v in value)
-    raise ValueError("expected a string or a list of strings")
-
-
-def key_value_map(value: Any, *, allow_missing: bool = False) -> dict[str, str]:
-    """A compose map given as a mapping or as a list of `K=V` (or `K:V` for extra_hosts)."""
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return {str(k): _s(v) for k, v in value.items() if not (v is None and allow_missing)}
-    if isinstance(value, list):
-        out: dict[str, str] = {}
-        for item in value:
-            text = _s(item)
-            if "=" in text:
-                k, v = text.split("=", 1)
-                out[k] = v
-            elif allow_missing:
-                continue
-            else:
-                out[text] = ""
-        return out
-    raise ValueError(f"expected a mapping or a list, got {type(value).__name__}")
-
-
-def _ports(value: Any) -> tuple[PortBinding, ...]:
-    out: list[PortBinding] = []
-    for item in value or []:
-        if isinstance(item, dict):
-            out.append(
-                PortBinding(
-                    container_port=int(item["target"]),
-                    protocol=item.get("protocol", "tcp"),
-                    host_ip=str(item.get("host_ip", "")),
-                    host_port=int(item["published"]) if item.get("published") else None,
-                )
-            )
-            continue
-        text = _s(item)
-        proto = "tcp"
-        if "/" in text:
-            text, proto = text.rsplit("/", 1)
-        if proto not in ("tcp", "udp", "sctp"):
-            raise ValueError(f"bad protocol {proto!r} in port {item!r}")
-        parts = text.rsplit(":", 2) if text.count(":") <= 2 else []
-        if not parts:
-            raise ValueError(f"bad port {item!r}")
-        host_ip, host, cont = ("", "", parts[0])
-        if len(parts) == 2:
-            host, cont = parts
-        elif len(parts) == 3:
-            host_ip, host, cont = parts
-        c_lo, c_hi = _range(cont, item)
-        if host:
-            h_lo, h_hi = _range(host, item)
-            if h_hi - h_lo != c_hi - c_lo:
-                raise ValueError(f"port ranges of different length in {item!r}")
-        for i in range(c_hi - c_lo + 1):
-            out.append(
-                PortBinding(
-                    container_port=c_lo + i,
-                    protocol=proto,
-                    host_ip=host_ip,
-                    host_port=(h_lo + i) if host else None,
-                )
-            )
-    return tuple(out)
-
-
-def _range(text: str, item: Any) -> tuple[int, int]:
-    lo, _, hi = text.partition("-")
-    if not lo.isdigit() or (hi and not hi.isdigit()):
-        raise ValueError(f"bad port {item!r}")
-    a, b = int(lo), int(hi or lo)
-    if not (0 < a <= b <= 65535):
-        raise ValueError(f"port out of range in {item!r}")
-    return a, b
-
-
-def _expose(value: Any) -> tuple[str, ...]:
-    out: list[str] = []
-    for item in value or []:
-        text = _s(item)
-        port, _, proto = text.partition("/")
-        lo, hi = _range(port, item)
-        out.extend(f"{p}/{proto or 'tcp'}" for p in range(lo, hi + 1))
-    return tuple(out)
 
 
 def _volumes(value: Any) -> list[ParsedVolume]:
@@ -226,6 +109,7 @@ def _networks(value: Any) -> dict[str, dict[str, Any]]:
                 "aliases": tuple(_s(a) for a in conf.get("aliases", []) or []),
                 "ipv4_address": conf.get("ipv4_address"),
                 "ipv6_address": conf.get("ipv6_address"),
+                "link_local_ips": conf.get("link_local_ips"),
             }
         return out
     raise ValueError("expected a list or a mapping of networks")
@@ -250,46 +134,14 @@ def _depends_on(value: Any) -> dict[str, str]:
 def _restart(value: Any) -> str:
     if value is False or value is None:
         return "no"
-    text = _s(value)
+    text = _str(value)
     if text.startswith("on-failure:"):
         text = "on-failure"
     if text not in RESTART_VALUES:
-        raise ValueError(f"{value!r} is not a restart policy (use one of {RESTART_VALUES})")
+        warn_once(f"restart {value!r} is not a restart policy ({', '.join(RESTART_VALUES)}):"
+                  " using 'always', as balena does")
+        return "always"
     return text
-
-
-def _healthcheck(value: Any) -> Healthcheck:
-    if not isinstance(value, dict):
-        raise ValueError("expected a mapping")
-    test = value.get("test")
-    if isinstance(test, str):
-        test_t: tuple[str, ...] = ("CMD-SHELL", test)
-    else:
-        test_t = tuple(_s(t) for t in test or ())
-    if value.get("disable"):
-        test_t = ("NONE",)
-
-    def dur(k: str) -> int | None:
-        return parse_duration_ns(value[k]) if value.get(k) is not None else None
-
-    return Healthcheck(
-        test=test_t,
-        interval_ns=dur("interval"),
-        timeout_ns=dur("timeout"),
-        retries=int(value["retries"]) if value.get("retries") is not None else None,
-        start_period_ns=dur("start_period"),
-        disable=bool(value.get("disable", False)),
-    )
-
-
-def _ulimits(value: Any) -> tuple[Ulimit, ...]:
-    out = []
-    for name, conf in sorted((value or {}).items()):
-        if isinstance(conf, dict):
-            out.append(Ulimit(name=name, soft=int(conf["soft"]), hard=int(conf["hard"])))
-        else:
-            out.append(Ulimit(name=name, soft=int(conf), hard=int(conf)))
-    return tuple(out)
 
 
 def _extra_hosts(value: Any) -> tuple[str, ...]:
@@ -302,9 +154,16 @@ def _labels(value: Any) -> dict[str, str]:
     return {normalise_label_name(k): v for k, v in key_value_map(value).items()}
 
 
+_TRUE = frozenset({"true", "yes", "y", "on", "1"})
+_FALSE = frozenset({"false", "no", "n", "off", "0"})
+
+
 def _bool(value: Any) -> bool:
     if isinstance(value, bool):
         return value
+    text = str(value).strip().lower() if isinstance(value, str | int) else ""
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE  # compose reads "yes", "on", 1 as true
     raise ValueError(f"expected true or false, got {value!r}")
 
 
@@ -319,7 +178,30 @@ def _int(value: Any) -> int:
 
 
 def _str(value: Any) -> str:
+    if isinstance(value, dict | list):
+        raise ValueError(f"expected a string, got a {type(value).__name__}")
     return _s(value)
+
+
+def _micros(value: Any) -> int:
+    """cpu_rt_runtime / cpu_rt_period: an integer of microseconds or a duration."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    return parse_duration_ns(value) // 1000
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str]:
+    def conv(value: Any) -> str:
+        text = _str(value)
+        if text not in allowed:
+            raise ValueError(f"{value!r} is not supported (use {' or '.join(allowed)})")
+        return text
+    return conv
+
+
+def network_mode(value: Any) -> str:
+    """`service: x` → `service:x` (balena trims the space after the colon)."""
+    return re.sub(r"^(service|container):\s*", r"\1:", _str(value).strip())
 
 
 # compose key → (ServiceSpec field, converter)
@@ -366,6 +248,16 @@ _SIMPLE: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "ipc": ("ipc", _str),
     "oom_kill_disable": ("oom_kill_disable", _opt_bool),
     "oom_score_adj": ("oom_score_adj", _int),
+    "pids_limit": ("pids_limit", _int),
+    "cgroup": ("cgroup", _one_of("host", "private")),
+    "cpu_quota": ("cpu_quota", _int),
+    "cpu_period": ("cpu_period", _int),
+    "cpu_rt_runtime": ("cpu_rt_runtime", _micros),
+    "cpu_rt_period": ("cpu_rt_period", _micros),
+    "device_cgroup_rules": ("device_cgroup_rules", _str_list),
+    "mac_address": ("mac_address", _str),
+    "userns_mode": ("userns_mode", _one_of("host")),
+    "uts": ("uts", _one_of("host")),
 }
 SUPPORTED_KEYS = frozenset(_SIMPLE) | {"environment", "volumes", "networks", "network_mode"}
 
@@ -379,7 +271,11 @@ def parse_service(*, composition: dict[str, Any], path: str) -> tuple[ParsedServ
     for key, value in composition.items():
         where = f"{path}.{key}"
         try:
+            if str(key).startswith("x-"):
+                continue  # a compose extension field
             if key in IGNORED_KEYS:
+                if IGNORED_KEYS[key]:
+                    warn_once(f"compose key {key!r} ignored: {IGNORED_KEYS[key]}")
                 continue
             if key in _SIMPLE:
                 name, conv = _SIMPLE[key]
@@ -392,10 +288,10 @@ def parse_service(*, composition: dict[str, Any], path: str) -> tuple[ParsedServ
             elif key == "networks":
                 parsed.networks = _networks(value)
             elif key == "network_mode":
-                parsed.network_mode = _s(value)
+                parsed.network_mode = network_mode(value)
             else:
                 problems.append(Problem(where, f"unsupported compose key {key!r}"))
-        except (ValueError, TypeError, KeyError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
             problems.append(Problem(where, str(exc).strip("'\"") or type(exc).__name__))
     if parsed.network_mode and parsed.networks:
         problems.append(

@@ -26,7 +26,16 @@ class DeviceContext(BaseModel):
     supervisor_api_keys: dict[str, str] = {}
     """Per-app supervisor API keys, by app uuid (for services with the supervisor-api label)."""
     host_features: frozenset[str] = frozenset(
-        {"supervisor-api", "balena-socket", "dbus", "sysfs", "procfs", "kernel-modules",
-         "firmware", "journal-logs"}
+        {"supervisor-api", "balena-api", "balena-socket", "dbus", "sysfs", "procfs",
+         "kernel-modules", "firmware", "journal-logs"}
     )
     engine_socket: str = "/var/run/docker.sock"
+    device_api_key: str = ""
+    """The device's own API key: `BALENA_API_KEY` of services with the balena-api feature (it
+    can reach only this device)."""
+    api_endpoint: str = ""
+    """The fleet server's URL: `BALENA_API_URL`."""
+    l4t_version: str = ""
+    """The NVIDIA L4T version, for `requires.sw.l4t` contracts ("" when not a Jetson)."""
+    check_contracts: bool = True
+    """False when a target is only checked for validity (at the door, not for this device)."""

@@ -24,8 +24,12 @@ def _pydantic_problems(exc: ValidationError, prefix: str = "") -> list[Problem]:
 
 
 def validate(*, target: TargetState) -> TargetState:
-    """Run full resolution once so a bad composition is rejected at the door."""
-    desired_state(target=target, device=DeviceContext(uuid=target.device_uuid))
+    """Run full resolution once so a bad composition is rejected at the door (contracts and
+    host features are for the device that runs it to judge)."""
+    from edgefleet.model.features import GRANTS
+
+    desired_state(target=target, device=DeviceContext(
+        uuid=target.device_uuid, check_contracts=False, host_features=frozenset(GRANTS)))
     return target
 
 
@@ -72,8 +76,25 @@ class AppsJson(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_defaults=False)
 
 
+def _migrate_v12(data: object) -> object:
+    """supervisor v12's apps.json (`apps.<appId>` with name, commit, releaseId and services,
+    a top-level device `name`) → the current form; anything else is returned as it is."""
+    if not isinstance(data, dict) or not isinstance(data.get("apps"), dict):
+        return data
+    apps = data["apps"]
+    if not apps or not all(isinstance(a, dict) and "releases" not in a and "id" not in a
+                           for a in apps.values()):
+        return data
+    converted, problems = _v2_apps(apps, path="apps")
+    if problems:
+        raise InvalidInput("apps.json", problems)
+    return {**{k: v for k, v in data.items() if k != "name"}, "apps": converted}
+
+
 def parse_apps_json(*, data: object) -> AppsJson:
-    """Validate an apps.json document (each app needs a non-empty releases map)."""
+    """Validate an apps.json document (each app needs a non-empty releases map); supervisor
+    v12's format is migrated first."""
+    data = _migrate_v12(data)
     try:
         parsed = AppsJson.model_validate(data)
     except ValidationError as exc:
@@ -89,27 +110,29 @@ def parse_apps_json(*, data: object) -> AppsJson:
     return parsed
 
 
-def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
-    """balena CLI's v2 local target `{local: {name, config, apps: {"<appId>": ...}}}` → v3."""
-    if not isinstance(data, dict) or not isinstance(data.get("local"), dict):
-        raise InvalidInput("local target state", [Problem("local", "expected {local: {...}}")])
-    local = data["local"]
+def _v2_apps(raw: object, *, path: str) -> tuple[dict[str, Any], list[Problem]]:
+    """balena's v2 apps `{"<appId>": {name, commit, releaseId, services: {"<serviceId>":
+    {...}}}}` → v3 apps keyed by app id (v2 has no app uuids)."""
     problems: list[Problem] = []
     apps: dict[str, Any] = {}
-    for app_id, app in (local.get("apps") or {}).items():
-        path = f"local.apps.{app_id}"
+    if not isinstance(raw, dict):
+        return {}, [Problem(path, "expected a mapping of apps")]
+    for app_id, app in raw.items():
+        where = f"{path}.{app_id}"
         if not str(app_id).isdigit() or not isinstance(app, dict):
-            problems.append(Problem(path, "app ids must be numeric and apps mappings"))
+            problems.append(Problem(where, "app ids must be numeric and apps mappings"))
             continue
         services: dict[str, Any] = {}
-        for sid, svc in (app.get("services") or {}).items():
+        svcs = app.get("services") or {}
+        for sid, svc in (svcs.items() if isinstance(svcs, dict) else []):
             if not isinstance(svc, dict):
-                problems.append(Problem(f"{path}.services.{sid}", "expected a mapping"))
+                problems.append(Problem(f"{where}.services.{sid}", "expected a mapping"))
                 continue
             name = str(svc.get("serviceName") or sid)
             composition = {k: v for k, v in svc.items() if k not in (
-                "serviceName", "serviceId", "imageId", "image", "running", "environment",
-                "labels", "build", "contract", "releaseId", "commit", "appId")}
+                "serviceName", "serviceId", "imageId", "running", "environment",
+                "labels", "contract", "releaseId", "commit", "appId", "imageName",
+                "appUuid", "serviceUuid")}
             services[name] = {
                 "id": svc.get("serviceId", sid), "image_id": svc.get("imageId", sid),
                 "image": svc.get("image") or local_image_name(name),
@@ -123,6 +146,18 @@ def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
                                   "volumes": app.get("volumes") or {},
                                   "networks": app.get("networks") or {}}},
         }
+    return apps, problems
+
+
+def parse_v2_local(*, data: object, device_uuid: str) -> TargetState:
+    """balena CLI's v2 local target `{local: {name, config, apps: {"<appId>": ...}}}` → v3;
+    an empty body `{}` is an empty target, as balena's legacy API takes it."""
+    if data == {}:
+        data = {"local": {}}
+    if not isinstance(data, dict) or not isinstance(data.get("local"), dict):
+        raise InvalidInput("local target state", [Problem("local", "expected {local: {...}}")])
+    local = data["local"]
+    apps, problems = _v2_apps(local.get("apps") or {}, path="local.apps")
     if problems:
         raise InvalidInput("local target state", problems)
     doc = {device_uuid: {"name": local.get("name", ""), "config": local.get("config") or {},
@@ -182,33 +217,40 @@ def interpolate(value: Any, variables: Mapping[str, str]) -> Any:
     return value
 
 
-def release_from_compose(*, compose_yaml: str, images: Mapping[str, str], release_id: int = 1,
-                         first_service_id: int = 1, first_image_id: int = 1,
+def release_from_compose(*, compose_yaml: str | dict[str, Any], images: Mapping[str, str],
+                         release_id: int = 1, first_service_id: int = 1, first_image_id: int = 1,
                          variables: Mapping[str, str] | None = None) -> ReleaseTarget:
-    """A docker-compose.yml text plus each service's image ref → a v3 release (with compose
-    variable interpolation from `variables`)."""
-    import yaml  # here, not at the top: the running supervisor never parses compose (1 MB)
+    """A docker-compose.yml text (or its expanded document, `compose_file.load_compose`)
+    plus each service's image ref → a v3 release (with compose variable interpolation from
+    `variables`)."""
+    from edgefleet.model.compose_file import load_compose  # not at the top: the running
+    from edgefleet.model.compose_push import normalise  # supervisor never parses compose
 
-    try:
-        doc = yaml.safe_load(compose_yaml)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InvalidInput("compose file", [Problem(where, str(exc).splitlines()[0])]) from None
+    doc = load_compose(compose_yaml) if isinstance(compose_yaml, str) else compose_yaml
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict):
         raise InvalidInput("compose file", [Problem("services", "a compose file needs services")])
-    doc = interpolate(doc, variables or {})
+    doc = normalise(interpolate(doc, variables or {}))
     problems = [Problem(f"services.{name}", "no image for this service")
                 for name in doc["services"] if name not in images]
     allowed_top = {"version", "services", "volumes", "networks"}
-    problems += [Problem(k, f"unsupported top-level key {k!r}") for k in doc
-                 if k not in allowed_top]
+    problems += [Problem(str(k), f"unsupported top-level key {k!r} (configs and secrets are"
+                         " not supported)") for k in doc if k not in allowed_top]
+    for section in ("volumes", "networks"):
+        if not isinstance(doc.get(section) or {}, dict):
+            problems.append(Problem(section, "expected a mapping"))
     if problems:
         raise InvalidInput("compose file", problems)
     services = {}
     for i, (name, conf) in enumerate(doc["services"].items()):
+        if conf is not None and not isinstance(conf, dict):
+            raise InvalidInput("compose file", [Problem(f"services.{name}",
+                                                        "a service must be a mapping")])
+        # `build` stays on the server (its args may be secrets). A compose service is never
+        # empty (it keeps `image`, or gets it): the default composition (privileged, host
+        # network) is only for a release without a compose file (`{}`)
         composition = {k: v for k, v in (conf or {}).items() if k != "build"}
-        composition.pop("image", None)
+        if conf and not composition:
+            composition = {"image": images[name]}
         services[name] = {"id": first_service_id + i, "image_id": first_image_id + i,
                           "image": images[name], "composition": composition}
     data = {"id": release_id, "services": services,

@@ -10,16 +10,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from edgefleet.model import features as feat
 from edgefleet.model import naming
-from edgefleet.model.compose import ParsedService, parse_service
+from edgefleet.model.compose import parse_service
+from edgefleet.model.compose_values import ports
+from edgefleet.model.confighash import V2_ONLY_ENV, config_hash_v1
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput, Problem
+from edgefleet.model.mounts import feature_env, mounts, namespace_modes, network_mode
 from edgefleet.model.service import (
     AppSpec,
     DesiredState,
     IpamConfig,
-    Mount,
-    NetworkAttachment,
     NetworkSpec,
     ServiceSpec,
     VolumeSpec,
@@ -31,30 +33,16 @@ ENV_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 CONFIG_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_:]*$")
 LABEL_RE = re.compile(r"^[!#-&(-~]+$")  # printable ASCII, no space, no quotes
 MAX_STR = 255
+IMAGE_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,511}$")
 
+# For a release without a compose file (edgefleet's server sends it with an empty composition,
+# where a compose service always keeps its `image` or `build`): balena's default composition.
 SINGLE_SERVICE_COMPOSITION: dict[str, Any] = {
     "privileged": True,
     "network_mode": "host",
     "restart": "always",
     "volumes": ["resin-data:/data"],
 }
-
-# feature label → (binds (source, target, read_only), env)
-FEATURE_GRANTS: dict[str, tuple[tuple[tuple[str, str, bool], ...], dict[str, str]]] = {
-    "supervisor-api": ((), {}),
-    "balena-socket": ((("@socket", "/var/run/balena.sock", False),),
-                      {"DOCKER_HOST": "unix:///var/run/balena.sock"}),
-    "dbus": ((("/run/dbus", "/host/run/dbus", False),),
-             {"DBUS_SYSTEM_BUS_ADDRESS": "unix:path=/host/run/dbus/system_bus_socket"}),
-    "sysfs": ((("/sys", "/sys", False),), {}),
-    "procfs": ((("/proc", "/proc", False),), {}),
-    "kernel-modules": ((("/lib/modules", "/lib/modules", False),), {}),
-    "firmware": ((("/lib/firmware", "/lib/firmware", False),), {}),
-    "journal-logs": ((("/var/log/journal", "/var/log/journal", True),
-                      ("/run/log/journal", "/run/log/journal", True),
-                      ("/etc/machine-id", "/etc/machine-id", True)), {}),
-}
-
 
 def desired_state(*, target: TargetState, device: DeviceContext) -> DesiredState:
     """Resolve and validate a whole target; raises InvalidInput with every problem found."""
@@ -91,6 +79,7 @@ def _app(*, app_uuid: str, app: AppTarget, device: DeviceContext,
                        problems=problems)
     services: dict[str, ServiceSpec] = {}
     single = len(release.services) == 1
+    _check_depends(release=release, path=rpath, problems=problems)
     for name, svc in release.services.items():
         spath = f"{rpath}.services.{name}"
         composition = svc.composition
@@ -106,16 +95,6 @@ def _app(*, app_uuid: str, app: AppTarget, device: DeviceContext,
         )
         if spec is not None:
             services[name] = spec
-    for name, svc in release.services.items():
-        deps = svc.composition.get("depends_on") or []
-        for dep in deps if isinstance(deps, list | dict) else []:
-            if dep not in release.services:
-                problems.append(Problem(f"{rpath}.services.{name}.composition.depends_on",
-                                        f"depends on unknown service {dep!r}"))
-        mode = str(svc.composition.get("network_mode") or "")
-        if mode.startswith("service:") and mode[8:] not in release.services:
-            problems.append(Problem(f"{rpath}.services.{name}.composition.network_mode",
-                                    f"unknown service {mode[8:]!r}"))
     return AppSpec(app_uuid=app_uuid, app_id=app.id, name=app.name, app_class=app.app_class,
                    is_host=app.is_host, commit=commit, release_id=release.id,
                    services=services, networks=networks, volumes=volumes)
@@ -134,8 +113,15 @@ def _networks(*, app_uuid: str, app_id: int, release: ReleaseTarget, path: str,
         except (TypeError, ValueError) as exc:
             problems.append(Problem(f"{path}.networks.{name}.ipam", str(exc)))
             pools = ()
+        if net.external or (net.driver or "bridge") not in ("bridge", "default") or \
+                (ipam.get("driver") or "default") != "default":
+            problems.append(Problem(f"{path}.networks.{name}", "only bridge networks with the"
+                                    " default IPAM driver made by the release are supported"
+                                    " (balena refuses external networks and other drivers)"))
+            continue
         out[name] = NetworkSpec(
-            app_uuid=app_uuid, app_id=app_id, name=name, driver=net.driver or "bridge",
+            app_uuid=app_uuid, app_id=app_id, name=name,
+            driver="bridge" if net.driver in (None, "", "default") else net.driver,
             driver_opts=net.driver_opts, ipam_driver=ipam.get("driver") or "default",
             ipam_config=pools, ipam_options=ipam.get("options") or {},
             enable_ipv6=net.enable_ipv6, internal=net.internal, labels=net.labels,
@@ -151,10 +137,68 @@ def _volumes(*, app_uuid: str, app_id: int, release: ReleaseTarget, path: str,
         if not NAME_RE.match(name):
             problems.append(Problem(f"{path}.volumes.{name}", "invalid volume name"))
             continue
+        opts = vol.driver_opts
+        if vol.external or (vol.driver or "local") not in ("local", "default"):
+            problems.append(Problem(f"{path}.volumes.{name}", "only local volumes made by the"
+                                    " release are supported (balena refuses external volumes"
+                                    " and other drivers)"))
+            continue
+        if _binds_host(opts):
+            problems.append(Problem(f"{path}.volumes.{name}.driver_opts", "a volume that binds"
+                                    " a host path (o: bind, type: none, device) is refused:"
+                                    " host paths are granted by feature labels only"))
+            continue
         out[name] = VolumeSpec(app_uuid=app_uuid, app_id=app_id, name=name,
-                               driver=vol.driver or "local", driver_opts=vol.driver_opts,
+                               driver="local", driver_opts=vol.driver_opts,
                                labels=vol.labels)
     return out
+
+
+def _binds_host(opts: dict[str, str]) -> bool:
+    """Whether local-driver options mount something of the host: a bind (`o: bind`,
+    `type: none`) or a host device or path (`device: /...`); tmpfs and network filesystems
+    are not."""
+    o = {part.strip() for part in opts.get("o", "").split(",")}
+    kind = opts.get("type", "")
+    return bool(o & {"bind", "rbind"}) or kind in ("none", "bind") or (
+        opts.get("device", "").startswith("/") and kind != "tmpfs")
+
+
+def _check_depends(*, release: ReleaseTarget, path: str, problems: list[Problem]) -> None:
+    """Every `depends_on` names a service of the release, and there is no cycle."""
+    graph: dict[str, list[str]] = {}
+    for name, svc in release.services.items():
+        deps = svc.composition.get("depends_on") or []
+        graph[name] = [str(d) for d in deps] if isinstance(deps, list | dict) else []
+        for dep in graph[name]:
+            if dep not in release.services:
+                problems.append(Problem(f"{path}.services.{name}.composition.depends_on",
+                                        f"depends on unknown service {dep!r}"))
+    state: dict[str, int] = {}
+    for root in graph:
+        stack: list[tuple[str, int]] = [(root, 0)]
+        trail: list[str] = []
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                if state.get(node) == 2:
+                    continue
+                state[node] = 1
+                trail.append(node)
+            nexts = [d for d in graph.get(node, []) if d in graph]
+            if i < len(nexts):
+                stack.append((node, i + 1))
+                dep = nexts[i]
+                if state.get(dep) == 1:
+                    cycle = [*trail[trail.index(dep):], dep]
+                    problems.append(Problem(f"{path}.services.{node}.composition.depends_on",
+                                            "depends_on cycle: " + " -> ".join(cycle)))
+                    return
+                if state.get(dep) != 2:
+                    stack.append((dep, 0))
+            else:
+                state[node] = 2
+                trail.pop()
 
 
 def _service(*, name: str, svc: ServiceTarget, composition: dict[str, Any], app: AppTarget,
@@ -164,6 +208,8 @@ def _service(*, name: str, svc: ServiceTarget, composition: dict[str, Any], app:
     before = len(problems)
     if not NAME_RE.match(name) or len(name) > MAX_STR:
         problems.append(Problem(path, "invalid service name"))
+    if not IMAGE_RE.match(svc.image):
+        problems.append(Problem(f"{path}.image", "not an image reference"))
     parsed, found = parse_service(composition=composition, path=f"{path}.composition")
     problems.extend(found)
     for key in svc.environment:
@@ -174,20 +220,56 @@ def _service(*, name: str, svc: ServiceTarget, composition: dict[str, Any], app:
     for key in user_labels:
         if not LABEL_RE.match(key) or len(key) > MAX_STR:
             problems.append(Problem(f"{path}.labels.{key}", "invalid label name"))
-    features = {k[len(naming.FEATURE_PREFIX):] for k, v in user_labels.items()
-                if k.startswith(naming.FEATURE_PREFIX) and v not in ("0", "false", "")}
+    features = feat.enabled(user_labels)
     for feature in sorted(features):
-        if feature not in FEATURE_GRANTS or feature not in device.host_features:
-            problems.append(Problem(f"{path}.labels.{naming.FEATURE_PREFIX}{feature}",
-                                    f"feature {feature!r} is not supported on this host"))
-    mounts, env_grants = _mounts(parsed=parsed, features=features, app_id=app.id, service=name,
-                                 volumes=volumes, device=device, path=path, problems=problems)
-    mode, attached = _network_mode(parsed=parsed, service=name, networks=networks, path=path,
-                                   problems=problems)
+        why = feat.refused(feature, device)
+        if why:
+            problems.append(Problem(f"{path}.labels.{naming.FEATURE_PREFIX}{feature}", why))
+    if device.check_contracts and len(problems) == before:
+        unmet = feat.unmet_contract(user_labels, device)
+        if unmet and feat.truthy(user_labels.get(feat.OPTIONAL, "")):
+            feat.warn_once(f"optional service {name!r} skipped: {unmet}")
+            return None
+        if unmet:
+            problems.append(Problem(f"{path}.labels", f"contract not met: {unmet}"))
+    args = dict(parsed=parsed, features=features, app_id=app.id, service=name,
+                volumes=volumes, device=device, path=path,
+                refused=frozenset(release.volumes) - set(volumes))
+    mounted = mounts(**args, problems=problems)  # type: ignore[arg-type]
+    mode, attached = network_mode(parsed=parsed, service=name, services=set(release.services),
+                                  networks=networks, path=path, problems=problems)
+    namespace_modes(parsed=parsed, service=name, services=set(release.services), path=path,
+                    problems=problems)
     if len(problems) > before:
         return None
-    env = _injected_env(app=app, app_uuid=app_uuid, service=name, device=device)
-    env.update(env_grants)
+    user_env = {**parsed.fields.get("environment", {}), **svc.environment}
+    env = {**_injected_env(app=app, app_uuid=app_uuid, service=name, device=device),
+           **feature_env(features), **_api_env(features, mode, app_uuid, device), **user_env}
+    labels = {**user_labels, naming.SUPERVISED: "true", naming.APP_ID: str(app.id),
+              naming.APP_UUID: app_uuid, naming.SERVICE_ID: str(svc.id),
+              naming.SERVICE_NAME: name, naming.SCOPE: device.scope}
+    fields = {k: v for k, v in parsed.fields.items() if k not in ("environment", "labels")}
+    fields.pop("image", None)
+    fields.setdefault("tty", True)  # balena's default
+    try:
+        spec = ServiceSpec(
+            app_id=app.id, app_uuid=app_uuid, app_name=app.name, service_name=name,
+            service_id=svc.id, image_id=svc.image_id, release_id=release.id, commit=commit,
+            running=svc.running, image=svc.image, environment=env, labels=labels,
+            mounts=tuple(mounted), networks=attached, network_mode=mode,
+            injected_env=frozenset(k for k in env if k not in user_env), **fields,
+        )
+    except ValueError as exc:
+        problems.append(Problem(path, str(exc)))
+        return None
+    legacy = _v1_hash(spec, composition=composition, user_env=user_env, args=args,
+                      app=app, app_uuid=app_uuid, mode=mode, parsed_tty=parsed.fields.get("tty"))
+    return spec.model_copy(update={"legacy_hash": legacy})
+
+
+def _api_env(features: set[str], mode: str, app_uuid: str,
+             device: DeviceContext) -> dict[str, str]:
+    env: dict[str, str] = {}
     if "supervisor-api" in features:
         host = "127.0.0.1" if mode == "host" else device.supervisor_api_host_for_bridge
         for prefix in ("BALENA_", "RESIN_"):
@@ -195,23 +277,36 @@ def _service(*, name: str, svc: ServiceTarget, composition: dict[str, Any], app:
             env[f"{prefix}SUPERVISOR_PORT"] = str(device.supervisor_api_port)
             env[f"{prefix}SUPERVISOR_HOST"] = host
             env[f"{prefix}SUPERVISOR_ADDRESS"] = f"http://{host}:{device.supervisor_api_port}"
-    env.update(parsed.fields.get("environment", {}))
-    env.update(svc.environment)
-    labels = {**user_labels, naming.SUPERVISED: "true", naming.APP_ID: str(app.id),
-              naming.APP_UUID: app_uuid, naming.SERVICE_ID: str(svc.id),
-              naming.SERVICE_NAME: name, naming.SCOPE: device.scope}
-    fields = {k: v for k, v in parsed.fields.items() if k not in ("environment", "labels")}
-    fields.pop("image", None)
+    if "balena-api" in features:
+        for prefix in ("BALENA_", "RESIN_"):
+            env[f"{prefix}API_KEY"] = device.device_api_key
+            env[f"{prefix}API_URL"] = device.api_endpoint
+    return env
+
+
+def _v1_hash(spec: ServiceSpec, *, composition: dict[str, Any], user_env: dict[str, str],
+             args: dict[str, Any], app: AppTarget, app_uuid: str, mode: str,
+             parsed_tty: Any) -> str:
+    """The hash edgefleet's hash version 1 gave this service, from what that code resolved."""
+    raw_env = composition.get("environment")
+    nulls = {str(k) for k, v in raw_env.items() if v is None} if isinstance(raw_env, dict) \
+        else set()
+    env = {k: v for k, v in _injected_env(app=app, app_uuid=app_uuid,
+                                          service=spec.service_name,
+                                          device=args["device"]).items()
+           if k not in V2_ONLY_ENV}
+    features = args["features"]
+    env.update(feature_env(features, v1=True))
+    env.update(_api_env(features, mode, app_uuid, args["device"]))
+    env.update({k: v for k, v in user_env.items() if k not in nulls})
     try:
-        return ServiceSpec(
-            app_id=app.id, app_uuid=app_uuid, app_name=app.name, service_name=name,
-            service_id=svc.id, image_id=svc.image_id, release_id=release.id, commit=commit,
-            running=svc.running, image=svc.image, environment=env, labels=labels,
-            mounts=tuple(mounts), networks=attached, network_mode=mode, **fields,
-        )
-    except ValueError as exc:
-        problems.append(Problem(path, str(exc)))
-        return None
+        v1_ports = [p.model_dump(mode="json", exclude={"host_port_end"})
+                    for p in ports(composition.get("ports"), v1=True)]
+    except (ValueError, TypeError, KeyError):
+        return ""
+    v1_mounts = mounts(**args, problems=[], v1=True)
+    return config_hash_v1(spec, environment=env, mounts=v1_mounts, tty=parsed_tty is True,
+                          ports=v1_ports)
 
 
 def _injected_env(*, app: AppTarget, app_uuid: str, service: str,
@@ -222,72 +317,13 @@ def _injected_env(*, app: AppTarget, app_uuid: str, service: str,
         "SERVICE_NAME": service, "DEVICE_UUID": device.uuid, "DEVICE_TYPE": device.device_type,
         "DEVICE_ARCH": device.arch, "HOST_OS_VERSION": device.os_version,
         "SUPERVISOR_VERSION": device.supervisor_version,
+        "APP_LOCK_PATH": "/tmp/balena/updates.lock",
     }
     for prefix in ("RESIN_", "BALENA_"):
         env.update({prefix + k: v for k, v in values.items()})
     env["BALENA"] = "1"
     env["RESIN"] = "1"
-    env["BALENA_APP_LOCK_PATH"] = "/tmp/balena/updates.lock"
     env["BALENA_SERVICE_HANDOVER_COMPLETE_PATH"] = "/tmp/balena/handover-complete"
+    env["RESIN_SERVICE_KILL_ME_PATH"] = "/tmp/balena/handover-complete"
+    env["USER"] = "root"
     return env
-
-
-def _mounts(*, parsed: ParsedService, features: set[str], app_id: int, service: str,
-            volumes: dict[str, VolumeSpec], device: DeviceContext, path: str,
-            problems: list[Problem]) -> tuple[list[Mount], dict[str, str]]:
-    mounts: list[Mount] = []
-    granted: dict[str, tuple[str, bool]] = {}
-    env: dict[str, str] = {}
-    for feature in sorted(features):
-        binds, fenv = FEATURE_GRANTS.get(feature, ((), {}))
-        env.update(fenv)
-        for source, target, ro in binds:
-            src = device.engine_socket if source == "@socket" else source
-            granted[src] = (target, ro)
-    for i, vol in enumerate(parsed.volumes):
-        where = f"{path}.composition.volumes[{i}]"
-        if vol.type == "volume":
-            if vol.source not in volumes:
-                problems.append(Problem(where, f"volume {vol.source!r} is not declared in the"
-                                        " top-level volumes of the release"))
-                continue
-            mounts.append(Mount(type="volume", source=volumes[vol.source].engine_name,
-                                target=vol.target, read_only=vol.read_only))
-        elif vol.type == "tmpfs":
-            mounts.append(Mount(type="tmpfs", target=vol.target))
-        elif vol.source in granted:
-            granted.pop(vol.source)
-            mounts.append(Mount(type="bind", source=vol.source, target=vol.target,
-                                read_only=vol.read_only))
-        else:
-            problems.append(Problem(where, f"bind mount of host path {vol.source!r} is refused"
-                                    " (only named volumes; feature labels grant host paths)"))
-    for source, (target, ro) in sorted(granted.items()):
-        mounts.append(Mount(type="bind", source=source, target=target, read_only=ro))
-    lock_dir = f"{device.lock_root}/{app_id}/{service}"
-    mounts.append(Mount(type="bind", source=lock_dir, target="/tmp/balena"))
-    return mounts, env
-
-
-def _network_mode(*, parsed: ParsedService, service: str, networks: dict[str, NetworkSpec],
-                  path: str, problems: list[Problem]) -> tuple[str, dict[str, NetworkAttachment]]:
-    mode = parsed.network_mode
-    if mode in ("host", "none", "bridge") or (mode or "").startswith(("service:", "container:")):
-        return str(mode), {}
-    if mode:
-        problems.append(Problem(f"{path}.composition.network_mode",
-                                f"unsupported network_mode {mode!r}"))
-        return "", {}
-    wanted = parsed.networks or {"default": {}}
-    attached: dict[str, NetworkAttachment] = {}
-    for name, conf in wanted.items():
-        if name not in networks:
-            problems.append(Problem(f"{path}.composition.networks.{name}",
-                                    f"network {name!r} is not declared in the release"))
-            continue
-        aliases = tuple(dict.fromkeys((service, *conf.get("aliases", ()))))
-        attached[networks[name].engine_name] = NetworkAttachment(
-            aliases=aliases, ipv4_address=conf.get("ipv4_address"),
-            ipv6_address=conf.get("ipv6_address"))
-    first = next(iter(attached), "")
-    return first, attached

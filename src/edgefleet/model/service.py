@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -47,6 +48,8 @@ class PortBinding(_Frozen):
     protocol: Literal["tcp", "udp", "sctp"] = "tcp"
     host_ip: str = ""
     host_port: int | None = None
+    host_port_end: int | None = None
+    """A host port range for one container port (`8000-9000:80`): the engine picks one."""
 
 
 class Mount(_Frozen):
@@ -56,6 +59,8 @@ class Mount(_Frozen):
     source: str = ""
     target: str
     read_only: bool = False
+    injected: bool = False
+    """Added by edgefleet (lock dir, feature grant), not written by the user: never hashed."""
 
 
 class NetworkAttachment(_Frozen):
@@ -145,6 +150,23 @@ class ServiceSpec(_Frozen):
     ipc: str | None = None
     oom_kill_disable: bool | None = None
     oom_score_adj: int | None = None
+    # added after hash version 1 (each must default to "not set")
+    pids_limit: int | None = None
+    cgroup: str | None = None
+    cpu_quota: int | None = None
+    cpu_period: int | None = None
+    cpu_rt_runtime: int | None = None
+    cpu_rt_period: int | None = None
+    device_cgroup_rules: tuple[str, ...] = ()
+    mac_address: str | None = None
+    userns_mode: str | None = None
+    uts: str | None = None
+    # bookkeeping for the hash, never hashed and never sent to the engine
+    injected_env: frozenset[str] = frozenset()
+    """Environment keys edgefleet injected (not set by the user): left out of the hash."""
+    legacy_hash: str = ""
+    """The hash edgefleet's hash version 1 gave this service ("" when version 1 could not
+    express it): a container labelled with it is kept (`hash_matches`)."""
 
     @property
     def container_name(self) -> str:
@@ -180,21 +202,26 @@ class ServiceSpec(_Frozen):
     _hash: str | None = PrivateAttr(default=None)
 
     def config_hash(self) -> str:
-        """Hash of what the user set, normalised; decides "recreate or keep" (computed once)."""
+        """The `io.edgefleet.config-hash` label: `2:` + hash of what the user set (computed
+        once; see `model.confighash`)."""
         if self._hash is None:
-            self._hash = self._compute_hash()
+            from edgefleet.model.confighash import config_hash_v2
+
+            self._hash = config_hash_v2(self)
         return self._hash
 
-    def _compute_hash(self) -> str:
-        data = self.model_dump(
-            mode="json",
-            exclude={"app_name", "service_id", "image_id", "release_id", "commit", "running"},
-        )
-        data["environment"] = {
-            k: v for k, v in sorted(self.environment.items()) if k not in UNHASHED_ENV
-        }
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> ServiceSpec:
+        """A copy; its hash is computed afresh (the cached one may no longer apply)."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._hash = None
+        return copy
+
+    def hash_matches(self, label: str) -> bool:
+        """Whether a container labelled `label` has this configuration: the current hash, or
+        the version-1 hash of the same service (containers made before hash version 2)."""
+        return label == self.config_hash() or (bool(self.legacy_hash) and
+                                               label == self.legacy_hash)
 
 
 class IpamConfig(_Frozen):

@@ -8,12 +8,31 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Wire(BaseModel):
     # Unknown keys are kept (forward compatibility with newer clouds) but never acted on.
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+def _string_map(value: Any) -> Any:
+    """Compose coercions: `{mtu: 1500}` → `{"mtu": "1500"}`, `["a=b"]` → `{"a": "b"}`, booleans
+    → `"true"`/`"false"`, null → `""`."""
+    if isinstance(value, list):
+        value = {str(v).partition("=")[0]: str(v).partition("=")[2] for v in value}
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            elif v is None:
+                v = ""
+            elif isinstance(v, int | float):
+                v = str(v)
+            out[str(k)] = v
+        return out
+    return value
 
 
 class ServiceTarget(_Wire):
@@ -28,6 +47,9 @@ class ServiceTarget(_Wire):
     contract: dict[str, Any] | None = None
     composition: dict[str, Any] = Field(default_factory=dict)
 
+    _maps = field_validator("environment", "labels", mode="before")(
+        lambda v: _string_map(v))
+
 
 class NetworkTarget(_Wire):
     """A network of a release (compose `networks:` entry)."""
@@ -39,6 +61,10 @@ class NetworkTarget(_Wire):
     internal: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
     config_only: bool = False
+    external: bool | dict[str, Any] = False
+
+    _maps = field_validator("driver_opts", "labels", mode="before")(
+        lambda v: _string_map(v))
 
 
 class VolumeTarget(_Wire):
@@ -47,6 +73,10 @@ class VolumeTarget(_Wire):
     driver: str | None = None
     driver_opts: dict[str, str] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    external: bool | dict[str, Any] = False
+
+    _maps = field_validator("driver_opts", "labels", mode="before")(
+        lambda v: _string_map(v))
 
 
 class ReleaseTarget(_Wire):

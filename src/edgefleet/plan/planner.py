@@ -199,11 +199,11 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
     is still to be planned (`existing:<id>` when it exists but never started), or None."""
     ctx = b.context
     app = spec.app_uuid
-    want_hash = spec.config_hash()
     running_wanted = spec.running and (app, spec.service_name) not in ctx.stopped_services
 
     def good(c: ContainerState) -> bool:
-        return c.config_hash == want_hash and image_id is not None and c.image_id == image_id
+        return spec.hash_matches(c.config_hash) and image_id is not None \
+            and c.image_id == image_id
 
     matching = sorted((c for c in mine if good(c)),
                       key=lambda c: (not c.is_running, c.name != spec.container_name, c.id))
@@ -248,7 +248,7 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
             pass  # the new container starts beside the old one
         elif image_id is None or all_present:
             for c in old:
-                kid = b.gated(app, _kill(c, _why(c, want_hash)))
+                kid = b.gated(app, _kill(c, _why(c, spec)))
                 if kid is None:
                     blocked = True
                 else:
@@ -271,12 +271,12 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
         return None
     cid = b.add(CreateContainer(id=f"create:{app}:{spec.service_name}", service=spec,
                                 app_uuid=app, after=frozenset(create_after | kills),
-                                reason="new" if not old else _why(old[0], want_hash)))
+                                reason="new" if not old else _why(old[0], spec)))
     return cid if running_wanted else None
 
 
-def _why(c: ContainerState, want_hash: str) -> str:
-    return "config changed" if c.config_hash != want_hash else "image changed"
+def _why(c: ContainerState, spec: ServiceSpec) -> str:
+    return "config changed" if not spec.hash_matches(c.config_hash) else "image changed"
 
 
 def _handover_done(b: _Builder, *, spec: ServiceSpec, new: ContainerState) -> bool:

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import yaml
-
 from edgefleet.engine.build import context_files, ignore_rules
+from edgefleet.model.compose_file import load_compose
 from edgefleet.model.errors import InvalidInput, Problem
 from edgefleet.server.releases import SINGLE_SERVICE
 
@@ -115,14 +114,10 @@ def load_project(*, root: Path) -> Project:
                                builds=[BuildSpec(SINGLE_SERVICE, root, df)])
         raise InvalidInput("project", [Problem("", "no docker-compose.yml, Dockerfile or "
                                                    "Dockerfile.template at the top")])
-    try:
-        doc = yaml.safe_load(path.read_text(errors="replace"))
-    except yaml.YAMLError as exc:
-        raise InvalidInput(name, [Problem("", str(exc).splitlines()[0])]) from None
-    except RecursionError:
-        raise InvalidInput(name, [Problem("", "nested too deeply")]) from None
-    except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise InvalidInput(name, [Problem("", str(exc).splitlines()[0][:200])]) from None
+    try:  # YAML 1.2; include, extends, env_file and label_file expanded inside the project
+        doc = load_compose(path.read_text(errors="replace"), base=root)
+    except InvalidInput as exc:
+        raise InvalidInput(name, exc.problems) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("services"), dict) \
             or not doc["services"]:
         raise InvalidInput(name, [Problem("services", "a compose file needs services")])

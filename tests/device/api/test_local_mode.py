@@ -66,12 +66,12 @@ async def test_bad_local_target_is_refused_and_changes_nothing(
     await api.client.post("/v2/local/target-state", json=v2_local(test_images["sleeper"].ref))
     before = api.dev.store.load_target()
     bad = v2_local(test_images["sleeper"].ref)
-    bad["local"]["apps"]["1"]["services"]["1"]["restart"] = "sometimes"
+    bad["local"]["apps"]["1"]["services"]["1"]["ports"] = ["notaport"]
     for body in (bad, {"nope": 1}, {"local": {"apps": {"x": {}}}}):
         r = await api.client.post("/v2/local/target-state", json=body)
         assert r.status_code == 400 and r.json()["status"] == "failed", body
     assert api.dev.store.load_target() == before
-    assert "restart" in (await api.client.post("/v2/local/target-state", json=bad)
+    assert "ports" in (await api.client.post("/v2/local/target-state", json=bad)
                          ).json()["message"]
 
 
@@ -134,7 +134,7 @@ async def test_leaving_local_mode_while_stopped_restores_the_kept_target(api: Ap
 @pytest.mark.parametrize("api_config", [LOCAL])
 async def test_unsupported_feature_labels_are_refused_by_name(
         api: Api, test_images: dict[str, Any]) -> None:
-    for feature, ok in (("gpu", False), ("balena-api", False), ("procfs", True)):
+    for feature, ok in (("gpu", False), ("balena-api", True), ("procfs", True)):
         body = v2_local(test_images["sleeper"].ref)
         body["local"]["apps"]["1"]["services"]["1"]["labels"] = {
             f"io.balena.features.{feature}": "1"}
