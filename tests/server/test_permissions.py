@@ -361,3 +361,20 @@ def test_guard_ends_sessions_when_the_grant_ends(world: World) -> None:
         return await asyncio.wait_for(watcher, timeout=5)
 
     assert "ended" in asyncio.run(session())
+
+
+def test_reported_secrets_are_not_shown(world: World) -> None:
+    """A secret-named field a device reports (its supervisor API key, for remote actions)
+    reaches no user: not the viewer, not the support agent, not the owner."""
+    fleet = org_fleet(world)
+    world.grant(fleet.name)
+    device = register(world.server, fleet)
+    secret = uuid.uuid4().hex
+    r = device.http.patch("/device/v3/state", json={device.uuid: {
+        "api_secret": secret, "api_port": 48484, "cpu_usage": 3}})
+    device.http.close()
+    assert r.status_code == 200, r.text
+    for actor in ("owner", "viewer", "support"):
+        shown = world.clients[actor].get(f"/api/v1/devices/{device.uuid}")
+        assert shown.status_code == 200, (actor, shown.text)
+        assert secret not in shown.text and shown.json()["reported"]["cpu_usage"] == 3

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
+from edgefleet.model.secret_names import is_secret_name
 from edgefleet.server import status as st
 from edgefleet.server import tables as t
 from edgefleet.server.audit import org_handle
@@ -60,6 +62,14 @@ def fleet_out(s: Session, *, fleet: t.Fleet) -> FleetOut:
                     organization=org_handle(s, fleet.organization_id))
 
 
+def public_reported(stored: str | None) -> dict[str, Any]:
+    """What a device reported, without secret-named fields (the supervisor API key a device
+    reports for remote actions must not reach viewers or support agents)."""
+    data = json.loads(stored or "{}")
+    return {k: v for k, v in data.items() if not is_secret_name(str(k))} \
+        if isinstance(data, dict) else {}
+
+
 def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
                last_seen_ms: int | None) -> DeviceOut:
     fleet = s.get(t.Fleet, device.fleet_id)
@@ -87,7 +97,7 @@ def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
         target_release=target.commit if target else None, update_status=update_status,
         os_version=device.os_version, os_variant=device.os_variant,
         supervisor_version=device.supervisor_version, ip_address=device.ip_address,
-        mac_address=device.mac_address, reported=json.loads(device.reported or "{}"),
+        mac_address=device.mac_address, reported=public_reported(device.reported),
         releases=[DeviceReleaseOut(commit=r.commit, update_status=r.update_status,
                                    services=json.loads(r.services or "{}")) for r in releases],
         created_ms=device.created_ms)
