@@ -55,9 +55,10 @@ class Fleet(Base):
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
                                           index=True)
     device_type: Mapped[str] = mapped_column(sa.String(64))
-    organization_id: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
-    """The organization the fleet belongs to (always set; nullable only for migrations)."""
+    organization_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
+    """The organization (`org_tables.Organization`) the fleet belongs to: always set (null
+    only in the middle of the migration). No foreign key: SQLite cannot add one to an
+    existing table without copying it, and copying `fleets` would cascade-delete devices."""
     target_release_id: Mapped[int | None] = mapped_column(sa.Integer)
     """A release of this fleet, or None = track the latest successful release."""
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)

@@ -90,9 +90,6 @@ def upgrade() -> None:
     op.add_column('api_keys', sa.Column('scope', sa.String(length=8), nullable=False,
                                         server_default='full'))
     op.add_column('fleets', sa.Column('organization_id', sa.Integer(), nullable=True))
-    if op.get_bind().dialect.name != 'sqlite':
-        op.create_foreign_key('fk_fleets_organization', 'fleets', 'organizations',
-                              ['organization_id'], ['id'], ondelete='CASCADE')
     op.create_index('ix_fleets_organization_id', 'fleets', ['organization_id'])
     personal_organizations()
 
@@ -116,8 +113,6 @@ def personal_organizations() -> None:
 
 def downgrade() -> None:
     op.drop_index('ix_fleets_organization_id', 'fleets')
-    if op.get_bind().dialect.name != 'sqlite':
-        op.drop_constraint('fk_fleets_organization', 'fleets', type_='foreignkey')
     for table, column in (('fleets', 'organization_id'), ('api_keys', 'scope'),
                           ('api_keys', 'expires_ms'), ('users', 'is_support')):
         op.drop_column(table, column)
