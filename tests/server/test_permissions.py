@@ -215,6 +215,17 @@ def test_support_agent_reads_logs_but_cannot_write_variables(world: World) -> No
     live = [g for g in agent.get("/api/v1/support/grants").json()
             if g["fleet"] == tg.fleet.name]
     assert live and live[0]["allow_reboot"] is False
+    # a grant on one device: the agent sees that grant and device, not the fleet's others
+    one = target(world, grant=None)
+    other = register(world.server, one.fleet)
+    other.http.close()
+    r = world.owner.http.post("/api/v1/support/grants",
+                              json={"device": one.device, "duration_s": 600})
+    assert r.status_code == 201, r.text
+    assert r.json()["id"] in [g["id"] for g in agent.get("/api/v1/support/grants").json()]
+    assert agent.get(f"/api/v1/devices/{one.device}").status_code == 200
+    assert agent.get(f"/api/v1/devices/{other.uuid}").status_code == 404
+    assert agent.get(f"/api/v1/fleets/{one.fleet.name}").status_code == 404
     fresh = target(world, grant="live")
     assert agent.get(f"/device/v2/{fresh.device}/logs").status_code == 200
     gid = next(g["id"] for g in world.owner.http.get("/api/v1/support/grants").json()

@@ -62,13 +62,16 @@ def router(*, state: ServerState) -> APIRouter:
         support); ended ones too with `all=true`."""
         now = keys.now_ms()
         with db.session() as s:
-            fleet_ids = [f.id for f in a.fleets(s)]
-            q = sa.select(o.SupportGrant).where(o.SupportGrant.fleet_id.in_(fleet_ids))
+            rights = a.rights(s)
+            q = sa.select(o.SupportGrant, t.Fleet).join(
+                t.Fleet, t.Fleet.id == o.SupportGrant.fleet_id).where(
+                rights.candidate_fleets())
             if not include_ended:
                 q = q.where(o.SupportGrant.revoked_ms.is_(None),
                             o.SupportGrant.expires_ms > now)
-            rows = s.execute(q.order_by(o.SupportGrant.id)).scalars()
-            return [grant_out(s, g, now) for g in rows]
+            rows = s.execute(q.order_by(o.SupportGrant.id)).all()
+            return [grant_out(s, g, now) for g, f in rows
+                    if rights.check(f, g.device_id, a.permission)]
 
     @api.delete("/support/grants/{grant_id}", status_code=204)
     def revoke(grant_id: int = Path(ge=1, le=MAX_ID), *,
