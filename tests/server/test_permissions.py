@@ -15,9 +15,10 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from fastapi import HTTPException
 from fastapi.routing import APIRoute
 
-from edgefleet.server import guard, keys, roles
+from edgefleet.server import action_rules, guard, keys, roles
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.app import create_app
@@ -389,3 +390,46 @@ def test_reported_secrets_are_not_shown(world: World) -> None:
         shown = world.clients[actor].get(f"/api/v1/devices/{device.uuid}")
         assert shown.status_code == 200, (actor, shown.text)
         assert secret not in shown.text and shown.json()["reported"]["cpu_usage"] == 3
+
+
+def test_action_terms(world: World) -> None:
+    """Reboot: an operator needs a confirmation; a support agent also a note, and a grant
+    allowing reboots; every refusal is in the audit trail."""
+    fresh = target(world, grant=None)
+    db = world.server.db
+
+    def principal(actor: str) -> keys.UserPrincipal:
+        token = world.clients[actor].headers["authorization"].split()[1]
+        with db.session() as s:
+            user = keys.lookup(s, key=token)
+        assert isinstance(user, keys.UserPrincipal)
+        return user
+
+    def decide(actor: str, action: str, *, confirmed: bool, note: str | None = None) -> int:
+        with db.session() as s:
+            device = s.execute(sa.select(t.Device).where(t.Device.uuid == fresh.device)
+                               ).scalar_one()
+            try:
+                action_rules.authorize(db, s, user=principal(actor), device=device,
+                                       action=action, confirmed=confirmed, note=note)
+            except HTTPException as exc:
+                return exc.status_code
+        return 200
+
+    assert decide("viewer", "reboot", confirmed=True) == 403
+    assert decide("operator", "reboot", confirmed=False) == 428
+    assert decide("operator", "reboot", confirmed=True) == 200
+    assert decide("operator", "identify", confirmed=False) == 200
+    assert decide("support", "reboot", confirmed=True, note="why") == 404  # no grant here
+    world.grant(fresh.fleet.name)
+    assert decide("support", "reboot", confirmed=True, note="why") == 403  # --no-reboot
+    assert decide("support", "restart-service", confirmed=False) == 200
+    assert decide("support", "stop-service", confirmed=True, note="why") == 403
+    r = world.owner.http.post("/api/v1/support/grants", json={
+        "fleet": fresh.fleet.name, "duration_s": 600, "allow_reboot": True})
+    assert r.status_code == 201
+    assert decide("support", "reboot", confirmed=True) == 428
+    assert decide("support", "reboot", confirmed=True, note="disk full, owner agreed") == 200
+    rows = world.owner.http.get("/api/v1/audit", params={"device": fresh.device}).json()
+    denied = [r for r in rows if r["action"] == "action.reboot" and r["outcome"] == "denied"]
+    assert len(denied) == 4
