@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import httpx
+from bench.verdicts import check, checks, write_section
 from tests.device.conftest import cleanup_scope
 from tests.support import images
 
@@ -35,7 +36,6 @@ from edgefleet.model.context import DeviceContext
 from edgefleet.model.target import AppTarget, DeviceTarget, TargetState
 
 LOOP = "while true; do sleep 1; done"
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def compose_file(n: int, image: str) -> str:
@@ -190,11 +190,15 @@ def main() -> None:
     rss_kb = idle_rss(built.ref, work)
     shutil.rmtree(work, ignore_errors=True)
     med = statistics.median
-    checks = [("fresh converge within 1.2× of the floor", med(ef) / med(fl) <= 1.2),
-              ("faster than docker-compose", med(ef) < med(dc)),
-              ("no-op reconcile under 20 ms", med(noop) < 0.020),
-              ("idle RSS under 60 MB", rss_kb / 1024 < 60)]
-    verdicts = "\n".join(f"- {what}: {'met' if ok else 'MISSED'}" for what, ok in checks)
+    verdict_lines = [
+        check("fresh converge within 1.2× of the floor", f"{med(ef) / med(fl):.2f}×",
+              med(ef) / med(fl) <= 1.2),
+        check("faster than docker-compose", f"{med(ef) / med(dc):.2f}× its time",
+              med(ef) < med(dc)),
+        check("no-op reconcile under 20 ms (median)", f"{med(noop) * 1000:.1f} ms",
+              med(noop) < 0.020),
+        check("idle RSS under 60 MB", f"{rss_kb / 1024:.1f} MB", rss_kb / 1024 < 60)]
+    verdicts = checks(verdict_lines)
     with images.engine_client() as c:
         n_images = len(c.get("/images/json").json())
     section = f"""## converge
@@ -218,12 +222,7 @@ Targets: within 1.2× of the floor and faster than docker-compose; no-op < 20 ms
 Measured on the shared test engine, which held {n_images} images (the no-op pass lists
 containers, and images after an image event); 1-minute load average before the run: {load}.
 """
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start = text.find("## converge")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + text[end + 1 if end >= 0 else len(text):]
-    RESULTS.write_text(text.rstrip() + "\n\n" + section)
+    write_section("converge", section)
     print(section)
 
 

@@ -14,13 +14,14 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from bench.verdicts import check, checks, write_section
 
 from edgefleet.diagnose.host import Host
 from edgefleet.diagnose.suite import run_device_checks
 from edgefleet.model.config import DeviceConfig
-
-RESULTS = Path(__file__).parent / "RESULTS.md"
 
 
 def main() -> None:
@@ -35,6 +36,8 @@ def main() -> None:
         report = run_device_checks(host=Host(), config=config)
         times.append(time.perf_counter() - start)
     names = ", ".join(c["name"] for c in report["checks"])
+    verdict = checks([check("every full check run under 2 s", f"max {max(times) * 1000:.0f} ms",
+                            max(times) < 2.0)])
     section = f"""## diagnose
 
 Command: `.venv/bin/python bench/diagnose.py --runs {args.runs}` (this 2-core VM).
@@ -43,15 +46,12 @@ Command: `.venv/bin/python bench/diagnose.py --runs {args.runs}` (this 2-core VM
 | --- | --- | --- |
 | full check run ({len(report["checks"])} checks: {names}) | {statistics.median(times)*1000:.0f} ms | {max(times)*1000:.0f} ms |
 
-Target: under 2 s on a healthy device. The API and supervisor checks here hit loopback ports with
+Target: a full check run under 2 s. The API and supervisor checks here hit loopback ports with
 nothing behind them (the fast-failure path); the DNS check is not applicable for an IP endpoint.
+
+{verdict}
 """
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    start_at = text.find("## diagnose")
-    if start_at >= 0:
-        end = text.find("\n## ", start_at + 1)
-        text = text[:start_at] + text[end + 1 if end >= 0 else len(text):]
-    RESULTS.write_text(text.rstrip() + "\n\n" + section)
+    write_section("diagnose", section)
     print(section)
 
 

@@ -7,8 +7,9 @@ phase, for SQLite and PostgreSQL.
 
 Run: .venv/bin/python bench/fleet_load.py [--devices 10000] [--seconds 10] [--concurrency 32]
      [--backends sqlite,postgres]
-(PostgreSQL from EDGEFLEET_TEST_PG_URL, a fresh schema per run.) Prints one markdown table
-row per phase for bench/RESULTS.md.
+(PostgreSQL from EDGEFLEET_TEST_PG_URL, a fresh schema per run.) Writes the table and the
+verdicts (computed from this run's SQLite numbers) to the "## fleet server load" section of
+bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "src"))
 
 from bench.loadkit import Conn, Phase, measure_floor, run_phase  # noqa: E402
+from bench.verdicts import check, checks, write_section  # noqa: E402
 from tests.support.fleet_server import pg_schema_url  # noqa: E402
 
 from edgefleet.server.registry import free_port  # noqa: E402
@@ -217,14 +219,53 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--backends", default="sqlite,postgres")
     a = ap.parse_args()
-    out = []
-    print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
-    print(table("-", [measure_floor(a.seconds, a.concurrency)]), flush=True)
+    load_before = os.getloadavg()[0]
+    print(f"load average before: {load_before:.2f}", flush=True)
+    out = [table("-", [measure_floor(a.seconds, a.concurrency)])]
+    print(out[0], flush=True)
+    by_backend: dict[str, list[Phase]] = {}
     for backend in a.backends.split(","):
-        phases = measure(backend, a.devices, a.seconds, a.concurrency)
-        out.append(table(backend, phases))
+        by_backend[backend] = measure(backend, a.devices, a.seconds, a.concurrency)
+        out.append(table(backend, by_backend[backend]))
         print(out[-1], flush=True)
         print(f"load average now: {os.getloadavg()[0]:.2f}", flush=True)
+    write_results(a, out, by_backend.get("sqlite"), load_before, os.getloadavg()[0])
+
+
+def write_results(a: argparse.Namespace, rows: list[str], sqlite: list[Phase] | None,
+                  load_before: float, load_after: float) -> None:
+    if sqlite is None:
+        verdict = "No SQLite run in this invocation, so no verdicts (the targets are for SQLite)."
+    else:
+        phase = {p.name.split(" (")[0]: p for p in sqlite}
+        poll, rep, reg = phase["conditional poll"], phase["state report"], phase["register"]
+        verdict = checks([
+            check(">= 2,000 conditional polls/s with p99 < 50 ms",
+                  f"{poll.rate:,.0f}/s, p99 {poll.pct(0.99):.1f} ms",
+                  poll.rate >= 2000 and poll.pct(0.99) < 50),
+            check(f"{a.devices:,} devices registered without errors",
+                  f"{reg.count:,} registered, {reg.errors} errors",
+                  reg.count >= a.devices and reg.errors == 0),
+            check(">= 500 state reports/s", f"{rep.rate:,.0f}/s", rep.rate >= 500)])
+    table_rows = "\n".join(rows)
+    section = f"""## fleet server load
+
+Command: `.venv/bin/python bench/fleet_load.py --devices {a.devices} --seconds {a.seconds:g}
+--concurrency {a.concurrency} --backends {a.backends}` (a real `edgefleet server run` process,
+one uvicorn process, `--no-registry`; the load generator is this script in its own process on
+the same machine; latency is client-side; 1-minute load average {load_before:.1f} before,
+{load_after:.1f} after).
+
+| backend | phase | requests | rate | p50 | p99 | errors |
+| --- | --- | --- | --- | --- | --- | --- |
+{table_rows}
+
+Targets (SQLite): >= 2,000 conditional polls/s with p99 < 50 ms; {a.devices:,} registered
+devices; >= 500 state reports/s.
+
+{verdict}
+"""
+    write_section("fleet server load", section)
 
 
 if __name__ == "__main__":

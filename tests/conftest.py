@@ -69,6 +69,24 @@ def _clean_engine_in_ci() -> None:
         _remove_leftover_test_objects()
 
 
+_HOST_BRIDGE: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _host_bridge_kept() -> Iterator[None]:
+    """The shared engine needs the host's docker0 for every build with a RUN step. A private
+    dockerd that restarts after SIGKILL may delete it some time after it started (dockerd
+    20.10 clears a "stale" default bridge), too late for its own start to notice: give it back
+    after any test that lost it."""
+    from tests.support.dockerd import _bridge_addresses, _restore_bridge
+
+    if not _HOST_BRIDGE:
+        _HOST_BRIDGE.extend(_bridge_addresses("docker0"))
+    yield
+    if _HOST_BRIDGE and not os.path.exists("/sys/class/net/docker0"):
+        _restore_bridge("docker0", _HOST_BRIDGE)
+
+
 @pytest.fixture(scope="session")
 def engine_sock() -> str:
     """The shared test dockerd's socket. Fails (not skips) in CI when it is missing."""

@@ -123,6 +123,7 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/auth/v1/token", "account", "account"),
     Endpoint("GET", "/device-types/v1", "account", "account"),
     Endpoint("POST", "/download-config", "fleet.provision", "fleet", json={"appId": "{FID}"}),
+    Endpoint("GET", "/api/v3/delta-stats", "admin", "admin"),
 ]
 
 ACTORS = ("owner", "developer", "operator", "viewer", "support", "support-no-grant",

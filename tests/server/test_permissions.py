@@ -30,7 +30,8 @@ from tests.support.fleet_server import RunningServer
 SECRET = "hunter2-" + uuid.uuid4().hex
 DEVICE_API = {("POST", "/device/register"), ("GET", "/device/v3/{uuid}/state"),
               ("PATCH", "/device/v3/state"), ("POST", "/device/v2/{uuid}/log-stream"),
-              ("PATCH", "/device/v3/{uuid}"), ("GET", "/ping"), ("GET", "/config/vars")}
+              ("PATCH", "/device/v3/{uuid}"), ("GET", "/ping"), ("GET", "/config/vars"),
+              ("GET", "/api/v3/delta"), ("GET", "/api/v3/delta/{key}")}
 """Routes for devices' own keys, or public (no key): no user permission."""
 
 

@@ -88,19 +88,25 @@ def extract(
                                    help="The engine's data root (live or an offline copy)."),
     out: Path = typer.Option(..., "--out", "-o", help="New bundle directory to write."),
     no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+    layers: str = typer.Option("stream", "--layers", help="How the bundle stores each layer: "
+                               "'stream' (its tar stream, one file: fastest) or 'tree' (its "
+                               "overlay2 diff directory, the format-1 bundle). Inject reads "
+                               "both."),
 ) -> None:
     """Copy images (config, layers once each, tags) out of a data root into a bundle.
 
     Works while the engine runs. Layers are found by computing chain ids from the image's
     diffIds; each layer's diffId is recomputed from its overlay2 diff and tar-split first.
     """
+    if layers not in ("stream", "tree"):
+        _fail(f"--layers {layers!r}: use 'stream' or 'tree'")
     from edgefleet.preload.errors import PreloadError
     from edgefleet.preload.extract import extract as run
 
     try:
         with _Bar() as bar:
             manifest = run(data_root=data_root, out=out, refs=images, verify=not no_verify,
-                           progress=bar)
+                           progress=bar, streams=layers == "stream")
     except PreloadError as exc:
         _fail(str(exc))
         return

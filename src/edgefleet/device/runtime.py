@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.device.api.context import Diagnostics, HostCommands
+from edgefleet.device.delta import DeltaEngine, DeltaSettings, delta_enabled
 from edgefleet.device.logs import LogSink
 from edgefleet.device.pin import remember_pin
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
@@ -26,7 +27,7 @@ from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.starts import EngineStartRecorder
 from edgefleet.model import formats
-from edgefleet.model.config import DeviceConfig
+from edgefleet.model.config import DeviceConfig, load_config
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput, Problem
 
@@ -167,6 +168,23 @@ def start_link(*, supervisor: Supervisor, options: RunOptions
     return link, asyncio.create_task(link.run())
 
 
+def delta_settings(*, options: RunOptions, supervisor: Supervisor) -> DeltaSettings | None:
+    """Where and how to ask for deltas, when the `delta` config variable is on and the device
+    is registered (config.json re-read: the link writes the device key into it)."""
+    target = supervisor.target
+    if target is None or not delta_enabled(target.device.config) or \
+            options.config_path is None:
+        return None
+    try:
+        cfg = load_config(path=options.config_path)
+    except InvalidInput:
+        return None
+    endpoint = cfg.delta_endpoint or cfg.api_endpoint
+    if not endpoint or not cfg.device_api_key:
+        return None
+    return DeltaSettings(endpoint=endpoint.rstrip("/"), api_key=cfg.device_api_key)
+
+
 async def run_supervisor(*, options: RunOptions, echo: bool = True,
                          started: Callable[[int], None] | None = None) -> None:
     """Run a supervisor and its API until SIGINT/SIGTERM; `started(port)` once it listens."""
@@ -186,7 +204,8 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     if not options.config.persistent_logging:
         store.clear_logs()  # like balena's volatile journal: logs last one run
     logs = LogSink(store=store, echo=echo)
-    engine = DockerEngine(socket=options.engine_socket, scope=options.scope)
+    engine = DeltaEngine(socket=options.engine_socket, scope=options.scope,
+                         data_dir=options.data_dir, log=logs)
     gateway = await _bridge_gateway(engine=engine, options=options, logs=logs)
     device = DeviceContext(
         uuid=device_uuid(config=cfg, store=store), device_type=cfg.device_type,
@@ -208,6 +227,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
                     " meanwhile)", error=True)
     for problem in cfg.adjusted:
         logs.system(f"config.json: {problem}")
+    engine.settings = lambda: delta_settings(options=options, supervisor=supervisor)
     local = LocalMode(supervisor=supervisor, config=cfg)
     link = start_link(supervisor=supervisor, options=options)
     on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)

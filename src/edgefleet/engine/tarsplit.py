@@ -90,10 +90,15 @@ def relative_name(name: bytes) -> bytes:
 
 def layer_digest(*, tar_split: Path, diff_dir: Path,
                  progress: Callable[[int], None] | None = None,
-                 on_file: FileHook | None = None) -> str:
+                 on_file: FileHook | None = None,
+                 sink: Callable[[bytes | memoryview], object] | None = None,
+                 sink_files: bool = True) -> str:
     """`sha256:<hex>` of the layer's reassembled tar stream; raises LayerMismatch naming the
     file whose content is missing, of the wrong size, or fails its CRC-64. `on_file` gets each
-    file that passed its CRC-64, before it is closed."""
+    file that passed its CRC-64, before it is closed; `sink` gets the stream itself, in order
+    (a file's chunks before its CRC-64 is checked: a sink's output counts only once this
+    returns), or with `sink_files=False` only the segments between files (`on_file` then
+    writes each file's content, e.g. by a kernel copy from its descriptor)."""
     digest = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
@@ -101,6 +106,8 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
     for entry in entries(tar_split):
         if entry.type == SEGMENT_ENTRY:
             digest.update(entry.payload)
+            if sink is not None:
+                sink(entry.payload)
             continue
         if entry.size == 0:
             continue
@@ -123,6 +130,8 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
                     raise LayerMismatch(file=shown, reason="file shorter than recorded")
                 chunk = view[:n]
                 digest.update(chunk)
+                if sink is not None and sink_files:
+                    sink(chunk)
                 crc = int(_CRC64.calc(chunk) if crc is None else _CRC64.calc(chunk, crc))
                 left -= n
                 if progress is not None:

@@ -3,10 +3,13 @@
     manifest.json                         what is inside (written last: no manifest, no bundle)
     images/<imageId hex>                  each image's config, byte for byte (its id is its sha256)
     layers/<chainId hex>/layerdb/         diff, parent, cache-id, size, tar-split.json.gz
-    layers/<chainId hex>/diff/            the layer's overlay2 diff directory (whiteouts as
-                                          0:0 char devices, opaque dirs as xattrs, hard links)
+    layers/<chainId hex>/diff/            format 1: the layer's overlay2 diff directory
+                                          (whiteouts as 0:0 char devices, opaque dirs as
+                                          xattrs, hard links)
+    layers/<chainId hex>/layer.tar        format 2: the layer's tar stream instead (what its
+                                          diffId hashes; preload/streams.py)
 
-Each layer is stored once, however many images share it."""
+Each layer is stored once, however many images share it. Both formats are read."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from typing import Any
 from edgefleet.preload.errors import PreloadError
 
 FORMAT = "edgefleet-preload/1"
+FORMAT_STREAMS = "edgefleet-preload/2"
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 """The only form of an image id, diff id or chain id (they become file names in the target)."""
 CACHE_ID = re.compile(r"[0-9a-f]{64}")
@@ -62,6 +66,11 @@ class Manifest:
     layers: dict[str, LayerRecord]
     format: str = field(default=FORMAT)
 
+    @property
+    def streams(self) -> bool:
+        """Layers stored as tar streams (format 2) rather than trees (format 1)."""
+        return self.format == FORMAT_STREAMS
+
     def tags(self) -> dict[str, str]:
         """Every ref in the bundle → its image id."""
         return {ref: img.id for img in self.images for ref in img.refs}
@@ -70,12 +79,13 @@ class Manifest:
     def from_json(cls, data: Any) -> Manifest:
         """Parse manifest.json; KeyError/TypeError/ValueError when it is not one. Every id must
         be in its exact form, since inject turns ids into file names under the target root."""
-        if data.get("format") != FORMAT:
-            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r}")
+        if data.get("format") not in (FORMAT, FORMAT_STREAMS):
+            raise ValueError(f"format {data.get('format')!r}, expected {FORMAT!r} or "
+                             f"{FORMAT_STREAMS!r}")
         layers = {k: LayerRecord(**v) for k, v in _mapping(data["layers"], "layers").items()}
         images = [ImageRecord(**v) for v in _list(data["images"], "images")]
         manifest = cls(source=str(data["source"]), verified=bool(data["verified"]),
-                       images=images, layers=layers)
+                       images=images, layers=layers, format=str(data["format"]))
         manifest.check()
         return manifest
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from edgefleet.engine.rootwrite import LAYERDB_FILES
 from edgefleet.engine.storage import DataRoot, StorageError
 from edgefleet.preload.bundle import (
+    FORMAT,
+    FORMAT_STREAMS,
     ImageRecord,
     LayerRecord,
     Manifest,
@@ -24,6 +26,7 @@ from edgefleet.preload.bundle import (
 from edgefleet.preload.copytree import tree_usage
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
 from edgefleet.preload.layercopy import LayerCopy, copy_layers
+from edgefleet.preload.streams import STREAM
 
 
 @dataclass(frozen=True)
@@ -86,14 +89,16 @@ def select(*, data_root: Path, refs: Sequence[str]) -> Selection:
                      named_by=named_by)
 
 
-def copies_for(sel: Selection, staging: Path) -> list[LayerCopy]:
-    """Each selected layer's diff dir, copied into the bundle and verified against the
-    bundle's copy of its tar-split (so the bundle holds exactly what was checked)."""
+def copies_for(sel: Selection, staging: Path, *, streams: bool = False) -> list[LayerCopy]:
+    """Each selected layer's diff dir, copied into the bundle (or, with `streams`, written as
+    its tar stream) and verified against the bundle's copy of its tar-split (so the bundle
+    holds exactly what was checked)."""
     return [LayerCopy(image=sel.named_by[c], chain_id=c, diff_id=rec.diff_id,
-                      src=sel.diff_dir(c), dst=layer_dir(bundle=staging, chain_id=c) / "diff",
+                      src=sel.diff_dir(c), dst=layer_dir(bundle=staging, chain_id=c)
+                      / (STREAM if streams else "diff"),
                       tar_split=layer_dir(bundle=staging, chain_id=c) / "layerdb"
                       / "tar-split.json.gz", bytes=rec.bytes,
-                      entries=rec.files)
+                      entries=rec.files, how="to-stream" if streams else "tree")
             for c, rec in sel.layers.items()]
 
 
@@ -106,13 +111,14 @@ def _prepare_out(out: Path) -> Path:
 
 
 def extract(*, data_root: Path, out: Path, refs: Sequence[str], verify: bool = True,
-            progress: Progress | None = None) -> Manifest:
+            progress: Progress | None = None, streams: bool = False) -> Manifest:
     """Copy the images into a new bundle at `out`, verifying every layer as it is read
-    (unless told not to); on any failure nothing is kept."""
+    (unless told not to); on any failure nothing is kept. With `streams`, each layer is stored
+    as its tar stream (bundle format 2: one sequential read and hash per layer)."""
     progress = progress or NoProgress()
     sel = select(data_root=data_root, refs=refs)
     manifest = Manifest(source=str(data_root), verified=verify, images=sel.images,
-                        layers=sel.layers)
+                        layers=sel.layers, format=FORMAT_STREAMS if streams else FORMAT)
     try:  # ids become file names in the bundle: a damaged source root must not choose them
         manifest.check()
     except ValueError as exc:
@@ -130,7 +136,8 @@ def extract(*, data_root: Path, out: Path, refs: Sequence[str], verify: bool = T
                 src = sel.layerdb(chain_id) / name
                 if src.exists():
                     shutil.copyfile(src, dest / "layerdb" / name)
-        copy_layers(layers=copies_for(sel, staging), verify=verify, progress=progress)
+        copy_layers(layers=copies_for(sel, staging, streams=streams), verify=verify,
+                    progress=progress)
         write_manifest(bundle=staging, manifest=manifest)
         if out.exists():
             out.rmdir()

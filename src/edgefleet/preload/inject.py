@@ -31,10 +31,11 @@ from edgefleet.preload.appsjson import (
     write_apps,
 )
 from edgefleet.preload.bundle import Manifest, config_path, layer_dir, read_manifest
-from edgefleet.preload.copytree import tree_usage
+from edgefleet.preload.copytree import TreeUsage, tree_usage
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
 from edgefleet.preload.layercopy import LayerCopy, copy_layers
 from edgefleet.preload.netconf import StaticIp, boot_check, write_keyfile
+from edgefleet.preload.streams import STREAM
 from edgefleet.preload.target import check_not_running, check_space, check_target_root
 
 if TYPE_CHECKING:
@@ -103,11 +104,27 @@ def _bundle_copies(bundle: Path, manifest: Manifest, dests: dict[str, Path]
                    ) -> list[LayerCopy]:
     user = {c: img.asked_as for img in reversed(manifest.images) for c in img.layers}
     return [LayerCopy(image=user.get(c, "?"), chain_id=c, diff_id=manifest.layers[c].diff_id,
-                      src=layer_dir(bundle=bundle, chain_id=c) / "diff", dst=dst,
+                      src=_stored(bundle, manifest, c), dst=dst,
                       tar_split=layer_dir(bundle=bundle, chain_id=c) / "layerdb"
                       / "tar-split.json.gz", bytes=manifest.layers[c].bytes,
-                      entries=manifest.layers[c].files)
+                      entries=manifest.layers[c].files,
+                      how="from-stream" if manifest.streams else "tree")
             for c, dst in dests.items()]
+
+
+def _stored(bundle: Path, manifest: Manifest, chain_id: str) -> Path:
+    """Where the bundle holds a layer: its tar stream (format 2) or its diff dir (format 1)."""
+    return layer_dir(bundle=bundle, chain_id=chain_id) / (STREAM if manifest.streams
+                                                           else "diff")
+
+
+def _usage(bundle: Path, manifest: Manifest, chain_id: str) -> TreeUsage:
+    """What writing the layer's tree needs (for a stream: its size bounds the file bytes)."""
+    path = _stored(bundle, manifest, chain_id)
+    if not manifest.streams:
+        return tree_usage(path)
+    size, files = path.stat().st_size, manifest.layers[chain_id].files
+    return TreeUsage(bytes=size, entries=files, disk=size + 4096 * (files + 1))
 
 
 def _check_configs(bundle: Path, manifest: Manifest) -> None:
@@ -154,11 +171,12 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
         raise PreloadError(str(exc)) from None
     to_copy = [c for c in manifest.layers if c not in present]
     for c in to_copy:
-        if not (layer_dir(bundle=opts.bundle, chain_id=c) / "diff").is_dir():
+        stored = _stored(opts.bundle, manifest, c)
+        if not (stored.is_file() if manifest.streams else stored.is_dir()):
             raise PreloadError(f"bundle {opts.bundle} lacks layer {c}: extract it again")
     if opts.verify:
         _check_configs(opts.bundle, manifest)
-    usages = [tree_usage(layer_dir(bundle=opts.bundle, chain_id=c) / "diff") for c in to_copy]
+    usages = [_usage(opts.bundle, manifest, c) for c in to_copy]
     check_space(data_root=opts.data_root,
                 needed=sum(u.disk for u in usages) + 64 * 1024 * (len(to_copy) + 4),
                 inodes=sum(u.entries for u in usages) + 8 * len(to_copy) + 32)

@@ -15,6 +15,7 @@ from pathlib import Path
 from edgefleet.engine.tarsplit import LayerMismatch
 from edgefleet.preload.copytree import copy_tree
 from edgefleet.preload.errors import PreloadError, Progress
+from edgefleet.preload.streams import unpack_stream, write_stream
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class LayerCopy:
     tar_split: Path
     bytes: int
     entries: int
+    how: str = "tree"
+    """"tree" (copy a diff dir), "to-stream" (write the layer's tar stream to `dst`) or
+    "from-stream" (build the diff dir `dst` from the tar stream `src`)."""
 
     @property
     def cost(self) -> int:
@@ -52,8 +56,15 @@ def copy_layers(*, layers: Sequence[LayerCopy], verify: bool, progress: Progress
     def run(layer: LayerCopy) -> str | None:
         where = f"image {layer.image}: layer {layer.chain_id} (diffId {layer.diff_id})"
         try:
-            got = copy_tree(src=layer.src, dst=layer.dst, advance=advance,
-                            tar_split=layer.tar_split if verify else None)
+            if layer.how == "to-stream":
+                got: str | None = write_stream(tar_split=layer.tar_split, diff_dir=layer.src,
+                                               dst=layer.dst, advance=advance)
+            elif layer.how == "from-stream":
+                got = unpack_stream(src=layer.src, dst=layer.dst, advance=advance,
+                                    expect=layer.diff_id if verify else None)
+            else:
+                got = copy_tree(src=layer.src, dst=layer.dst, advance=advance,
+                                tar_split=layer.tar_split if verify else None)
         except LayerMismatch as exc:
             place = f" file {exc.file}:" if exc.file else ""
             return f"{where},{place} {exc.reason}"

@@ -22,6 +22,8 @@ from edgefleet.server import (
 )
 from edgefleet.server.balena import install as install_balena_api
 from edgefleet.server.db import Database
+from edgefleet.server.delta import api as delta_api
+from edgefleet.server.delta.service import DeltaService
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
 from edgefleet.server.pushes import fail_interrupted
@@ -35,6 +37,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     `on_shutdown` runs when the server stops (e.g. to stop the registry it started)."""
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
+    deltas = DeltaService(data_dir=settings.data_dir, registry=settings.registry)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -45,6 +48,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
             yield
         finally:
             await state.stop()
+            deltas.close()
             if on_shutdown is not None:
                 on_shutdown()
 
@@ -67,6 +71,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     app.add_middleware(Limits, auth_failures_per_minute=settings.auth_failures_per_minute)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
+    app.include_router(delta_api.router(state=state, service=deltas))
     for module in (user_api, user_devices, user_releases, orgs, account_api, support_api):
         app.include_router(module.router(state=state))
     install_balena_api(app, state=state)

@@ -110,4 +110,6 @@ def state_status(ctx: ApiContext, who: Caller) -> dict[str, Any]:
     release = next((a.commit for a in apps if a.commit), None)
     return {"status": "success", "appState": ctx.supervisor.state.app_state,
             "overallDownloadProgress": sum(progress) // len(progress) if progress else None,
-            "containers": containers, "images": images, "release": release}
+            "containers": containers, "images": images, "release": release,
+            # delta updates applied / fallen back to a pull (edgefleet extension, issue 19)
+            "deltas": getattr(ctx.supervisor.engine, "stats", None)}

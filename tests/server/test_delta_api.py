@@ -1,0 +1,96 @@
+"""`GET /api/v3/delta` on a real server process with the real registry: a device of the fleet
+gets a delta between two release images (202 while it is made, then 200; the download is the
+announced size and is counted); only device keys of that fleet may ask (another fleet's device
+gets 404, a user token 403, no key 401); a ref outside the registry is refused."""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from edgefleet.engine.delta import read_header
+from tests.server.conftest import DeviceInfo, Tenant, new_fleet, register
+from tests.server.helpers import make_release
+from tests.support import images
+from tests.support.fleet_server import RunningServer
+
+pytestmark = [pytest.mark.engine]
+
+
+def _pushed(repo: str, tag: str, blob: bytes) -> str:
+    ref = f"{images.REGISTRY}/{repo}:{tag}"
+    images.build(ref, files={"app.bin": blob},
+                 dockerfile=images.busybox_dockerfile(extra="COPY app.bin /app.bin"))
+    images.push(ref)
+    with images.engine_client() as c:
+        digests = c.get(f"/images/{ref}/json").json()["RepoDigests"]
+    images.remove_local(ref)
+    return str(next(d for d in digests if d.startswith(f"{images.REGISTRY}/{repo}@")))
+
+
+@pytest.fixture(scope="module")
+def two_images(registry: str) -> tuple[str, str]:
+    repo = f"deltatest{uuid.uuid4().hex[:8]}/app"
+    blob = bytearray(os.urandom(4 << 20))
+    a = _pushed(repo, "v1", bytes(blob))
+    blob[1_000_000:1_000_010] = b"0123456789"
+    return a, _pushed(repo, "v2", bytes(blob))
+
+
+def _ask(dev: DeviceInfo, src: str, dest: str) -> httpx.Response:
+    return dev.http.get("/api/v3/delta", params={"src": src, "dest": dest})
+
+
+def test_a_device_gets_a_small_delta_and_only_its_fleet_may_ask(
+    server: RunningServer, tenant: Tenant, device: DeviceInfo, two_images: tuple[str, str]
+) -> None:
+    src, dest = two_images
+    make_release(server, fleet_id=device.fleet.id, composition={"services": {"app": {}}},
+                 refs={"app": src})
+    make_release(server, fleet_id=device.fleet.id, composition={"services": {"app": {}}},
+                 refs={"app": dest})
+    other = register(server, new_fleet(tenant))
+    try:
+        assert _ask(other, src, dest).status_code == 404
+    finally:
+        other.http.close()
+    assert tenant.http.get("/api/v3/delta", params={"src": src, "dest": dest}
+                           ).status_code == 403
+    assert httpx.get(f"{server.url}/api/v3/delta", params={"src": src, "dest": dest}
+                     ).status_code == 401
+
+    first = _ask(device, src, dest)
+    assert first.status_code in (200, 202), first.text
+    body: dict[str, Any] = first.json()
+    deadline = time.monotonic() + 60
+    while first.status_code == 202 and time.monotonic() < deadline:
+        assert 0 <= body["progress"] <= 1 and first.headers["retry-after"]
+        time.sleep(0.3)
+        first = _ask(device, src, dest)
+        body = first.json()
+    assert first.status_code == 200, first.text
+    assert body["pull_bytes"] > 4 << 20 and 0 < body["size"] < 64 << 10
+    assert body["cpu_s"] > 0
+    with server.client(server.admin_token) as admin:
+        served0 = admin.get("/api/v3/delta-stats").json()["served_bytes"]
+        got = device.http.get(body["location"])
+        assert got.status_code == 200 and len(got.content) == body["size"]
+        assert admin.get("/api/v3/delta-stats").json()["served_bytes"] - served0 == body["size"]
+    header = read_header(io.BytesIO(got.content))
+    assert header.dest == body["image_id"]
+    assert [p.kind for p in header.layers].count("zstd") == 1  # the base layers are reused
+    assert tenant.http.get("/api/v3/delta-stats").status_code == 403  # not an admin
+    assert device.http.get(body["location"]).status_code == 200  # cached: asked again
+
+
+def test_refs_outside_the_fleet_or_registry_are_refused(device: DeviceInfo) -> None:
+    r = _ask(device, "docker.io/library/busybox@sha256:" + "0" * 64,
+             f"{images.REGISTRY}/x/y@sha256:" + "1" * 64)
+    assert r.status_code == 404 and "not an image of a release" in r.text
+    assert _ask(device, "a", "a").status_code == 400
