@@ -30,6 +30,16 @@ SPEC_SUPPORT = {"fleet.read", "device.read", "device.logs", "diagnostics.read",
 """seed 000 §1.2: view, logs, diagnostics, ssh, tunnel, restart of a service."""
 
 
+ACTION_PERMISSIONS = {
+    "restart": "service.restart", "restart-service": "service.restart",
+    "start-service": "device.action", "stop-service": "device.action",
+    "reboot": "device.reboot", "shutdown": "device.action", "purge": "device.action",
+    "identify": "device.action",
+}
+"""Remote actions: restarting services is what support may do (§1.2), reboot is granted per
+grant, everything else that acts on the device is an operator's."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -124,6 +134,21 @@ ENDPOINTS: list[Endpoint] = [
     Endpoint("GET", "/device-types/v1", "account", "account"),
     Endpoint("POST", "/download-config", "fleet.provision", "fleet", json={"appId": "{FID}"}),
     Endpoint("GET", "/api/v3/delta-stats", "admin", "admin"),
+    # remote access (issue 14): SSH keys are the caller's own; actions and diagnostics reach
+    # the device (which has no supervisor API key reported here: 409 past the permission)
+    Endpoint("POST", "/api/v1/ssh-keys", "account.write", "account",
+             json={"name": "k", "public_key": "not a key"}, ok=frozenset({400, 422})),
+    Endpoint("GET", "/api/v1/ssh-keys", "account", "account"),
+    Endpoint("DELETE", "/api/v1/ssh-keys/nothing", "account.write", "account",
+             ok=frozenset({404}), route="/api/v1/ssh-keys/{name}"),
+    *(Endpoint("POST", f"/api/v1/devices/{{D}}/actions/{action}", permission, "device",
+               json={"service": "main"}, ok=frozenset({409, 428}),
+               route=f"/api/v1/devices/{{device}}/actions/{action}")
+      for action, permission in ACTION_PERMISSIONS.items()),
+    Endpoint("POST", "/api/v1/devices/{D}/diagnose", "device.diagnose", "device",
+             ok=frozenset({409}), route="/api/v1/devices/{device}/diagnose"),
+    Endpoint("GET", "/api/v1/devices/{D}/diagnostics", "diagnostics.read", "device",
+             route="/api/v1/devices/{device}/diagnostics"),
 ]
 
 ACTORS = ("owner", "developer", "operator", "viewer", "support", "support-no-grant",

@@ -1,10 +1,11 @@
-"""Issue 15's migration: a database made by the previous release's migrations (revision
-0001), with users, fleets, devices, releases, variables and keys in it, is upgraded; every
-user gets a personal organization owning their fleets, and nothing is lost. SQLite and
-PostgreSQL."""
+"""Issue 15's migration: a database made by the previous release's migrations (up to
+t14_tunnel_audit), with users, fleets, devices, releases, variables, keys and remote sessions
+in it, is upgraded; every user gets a personal organization owning their fleets, the remote
+sessions join the one audit trail, and nothing is lost. SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ from edgefleet.server import keys
 from edgefleet.server.db import Database, open_engine
 from tests.support.fleet_server import PG_URL, pg_schema_url
 
-PREVIOUS_HEAD = "0001"
+PREVIOUS_HEAD = "t14_tunnel_audit"
+"""The previous release's last migration (issue 14's remote-access tables)."""
 TABLES = ("users", "fleets", "devices", "releases", "variables", "api_keys", "services")
 
 
@@ -65,6 +67,10 @@ def seed(conn: sa.Connection) -> None:
         " '', '', '', '', '', '', '{}', false, 1)"))
     ex(sa.text("INSERT INTO variables (kind, fleet_id, device_id, service, name, value) VALUES "
                "('env', 10, NULL, '', 'MODE', 'prod'), ('env', 10, 40, 'web', 'PSK', 's')"))
+    ex(sa.text("INSERT INTO tunnel_sessions (user_id, username, device_uuid, kind, target, "
+               "command, started_ms, ended_ms, bytes_up, bytes_down, result) VALUES "
+               "(2, 'alice', 'd40', 'command', 'host', 'uptime', 100, 200, 5, 70, 'exit 0'), "
+               "(2, 'alice', 'd40', 'tcp', '127.0.0.1:80', '', 300, NULL, 0, 0, '')"))
     for i, (kind, user, fleet, device) in enumerate(
             (("user", 2, None, None), ("user", 3, None, None),
              ("provisioning", None, 10, None), ("device", None, None, 40))):
@@ -94,6 +100,10 @@ def test_upgrade_moves_fleets_into_personal_organizations(url: str) -> None:
                 "SELECT organization_id, user_id, fleet_id, role FROM members")))
             fleet_orgs = dict(tuple(r) for r in conn.execute(sa.text(
                 "SELECT id, organization_id FROM fleets")))
+            sessions = [tuple(r) for r in conn.execute(sa.text(
+                "SELECT ts_ms, actor, organization, action, fleet, device, target, outcome, "
+                "detail FROM audit_events ORDER BY id"))]
+            tables = set(sa.inspect(conn).get_table_names())
     finally:
         engine.dispose()
     # nothing lost: every old column of every row is still there, unchanged
@@ -103,6 +113,13 @@ def test_upgrade_moves_fleets_into_personal_organizations(url: str) -> None:
     assert {u: h for u, (_i, h) in orgs.items()} == {1: "admin", 2: "alice", 3: "bob"}
     assert members == sorted((orgs[u][0], u, None, "owner") for u in (1, 2, 3))
     assert fleet_orgs == {10: orgs[2][0], 11: orgs[2][0], 12: orgs[3][0]}
+    # the remote sessions are in the one audit trail, every field kept
+    assert "tunnel_sessions" not in tables
+    assert [row[:8] for row in sessions] == [
+        (100, "alice", "alice", "remote.command", "shop", "d40", "host", "ok"),
+        (300, "alice", "alice", "remote.tcp", "shop", "d40", "127.0.0.1:80", "open")]
+    assert json.loads(sessions[0][8]) == {"command": "uptime", "ended_ms": 200, "bytes_up": 5,
+                                          "bytes_down": 70, "result": "exit 0"}
     # and the server opens it and serves alice her fleets, not bob's
     db = Database(url=url)
     try:

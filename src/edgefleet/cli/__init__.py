@@ -48,6 +48,9 @@ def build_app(*, only: str | None = None) -> typer.Typer:
         from edgefleet.cli import fleet_cmds
 
         fleet_cmds.register(root)
+        from edgefleet.cli import remote_cmds
+
+        remote_cmds.register(root)
     root.callback()(_root)
     from edgefleet.cli.help_text import decorate
 

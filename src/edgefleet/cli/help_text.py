@@ -12,6 +12,7 @@ PANELS = {
     "login": FLEET, "fleet": FLEET, "device": FLEET, "push": FLEET, "env": FLEET,
     "logs": FLEET, "release": FLEET, "ssh": FLEET, "tunnel": FLEET,
     "org": FLEET, "support": FLEET, "audit": FLEET, "token": FLEET, "user": FLEET,
+    "key": FLEET,
     "supervisor": DEVICE, "diagnose": DEVICE, "config": DEVICE, "engine": DEVICE,
     "preload": DEVICE,
     "up": SETUP, "server": SETUP,
@@ -78,6 +79,18 @@ EXAMPLES = {
     "preload release": "edgefleet preload release kiosks --data-root /mnt/data/docker --pin",
     "ssh": "edgefleet ssh 3f2a1b9",
     "tunnel": "edgefleet tunnel 3f2a1b9 8080:80",
+    "device restart": "edgefleet device restart 3f2a1b9 --service web",
+    "device start-service": "edgefleet device start-service 3f2a1b9 web",
+    "device stop-service": "edgefleet device stop-service 3f2a1b9 web",
+    "device reboot": "edgefleet device reboot 3f2a1b9",
+    "device shutdown": "edgefleet device shutdown 3f2a1b9",
+    "device purge": "edgefleet device purge 3f2a1b9",
+    "device identify": "edgefleet device identify 3f2a1b9",
+    "device diagnose": "edgefleet device diagnose 3f2a1b9",
+    "device diagnostics": "edgefleet device diagnostics 3f2a1b9 --show 1",
+    "key add": "edgefleet key add laptop ~/.ssh/id_ed25519.pub",
+    "key list": "edgefleet key list",
+    "key rm": "edgefleet key rm laptop",
 }
 
 

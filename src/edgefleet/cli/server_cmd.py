@@ -71,6 +71,9 @@ def run(
                                         help="Seconds a push's build may take."),
     admin_token_file: Path | None = typer.Option(
         None, "--admin-token-file", help="Also write the first admin's token here (mode 600)."),
+    ssh_port: int | None = typer.Option(
+        None, "--ssh-port", help="Also serve the SSH front door on this port: `ssh -p PORT "
+                                 "USER@SERVER host <uuid>` with a key from `edgefleet key add`."),
 ) -> None:
     """Serve the fleet server's device API and user API until interrupted.
 
@@ -91,7 +94,8 @@ def run(
         data_dir=data_dir, database_url=database_url, registry=registry,
         engine_socket=engine_socket, public_url=public_url or _default_url(host, port),
         heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace,
-        max_project_bytes=max_project_size * 2**20, build_timeout_s=build_timeout)
+        max_project_bytes=max_project_size * 2**20, build_timeout_s=build_timeout,
+        ssh_port=ssh_port, ssh_host=host)
     try:
         serve(settings=settings, host=host, port=port,
               own_registry=registry is None and not no_registry,

@@ -49,6 +49,8 @@ class CloudLink:
                                     uuid=supervisor.device.uuid, api_key="",
                                     service_id=self._service_id)
         self._poll_requested = False
+        self.tunnel: Any = None
+        """The tunnel link once registered (`/v2/device/vpn` reads whether it is up)."""
         self._streamer_task: asyncio.Task[None] | None = None
         self._network: tuple[float, dict[str, str]] = (0.0, {})
         self._os_version = os_version()
@@ -176,7 +178,7 @@ class CloudLink:
         until cancelled."""
         streamer = asyncio.create_task(self.streamer.run(ready=self.registered))
         self._streamer_task = streamer
-        tasks: list[asyncio.Task[None]] = [streamer]
+        tasks: list[asyncio.Task[None]] = [streamer, *self._lan_tunnel()]
         try:
             config = await self.register()
             uuid, key = str(config.uuid), str(config.device_api_key)
@@ -197,7 +199,8 @@ class CloudLink:
                                      current=self.current_report, logs=self.supervisor.logs,
                                      policy=self.report_policy)
             tasks += [asyncio.create_task(self.poller.run()),
-                      asyncio.create_task(self._report_loop())]
+                      asyncio.create_task(self._report_loop()),
+                      asyncio.create_task(self._tunnel(uuid=uuid, api_key=key))]
             await asyncio.gather(*tasks)
         finally:
             await cancel_and_wait(*tasks)
@@ -212,6 +215,38 @@ class CloudLink:
         self.streamer.finish()
         with contextlib.suppress(TimeoutError, Exception):
             await asyncio.wait_for(asyncio.shield(task), timeout=timeout_s)
+
+    async def _tunnel(self, *, uuid: str, api_key: str) -> None:
+        """The remote-access tunnel, beside polls and reports (its failures never reach
+        them); the server uses it to say "poll now" when the target changes."""
+        from edgefleet.device.tunnel.link import TunnelLink
+        from edgefleet.device.tunnel.sessions import SessionContext
+
+        device = self.supervisor.device
+        tunnel = TunnelLink(endpoint=str(self.config.api_endpoint), uuid=uuid, api_key=api_key,
+                            ctx=SessionContext(engine_socket=device.engine_socket,
+                                               scope=device.scope),
+                            logs=self.supervisor.logs, on_poll=self.poll_now)
+        self.tunnel = tunnel
+        while True:
+            try:
+                await tunnel.run()
+            except Exception as exc:  # a bug in the tunnel must not end polls and reports
+                self.supervisor.logs.system(f"Tunnel failed: {exc!r}", error=True)
+                await asyncio.sleep(10)
+
+    def _lan_tunnel(self) -> list[asyncio.Task[None]]:
+        """The tunnel on the LAN (for a gateway device), when configured; it needs no server."""
+        from edgefleet.device.tunnel.lan import lan_port, serve_lan
+        from edgefleet.device.tunnel.sessions import SessionContext
+
+        port = lan_port()
+        if port is None:
+            return []
+        device, store = self.supervisor.device, self.supervisor.store
+        return [asyncio.create_task(serve_lan(
+            port=port, api_key=lambda: store.api_key(app_uuid=""), logs=self.supervisor.logs,
+            ctx=SessionContext(engine_socket=device.engine_socket, scope=device.scope)))]
 
     async def _report_loop(self) -> None:
         assert self.reporter is not None and self.poller is not None

@@ -29,6 +29,10 @@ from edgefleet.server.limits import Limits
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
+from edgefleet.server.tunnel import actions as tunnel_actions
+from edgefleet.server.tunnel import routes as tunnel_routes
+from edgefleet.server.tunnel import ssh_keys
+from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
 
 
 def create_app(*, settings: ServerSettings, db: Database | None = None,
@@ -38,15 +42,30 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
     deltas = DeltaService(data_dir=settings.data_dir, registry=settings.registry)
+    hub = TunnelHub(state=state)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if database.is_sqlite:  # one process owns the database: no build can be running
             fail_interrupted(state)
+            forget_stale_links(database)
         state.start()
+        hub.start()
+        sshd = None
+        if settings.ssh_port is not None:
+            from edgefleet.server.tunnel.sshd import SshFrontDoor
+
+            sshd = SshFrontDoor(state=state, hub=hub, host=settings.ssh_host,
+                                port=settings.ssh_port,
+                                host_key=settings.data_dir / "ssh_host_ed25519_key")
+            await sshd.start()
+            app.state.ssh_port = sshd.port
         try:
             yield
         finally:
+            if sshd is not None:
+                await sshd.stop()
+            await hub.stop()
             await state.stop()
             deltas.close()
             if on_shutdown is not None:
@@ -54,6 +73,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
 
     app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
     app.state.server = state
+    app.state.tunnel = hub
 
     @app.exception_handler(DataError)
     async def bad_value(_request: Request, exc: DataError) -> JSONResponse:
@@ -72,7 +92,10 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
     app.include_router(delta_api.router(state=state, service=deltas))
-    for module in (user_api, user_devices, user_releases, orgs, account_api, support_api):
+    app.include_router(tunnel_routes.router(state=state, hub=hub))
+    app.include_router(tunnel_actions.router(state=state, hub=hub))
+    for module in (user_api, user_devices, user_releases, orgs, account_api, support_api,
+                   ssh_keys):
         app.include_router(module.router(state=state))
     install_balena_api(app, state=state)
     return app

@@ -33,18 +33,21 @@ def variable_value(name: str, value: str) -> str:
 def record(s: Session, *, actor: str, action: str, outcome: str = "ok",
            organization: str = "", fleet: t.Fleet | None = None,
            device: t.Device | None = None, target: str = "",
-           detail: dict[str, Any] | None = None, retention_days: int | None = None) -> None:
+           detail: dict[str, Any] | None = None, retention_days: int | None = None
+           ) -> o.AuditEvent:
     """Add one record in the caller's transaction (it lands only if the change does)."""
     if fleet is None and device is not None:
         fleet = s.get(t.Fleet, device.fleet_id)
     if not organization and fleet is not None:
         organization = org_handle(s, fleet.organization_id)
-    s.add(o.AuditEvent(ts_ms=keys.now_ms(), actor=actor, organization=organization,
+    row = o.AuditEvent(ts_ms=keys.now_ms(), actor=actor, organization=organization,
                        action=action, fleet=fleet.name if fleet else "",
                        device=device.uuid if device else "", target=target[:255],
-                       outcome=outcome, detail=json.dumps(detail or {}, sort_keys=True)))
+                       outcome=outcome, detail=json.dumps(detail or {}, sort_keys=True))
+    s.add(row)
     if retention_days is not None and next(_written) % TRIM_EVERY == 0:
         trim(s, retention_days=retention_days)
+    return row
 
 
 def trim(s: Session, *, retention_days: int) -> int:

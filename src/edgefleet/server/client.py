@@ -194,3 +194,7 @@ class FleetClient:
             for line in r.iter_lines():
                 if line.strip():
                     yield json.loads(line)
+
+    def remote(self, method: str, path: str, **kw: Any) -> Any:
+        """A call of the remote-access API (`/api/v1/...`: actions, diagnostics, audit)."""
+        return self._call(method, f"/api/v1{path}", timeout=kw.pop("timeout", 120.0), **kw)

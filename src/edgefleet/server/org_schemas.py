@@ -87,6 +87,16 @@ class AuditOut(BaseModel):
     target: str
     outcome: str
     detail: str
+    # remote sessions (action `remote.<kind>`), as the session log of issue 14 showed them
+    username: str = ""
+    device_uuid: str = ""
+    kind: str | None = None
+    command: str | None = None
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    bytes_up: int | None = None
+    bytes_down: int | None = None
+    result: str | None = None
 
 
 class TokenOut(BaseModel):

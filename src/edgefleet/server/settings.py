@@ -28,6 +28,15 @@ class ServerSettings:
     """How often a process checks whether another process changed targets (PostgreSQL)."""
     heartbeat_flush_s: float = 2.0
     """How often last-seen times held in memory are written to the database."""
+    process_url: str | None = None
+    """How other server processes reach this one (several API processes on one PostgreSQL
+    forward remote sessions to the process holding the device's tunnel); None = public_url."""
+    ssh_port: int | None = None
+    """Serve the SSH front door on this port (0 = any free port); None = no SSH server."""
+    ssh_host: str = "127.0.0.1"
+    tunnel: bool = True
+    """Devices keep a tunnel to this server: status tells Online (heartbeat and tunnel) from
+    Heartbeat Only. False: status comes from heartbeats alone."""
     log_retention_lines: int = 1000
     log_retention_days: int = 30
     audit_retention_days: int = 365
@@ -41,6 +50,11 @@ class ServerSettings:
     auth_failures_per_minute: int = 30
     """Requests with a missing or unknown key one source address may make per minute; after
     that the address gets 429 until the minute is over."""
+
+    @property
+    def own_url(self) -> str:
+        """This process's URL for the other processes."""
+        return (self.process_url or self.public_url).rstrip("/")
 
     @property
     def url(self) -> str:

@@ -131,7 +131,9 @@ class Device(Base):
     reported: Mapped[str] = mapped_column(sa.Text, default="{}")
     """Every other reported field (metrics, api_port, ...), merged report by report (JSON)."""
     vpn_connected: Mapped[bool] = mapped_column(default=False)
-    """The tunnel signal of compat §4 (no tunnel yet: always False)."""
+    """The tunnel signal of compat §4: a server process holds this device's tunnel."""
+    tunnel_host: Mapped[str] = mapped_column(sa.String(255), default="")
+    """The URL of the server process holding the device's tunnel ("" = none)."""
     last_seen_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
     last_report_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
@@ -188,3 +190,34 @@ class Meta(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class SshKey(Base):
+    """A user's SSH public key, for the SSH front door."""
+
+    __tablename__ = "ssh_keys"
+    __table_args__ = (sa.UniqueConstraint("user_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    name: Mapped[str] = mapped_column(sa.String(255))
+    public_key: Mapped[str] = mapped_column(sa.Text)
+    """`type base64` (OpenSSH format, without the comment)."""
+    fingerprint: Mapped[str] = mapped_column(sa.String(128), unique=True)
+    created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class DeviceDiagnostics(Base):
+    """One remote diagnostics run, kept so it can be read when the device is gone."""
+
+    __tablename__ = "device_diagnostics"
+    __table_args__ = (sa.Index("ix_device_diagnostics_device", "device_uuid", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_uuid: Mapped[str] = mapped_column(sa.String(64))
+    username: Mapped[str] = mapped_column(sa.String(64))
+    created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    checks: Mapped[str] = mapped_column(sa.Text, default="")
+    """The answer of /v2/diagnostics/checks (JSON) or the error getting it."""
+    report: Mapped[str] = mapped_column(sa.Text, default="")
+    state: Mapped[str] = mapped_column(sa.Text, default="")
+    """Target vs current state, from the supervisor API (JSON)."""

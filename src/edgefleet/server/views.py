@@ -24,9 +24,6 @@ from edgefleet.server.user_schemas import (
     ReleaseOut,
 )
 
-TUNNEL = False
-"""This server runs no tunnel (VPN) yet: device status comes from heartbeats alone."""
-
 
 def resolve_release(s: Session, *, fleet: t.Fleet, commit: str) -> t.Release:
     """A successful release of the fleet by commit or unique prefix (404/409 otherwise)."""
@@ -90,7 +87,7 @@ def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
         id=device.id, uuid=device.uuid, name=device.name, fleet=fleet.name,
         device_type=device.device_type,
         status=st.overall_status(heartbeat=hb, vpn_connected=device.vpn_connected,
-                              tunnel=TUNNEL),
+                              tunnel=settings.tunnel),
         heartbeat=hb, last_seen_ms=last_seen_ms, reported_status=device.status,
         running_release=_commit(s, device.running_release_id),
         pinned_release=_commit(s, device.pinned_release_id),

@@ -95,9 +95,13 @@ async def patch_tags(ctx: Ctx, _who: GlobalKey, body: Tags) -> dict[str, Any]:
 
 
 @router.get("/v2/device/vpn")
-async def vpn(_ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
-    """edgefleet devices have no VPN tunnel."""
-    return {"status": "success", "vpn": {"enabled": False, "connected": False}}
+async def vpn(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
+    """The tunnel to the fleet server (balena's VPN): enabled on a managed device, connected
+    while the link is up."""
+    link = getattr(ctx.supervisor, "link", None)
+    tunnel = getattr(link, "tunnel", None)
+    return {"status": "success", "vpn": {"enabled": link is not None,
+                                         "connected": getattr(tunnel, "mux", None) is not None}}
 
 
 @router.get("/v2/cleanup-volumes")

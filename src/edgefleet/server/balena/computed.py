@@ -15,7 +15,6 @@ from edgefleet.server import tables as t
 from edgefleet.server.balena.read import Compute, Row, iso
 from edgefleet.server.balena.schema import Resource
 from edgefleet.server.state import ServerState
-from edgefleet.server.views import TUNNEL
 
 BUSY = ("downloading", "installing", "updating", "starting", "stopping", "configuring")
 
@@ -67,7 +66,7 @@ def device_computer(state: ServerState) -> Compute:
             hb = st.heartbeat_state(last_seen_ms=last, now_ms=now, timeout_s=timeout,
                                     grace_s=settings.offline_grace_s)
             conn = st.overall_status(heartbeat=hb, vpn_connected=bool(r["is_connected_to_vpn"]),
-                                     tunnel=TUNNEL)
+                                     tunnel=settings.tunnel)
             r["status"] = conn
             r["is_online"] = hb in ("online", "timeout")
             r["api_heartbeat_state"] = hb

@@ -2,17 +2,21 @@
 
 Every existing user gets a personal organization (handle = username) in which they are owner,
 and each fleet moves into its owner's personal organization: nothing is dropped or rewritten.
+The remote sessions of `t14_tunnel_audit` (`tunnel_sessions`) move into the one audit trail
+(`audit_events`, action `remote.<kind>`), every field kept.
 
 Revision ID: r15_orgs
 """
 
+import json
+import re
 import time
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = 'r15_orgs'
-down_revision = '0001'
+down_revision = 't14_tunnel_audit'
 
 
 def upgrade() -> None:
@@ -92,6 +96,7 @@ def upgrade() -> None:
     op.add_column('fleets', sa.Column('organization_id', sa.Integer(), nullable=True))
     op.create_index('ix_fleets_organization_id', 'fleets', ['organization_id'])
     personal_organizations()
+    fold_tunnel_sessions()
 
 
 def personal_organizations() -> None:
@@ -111,6 +116,38 @@ def personal_organizations() -> None:
                      {"o": org_id, "u": user_id})
 
 
+def fold_tunnel_sessions() -> None:
+    """Each tunnel session becomes an audit record; then `tunnel_sessions` goes."""
+    conn = op.get_bind()
+    rows = conn.execute(sa.text(
+        "SELECT s.id, s.username, s.device_uuid, s.kind, s.target, s.command, s.started_ms, "
+        "s.ended_ms, s.bytes_up, s.bytes_down, s.result, f.name, o.handle "
+        "FROM tunnel_sessions s LEFT JOIN devices d ON d.uuid = s.device_uuid "
+        "LEFT JOIN fleets f ON f.id = d.fleet_id "
+        "LEFT JOIN organizations o ON o.id = f.organization_id ORDER BY s.id")).all()
+    for (_id, user, device, kind, target, command, started, ended, up, down, result, fleet,
+         org) in rows:
+        detail = {"command": command, "ended_ms": ended, "bytes_up": up, "bytes_down": down,
+                  "result": result}
+        outcome = "open" if ended is None else remote_outcome(result)
+        conn.execute(sa.text(
+            "INSERT INTO audit_events (ts_ms, actor, organization, action, fleet, device, "
+            "target, outcome, detail) VALUES (:ts, :actor, :org, :action, :fleet, :device, "
+            ":target, :outcome, :detail)"),
+            {"ts": started, "actor": user, "org": org or "", "action": f"remote.{kind}",
+             "fleet": fleet or "", "device": device, "target": target, "outcome": outcome,
+             "detail": json.dumps(detail, sort_keys=True)})
+    op.drop_index('ix_tunnel_sessions_device', table_name='tunnel_sessions')
+    op.drop_table('tunnel_sessions')
+
+
+def remote_outcome(result: str) -> str:
+    """`ok` for a session that ended normally (closed, exit 0, HTTP 2xx/3xx), else `failed`."""
+    if result in ("closed", "exit 0") or re.fullmatch(r"HTTP [23]\d\d", result or ""):
+        return "ok"
+    return "failed"
+
+
 def downgrade() -> None:
     op.drop_index('ix_fleets_organization_id', 'fleets')
     for table, column in (('fleets', 'organization_id'), ('api_keys', 'scope'),
@@ -119,3 +156,19 @@ def downgrade() -> None:
     for table in ('audit_events', 'device_notes', 'support_grants', 'members',
                   'organizations'):
         op.drop_table(table)
+    op.create_table('tunnel_sessions',
+                    sa.Column('id', sa.Integer(), nullable=False),
+                    sa.Column('user_id', sa.Integer(), nullable=True),
+                    sa.Column('username', sa.String(length=64), nullable=False),
+                    sa.Column('device_uuid', sa.String(length=64), nullable=False),
+                    sa.Column('kind', sa.String(length=16), nullable=False),
+                    sa.Column('target', sa.String(length=255), nullable=False),
+                    sa.Column('command', sa.Text(), nullable=False),
+                    sa.Column('started_ms', sa.BigInteger(), nullable=False),
+                    sa.Column('ended_ms', sa.BigInteger(), nullable=True),
+                    sa.Column('bytes_up', sa.BigInteger(), nullable=False),
+                    sa.Column('bytes_down', sa.BigInteger(), nullable=False),
+                    sa.Column('result', sa.Text(), nullable=False),
+                    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ondelete='SET NULL'),
+                    sa.PrimaryKeyConstraint('id'))
+    op.create_index('ix_tunnel_sessions_device', 'tunnel_sessions', ['device_uuid', 'id'])

@@ -1,0 +1,2 @@
+"""The device<->server tunnel protocol: frames, multiplexed streams and credit-based flow
+control over any websocket (`Transport`)."""
