@@ -6,8 +6,10 @@ pushed at once, a server restart mid-session, and the audit trail of it all."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -270,7 +272,12 @@ def actions_and_diagnostics(server: Server, device: E2EDevice, uuid: str) -> Non
     wait_for("the device to report its API key",
              lambda: server.device(uuid)["reported"].get("api_port"), timeout=30)
     assert "identify: done" in server.cli("device", "identify", uuid)
-    reported = server.device(uuid)["reported"]
+    # the device's supervisor API key is never shown to users (issue 15); the server's own
+    # database holds what the device reported
+    with sqlite3.connect(server.root / "server" / "server.sqlite") as db:
+        reported = json.loads(db.execute("SELECT reported FROM devices WHERE uuid = ?",
+                                         (uuid,)).fetchone()[0])
+    assert "api_secret" not in server.device(uuid)["reported"]
     vpn = httpx.get(f"http://127.0.0.1:{reported['api_port']}/v2/device/vpn",
                     params={"apikey": reported["api_secret"]}, timeout=10).json()
     assert vpn["vpn"] == {"enabled": True, "connected": True}, vpn

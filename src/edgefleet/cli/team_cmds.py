@@ -19,7 +19,7 @@ token_app = typer.Typer(help="Your named API tokens (expiry, read-only scope).",
                         no_args_is_help=True)
 user_app = typer.Typer(help="Users (server administrators).", no_args_is_help=True)
 ROLE_HELP = "owner, developer, operator or viewer."
-DURATION = re.compile(r"^(\d+)([mhd])$")
+DURATION = re.compile(r"^(\d+)([smhd])$")
 
 
 def seconds(text: str) -> int:
@@ -27,8 +27,8 @@ def seconds(text: str) -> int:
     m = DURATION.match(text.strip())
     if not m:
         raise typer.BadParameter(f"{text!r}: write a number and a unit, e.g. 2h, 1d or 7d "
-                                 "(m, h or d)", param_hint="--for/--expires/--since")
-    return int(m.group(1)) * {"m": 60, "h": 3600, "d": 86400}[m.group(2)]
+                                 "(s, m, h or d)", param_hint="--for/--expires/--since")
+    return int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
 
 
 def when(ms: int | None) -> str:

@@ -48,7 +48,7 @@ class UserUpdate(_In):
 class GrantCreate(_In):
     fleet: str | None = Field(None, max_length=128)
     device: str | None = Field(None, max_length=128)
-    duration_s: int = Field(ge=60, le=30 * 86400)
+    duration_s: int = Field(ge=5, le=30 * 86400)
     allow_reboot: bool = False
 
 
