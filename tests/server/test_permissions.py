@@ -434,3 +434,21 @@ def test_action_terms(world: World) -> None:
     rows = world.owner.http.get("/api/v1/audit", params={"device": fresh.device}).json()
     denied = [r for r in rows if r["action"] == "action.reboot" and r["outcome"] == "denied"]
     assert len(denied) == 4
+
+
+def test_action_endpoint_takes_the_confirmation_and_note(world: World) -> None:
+    """Over HTTP: an unconfirmed reboot is 428; confirmed it gets past the terms (409 here:
+    this device never reported a supervisor API key); a support agent also needs a note."""
+    fresh = target(world, grant=None)
+    r = world.owner.http.post("/api/v1/support/grants", json={
+        "fleet": fresh.fleet.name, "duration_s": 600, "allow_reboot": True})
+    assert r.status_code == 201
+
+    def reboot(actor: str, **body: object) -> int:
+        url = f"/api/v1/devices/{fresh.device}/actions/reboot"
+        return world.clients[actor].post(url, json=body).status_code
+
+    assert reboot("operator") == 428
+    assert reboot("operator", confirm=True) == 409
+    assert reboot("support", confirm=True) == 428
+    assert reboot("support", confirm=True, note="hung since 09:00, owner agreed") == 409

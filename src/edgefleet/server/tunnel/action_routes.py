@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from edgefleet.server import roles
@@ -21,14 +22,22 @@ HIDDEN = frozenset({"environment", "env", "config", "configuration", "labels", "
 """Keys left out of diagnostics for a caller without `variable.read`: the services'
 environments and labels, the device's configuration and the server's target (all values)."""
 
+
+class ActionBody(BaseModel):
+    service: str | None = Field(None, max_length=255)
+    force: bool = False
+    confirm: bool = Field(False, description="Explicitly confirmed (needed for actions that "
+                                             "stop something; recorded in the audit trail).")
+    note: str | None = Field(None, max_length=2000,
+                             description="Why (a support agent's stopping actions need one).")
+
+
 Handler = Callable[[str, str, Request, Any, Access], Awaitable[dict[str, Any] | Response]]
 
 
 def action_endpoint(action: str, handler: Handler, state: ServerState
                     ) -> Callable[..., Awaitable[dict[str, Any] | Response]]:
     """The endpoint of one action, declaring that action's permission."""
-    from edgefleet.server.tunnel.actions import ActionBody
-
     async def endpoint(device: str, request: Request, body: ActionBody | None = None,
                        a: Access = Depends(allow(state, roles.action_permission(action)))
                        ) -> dict[str, Any] | Response:

@@ -12,7 +12,6 @@ import h11
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from edgefleet.server import action_rules, keys
@@ -20,7 +19,12 @@ from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
-from edgefleet.server.tunnel.action_routes import action_endpoint, values_visible, without_values
+from edgefleet.server.tunnel.action_routes import (
+    ActionBody,
+    action_endpoint,
+    values_visible,
+    without_values,
+)
 from edgefleet.server.tunnel.device_http import DeviceHttpError, DeviceReply, request
 from edgefleet.server.tunnel.forward import forward_http, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
@@ -39,15 +43,6 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "purge": ("/v1/purge", False),
     "identify": ("/v1/blink", False),
 }
-
-
-class ActionBody(BaseModel):
-    service: str | None = Field(None, max_length=255)
-    force: bool = False
-    confirm: bool = Field(False, description="Explicitly confirmed (needed for actions that "
-                                             "stop something; recorded in the audit trail).")
-    note: str | None = Field(None, max_length=2000,
-                             description="Why (a support agent's stopping actions need one).")
 
 
 @dataclass(frozen=True)
