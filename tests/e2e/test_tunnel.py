@@ -180,7 +180,8 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
         wait_for("the tunnel to close",
                  lambda: server.device(uuid)["status"] == "Heartbeat Only", timeout=30)
         out = server.run("device", "identify", uuid)
-        assert out.returncode == 1 and b"not connected to the tunnel" in out.stdout + out.stderr, out
+        said = out.stdout + out.stderr
+        assert out.returncode == 1 and b"not connected to the tunnel" in said, out
         assert "health checks" in server.cli("device", "diagnostics", uuid, "--show", "1"), \
             "a stored run stays readable when the device is gone"
     except BaseException:
