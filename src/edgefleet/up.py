@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
+from edgefleet.client import Login, config_path, load_login, save_login
 from edgefleet.model.config import save_config
-from edgefleet.server.client import Login, config_path, load_login, save_login
 
 BUSYBOX = Path("/bin/busybox")
 CLI = [sys.executable, "-m", "edgefleet"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.server.client import Login, save_login
+from edgefleet.client import Login, save_login
 from edgefleet.up import Up, UpOptions, next_commands
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from edgefleet.device.targets import TargetSource
 from edgefleet.model import formats
 from edgefleet.model.errors import InvalidInput
 from edgefleet.server.project import load_project
@@ -58,10 +59,10 @@ async def test_device_tags_example_runs_with_the_device_key_and_its_port(
         compose_yaml=loaded.composition,
         images={"device_tags_node": test_images["web"].ref})
     sup = device.supervisor
-    sup.device = sup.device.model_copy(update={"device_api_key": "device-own-key",
-                                               "api_endpoint": "http://fleet.example"})
+    sup.targets.device = sup.device.model_copy(update={"device_api_key": "device-own-key",
+                                                       "api_endpoint": "http://fleet.example"})
     sup.set_target(target=device.target(release, commit=f"dt{device.app_uuid[-6:]}"),
-                   source="test")
+                   source=TargetSource.DIRECT)
     await device.converge()
     ctr = (await device.containers())["device_tags_node"]
     with images.engine_client() as c:
@@ -96,12 +97,12 @@ async def test_a_release_whose_contract_this_device_does_not_meet_is_rejected(
     imgs = {"main": test_images["sleeper"].ref, "opt": test_images["sleeper"].ref}
     with pytest.raises(InvalidInput, match=r"contract not met: requires hw\.device-type"):
         device.supervisor.set_target(target=device.compose_target(compose, imgs),
-                                     source="test")
+                                     source=TargetSource.DIRECT)
     [app] = device.store.apps()
     assert app.update_status == "rejected" and "jetson-nano" in app.status_message
     # without the unmet required service, the optional one is skipped and the rest runs
     ok = compose.replace("jetson-nano", device.supervisor.device.device_type)
     device.supervisor.set_target(target=device.compose_target(ok, imgs, commit="c2"),
-                                 source="test")
+                                 source=TargetSource.DIRECT)
     await device.converge()
     assert set(await device.containers()) == {"main"}

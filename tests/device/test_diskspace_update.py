@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edgefleet.device.targets import TargetSource
 from tests.device.conftest import Device, make_device
 from tests.support import images
 from tests.support.dockerd import Dockerd, new_dockerd
@@ -84,13 +85,13 @@ async def test_full_data_root_refuses_the_update_keeps_the_old_release_and_resum
     v2 = images.build_and_push(f"disk-{unique}", "v2", cmd=LOOP, extra="COPY big /big",
                                files={"big": os.urandom(4 * 2**20)})
     dev.supervisor.set_target(target=dev.compose_target(COMPOSE, {"app": v1.ref}),
-                              source="test")
+                              source=TargetSource.DIRECT)
     await dev.converge()
     old = (await dev.containers())["app"]
     filler = _fill(loop_dockerd.data_root, leave_bytes=6 * 2**20)
 
     dev.supervisor.set_target(target=dev.compose_target(COMPOSE, {"app": v2.ref}, commit="c2",
-                                                        release_id=2), source="test")
+                                                        release_id=2), source=TargetSource.DIRECT)
     for _ in range(12):  # ~3 s of passes: none raises, the check is retried with backoff
         await dev.supervisor.reconcile_once()
         await asyncio.sleep(0.25)

@@ -14,7 +14,13 @@ from edgefleet.device.store import Store
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model import naming
 from edgefleet.model.service import ServiceSpec
-from edgefleet.plan.steps import CreateContainer, KillContainer, Plan, StartContainer
+from edgefleet.plan.steps import (
+    CreateContainer,
+    Plan,
+    RemoveContainer,
+    RemoveVolume,
+    StartContainer,
+)
 from tests.device.conftest import cleanup_scope
 
 pytestmark = pytest.mark.engine
@@ -41,7 +47,7 @@ async def test_kill_waits_for_a_lock_taken_after_planning_and_failures_cancel_de
         locked = Executor(engine=engine, logs=logs,
                           hooks=StepHooks(may_disturb=lambda app: app != spec.app_uuid))
         result = await locked.run(Plan(steps=(
-            KillContainer(id="k", container=cid, app_uuid=spec.app_uuid),
+            RemoveContainer(id="k", container=cid, app_uuid=spec.app_uuid),
             CreateContainer(id="c2", service=spec, app_uuid=spec.app_uuid,
                             after=frozenset({"k"})))))
         assert "Updates are locked" in result.failed["k"]
@@ -51,3 +57,21 @@ async def test_kill_waits_for_a_lock_taken_after_planning_and_failures_cancel_de
     finally:
         await engine.close()
         cleanup_scope(scope)
+
+
+async def test_a_best_effort_step_fails_harmlessly_and_its_dependents_run(
+    tmp_path: Path, unique: str
+) -> None:
+    engine = DockerEngine(scope=f"x{unique}")
+    logs = LogSink(store=Store(path=tmp_path / "db.sqlite"))
+    try:
+        result = await Executor(engine=engine, logs=logs).run(Plan(steps=(
+            RemoveVolume(id="v", name=f"no-such-volume-{unique}", best_effort=True,
+                         reason="orphaned"),
+            RemoveVolume(id="w", name=f"no-such-volume-{unique}-2", after=frozenset({"v"})),
+        )))
+        assert result.tolerated.keys() == {"v"} and result.failed.keys() == {"w"}
+        assert result.skipped == [], "the dependent of a tolerated failure ran"
+        assert not result.ok
+    finally:
+        await engine.close()

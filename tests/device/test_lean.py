@@ -9,7 +9,7 @@ import sys
 
 CODE = r"""
 import json, sys
-from edgefleet.device.lean import skip_unused_imports
+from edgefleet.cli.lean import skip_unused_imports
 blocked = skip_unused_imports()
 import edgefleet.cli.supervisor_cmd, edgefleet.cli.diagnostics_wiring
 import edgefleet.device.runtime, edgefleet.device.api.app, edgefleet.device.api.server
@@ -49,8 +49,21 @@ def test_the_supervisor_process_skips_unused_modules_and_its_libraries_still_wor
 
 
 def test_a_module_already_loaded_is_left_alone() -> None:
-    code = ("import sys, pydantic.v1; from edgefleet.device.lean import skip_unused_imports; "
+    code = ("import sys, pydantic.v1; from edgefleet.cli.lean import skip_unused_imports; "
             "print(skip_unused_imports(), sys.modules['pydantic.v1'] is not None)")
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
                          text=True, check=True, timeout=60).stdout
     assert out.split() == ["['httpx._main',", "'watchfiles']", "True"]
+
+
+def test_the_cli_blocks_them_at_process_start_for_supervisor_run_only() -> None:
+    code = ("import sys; from edgefleet.cli import main; sys.argv = ['edgefleet'] + sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('httpx._main', 'pydantic.v1', 'watchfiles')"
+            " if m in sys.modules and sys.modules[m] is None))")
+    run = subprocess.run([sys.executable, "-c", code, "supervisor", "run", "--help"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    assert run.splitlines()[-1] == "['httpx._main', 'pydantic.v1', 'watchfiles']"
+    other = subprocess.run([sys.executable, "-c", code, "supervisor", "status", "--help"],
+                           capture_output=True, text=True, check=True, timeout=60).stdout
+    assert other.splitlines()[-1] == "[]"

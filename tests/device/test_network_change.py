@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edgefleet.device.targets import TargetSource
 from tests.device.conftest import Device
 from tests.support import images
 
@@ -37,14 +38,15 @@ async def test_changed_network_is_recreated_with_its_containers(
 ) -> None:
     imgs = {"web": test_images["sleeper"].ref, "other": test_images["sleeper"].ref}
     device.supervisor.set_target(target=device.compose_target(compose("a"), imgs),
-                                 source="test")
+                                 source=TargetSource.DIRECT)
     await device.converge()
     name = f"{device.app_uuid}_backend"
     before = network(name)
     old = await device.containers()
     assert before["Labels"]["tier"] == "a"
     device.supervisor.set_target(target=device.compose_target(compose("b"), imgs, commit="c2",
-                                                              release_id=2), source="test")
+                                                              release_id=2),
+                                                                  source=TargetSource.DIRECT)
     await device.converge()
     after = network(name)
     assert after["Id"] != before["Id"] and after["Labels"]["tier"] == "b"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edgefleet.device.targets import TargetSource
 from tests.device.conftest import Device, make_device
 from tests.support import images
 from tests.support.dockerd import Dockerd
@@ -71,12 +72,12 @@ async def test_cleanup_after_update_and_prune_commands_delete_only_what_is_safe(
         v2 = images.build_and_push(f"prune-{unique}", "v2", cmd=LOOP,
                                    extra=f"RUN echo {unique}-2 > /v")
         dev.supervisor.set_target(target=dev.compose_target(COMPOSE, {"app": v1.ref}),
-                                  source="test")
+                                  source=TargetSource.DIRECT)
         await dev.converge()
         v1_id = (await dev.containers())["app"].image_id
         dev.supervisor.set_target(target=dev.compose_target(COMPOSE, {"app": v2.ref},
                                                             commit="c2", release_id=2),
-                                  source="test")
+                                  source=TargetSource.DIRECT)
         await dev.converge()
         assert v1_id not in engine_images(sock), "the old release's image went after the update"
         assert [r.ref for r in dev.store.images()] == [v2.ref]

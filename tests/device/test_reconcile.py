@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from edgefleet.device.targets import TargetSource
 from edgefleet.model.errors import InvalidInput
 from tests.device.conftest import Device, make_device
 from tests.support import images
@@ -82,7 +83,7 @@ async def test_seed004_multicontainer_app_and_volume_data_survives_a_new_release
     port = 20000 + int(unique[:4], 16) % 20000
     imgs = {"frontend": test_images["sleeper"].ref, "backend": test_images["web"].ref}
     device.supervisor.set_target(target=device.compose_target(seed004(port, "hello"), imgs),
-                                 source="test")
+                                 source=TargetSource.DIRECT)
     await device.converge()
     ctrs = await device.containers()
     assert {s: c.status for s, c in ctrs.items()} == {"frontend": "running",
@@ -112,7 +113,7 @@ async def test_seed004_multicontainer_app_and_volume_data_survives_a_new_release
     # a new release that changes the backend: data in both volumes survives
     imgs2 = {"frontend": test_images["sleeper"].ref, "backend": test_images["web2"].ref}
     device.supervisor.set_target(target=device.compose_target(
-        seed004(port, "again"), imgs2, commit="c2", release_id=2), source="test")
+        seed004(port, "again"), imgs2, commit="c2", release_id=2), source=TargetSource.DIRECT)
     await device.converge()
     after = await device.containers()
     assert after["backend"].id != ctrs["backend"].id
@@ -138,10 +139,10 @@ services:
 """
     imgs = {"a": test_images["sleeper"].ref, "b": test_images["sleeper"].ref}
     target = device.compose_target(compose, imgs)
-    device.supervisor.set_target(target=target, source="test")
+    device.supervisor.set_target(target=target, source=TargetSource.DIRECT)
     await device.converge()
     ids = {s: c.id for s, c in (await device.containers()).items()}
-    device.supervisor.set_target(target=target, source="test")
+    device.supervisor.set_target(target=target, source=TargetSource.DIRECT)
     assert (await device.supervisor.reconcile_once()).converged
     # a new supervisor over the same store: nothing is recreated
     again = make_device(data_dir=tmp_path, scope=device.engine.scope, app_uuid=device.app_uuid,
@@ -152,7 +153,8 @@ services:
         assert {s: c.id for s, c in (await again.containers()).items()} == ids
         # one service's environment changes: only that service is recreated
         changed = compose.replace('X: "1"', 'X: "2"')
-        again.supervisor.set_target(target=again.compose_target(changed, imgs), source="test")
+        again.supervisor.set_target(target=again.compose_target(changed, imgs),
+            source=TargetSource.DIRECT)
         await again.converge()
         now = {s: c.id for s, c in (await again.containers()).items()}
         assert now["a"] == ids["a"] and now["b"] != ids["b"]
@@ -165,14 +167,15 @@ async def test_bad_target_is_rejected_and_the_running_release_keeps_running(
 ) -> None:
     compose = 'services:\n  a: {command: ["sh", "-c", "while true; do sleep 1; done"]}\n'
     imgs = {"a": test_images["sleeper"].ref}
-    device.supervisor.set_target(target=device.compose_target(compose, imgs), source="test")
+    device.supervisor.set_target(target=device.compose_target(compose, imgs),
+        source=TargetSource.DIRECT)
     await device.converge()
     before = (await device.containers())["a"].id
     good = device.store.load_target()
     bad = compose.replace("command:", "ports: [notaport], command:")
     with pytest.raises(InvalidInput, match=r"services\.a\.composition\.ports"):
         device.supervisor.set_target(target=device.compose_target(bad, imgs, commit="c2"),
-                                     source="test")
+                                     source=TargetSource.DIRECT)
     assert device.store.load_target() == good
     assert (await device.supervisor.reconcile_once()).converged
     assert (await device.containers())["a"].id == before
@@ -182,7 +185,7 @@ async def test_bad_target_is_rejected_and_the_running_release_keeps_running(
     assert app.status_message.startswith("release c2 rejected: ")
     assert "ports" in app.status_message
     device.supervisor.set_target(target=device.compose_target(compose, imgs, commit="c3"),
-                                 source="test")
+                                 source=TargetSource.DIRECT)
     await device.converge()
     [app] = device.store.apps()
     assert (app.update_status, app.commit) == ("done", "c3"), "a good target clears it"
@@ -204,7 +207,7 @@ async def test_single_service_app_gets_persistent_data_and_restart_policy(
                                           "image": test_images["sleeper"].ref}},
            "volumes": {"resin-data": {}} if composition else {}}
     device.supervisor.set_target(target=device.target(ReleaseTarget.model_validate(rel)),
-                                 source="test")
+                                 source=TargetSource.DIRECT)
     await device.converge()
     main = (await device.containers())["main"]
     with images.engine_client() as c:
@@ -236,7 +239,8 @@ services:
 """
     imgs = {"once": test_images["exiter"].ref, "failing": test_images["exiter"].ref,
             "keep": test_images["sleeper"].ref}
-    device.supervisor.set_target(target=device.compose_target(compose, imgs), source="test")
+    device.supervisor.set_target(target=device.compose_target(compose, imgs),
+        source=TargetSource.DIRECT)
     await device.converge()
     await asyncio.sleep(2)
     first = await device.containers()

@@ -19,6 +19,7 @@ import pytest
 
 from edgefleet.device.status import collect_status
 from edgefleet.device.store import AppRecord
+from edgefleet.device.targets import TargetSource
 from tests.device.conftest import Device, cleanup_scope, make_device
 from tests.support import images
 from tests.support.registry import PrivateRegistry, ThrottleProxy, copy_image
@@ -74,7 +75,7 @@ async def test_registry_gone_before_and_during_a_pull_then_back_completes(
         copy_image(src=images.REGISTRY, dst=reg.address, repo=f"rf-{unique}", tag="v1")
         ref = f"127.0.0.1:{proxy.port}/rf-{unique}:v1"
         dev.supervisor.set_target(target=dev.compose_target(
-            COMPOSE, {"app": test_images["sleeper"].ref}), source="test")
+            COMPOSE, {"app": test_images["sleeper"].ref}), source=TargetSource.DIRECT)
         await dev.converge()
         old = (await dev.containers())["app"]
 
@@ -82,7 +83,8 @@ async def test_registry_gone_before_and_during_a_pull_then_back_completes(
         reg.stop()
         await proxy.pause()
         dev.supervisor.set_target(target=dev.compose_target(COMPOSE, {"app": ref}, commit="c2",
-                                                            release_id=2), source="test")
+                                                            release_id=2),
+                                                                source=TargetSource.DIRECT)
         task = asyncio.create_task(dev.supervisor.run())
         app = await wait_for("aborted", lambda: (a := app_of(dev)) and
                              a.update_status == "aborted" and a, 60)
@@ -152,12 +154,12 @@ async def test_a_release_without_an_image_for_this_platform_is_rejected(
 ) -> None:
     dev = gated
     dev.supervisor.set_target(target=dev.compose_target(
-        COMPOSE, {"app": test_images["sleeper"].ref}), source="test")
+        COMPOSE, {"app": test_images["sleeper"].ref}), source=TargetSource.DIRECT)
     await dev.converge()
     old = (await dev.containers())["app"]
     ref = push_arm64_only(registry, f"arm-{unique}")
     dev.supervisor.set_target(target=dev.compose_target(COMPOSE, {"app": ref}, commit="c3",
-                                                        release_id=3), source="test")
+                                                        release_id=3), source=TargetSource.DIRECT)
     for _ in range(3):
         await dev.supervisor.reconcile_once()
     app = app_of(dev)

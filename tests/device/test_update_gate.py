@@ -8,13 +8,13 @@ from pathlib import Path
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.update_gate import Hold, UpdateGate
-from edgefleet.device.update_status import app_statuses
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.model.engine_state import EngineState
 from edgefleet.model.service import AppSpec
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import CreateContainer, FetchImage
+from edgefleet.plan.update_status import app_statuses
 from tests.plan.helpers import desired
 
 

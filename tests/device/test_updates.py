@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from edgefleet.device.locks import find_locks
+from edgefleet.device.targets import TargetSource
 from tests.device.conftest import Device
 
 pytestmark = pytest.mark.engine
@@ -63,11 +64,12 @@ async def test_strategy_orders_pull_kill_and_start(
     v1 = images.build_and_push(f"upd-{unique}", "v1", cmd=LOOP)
     v2 = images.build_and_push(f"upd-{unique}", "v2", cmd=LOOP, extra="RUN echo 2 > /v")
     device.supervisor.set_target(target=unique_target(device,
-        compose(strategy, "1"), {"app": v1.ref}), source="test")
+        compose(strategy, "1"), {"app": v1.ref}), source=TargetSource.DIRECT)
     await device.converge()
     old = (await device.containers())["app"]
     device.supervisor.set_target(target=unique_target(device,
-        compose(strategy, "1"), {"app": v2.ref}, commit="c2", release_id=2), source="test")
+        compose(strategy, "1"), {"app": v2.ref}, commit="c2", release_id=2),
+            source=TargetSource.DIRECT)
     seen = await events_during(device, device.converge())
     # image events are engine-wide: other tests pull at the same time
     pull = seen.index(("pull", v2.ref))
@@ -90,14 +92,14 @@ async def test_hand_over_keeps_the_old_container_until_the_new_one_signals(
     v1 = images.build_and_push(f"ho-{unique}", "v1", cmd=LOOP)
     v2 = images.build_and_push(f"ho-{unique}", "v2", extra="RUN echo 2 > /v", cmd=LOOP)
     device.supervisor.set_target(target=unique_target(device,
-        compose("hand-over", "1"), {"app": v1.ref}), source="test")
+        compose("hand-over", "1"), {"app": v1.ref}), source=TargetSource.DIRECT)
     await device.converge()
     old = (await device.containers())["app"]
     signalling = compose("hand-over", "1").replace(
         '"while true; do sleep 1; done"',
         '"sleep 2; touch /tmp/balena/handover-complete; while true; do sleep 1; done"')
     device.supervisor.set_target(target=unique_target(device,
-        signalling, {"app": v2.ref}, commit="c2", release_id=2), source="test")
+        signalling, {"app": v2.ref}, commit="c2", release_id=2), source=TargetSource.DIRECT)
     for _ in range(3):  # pull, then start the new one beside the old one
         await device.supervisor.reconcile_once()
     observed = await device.engine.observe()
@@ -114,7 +116,7 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
     imgs = {"app": test_images["sleeper"].ref}
     device.supervisor.set_target(target=unique_target(device, compose("download-then-kill",
                                                                       "1"), imgs),
-                                 source="test")
+                                 source=TargetSource.DIRECT)
     await device.converge()
     old = (await device.containers())["app"]
     lock = Path(device.supervisor.device.lock_root) / "77" / "app" / "updates.lock"
@@ -123,7 +125,7 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
     assert [x.service for x in find_locks(lock_root=device.supervisor.device.lock_root,
                                           observed=observed)] == ["app"]
     device.supervisor.set_target(target=unique_target(device,
-        compose("download-then-kill", "2"), imgs), source="test")
+        compose("download-then-kill", "2"), imgs), source=TargetSource.DIRECT)
     for _ in range(3):
         plan = await device.supervisor.reconcile_once()
     assert "Updates are locked" in device.supervisor.state.waiting_for
@@ -141,7 +143,7 @@ async def test_a_held_lock_blocks_the_kill_until_released_and_stale_locks_are_cl
         c.post(f"/containers/{current.id}/stop", params={"t": "1"})
     lock.write_text("")
     device.supervisor.set_target(target=unique_target(device,
-        compose("download-then-kill", "3"), imgs), source="test")
+        compose("download-then-kill", "3"), imgs), source=TargetSource.DIRECT)
     await device.converge()
     assert not lock.exists()
     assert any("Cleared stale update lock" in m for m in device.log_messages())
@@ -152,12 +154,12 @@ async def test_force_overrides_a_lock(device: Device, test_images: dict[str, Any
     imgs = {"app": test_images["sleeper"].ref}
     device.supervisor.set_target(target=unique_target(device, compose("download-then-kill",
                                                                       "1"), imgs),
-                                 source="test")
+                                 source=TargetSource.DIRECT)
     await device.converge()
     old = (await device.containers())["app"]
     (Path(device.supervisor.device.lock_root) / "77" / "app" / "updates.lock").write_text("")
     device.supervisor.force_once = True
     device.supervisor.set_target(target=unique_target(device,
-        compose("download-then-kill", "2"), imgs), source="test")
+        compose("download-then-kill", "2"), imgs), source=TargetSource.DIRECT)
     await device.converge()
     assert (await device.containers())["app"].id != old.id

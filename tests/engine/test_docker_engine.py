@@ -88,7 +88,7 @@ async def test_lifecycle_observe_restart_rename_events_logs(engine: DockerEngine
     cid = await engine.create_container(main)
     await engine.start_container(cid)
     side = svc(engine, "side", built.ref, unique, network_mode=f"service:main{unique}")
-    sid = await engine.create_container(side)
+    sid = await engine.create_container(side, network_from=cid)
     await engine.start_container(sid)
     state = await engine.observe()
     mine = {c.id: c for c in state.containers}

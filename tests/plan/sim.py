@@ -14,17 +14,18 @@ from edgefleet.model.engine_state import (
     VolumeState,
 )
 from edgefleet.plan.steps import (
+    ConnectNetwork,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
     FetchImage,
-    KillContainer,
     Plan,
     RemoveContainer,
     RemoveImage,
     RemoveNetwork,
     RemoveVolume,
     RenameContainer,
+    RestartContainer,
     StartContainer,
     Step,
     StopContainer,
@@ -84,7 +85,8 @@ def apply(state: EngineState, plan: Plan, *, registry: Iterable[str]) -> EngineS
         elif isinstance(step, CreateVolume):
             volumes[step.volume.engine_name] = VolumeState(name=step.volume.engine_name)
         elif isinstance(step, RemoveVolume):
-            raise AssertionError(f"reconciliation removed volume {step.name}")
+            assert step.intent, f"reconciliation removed volume {step.name}"
+            volumes.pop(step.name, None)
         elif isinstance(step, CreateContainer):
             spec = step.service
             assert all(c.name != spec.container_name for c in containers.values()), "name taken"
@@ -105,10 +107,16 @@ def apply(state: EngineState, plan: Plan, *, registry: Iterable[str]) -> EngineS
                      if step.container in (c.id, c.name))
             containers[c.id] = c.model_copy(update={"status": "running",
                                                     "started_at": "2026-01-01T00:00:00Z"})
+        elif isinstance(step, RestartContainer):
+            c = containers[step.container]
+            containers[c.id] = c.model_copy(update={"status": "running"})
         elif isinstance(step, StopContainer):
             c = containers[step.container]
             containers[c.id] = c.model_copy(update={"status": "exited", "exit_code": 0})
-        elif isinstance(step, KillContainer | RemoveContainer):
+        elif isinstance(step, ConnectNetwork):
+            c = next(c for c in containers.values() if step.container in (c.id, c.name))
+            assert step.network in networks and step.network in c.networks
+        elif isinstance(step, RemoveContainer):
             containers.pop(step.container)
         elif isinstance(step, RenameContainer):
             c = containers[step.container]

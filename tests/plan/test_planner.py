@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 from edgefleet.model.engine_state import EngineState
 from edgefleet.model.service import DesiredState
 from edgefleet.plan.context import PlanContext
+from edgefleet.plan.intents import Intent, IntentKind
 from edgefleet.plan.planner import plan
 from edgefleet.plan.steps import (
     CreateContainer,
-    FetchImage,
-    KillContainer,
     Noop,
     Plan,
-    RemoveImage,
-    RemoveNetwork,
+    RemoveContainer,
     RenameContainer,
     StartContainer,
     StopContainer,
@@ -40,12 +41,26 @@ def kinds(p: Plan) -> list[str]:
     return sorted(type(s).__name__ for s in p.steps)
 
 
+def text(p: Plan, state: EngineState | None = None) -> str:
+    """The whole plan, edges included, with container ids shown as `<name>`."""
+    out = p.render()
+    for c in sorted(state.containers if state else (), key=lambda c: -len(c.id)):
+        out = re.sub(rf"\b{re.escape(c.id)}\b", f"<{c.name}>", out)
+    return out
+
+
 def test_fresh_app_fetches_then_creates_and_starts_everything_in_one_round() -> None:
     want = desired({"a1": APP})
     state, plans = converge(EngineState(), want)
-    assert kinds(plans[0]).count("FetchImage") == 2
-    assert kinds(plans[1]).count("CreateContainer") == 2
-    assert kinds(plans[1]).count("StartContainer") == 2
+    assert text(plans[0]) == """\
+fetch:reg/db:1 [fetch]
+fetch:reg/web:1 [fetch]
+network:a1_default [createNetwork]"""
+    assert text(plans[1]) == """\
+create:a1:db [create]
+create:a1:web [create]
+start:a1:db [start] <- create:a1:db
+start:a1:web [start] <- create:a1:web"""
     assert len(plans) == 3 and plans[-1].converged
     assert sorted(c.name.split("_")[0] for c in state.containers) == ["db", "web"]
     assert all(c.status == "running" for c in state.containers)
@@ -62,7 +77,11 @@ def test_env_change_recreates_only_that_service() -> None:
     before = {c.service_name: c.id for c in state.containers}
     changed = desired({"a1": {**APP, "web": {"restart": "always", "env": {"X": "1"}}}})
     p = plan(observed=state, desired=changed, context=PlanContext())
-    assert [s.service_name for s in p.steps if isinstance(s, KillContainer)] == ["web"]
+    assert text(p, state) == """\
+create:a1:web [create] <- remove:<web_689_1_c1>
+remove:<web_689_1_c1> [remove] <- stop:<web_689_1_c1>
+start:a1:web [start] <- create:a1:web
+stop:<web_689_1_c1> [stop]"""
     state, _ = converge(state, changed)
     after = {c.service_name: c.id for c in state.containers}
     assert after["db"] == before["db"] and after["web"] != before["web"]
@@ -91,11 +110,12 @@ def test_removed_service_and_app_are_killed_and_networks_removed() -> None:
     state, _ = converge(EngineState(), desired({"a1": APP, "a2": {"x": {"restart": "no"}}}))
     want = desired({"a1": {"web": {"restart": "always"}}})
     p = plan(observed=state, desired=want, context=PlanContext())
-    killed = sorted(s.service_name for s in p.steps if isinstance(s, KillContainer))
-    assert killed == ["db", "x"]
-    assert [s.name for s in p.steps if isinstance(s, RemoveNetwork)] == ["a2_default"]
-    rm = next(s for s in p.steps if isinstance(s, RemoveNetwork))
-    assert rm.after, "network removal waits for the kills"
+    assert text(p, state) == """\
+remove:<db_984_1_c1> [remove] <- stop:<db_984_1_c1>
+remove:<x_923_1_c1> [remove] <- stop:<x_923_1_c1>
+rmnet:a2_default [removeNetwork] <- remove:<x_923_1_c1>
+stop:<db_984_1_c1> [stop]
+stop:<x_923_1_c1> [stop]""", "network removal waits for the kills"
 
 
 def test_volumes_are_created_first_and_never_removed() -> None:
@@ -154,9 +174,10 @@ def test_kill_then_download_kills_first() -> None:
     state, _ = converge(EngineState(), desired({"a1": {"web": comp, "db": comp}}))
     new = desired({"a1": {"web": {**comp, "image": "reg/web:2"}, "db": comp}})
     p = plan(observed=state, desired=new, context=PlanContext())
-    fetch = next(s for s in p.steps if isinstance(s, FetchImage))
-    kill = next(s for s in p.steps if isinstance(s, KillContainer))
-    assert kill.id in fetch.after
+    assert text(p, state) == """\
+fetch:reg/web:2 [fetch] <- remove:<web_689_1_c1>
+remove:<web_689_1_c1> [remove] <- stop:<web_689_1_c1>
+stop:<web_689_1_c1> [stop]"""
 
 
 def test_delete_then_download_removes_old_image_before_fetch() -> None:
@@ -164,9 +185,12 @@ def test_delete_then_download_removes_old_image_before_fetch() -> None:
     state, _ = converge(EngineState(), desired({"a1": {"web": comp, "db": comp}}))
     new = desired({"a1": {"web": {**comp, "image": "reg/web:2"}, "db": comp}})
     p = plan(observed=state, desired=new, context=PlanContext())
-    rm = next(s for s in p.steps if isinstance(s, RemoveImage))
-    fetch = next(s for s in p.steps if isinstance(s, FetchImage))
-    assert rm.id in fetch.after and any(a.startswith("kill:") for a in rm.after)
+    old = next(c.image_id for c in state.containers if c.service_name == "web")
+    assert text(p, state).replace(old, "<old>") == """\
+fetch:reg/web:2 [fetch] <- rmimg:<old>
+remove:<web_689_1_c1> [remove] <- stop:<web_689_1_c1>
+rmimg:<old> [removeImage] best-effort <- remove:<web_689_1_c1>
+stop:<web_689_1_c1> [stop]"""
     converge(state, new)
 
 
@@ -185,7 +209,7 @@ def test_hand_over_keeps_old_until_complete() -> None:
     assert any(isinstance(s, Noop) and "hand-over" in s.waiting_for for s in p.steps)
     timed_out = PlanContext(now_ms=1_767_225_600_000 + 61_000)  # default timeout is 60 s
     p = plan(observed=state, desired=new, context=timed_out)
-    assert [s.service_name for s in p.steps if isinstance(s, KillContainer)] == ["web"]
+    assert [s.service_name for s in p.steps if isinstance(s, RemoveContainer)] == ["web"]
     done = PlanContext(now_ms=ctx.now_ms, handover_complete=frozenset({("a1", "web")}))
     state, _ = converge(state, new, done)
     webs = [c for c in state.containers if c.service_name == "web"]
@@ -198,11 +222,10 @@ def test_locks_block_kills_but_not_fetches_and_force_overrides() -> None:
                           "db": {"restart": "always", "env": {"A": "1"}}}})
     locked = PlanContext(locked=frozenset({"a1"}))
     p = plan(observed=state, desired=new, context=locked)
-    assert kinds(p) == ["FetchImage"]
+    assert text(p) == "fetch:reg/web:2 [fetch]"
     state = apply(state, p, registry=registry_of(new))
     p = plan(observed=state, desired=new, context=locked)
-    assert not p.actionable
-    assert any(isinstance(s, Noop) and s.waiting_for == "Updates are locked" for s in p.steps)
+    assert text(p) == "noop:a1:locked [noop] waits (locked): Updates are locked"
     forced = PlanContext(locked=frozenset({"a1"}), force=True)
     state, _ = converge(state, new, forced)
     assert all(c.config_hash for c in state.containers)
@@ -215,7 +238,7 @@ def test_duplicates_after_a_crash_are_removed() -> None:
     dup = web.model_copy(update={"id": "dup", "name": "web_old", "status": "created"})
     state = state.model_copy(update={"containers": (*state.containers, dup)})
     p = plan(observed=state, desired=want, context=PlanContext())
-    assert [s.container for s in p.steps if isinstance(s, KillContainer)] == ["dup"]
+    assert [s.container for s in p.steps if isinstance(s, RemoveContainer)] == ["dup"]
 
 
 def test_stopped_on_purpose_stays_stopped() -> None:
@@ -244,3 +267,21 @@ def test_plan_is_deterministic() -> None:
     b = plan(observed=EngineState(), desired=want, context=PlanContext())
     assert a == b and [s.id for s in a.steps] == sorted(s.id for s in a.steps)
     assert not any(isinstance(s, CreateContainer) for s in a.steps)
+
+
+def test_intents_are_planned_and_gated_like_kills() -> None:
+    want = desired({"a1": APP, "a2": {"x": {"restart": "no"}}})
+    state, _ = converge(EngineState(), want)
+    restart = Intent(id="restart#1", kind=IntentKind.RESTART, app_uuid="a1", services=("web",))
+    p = plan(observed=state, desired=want, context=PlanContext(intents=(restart,)))
+    assert text(p, state) == "restart:<web_689_1_c1> [restart]"
+    purge = Intent(id="purge#2", kind=IntentKind.PURGE, app_uuid="a1")
+    locked = PlanContext(locked=frozenset({"a1"}), intents=(purge,))
+    assert text(plan(observed=state, desired=want, context=locked), state) == \
+        "noop:purge#2:locked [noop] waits (locked): Updates are locked"
+    forced = dataclasses.replace(locked, intents=(dataclasses.replace(purge, force=True),))
+    p = plan(observed=state, desired=want, context=forced)
+    assert text(p, state) == """\
+remove:<db_984_1_c1> [remove] forced
+remove:<web_689_1_c1> [remove] forced"""
+    assert all(s.intent == "purge#2" for s in p.steps)

@@ -1,5 +1,6 @@
 """Property tests: from any start state, planning and applying converges, never removes a
-volume, and never kills a locked app's containers without force."""
+volume, and never kills a locked app's containers without force; intents (API actions) never
+disturb a locked app without force and never touch another app."""
 
 from __future__ import annotations
 
@@ -9,8 +10,17 @@ from hypothesis import strategies as st
 from edgefleet.model import naming
 from edgefleet.model.engine_state import ContainerState, EngineState, ImageState, VolumeState
 from edgefleet.plan.context import PlanContext
+from edgefleet.plan.intents import Intent, IntentKind
 from edgefleet.plan.planner import plan
-from edgefleet.plan.steps import KillContainer, RenameContainer, StopContainer
+from edgefleet.plan.steps import (
+    Noop,
+    RemoveContainer,
+    RemoveVolume,
+    RenameContainer,
+    RestartContainer,
+    StartContainer,
+    StopContainer,
+)
 from tests.plan.helpers import desired, registry_of
 from tests.plan.sim import apply, image_id_for
 
@@ -93,6 +103,42 @@ def test_locked_apps_are_never_killed_without_force(raw: list, images: list[str]
     for _ in range(4):
         p = plan(observed=state, desired=WANT, context=ctx)
         for s in p.steps:
-            if isinstance(s, KillContainer | StopContainer | RenameContainer):
+            if isinstance(s, RemoveContainer | StopContainer | RenameContainer):
                 assert s.app_uuid not in ("a1", "gone"), f"{s.id} despite the lock"
         state = apply(state, p, registry=REGISTRY)
+
+
+DISTURBING = (StopContainer, RenameContainer, RestartContainer, RemoveContainer,
+              RemoveVolume)
+intent = st.builds(
+    lambda kind, app, services, force: Intent(id=f"{kind}#1", kind=kind, app_uuid=app,
+                                              services=tuple(services), force=force),
+    st.sampled_from([k for k in IntentKind if k is not IntentKind.CLEANUP_VOLUMES]),
+    st.sampled_from(["a1", "a2", "gone"]),
+    st.lists(st.sampled_from(["web", "db", "job", "ui", "extra"]), max_size=2, unique=True),
+    st.booleans())
+
+
+@given(st.lists(container, max_size=8), st.lists(st.sampled_from(sorted(REGISTRY))), intent,
+       st.sets(st.sampled_from(["a1", "a2", "gone"])))
+@settings(max_examples=150, deadline=None)
+def test_intents_respect_locks_and_stay_in_their_app(raw: list, images: list[str],
+                                                     it: Intent, locked: set[str]) -> None:
+    state = build_state(raw, images, True)
+    ctx = PlanContext(locked=frozenset(locked), intents=(it,))
+    p = plan(observed=state, desired=WANT, context=ctx)
+    mine = [s for s in p.steps if s.intent == it.id]
+    for s in mine:
+        assert s.app_uuid == it.app_uuid, f"{s.id} touches another app"
+        if isinstance(s, RestartContainer | StopContainer | StartContainer | RemoveContainer):
+            c = next(c for c in state.containers if c.id == s.container)
+            assert it.selects(c), f"{s.id}: a container the intent did not name"
+    if it.kind is IntentKind.RESTART:
+        assert not any(isinstance(s, RemoveContainer) for s in mine), \
+            "a restart never recreates"
+    if it.app_uuid in locked and not it.force:
+        assert [type(s) for s in mine] == [Noop], "locked: the intent only waits"
+        for s in p.steps:
+            if s.app_uuid == it.app_uuid:
+                assert not isinstance(s, DISTURBING), f"{s.id} despite the lock"
+    apply(state, p, registry=REGISTRY)  # a valid DAG the engine can run

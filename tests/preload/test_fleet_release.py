@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from edgefleet.client import FleetClient, Login
 from edgefleet.model.target import AppTarget
-from edgefleet.server.client import FleetClient, Login
 from tests.preload.conftest import EngineA, run_in
 from tests.server.conftest import new_fleet, new_tenant, register
 from tests.support import images

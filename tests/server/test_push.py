@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from edgefleet.client import ApiError, FleetClient, Login
 from edgefleet.model.formats import parse_v3
-from edgefleet.server.client import ApiError, FleetClient, Login
 from tests.server.conftest import DeviceInfo, FleetInfo
 from tests.support import images
 from tests.support.fleet_server import RunningServer

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from edgefleet.server import audit, keys, roles
+from edgefleet.model.timeutil import now_ms
+from edgefleet.server import audit, roles
 from edgefleet.server import org_tables as o
 from edgefleet.server.db import Database
 
@@ -46,7 +47,7 @@ def test_audit_retention_removes_old_records_only(tmp_path: Path) -> None:
             audit.record(s, actor="a", action="new", target="x")
             s.flush()
             s.execute(sa.update(o.AuditEvent).where(o.AuditEvent.action == "old")
-                      .values(ts_ms=keys.now_ms() - 3 * 86_400_000))
+                      .values(ts_ms=now_ms() - 3 * 86_400_000))
             assert audit.trim(s, retention_days=2) == 1
             assert [r.action for r in audit.query(s, organizations=None)] == ["new"]
     finally:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import websockets
 
-from edgefleet.server.client import Login
+from edgefleet.client import Login
 from edgefleet.server.tunnel.remote import connect
 from edgefleet.tunnel.mux import Mux
 from edgefleet.tunnel.stream import Stream

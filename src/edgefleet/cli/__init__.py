@@ -71,7 +71,12 @@ def __getattr__(name: str) -> typer.Typer:
 
 def main() -> None:
     """Console entry point."""
-    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    words = [a for a in sys.argv[1:] if not a.startswith("-")]
+    first = words[0] if words else None
+    if words[:2] == ["supervisor", "run"]:  # a process that runs for months: start it small
+        from edgefleet.cli.lean import skip_unused_imports
+
+        skip_unused_imports()
     try:
         build_app(only=first if first in _GROUPS else None)()
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from edgefleet.cli.fleet_common import (
     short,
 )
 from edgefleet.cli.push_view import PushView
-from edgefleet.server.client import FleetClient, Login, save_login
+from edgefleet.client import FleetClient, Login, save_login
 
 fleet_app = typer.Typer(help="Create and inspect fleets.", no_args_is_help=True)
 release_app = typer.Typer(help="Inspect releases.", no_args_is_help=True)

@@ -12,7 +12,7 @@ import httpx
 import typer
 from rich.console import Console
 
-from edgefleet.server.client import ApiError, FleetClient, load_login
+from edgefleet.client import ApiError, FleetClient, load_login
 from edgefleet.server.status import POLL_VARS
 
 console = Console()

@@ -219,8 +219,8 @@ def release(
                 commit, refs = built.commit, sorted(built.images.values())
                 how = "built here"
             else:
+                from edgefleet.client import load_login
                 from edgefleet.preload.fleet import ServerRelease, preload_server_release
-                from edgefleet.server.client import load_login
 
                 login = load_login()
                 url = server or (login.url if login else None)

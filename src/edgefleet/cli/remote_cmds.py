@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edgefleet.cli.fleet_common import JSON_OPT, call, console, print_json
-from edgefleet.server.client import Login, load_login
+from edgefleet.client import Login, load_login
 from edgefleet.server.tunnel.remote import (
     RemoteError,
     forward_ports,

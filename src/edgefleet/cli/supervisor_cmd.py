@@ -60,10 +60,6 @@ def run(
     """
     import shlex
 
-    from edgefleet.device.lean import skip_unused_imports
-
-    skip_unused_imports()  # before the libraries load: this process runs for months
-
     from edgefleet.cli.diagnostics_wiring import DiagnoseForApi
     from edgefleet.device.api.context import HostCommands
     from edgefleet.device.runtime import RunOptions, run_supervisor

@@ -88,16 +88,17 @@ class DeltaEngine(DockerEngine):
         self._seen = (state.images, out)
         return out
 
-    async def create_container(self, spec: ServiceSpec) -> str:
+    async def create_container(self, spec: ServiceSpec, *,
+                               network_from: str | None = None) -> str:
         """The engine knows a delta-loaded image by its id only: create from the id, with the
         labels (config hash) of the service as the target states it."""
         image_id = self._loaded.get(spec.image)
         if image_id is None:
-            return await super().create_container(spec)
+            return await super().create_container(spec, network_from=network_from)
         wanted = spec.config_hash()
         by_id = spec.model_copy(update={"image": image_id})
         by_id._hash = wanted  # the hash of the service as targeted (with its image ref)
-        return await super().create_container(by_id)
+        return await super().create_container(by_id, network_from=network_from)
 
     async def pull(self, image: str, *, auth: dict[str, str] | None = None,
                    progress: Callable[[PullProgress], None] | None = None) -> str:

@@ -7,7 +7,7 @@ from typing import Protocol
 
 from edgefleet.model.engine_events import EngineEvent, LogLine, PullProgress
 from edgefleet.model.engine_state import EngineState
-from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
+from edgefleet.model.service import NetworkAttachment, NetworkSpec, ServiceSpec, VolumeSpec
 
 __all__ = ["Engine", "EngineEvent", "LogLine", "PullProgress"]
 
@@ -25,7 +25,11 @@ class Engine(Protocol):
         progress: Callable[[PullProgress], None] | None = None,
     ) -> str: ...
 
-    async def create_container(self, spec: ServiceSpec) -> str: ...
+    async def create_container(self, spec: ServiceSpec, *,
+                               network_from: str | None = None) -> str: ...
+
+    async def connect_network(self, network: str, *, container: str,
+                              attachment: NetworkAttachment) -> None: ...
 
     async def start_container(self, ref: str) -> None: ...
 

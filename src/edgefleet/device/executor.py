@@ -11,14 +11,13 @@ from dataclasses import dataclass, field
 from edgefleet.device.engine_port import Engine, PullProgress
 from edgefleet.device.logs import LogSink
 from edgefleet.plan.steps import (
+    ConnectNetwork,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
     FetchImage,
-    KillContainer,
     Noop,
     Plan,
-    ReleaseLock,
     RemoveContainer,
     RemoveImage,
     RemoveNetwork,
@@ -28,8 +27,6 @@ from edgefleet.plan.steps import (
     StartContainer,
     Step,
     StopContainer,
-    TakeLock,
-    WaitHandover,
 )
 
 
@@ -40,6 +37,8 @@ class ExecutionResult:
     done: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
+    tolerated: dict[str, str] = field(default_factory=dict)
+    """Best-effort steps that failed harmlessly (their dependents ran)."""
 
     @property
     def ok(self) -> bool:
@@ -90,10 +89,16 @@ class Executor:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                svc = getattr(step, "service_name", "")
+                if step.best_effort:
+                    result.tolerated[step.id] = str(exc)
+                    self.logs.system(f"Skipped {_verb(step)} ({step.reason}): {exc}",
+                                     app_uuid=step.app_uuid, service=svc)
+                    return
                 failed.add(step.id)
                 result.failed[step.id] = str(exc)
                 self.logs.system(f"Failed to {_verb(step)}: {exc}", app_uuid=step.app_uuid,
-                                 service=getattr(step, "service_name", ""), error=True)
+                                 service=svc, error=True)
             finally:
                 events[step.id].set()
 
@@ -103,9 +108,8 @@ class Executor:
     async def _execute(self, step: Step) -> None:
         log, eng, app = self.logs.system, self.engine, step.app_uuid
         svc = getattr(step, "service_name", "")
-        if isinstance(step, KillContainer | StopContainer | RenameContainer) and (
-            not self.hooks.may_disturb(app)
-        ):  # a service took its update lock after the plan was made
+        if _disturbs(step) and not self.hooks.may_disturb(app):
+            # a service took its update lock after the plan was made
             raise RuntimeError("Updates are locked, retrying")
         if isinstance(step, FetchImage):
             log(f"Downloading image '{step.image}'", app_uuid=app, service=svc)
@@ -131,29 +135,30 @@ class Executor:
                     os.makedirs(m.source, exist_ok=True)
             log(f"Installing service '{spec.service_name}' (image {spec.image})", app_uuid=app,
                 service=spec.service_name)
-            await eng.create_container(spec)
+            await eng.create_container(spec, network_from=step.network_from or None)
             log(f"Installed service '{spec.service_name}'", app_uuid=app,
                 service=spec.service_name)
         elif isinstance(step, StartContainer):
             log(f"Starting service '{svc}'", app_uuid=app, service=svc)
             await eng.start_container(step.container)
             log(f"Started service '{svc}'", app_uuid=app, service=svc)
-        elif isinstance(step, KillContainer):
-            log(f"Killing service '{svc}' ({step.reason})", app_uuid=app, service=svc)
-            await eng.stop_container(step.container, timeout_s=step.timeout_s)
-            await eng.remove_container(step.container, force=True)
-            log(f"Killed service '{svc}'", app_uuid=app, service=svc)
+        elif isinstance(step, ConnectNetwork):
+            await eng.connect_network(step.network, container=step.container,
+                                      attachment=step.attachment)
         elif isinstance(step, StopContainer):
-            log(f"Stopping service '{svc}'", app_uuid=app, service=svc)
+            log(f"Stopping service '{svc}'" + (f" ({step.reason})" if step.reason else ""),
+                app_uuid=app, service=svc)
             await eng.stop_container(step.container, timeout_s=step.timeout_s)
             log(f"Stopped service '{svc}'", app_uuid=app, service=svc)
         elif isinstance(step, RemoveContainer):
+            log(f"Killing service '{svc}' ({step.reason})", app_uuid=app, service=svc)
             await eng.remove_container(step.container, force=True)
+            log(f"Killed service '{svc}'", app_uuid=app, service=svc)
         elif isinstance(step, RenameContainer):
             log(f"Updating metadata of service '{svc}'", app_uuid=app, service=svc)
             await eng.rename_container(step.container, new_name=step.new_name)
         elif isinstance(step, RestartContainer):
-            log(f"Restarting service '{svc}'", app_uuid=app, service=svc)
+            log(f"Restarting service '{svc}' ({step.reason})", app_uuid=app, service=svc)
             await eng.restart_container(step.container, timeout_s=step.timeout_s)
         elif isinstance(step, RemoveNetwork):
             log(f"Removing network '{step.name}'", app_uuid=app)
@@ -165,14 +170,19 @@ class Executor:
             log(f"Deleting image '{step.image_id}' ({step.reason})", app_uuid=app)
             try:
                 await eng.remove_image(step.image_id)
-            except Exception as exc:
-                log(f"Kept image '{step.image_id}': {exc}", app_uuid=app)
-            finally:
+            finally:  # even a failed removal: the image is no longer ours
                 self.hooks.on_image_removed(step.image_id)
-        elif isinstance(step, TakeLock | ReleaseLock | WaitHandover):
-            pass  # lock files and hand-over are handled by the supervisor around plans
         else:  # pragma: no cover - a new step type without an executor branch
             raise NotImplementedError(type(step).__name__)
+
+
+def _disturbs(step: Step) -> bool:
+    """Steps the last lock check guards: kills, stops, renames, and what intents change
+    (not when the intent was forced)."""
+    if step.forced:
+        return False
+    return isinstance(step, StopContainer | RemoveContainer | RenameContainer) or (
+        bool(step.intent) and not isinstance(step, Noop))
 
 
 def _verb(step: Step) -> str:

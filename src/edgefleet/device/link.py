@@ -187,7 +187,7 @@ class CloudLink:
             self.streamer.uuid, self.streamer.api_key = uuid, key
             # services with the balena-api feature get this device's own key and the API URL
             sup = self.supervisor
-            sup.device = sup.device.model_copy(update={
+            sup.targets.device = sup.targets.device.model_copy(update={
                 "device_api_key": key, "api_endpoint": str(config.api_endpoint or "")})
             self.registered.set()
             await self.pin_preloaded(uuid=uuid, api_key=key)

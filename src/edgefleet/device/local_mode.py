@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+from typing import Protocol
 
-from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.logs import LogSink
+from edgefleet.device.store import Store
+from edgefleet.device.targets import TargetSource
 from edgefleet.model import formats
 from edgefleet.model.config import DeviceConfig
+from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput
 from edgefleet.model.target import DeviceTarget, TargetState
 
@@ -36,28 +40,63 @@ def requested_by(*, target: TargetState) -> bool | None:
     return None
 
 
-class LocalMode:
-    """Whether the device is in local mode, and the cloud target kept aside meanwhile."""
+class Targets(Protocol):
+    """What local mode needs of the supervisor: its target and a way to set one."""
 
-    def __init__(self, *, supervisor: Supervisor, config: DeviceConfig) -> None:
-        self.supervisor = supervisor
+    @property
+    def device(self) -> DeviceContext: ...
+
+    @property
+    def target(self) -> TargetState | None: ...
+
+    def set_target(self, *, target: TargetState, source: TargetSource) -> None: ...
+
+
+class LocalMode:
+    """Whether the device is in local mode, and the cloud target kept aside meanwhile.
+
+    Built before the supervisor, whose target keeper gets `admit_cloud_target` as its cloud
+    filter at construction; `start(targets)` then hands it the supervisor. (Given a
+    `supervisor`, it does both at once: tests.)"""
+
+    def __init__(self, *, config: DeviceConfig, store: Store | None = None,
+                 logs: LogSink | None = None, supervisor: Targets | None = None) -> None:
         self.config = config
         self.refusal = ""
-        store = supervisor.store
-        wanted = config.local_mode or _truthy(store.get_config(key="localMode"))
         self.enabled = False
+        if supervisor is not None:
+            store = getattr(supervisor, "store", store)
+            logs = getattr(supervisor, "logs", logs)
+        assert store is not None and logs is not None, "a store and a log sink"
+        self.store, self.logs = store, logs
+        self._targets: Targets | None = None
+        wanted = config.local_mode or _truthy(store.get_config(key="localMode"))
         if wanted:
             with contextlib.suppress(LocalModeRefused):
                 self.set(enabled=True, source="config.json localMode" if config.local_mode
                          else "SUPERVISOR_LOCAL_MODE")
-        elif (stored := store.load_target()) is not None and stored.source == "local":
-            self._return_to_cloud()  # local mode was left while the supervisor was down
-        supervisor.cloud_gate = self.admit_cloud_target
+        if supervisor is not None:
+            supervisor.targets.admit_cloud = self.admit_cloud_target  # type: ignore[attr-defined]
+            self.start(supervisor)
+
+    @property
+    def supervisor(self) -> Targets:
+        if self._targets is None:
+            raise RuntimeError("LocalMode.start(targets) was not called")
+        return self._targets
+
+    def start(self, targets: Targets) -> None:
+        """Take the supervisor's targets; a local target left behind while the supervisor was
+        down (local mode since disabled) is replaced by the kept cloud target."""
+        self._targets = targets
+        stored = self.store.load_target()
+        if not self.enabled and stored is not None and stored.source == TargetSource.LOCAL:
+            self._return_to_cloud()
 
     def set(self, *, enabled: bool, source: str, remember: bool = False) -> None:
         """Enter or leave local mode (`remember`: the config variable's choice, kept in the
         store across restarts). Raises LocalModeRefused on a production device."""
-        logs = self.supervisor.logs
+        logs = self.logs
         if enabled and self.config.is_production:
             self.refusal = PRODUCTION_REFUSAL
             logs.system(f"Local mode requested by {source} but refused: {PRODUCTION_REFUSAL}",
@@ -65,7 +104,7 @@ class LocalMode:
             raise LocalModeRefused(PRODUCTION_REFUSAL)
         self.refusal = ""
         if remember:
-            self.supervisor.store.set_config(key="localMode",
+            self.store.set_config(key="localMode",
                                              value="true" if enabled else "false")
         if enabled == self.enabled:
             return
@@ -75,7 +114,8 @@ class LocalMode:
                         " it is disabled")
         else:
             logs.system(f"Local mode disabled (by {source}): returning to the cloud target")
-            self._return_to_cloud()
+            if self._targets is not None:
+                self._return_to_cloud()
 
     def admit_cloud_target(self, target: TargetState) -> bool:
         """The supervisor's gate for cloud targets: kept aside while in local mode."""
@@ -85,30 +125,30 @@ class LocalMode:
                 self.set(enabled=wanted, source="SUPERVISOR_LOCAL_MODE", remember=True)
         if not self.enabled:
             return True
-        self.supervisor.store.set_config(key="cloudTarget", value=json.dumps(target.to_wire()))
+        self.store.set_config(key="cloudTarget", value=json.dumps(target.to_wire()))
         return False
 
     def set_local_target(self, *, data: object) -> None:
         """Adopt a balena CLI v2 local target. Raises InvalidInput (nothing changes)."""
         target = formats.parse_v2_local(data=data, device_uuid=self.supervisor.device.uuid)
-        store = self.supervisor.store
+        store = self.store
         before = store.load_target()
         if before is not None and before.source != "local" and not store.get_config(
                 key="cloudTarget"):
             store.set_config(key="cloudTarget", value=json.dumps(before.document))
-        self.supervisor.set_target(target=target, source="local")
+        self.supervisor.set_target(target=target, source=TargetSource.LOCAL)
 
     def local_target(self) -> dict[str, object]:
         """The current target in the v2 local format (what `balena push` reads first)."""
         target = self.supervisor.target
-        if target is None or self.supervisor.store.load_target() is None:
+        if target is None or self.store.load_target() is None:
             target = TargetState(device_uuid=self.supervisor.device.uuid,
                                  device=DeviceTarget(name=self.supervisor.device.device_name))
         return formats.target_to_v2_local(target=target)
 
     def _return_to_cloud(self) -> None:
         """Replace the local target by the kept cloud target (or by no apps at all)."""
-        raw = self.supervisor.store.get_config(key="cloudTarget")
+        raw = self.store.get_config(key="cloudTarget")
         empty = TargetState(device_uuid=self.supervisor.device.uuid,
                             device=DeviceTarget(name=self.supervisor.device.device_name))
         target = empty
@@ -118,5 +158,6 @@ class LocalMode:
                                           device_uuid=self.supervisor.device.uuid)
             except (InvalidInput, ValueError):
                 target = empty
-        self.supervisor.set_target(target=target, source="cloud-kept" if raw else "local-exit")
-        self.supervisor.store.set_config(key="cloudTarget", value="")
+        self.supervisor.set_target(target=target, source=TargetSource.CLOUD_KEPT if raw
+                                   else TargetSource.LOCAL_EXIT)
+        self.store.set_config(key="cloudTarget", value="")

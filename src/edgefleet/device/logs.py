@@ -8,7 +8,8 @@ import logging
 from collections import deque
 from typing import Any
 
-from edgefleet.device.store import Store, now_ms
+from edgefleet.device.store import Store
+from edgefleet.model.timeutil import now_ms
 
 _log = logging.getLogger("edgefleet.supervisor")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from edgefleet.device.cloud import CloudClient, CloudError
 from edgefleet.device.logs import LogSink
-from edgefleet.device.store import now_ms
 from edgefleet.device.supervisor_state import backoff_s
 from edgefleet.device.tasks import cancel_and_wait
+from edgefleet.model.timeutil import now_ms
 
 BUFFER_LINES = 10_000
 BATCH_LINES = 500

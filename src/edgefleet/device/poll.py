@@ -9,13 +9,14 @@ import random
 from collections.abc import Callable
 
 from edgefleet.device.cloud import CloudClient, CloudError
-from edgefleet.device.store import now_ms
 from edgefleet.device.supervisor import Supervisor
 from edgefleet.device.supervisor_state import backoff_s
+from edgefleet.device.targets import TargetSource
 from edgefleet.model import formats
 from edgefleet.model.config import POLL_MAX_MS, POLL_MIN_MS
 from edgefleet.model.errors import InvalidInput
 from edgefleet.model.target import TargetState
+from edgefleet.model.timeutil import now_ms
 
 POLL_VARS = ("BALENA_SUPERVISOR_POLL_INTERVAL", "RESIN_SUPERVISOR_POLL_INTERVAL",
              "SUPERVISOR_POLL_INTERVAL")
@@ -89,7 +90,7 @@ class Poller:
             return False
         before = self.interval_s
         try:
-            self.supervisor.set_target(target=target, source="cloud")
+            self.supervisor.set_target(target=target, source=TargetSource.CLOUD)
         except InvalidInput:
             return False  # logged by the supervisor; the last good target stays
         if self.interval_s != before:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.device.cloud import CloudClient, CloudError, DuplicateDevice, RegistrationRefused
-from edgefleet.device.store import Store, now_ms
+from edgefleet.device.store import Store
 from edgefleet.model.config import DeviceConfig, load_config, save_config
+from edgefleet.model.timeutil import now_ms
 
 UUID_KEY = "uuid"
 """Store key of a uuid made before config.json has one (shared with `runtime.device_uuid`)."""

@@ -10,6 +10,7 @@ from typing import Any
 from edgefleet.device.store import AppRecord, ImageRecord
 from edgefleet.model.engine_state import EngineState
 from edgefleet.model.target import TargetState
+from edgefleet.model.timeutil import backoff_s
 
 METRIC_KEYS = frozenset({"cpu_usage", "cpu_temp", "cpu_id", "memory_usage", "memory_total",
                          "storage_block_device", "storage_usage", "storage_total",
@@ -150,8 +151,8 @@ class ReportScheduler:
         Returns the delay."""
         self.last_attempt_s = now_s
         self.failures += 1
-        delay = float(min(self.policy.backoff_base_s * 2 ** min(self.failures - 1, 20),
-                          self.policy.backoff_cap_s))
+        delay = backoff_s(self.failures - 1, base_s=self.policy.backoff_base_s,
+                          cap_s=self.policy.backoff_cap_s)
         if retry_after_s is not None:
             delay = max(delay, retry_after_s)
         self.not_before_s = now_s + delay

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING
 
 from edgefleet import __version__
 from edgefleet.device.api.context import Diagnostics, HostCommands
+from edgefleet.device.datadir import DataDirLock
 from edgefleet.device.delta import DeltaEngine, DeltaSettings, delta_enabled
 from edgefleet.device.logs import LogSink
 from edgefleet.device.pin import remember_pin
 from edgefleet.device.store import PERSISTENT_LOG_LIMIT, Store
 from edgefleet.device.supervisor import Supervisor
+from edgefleet.device.targets import TargetSource
 from edgefleet.device.tasks import cancel_and_wait
 from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.docker import DockerEngine
@@ -100,7 +102,7 @@ def load_apps_json(*, path: Path, supervisor: Supervisor, store: Store) -> str:
     if store.load_target() is not None:
         return "a target is already set; apps.json ignored"
     target = apps.to_target(device_uuid=supervisor.device.uuid)
-    supervisor.set_target(target=target, source="apps.json")
+    supervisor.set_target(target=target, source=TargetSource.APPS_JSON)
     pinned = remember_pin(store=store, target=target) if apps.pin_device else None
     preloaded = path.with_name(path.name + ".preloaded")
     os.replace(path, preloaded)
@@ -194,6 +196,7 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     from edgefleet.device.local_mode import LocalMode
 
     cfg = options.config
+    held = DataDirLock(options.data_dir)  # a second supervisor on this data dir stops here
     port = cfg.listen_port if options.api_port is None else options.api_port
     try:
         sock: socket.socket | None = bind(host=options.api_host, port=port)
@@ -217,9 +220,12 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         device_api_key=cfg.device_api_key or "", api_endpoint=cfg.api_endpoint or "",
     )
     gate = UpdateGate(engine=engine, logs=logs, cap_s=cfg.poll_interval_s)
+    local = LocalMode(config=cfg, store=store, logs=logs)
     supervisor = Supervisor(engine=engine, store=store, device=device, logs=logs,
                             poll_interval_s=cfg.poll_interval_s,
-                            lock_override=cfg.lock_override, gate=gate)
+                            lock_override=cfg.lock_override, gate=gate,
+                            cloud_filter=local.admit_cloud_target)
+    local.start(supervisor)
     logs.system(f"Supervisor starting (edgefleet {__version__}, device {device.uuid},"
                 f" scope {options.scope}, {'managed' if cfg.is_managed else 'unmanaged'})")
     for problem in cfg.ignored:
@@ -228,10 +234,9 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
     for problem in cfg.adjusted:
         logs.system(f"config.json: {problem}")
     engine.settings = lambda: delta_settings(options=options, supervisor=supervisor)
-    local = LocalMode(supervisor=supervisor, config=cfg)
     link = start_link(supervisor=supervisor, options=options)
     on_update = options.on_update_requested or (link[0].poll_now if link is not None else None)
-    ctx = ApiContext(supervisor=supervisor, config=cfg, local=local,
+    ctx = ApiContext.of(supervisor, config=cfg, local=local,
                      host=options.host_commands, diagnostics=options.diagnostics,
                      on_update_requested=on_update,
                      api_port=device.supervisor_api_port)
@@ -276,3 +281,4 @@ async def run_supervisor(*, options: RunOptions, echo: bool = True,
         await gate.close()
         await engine.close()
         store.close()
+        held.close()

@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefleet.device.store_schema import VERSION, StoreError, migrate
+from edgefleet.model.timeutil import now_ms
 
 __all__ = ["VERSION", "AppRecord", "ImageRecord", "LogRecord", "Store", "StoreError",
            "StoredTarget"]
@@ -22,10 +22,6 @@ __all__ = ["VERSION", "AppRecord", "ImageRecord", "LogRecord", "Store", "StoreEr
 LOG_LIMIT = 10_000
 PERSISTENT_LOG_LIMIT = 200_000
 PERSISTENT_LOG_BYTES = 32 * 2**20
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)

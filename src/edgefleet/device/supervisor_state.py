@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgefleet.model import timeutil
 from edgefleet.model.engine_state import EngineState
 
 BACKOFF_BASE_S = 0.5
@@ -13,7 +14,7 @@ def backoff_s(*, failures: int, cap_s: float) -> float:
     """min(2^n * 500 ms, cap): the delay after `failures` consecutive failures."""
     if failures <= 0:
         return 0.0
-    return float(min(BACKOFF_BASE_S * 2 ** min(failures, 30), cap_s))
+    return timeutil.backoff_s(failures, base_s=BACKOFF_BASE_S, cap_s=cap_s)
 
 
 @dataclass

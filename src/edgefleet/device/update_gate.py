@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgefleet.device.logs import LogSink
+from edgefleet.device.supervisor_state import backoff_s
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.errors import EngineError
 from edgefleet.engine.registry import NoMatchingPlatform, RegistryClient
@@ -29,8 +30,6 @@ from edgefleet.engine.space import (
 from edgefleet.model.engine_state import EngineState
 from edgefleet.model.service import AppSpec, DesiredState
 from edgefleet.plan.steps import FetchImage, Plan
-
-BACKOFF_BASE_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -104,7 +103,7 @@ class UpdateGate:
                 continue
             status, reason = verdict
             failures = hold.failures + 1 if hold and hold.release == release_label(app) else 1
-            delay = min(BACKOFF_BASE_S * 2 ** min(failures, 30), self.cap_s)
+            delay = backoff_s(failures=failures, cap_s=self.cap_s)
             self.holds[app_uuid] = Hold(release=release_label(app), status=status,
                                         reason=reason, failures=failures,
                                         retry_at_ms=now_ms + int(delay * 1000))

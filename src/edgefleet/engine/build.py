@@ -12,14 +12,12 @@ from pathlib import Path
 
 import httpx
 
+from edgefleet.engine import dockerhttp
 from edgefleet.engine.errors import EngineError, EngineUnavailable
 from edgefleet.model.ignore import IgnoreRules
 from edgefleet.model.ignore import parse as parse_ignore
 
-
-def _client(socket: str) -> httpx.Client:
-    return httpx.Client(transport=httpx.HTTPTransport(uds=socket), base_url="http://docker",
-                        timeout=httpx.Timeout(10.0, read=None))
+_client = dockerhttp.sync_client
 
 
 def ignore_rules(directory: Path) -> IgnoreRules:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from edgefleet.engine import dockerhttp, translate
+from edgefleet.engine import answers, dockerhttp, translate
 from edgefleet.engine.dockerhttp import ByteReader, Transport
 from edgefleet.engine.errors import (
     Conflict,
@@ -27,12 +27,8 @@ from edgefleet.model.engine_events import EngineEvent, LogLine, PullProgress
 from edgefleet.model.engine_state import (
     ContainerState,
     EngineState,
-    ImageState,
-    NetworkState,
-    VolumeState,
 )
-from edgefleet.model.service import NetworkSpec, ServiceSpec, VolumeSpec
-from edgefleet.model.timeutil import iso_to_ms
+from edgefleet.model.service import NetworkAttachment, NetworkSpec, ServiceSpec, VolumeSpec
 
 _EXIT = re.compile(r"Exited \((-?\d+)\)")
 _HEALTH = re.compile(r"\((healthy|unhealthy|health: starting)\)")
@@ -85,9 +81,9 @@ class DockerEngine:
         """Every supervised object of this scope, plus all images and network names."""
         containers_raw, images, networks, volumes = await asyncio.gather(
             self._json("containers", "containers/json", params={"all": "1", **self._filters()}),
-            self._listed("images", "images/json", _images),
-            self._listed("networks", "networks", _networks),
-            self._listed("volumes", "volumes", _volumes, params=self._filters()),
+            self._listed("images", "images/json", answers.images),
+            self._listed("networks", "networks", answers.networks),
+            self._listed("volumes", "volumes", answers.volumes, params=self._filters()),
         )
         containers = await asyncio.gather(*(self._container(c) for c in containers_raw))
         live = {c["Id"] for c in containers_raw}
@@ -156,7 +152,7 @@ class DockerEngine:
         progress: Callable[[PullProgress], None] | None = None,
     ) -> str:
         """Pull an image (no client timeout), reporting byte progress; returns its id."""
-        name, tag = _split_ref(image)
+        name, tag = answers.split_ref(image)
         params = {"fromImage": name, "tag": tag}
         headers = {}
         if auth:
@@ -222,30 +218,37 @@ class DockerEngine:
         return list(await self._json(kind, f"{kind}/json", params=params))
 
     # --- containers -----------------------------------------------------------------------
-    async def create_container(self, spec: ServiceSpec) -> str:
-        """Create the container for a service, attached to all its networks; returns its id."""
+    async def create_container(self, spec: ServiceSpec, *,
+                               network_from: str | None = None) -> str:
+        """Create the container for a service, attached to its first network (connect the
+        others with `connect_network`); returns its id. `network_from`: the container whose
+        network stack a `network_mode: service:x` service joins."""
         name = spec.container_name
         ids: dict[str, str] = {}
-        for mode in (spec.network_mode, spec.pid or ""):  # service:<name> joins its container
-            if not mode.startswith("service:"):
-                continue
-            target = mode[len("service:"):]
+        if network_from is not None and spec.network_mode.startswith("service:"):
+            ids[spec.network_mode[len("service:"):]] = network_from  # the plan's edge
+        pid = spec.pid or ""
+        if pid.startswith("service:") and pid[len("service:"):] not in ids:
+            target = pid[len("service:"):]  # pid: service:<name> joins its container's pids
             found = await self._json("containers", "containers/json", params={
                 "all": "1", **self._filters(f"{naming.APP_UUID}={spec.app_uuid}",
                                             f"{naming.SERVICE_NAME}={target}")})
             if not found:
-                raise NotFound(f"service {spec.service_name}",
-                               f"{mode}: no container for {target}")
+                raise NotFound(f"service {spec.service_name}", f"{pid}: no container for {target}")
             ids[target] = str(found[0]["Id"])
         resolve = ids.__getitem__ if ids else None
         body = translate.create_body(spec=spec, resolve_service_container=resolve)
         data = await self._json(f"container {name}", "containers/create", "POST",
                                 params={"name": name}, data=body)
-        cid = str(data["Id"])
-        for net, endpoint in translate.extra_networks(spec):
-            await self._call(f"network {net}", f"networks/{net}/connect",
-                             data=json.dumps({"Container": cid, "EndpointConfig": endpoint}))
-        return cid
+        return str(data["Id"])
+
+    async def connect_network(self, network: str, *, container: str,
+                              attachment: NetworkAttachment) -> None:
+        """Attach a container to one more network."""
+        self.forget(container)
+        await self._call(f"network {network}", f"networks/{network}/connect",
+                         data=json.dumps({"Container": container,
+                                          "EndpointConfig": translate.endpoint(attachment)}))
 
     async def start_container(self, ref: str) -> None:
         self.forget(ref)
@@ -359,7 +362,7 @@ class DockerEngine:
                         raw = await reader.line()
                         if not raw:
                             return
-                        yield _log_line(ref, raw, False)
+                        yield answers.log_line(ref, raw, False)
                         continue
                     header = await reader.exactly(8)
                     if header is None:
@@ -369,46 +372,6 @@ class DockerEngine:
                     if payload is None:
                         return
                     for raw in payload.splitlines():
-                        yield _log_line(ref, raw, stream == 2)
+                        yield answers.log_line(ref, raw, stream == 2)
         except Transport as exc:
             raise EngineUnavailable(f"container {ref}", f"log stream broke: {exc!r}") from None
-
-
-def _log_line(ref: str, raw: bytes, is_stderr: bool) -> LogLine:
-    text = raw.decode("utf-8", "replace").rstrip("\r\n")
-    stamp, _, message = text.partition(" ")
-    ts = iso_to_ms(stamp) if stamp[:4].isdigit() else None
-    if ts is None:
-        message, ts = text, 0
-    return LogLine(container_id=ref, message=message, timestamp_ms=ts, is_stderr=is_stderr)
-
-
-def _split_ref(ref: str) -> tuple[str, str]:
-    """`repo:tag` → (repo, tag); `repo@digest` → (repo@digest, ""); bare repo → latest."""
-    if "@" in ref:
-        return ref, ""
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        name, tag = ref.rsplit(":", 1)
-        return name, tag
-    return ref, "latest"
-
-
-def _images(raw: list[dict[str, Any]]) -> tuple[ImageState, ...]:
-    return tuple(ImageState(id=i["Id"], repo_tags=tuple(i.get("RepoTags") or ()),
-                            repo_digests=tuple(i.get("RepoDigests") or ()),
-                            size=int(i.get("Size") or 0), labels=i.get("Labels") or {})
-                 for i in raw)
-
-
-def _networks(raw: list[dict[str, Any]]) -> tuple[NetworkState, ...]:
-    return tuple(NetworkState(id=n["Id"], name=n["Name"], driver=n.get("Driver") or "",
-                              labels=n.get("Labels") or {},
-                              config_hash=(n.get("Labels") or {}).get(naming.CONFIG_HASH, ""))
-                 for n in raw)
-
-
-def _volumes(raw: dict[str, Any]) -> tuple[VolumeState, ...]:
-    return tuple(VolumeState(name=v["Name"], driver=v.get("Driver") or "local",
-                             labels=v.get("Labels") or {})
-                 for v in (raw.get("Volumes") or []))

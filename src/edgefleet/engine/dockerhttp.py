@@ -1,5 +1,6 @@
-"""HTTP to the Docker Engine API over its unix socket (httpx's async client), with engine
-errors mapped to the typed errors of `engine.errors`."""
+"""HTTP to the Docker Engine API over its unix socket (httpx's async client, and its blocking
+twin for builds and the preload's temporary engine), with engine errors mapped to the typed
+errors of `engine.errors`. The one place an engine HTTP client is made."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ def client(socket: str) -> httpx.AsyncClient:
     # plain HTTP over a unix socket: no TLS, so no CA bundle to load (1+ MB per client)
     return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket, verify=False),
                              base_url="http://docker", timeout=TIMEOUT)
+
+
+def sync_client(socket: str) -> httpx.Client:
+    """The blocking twin of `client` (builds, preload's temporary engine): the same socket,
+    timeouts and no-TLS transport."""
+    return httpx.Client(transport=httpx.HTTPTransport(uds=socket, verify=False),
+                        base_url="http://docker", timeout=TIMEOUT)
 
 
 def typed_error(obj: str, status: int, body: bytes, content_type: str) -> EngineError:

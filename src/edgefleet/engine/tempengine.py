@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from edgefleet.engine import dockerhttp
 from edgefleet.engine.errors import EngineError, EngineUnavailable, PullFailed
 
 
@@ -87,9 +88,7 @@ def temp_engine(*, base: Path | None = None, timeout_s: float = 60) -> Iterator[
         _ip("link", "del", bridge)
 
 
-def _client(socket: str) -> httpx.Client:
-    return httpx.Client(transport=httpx.HTTPTransport(uds=socket), base_url="http://docker",
-                        timeout=httpx.Timeout(10.0, read=None))
+_client = dockerhttp.sync_client
 
 
 def has_image(*, socket: str, ref: str) -> bool:

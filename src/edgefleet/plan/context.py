@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgefleet.plan.intents import Intent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +31,9 @@ class PlanContext:
     cleanup_images: bool = False
     managed_images: frozenset[str] = frozenset()
     """Image refs this supervisor pulled: the only images it may ever delete."""
+    intents: tuple[Intent, ...] = ()
+    """Changes asked for from outside the loop (API actions); an app with one is planned
+    from its intents alone in this round, and reconciled in the next."""
 
     def is_locked(self, app_uuid: str) -> bool:
         """True when kills, stops and renames of this app must wait."""

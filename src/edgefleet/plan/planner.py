@@ -7,84 +7,78 @@ volumes, every create in parallel, starts ordered by depends_on).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from edgefleet.model import naming
-from edgefleet.model.engine_state import ContainerState, EngineState, NetworkState
+from edgefleet.model.engine_state import ContainerState, EngineState
 from edgefleet.model.prune import prunable_images
-from edgefleet.model.service import AppSpec, DesiredState, NetworkSpec, ServiceSpec
+from edgefleet.model.service import AppSpec, DesiredState, ServiceSpec
 from edgefleet.model.timeutil import iso_to_ms
+from edgefleet.plan.builder import Builder
 from edgefleet.plan.context import PlanContext
+from edgefleet.plan.intents import intent_steps
+from edgefleet.plan.networks import (
+    link_network_from,
+    network_changed,
+    network_service,
+    recreate_network,
+    remove_networks,
+)
 from edgefleet.plan.steps import (
+    LOCKED,
+    ConnectNetwork,
     CreateContainer,
     CreateNetwork,
     CreateVolume,
     FetchImage,
-    KillContainer,
     Noop,
     Plan,
-    RemoveContainer,
     RemoveImage,
-    RemoveNetwork,
     RenameContainer,
     StartContainer,
-    Step,
     StopContainer,
+    Wait,
 )
 
-LOCKED = "Updates are locked"
 _EXISTING = "existing:"
-
-
-@dataclass
-class _Builder:
-    """Accumulates steps for one plan; ids are unique and stable."""
-
-    observed: EngineState
-    context: PlanContext
-    steps: dict[str, Step] = field(default_factory=dict)
-
-    def add(self, step: Step) -> str:
-        self.steps.setdefault(step.id, step)
-        return step.id
-
-    def gated(self, app_uuid: str, step: Step) -> str | None:
-        """Add a kill/stop/rename unless the app's lock forbids it (then a Noop)."""
-        if self.context.is_locked(app_uuid):
-            self.add(Noop(id=f"noop:{app_uuid}:locked", app_uuid=app_uuid, waiting_for=LOCKED))
-            return None
-        return self.add(step)
 
 
 def plan(*, observed: EngineState, desired: DesiredState, context: PlanContext) -> Plan:
     """The steps that move `observed` toward `desired`, as a DAG."""
-    b = _Builder(observed=observed, context=context)
+    b = Builder(observed=observed, context=context)
     by_app: dict[str, list[ContainerState]] = {}
     for c in observed.containers:
         by_app.setdefault(c.app_uuid, []).append(c)
     kills_by_network: dict[str, list[str]] = {}
+    intended = _plan_intents(b, desired=desired)
     for app_uuid in sorted(set(desired.apps) | set(by_app)):
+        if app_uuid in intended:
+            continue
         app = desired.apps.get(app_uuid)
         current = sorted(by_app.get(app_uuid, []), key=lambda c: (c.name, c.id))
         if app is None:
             for c in current:
-                kid = b.gated(app_uuid, _kill(c, "app removed from the target"))
+                kid = b.kill(c, "app removed from the target")
                 for net_name in c.networks:
                     kills_by_network.setdefault(net_name, []).append(kid or "")
             continue
         _plan_app(b, app=app, current=current, kills_by_network=kills_by_network)
-    _remove_networks(b, desired=desired, kills_by_network=kills_by_network)
+    remove_networks(b, desired=desired, kills_by_network=kills_by_network)
     if context.cleanup_images and not any(not isinstance(s, Noop) for s in b.steps.values()):
         _cleanup_images(b, desired=desired)
     return Plan(steps=tuple(b.steps[k] for k in sorted(b.steps)))
 
 
-def _kill(c: ContainerState, reason: str, after: frozenset[str] = frozenset()) -> KillContainer:
-    return KillContainer(id=f"kill:{c.id}", container=c.id, service_name=c.service_name,
-                         app_uuid=c.app_uuid, reason=reason, after=after)
+def _plan_intents(b: Builder, *, desired: DesiredState) -> set[str]:
+    """Add the steps of every intent; returns the apps they touch (not reconciled now)."""
+    apps: set[str] = set()
+    for intent in b.context.intents:
+        for step in intent_steps(intent, observed=b.observed, desired=desired,
+                                 context=b.context):
+            b.add(step)
+        if intent.app_uuid:
+            apps.add(intent.app_uuid)
+    return apps
 
 
-def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
+def _plan_app(b: Builder, *, app: AppSpec, current: list[ContainerState],
               kills_by_network: dict[str, list[str]]) -> None:
     obs, ctx = b.observed, b.context
     existing_nets = {n.name: n for n in obs.networks}
@@ -94,8 +88,8 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
         if have is None:
             prepared[net.engine_name] = b.add(CreateNetwork(
                 id=f"network:{net.engine_name}", network=net, app_uuid=app.app_uuid))
-        elif _network_changed(b, have=have, net=net):
-            gone = _recreate_network(b, net=net, prepared=prepared)
+        elif network_changed(b, have=have, net=net):
+            gone = recreate_network(b, net=net, prepared=prepared)
             current = [c for c in current if c.id not in gone]  # recreated below, after it
     existing_vols = {v.name for v in obs.volumes}
     for vol in sorted(app.volumes.values(), key=lambda v: v.name):
@@ -106,15 +100,14 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
     all_present = all(images.values())
     for ref in sorted(r for r, img in images.items() if img is None):
         if ref in ctx.fetch_blocked:
-            b.add(Noop(id=f"noop:fetch:{ref}", app_uuid=app.app_uuid,
+            b.add(Noop(id=f"noop:fetch:{ref}", app_uuid=app.app_uuid, why=Wait.FETCH_BLOCKED,
                        waiting_for=f"{ref}: {ctx.fetch_blocked[ref]}"))
-    starts: dict[str, str] = {}
     ready: dict[str, ContainerState] = {}
     pending_start: list[tuple[ServiceSpec, str]] = []
     known = set(app.services)
     for c in current:
         if c.service_name not in known:
-            kid = b.gated(app.app_uuid, _kill(c, "service removed from the release"))
+            kid = b.kill(c, "service removed from the release")
             for net_name in c.networks:
                 kills_by_network.setdefault(net_name, []).append(kid or "")
     by_service: dict[str, list[ContainerState]] = {}
@@ -131,6 +124,16 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
             ready[name] = result
         elif result is not None:
             pending_start.append((spec, result))
+    link_network_from(b, app=app, current=current)
+    _plan_starts(b, pending_start=pending_start, ready=ready)
+    # a start gated on a dependency that itself could not start must not remain
+    _drop_orphan_starts(b)
+
+
+def _plan_starts(b: Builder, *, pending_start: list[tuple[ServiceSpec, str]],
+                 ready: dict[str, ContainerState]) -> None:
+    """Start created containers, ordered by depends_on (and network_mode service:x)."""
+    starts: dict[str, str] = {}
     for spec, _create_id in pending_start:
         starts[spec.service_name] = f"start:{spec.app_uuid}:{spec.service_name}"
     for spec, create_id in pending_start:
@@ -138,6 +141,11 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
         if create_id.startswith(_EXISTING):
             container, create_id = create_id[len(_EXISTING):], ""
         after = {create_id} if create_id else set()
+        after |= {k for k in b.steps if k.startswith(
+            f"connect:{spec.app_uuid}:{spec.service_name}:")}
+        x = network_service(spec)
+        if x is not None and x in starts:
+            after.add(starts[x])
         waiting = None
         for dep, cond in sorted(spec.depends_on.items()):
             dc = ready.get(dep)
@@ -155,44 +163,18 @@ def _plan_app(b: _Builder, *, app: AppSpec, current: list[ContainerState],
         sid = starts[spec.service_name]
         if waiting is not None:
             del starts[spec.service_name]
-            b.add(Noop(id=f"noop:{sid}", app_uuid=spec.app_uuid, waiting_for=waiting))
+            b.add(Noop(id=f"noop:{sid}", app_uuid=spec.app_uuid, why=Wait.DEPENDENCY,
+                       waiting_for=waiting))
             continue
         b.add(StartContainer(id=sid, container=container, app_uuid=spec.app_uuid,
                              service_name=spec.service_name, after=frozenset(after)))
-    # a start gated on a dependency that itself could not start must not remain
-    _drop_orphan_starts(b)
-
-
-def _network_changed(b: _Builder, *, have: NetworkState, net: NetworkSpec) -> bool:
-    """Ours (this scope) with a recorded hash that differs: its config changed. Networks
-    without the label (made by something else, or an older supervisor) are left alone."""
-    return (have.labels.get(naming.SCOPE) == b.context.scope and bool(have.config_hash)
-            and have.config_hash != net.config_hash())
-
-
-def _recreate_network(b: _Builder, *, net: NetworkSpec, prepared: dict[str, str]) -> set[str]:
-    """Kill the containers on it, remove it, create it anew; returns the ids of the killed
-    containers, whose services are then planned as having none (created after the network).
-    A locked app waits: nothing is removed."""
-    attached = [c for c in b.observed.containers if net.engine_name in c.networks]
-    if any(b.context.is_locked(c.app_uuid) for c in attached):
-        b.add(Noop(id=f"noop:{net.app_uuid}:locked", app_uuid=net.app_uuid, waiting_for=LOCKED))
-        return set()
-    kills = {b.add(_kill(c, f"network {net.name} changed")) for c in attached}
-    removed = b.add(RemoveNetwork(id=f"rmnet:{net.engine_name}", name=net.engine_name,
-                                  app_uuid=net.app_uuid, after=frozenset(kills),
-                                  reason="config changed"))
-    prepared[net.engine_name] = b.add(CreateNetwork(
-        id=f"network:{net.engine_name}", network=net, app_uuid=net.app_uuid,
-        after=frozenset({removed}), reason="config changed"))
-    return {c.id for c in attached}
 
 
 def _needs(spec: ServiceSpec) -> list[str]:
     return [*spec.networks, *(m.source for m in spec.mounts if m.type == "volume")]
 
 
-def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
+def _plan_service(b: Builder, *, spec: ServiceSpec, mine: list[ContainerState],
                   image_id: str | None, all_present: bool,
                   create_after: set[str]) -> ContainerState | str | None:
     """Plan one service. Returns its settled container, the id of a create step whose start
@@ -210,29 +192,7 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
     best = matching[0] if matching else None
     old = [c for c in mine if c is not best]
     if best is not None:
-        # duplicates of a good container (a crash mid-update) and superseded containers
-        handover = spec.update_strategy == "hand-over" and best.is_running
-        for c in old:
-            if handover and c.is_running and not _handover_done(b, spec=spec, new=best):
-                b.add(Noop(id=f"noop:handover:{app}:{spec.service_name}", app_uuid=app,
-                           waiting_for=f"hand-over of {spec.service_name}"))
-                continue
-            b.gated(app, _kill(c, "superseded"))
-        if old and not handover and any(c.name == spec.container_name for c in old):
-            return best
-        if best.name != spec.container_name:
-            if any(c.name == spec.container_name for c in old):
-                return best
-            b.gated(app, RenameContainer(
-                id=f"rename:{best.id}", container=best.id, new_name=spec.container_name,
-                app_uuid=app, service_name=spec.service_name, reason="release changed"))
-        if running_wanted and best.status == "created":
-            return f"{_EXISTING}{best.id}"
-        if not running_wanted and best.is_running:
-            b.gated(app, StopContainer(id=f"stop:{best.id}", container=best.id, app_uuid=app,
-                                       service_name=spec.service_name,
-                                       timeout_s=spec.stop_grace_period_s))
-        return best
+        return _keep(b, spec=spec, best=best, old=old, running_wanted=running_wanted)
     # no good container: fetch, kill and (re)create according to the update strategy
     strategy = spec.update_strategy
     fetch_after: set[str] = set()
@@ -248,7 +208,7 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
             pass  # the new container starts beside the old one
         elif image_id is None or all_present:
             for c in old:
-                kid = b.gated(app, _kill(c, _why(c, spec)))
+                kid = b.kill(c, _why(c, spec))
                 if kid is None:
                     blocked = True
                 else:
@@ -257,7 +217,8 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
                 for c in old:
                     fetch_after.add(b.add(RemoveImage(
                         id=f"rmimg:{c.image_id}", image_id=c.image_id, app_uuid=app,
-                        after=frozenset(kills), reason="delete-then-download")))
+                        after=frozenset(kills), reason="delete-then-download",
+                        best_effort=True)))
             elif image_id is None:
                 fetch_after |= kills
     if image_id is None:
@@ -272,21 +233,55 @@ def _plan_service(b: _Builder, *, spec: ServiceSpec, mine: list[ContainerState],
     cid = b.add(CreateContainer(id=f"create:{app}:{spec.service_name}", service=spec,
                                 app_uuid=app, after=frozenset(create_after | kills),
                                 reason="new" if not old else _why(old[0], spec)))
+    for net, att in list(spec.networks.items())[1:]:
+        b.add(ConnectNetwork(id=f"connect:{app}:{spec.service_name}:{net}",
+                             container=spec.container_name, network=net, attachment=att,
+                             app_uuid=app, service_name=spec.service_name,
+                             after=frozenset({cid})))
     return cid if running_wanted else None
+
+
+def _keep(b: Builder, *, spec: ServiceSpec, best: ContainerState, old: list[ContainerState],
+          running_wanted: bool) -> ContainerState | str:
+    """A good container exists: kill duplicates and superseded ones (after a hand-over),
+    rename it to this release's name, start or stop it as wanted."""
+    app = spec.app_uuid
+    handover = spec.update_strategy == "hand-over" and best.is_running
+    for c in old:
+        if handover and c.is_running and not _handover_done(b, spec=spec, new=best):
+            b.add(Noop(id=f"noop:handover:{app}:{spec.service_name}", app_uuid=app,
+                       why=Wait.HANDOVER, waiting_for=f"hand-over of {spec.service_name}"))
+            continue
+        b.kill(c, "superseded")
+    if old and not handover and any(c.name == spec.container_name for c in old):
+        return best
+    if best.name != spec.container_name:
+        if any(c.name == spec.container_name for c in old):
+            return best
+        b.gated(app, RenameContainer(
+            id=f"rename:{best.id}", container=best.id, new_name=spec.container_name,
+            app_uuid=app, service_name=spec.service_name, reason="release changed"))
+    if running_wanted and best.status == "created":
+        return f"{_EXISTING}{best.id}"
+    if not running_wanted and best.is_running:
+        b.gated(app, StopContainer(id=f"stop:{best.id}", container=best.id, app_uuid=app,
+                                   service_name=spec.service_name,
+                                   timeout_s=spec.stop_grace_period_s))
+    return best
 
 
 def _why(c: ContainerState, spec: ServiceSpec) -> str:
     return "config changed" if not spec.hash_matches(c.config_hash) else "image changed"
 
 
-def _handover_done(b: _Builder, *, spec: ServiceSpec, new: ContainerState) -> bool:
+def _handover_done(b: Builder, *, spec: ServiceSpec, new: ContainerState) -> bool:
     if (spec.app_uuid, spec.service_name) in b.context.handover_complete:
         return True
     started = iso_to_ms(new.started_at)
     return started is not None and b.context.now_ms - started >= spec.handover_timeout_ms
 
 
-def _drop_orphan_starts(b: _Builder) -> None:
+def _drop_orphan_starts(b: Builder) -> None:
     changed = True
     while changed:
         changed = False
@@ -296,27 +291,7 @@ def _drop_orphan_starts(b: _Builder) -> None:
                 changed = True
 
 
-def _remove_networks(b: _Builder, *, desired: DesiredState,
-                     kills_by_network: dict[str, list[str]]) -> None:
-    wanted = {n.engine_name for a in desired.apps.values() for n in a.networks.values()}
-    for net in sorted(b.observed.networks, key=lambda n: n.name):
-        labels = net.labels
-        if labels.get(naming.SCOPE) != b.context.scope or naming.APP_UUID not in labels:
-            continue
-        if net.name in wanted:
-            continue
-        kills = kills_by_network.get(net.name, [])
-        if "" in kills:  # a container on it could not be killed (locked)
-            continue
-        attached_alive = [c for c in b.observed.containers if net.name in c.networks
-                          and f"kill:{c.id}" not in b.steps]
-        if attached_alive:
-            continue
-        b.add(RemoveNetwork(id=f"rmnet:{net.name}", name=net.name,
-                            app_uuid=labels[naming.APP_UUID], after=frozenset(kills)))
-
-
-def _cleanup_images(b: _Builder, *, desired: DesiredState) -> None:
+def _cleanup_images(b: Builder, *, desired: DesiredState) -> None:
     obs = b.observed
     for cand in prunable_images(
         observed=obs, used_ids={c.image_id for c in obs.containers},
@@ -324,7 +299,7 @@ def _cleanup_images(b: _Builder, *, desired: DesiredState) -> None:
         managed_refs=b.context.managed_images,
     ):
         b.add(RemoveImage(id=f"rmimg:{cand.image_id}", image_id=cand.image_id,
-                          reason="unused"))
+                          reason="unused", best_effort=True))
 
 
-__all__ = ["RemoveContainer", "plan"]
+__all__ = ["LOCKED", "plan"]

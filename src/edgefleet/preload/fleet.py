@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
+from edgefleet.client import ApiError, FleetClient, Login
 from edgefleet.engine import build, tempengine
 from edgefleet.engine.errors import EngineError
 from edgefleet.preload.errors import PreloadError, Progress
@@ -36,33 +37,25 @@ class ServerRelease:
     pin: bool = False
 
 
-def _get(http: httpx.Client, path: str, **params: str) -> Any:
-    try:
-        r = http.get(path, params=params)
-    except httpx.HTTPError as exc:
-        raise PreloadError(f"fleet server {http.base_url} not reachable: {exc}") from None
-    if r.status_code >= 400:
-        try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text
-        raise PreloadError(f"fleet server: GET {path}: {r.status_code} {detail}")
-    return r.json()
-
-
 def fetch_apps_json(*, spec: ServerRelease) -> tuple[str, dict[str, Any], list[str]]:
     """(commit, apps.json, image refs) of the fleet's release (its current one by default)."""
     from edgefleet.model import formats
     from edgefleet.model.errors import InvalidInput
 
-    with httpx.Client(base_url=spec.url, timeout=30,
-                      headers={"Authorization": f"Bearer {spec.token}"}) as http:
-        fleet = _get(http, f"/api/v1/fleets/{spec.fleet}")
+    client = FleetClient(login=Login(url=spec.url, token=spec.token))
+    try:
+        fleet = client.fleet(name=spec.fleet)
         commit = spec.release or fleet.get("release")
         if not commit:
             raise PreloadError(f"fleet {spec.fleet} has no successful release yet")
-        rel = _get(http, f"/api/v1/releases/{commit}")
-        variables = _get(http, "/api/v1/variables", fleet=spec.fleet)
+        rel = client.release(commit=commit)
+        variables = client.variables(fleet=spec.fleet, device=None)
+    except ApiError as exc:
+        raise PreloadError(f"fleet server {spec.url}: {exc}") from None
+    except httpx.HTTPError as exc:
+        raise PreloadError(f"fleet server {spec.url} not reachable: {exc}") from None
+    finally:
+        client.close()
     if rel.get("fleet") != fleet["name"] or rel.get("status") != "success":
         raise PreloadError(f"release {commit} is not a successful release of {spec.fleet} "
                            f"(fleet {rel.get('fleet')}, status {rel.get('status')})")

@@ -8,6 +8,7 @@ import json
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import audit, keys, roles
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
@@ -44,7 +45,7 @@ def router(*, state: ServerState) -> APIRouter:
                      ) -> KeyCreated:
         """A new API token for the calling user: named, optionally expiring, `full` or
         `read` (read-only). Only its hash is stored; it is shown once."""
-        expires = keys.now_ms() + body.expires_in_s * 1000 if body.expires_in_s else None
+        expires = now_ms() + body.expires_in_s * 1000 if body.expires_in_s else None
         with db.session() as s:
             key = keys.add_key(s, kind="user", user_id=a.user.user_id, name=body.name,
                                expires_ms=expires, scope=body.scope)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
@@ -15,7 +16,7 @@ def ensure_admin(db: Database, *, username: str = "admin") -> str | None:
     with db.session() as s:
         if s.execute(sa.select(t.User.id).limit(1)).first() is not None:
             return None
-        user = t.User(username=username, is_admin=True, created_ms=keys.now_ms())
+        user = t.User(username=username, is_admin=True, created_ms=now_ms())
         s.add(user)
         s.flush()
         personal_org(s, user=user)

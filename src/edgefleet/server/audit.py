@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from edgefleet.model.secret_names import is_secret_name
-from edgefleet.server import keys
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 
@@ -40,7 +40,7 @@ def record(s: Session, *, actor: str, action: str, outcome: str = "ok",
         fleet = s.get(t.Fleet, device.fleet_id)
     if not organization and fleet is not None:
         organization = org_handle(s, fleet.organization_id)
-    row = o.AuditEvent(ts_ms=keys.now_ms(), actor=actor, organization=organization,
+    row = o.AuditEvent(ts_ms=now_ms(), actor=actor, organization=organization,
                        action=action, fleet=fleet.name if fleet else "",
                        device=device.uuid if device else "", target=target[:255],
                        outcome=outcome, detail=json.dumps(detail or {}, sort_keys=True))
@@ -52,7 +52,7 @@ def record(s: Session, *, actor: str, action: str, outcome: str = "ok",
 
 def trim(s: Session, *, retention_days: int) -> int:
     """Remove records older than `retention_days`; how many went."""
-    cutoff = keys.now_ms() - retention_days * 86_400_000
+    cutoff = now_ms() - retention_days * 86_400_000
     res = s.execute(sa.delete(o.AuditEvent).where(o.AuditEvent.ts_ms < cutoff))
     return int(res.rowcount or 0)  # type: ignore[attr-defined]
 

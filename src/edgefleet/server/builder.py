@@ -15,6 +15,7 @@ from typing import IO, Any
 
 import httpx
 
+from edgefleet.engine import dockerhttp
 from edgefleet.server.project import BuildSpec, Project, write_context_tar
 from edgefleet.server.releases import PushedImage
 
@@ -44,10 +45,9 @@ class BuildTarget:
 
 
 def engine_client(socket_path: str) -> httpx.AsyncClient:
-    """An Engine API client over the unix socket; no read timeout (builds take long)."""
-    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path),
-                             base_url="http://docker",
-                             timeout=httpx.Timeout(10.0, read=None))
+    """The Engine API client over the unix socket (engine.dockerhttp's: no read timeout,
+    builds take long)."""
+    return dockerhttp.client(socket_path)
 
 
 async def _lines(response: httpx.Response) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys
 from edgefleet.server import logs as logstore
 from edgefleet.server import tables as t
@@ -38,10 +38,6 @@ STATE_DOC: dict[int | str, dict[str, Any]] = {
     304: {"description": "Unchanged since If-None-Match"},
     401: {"description": "No or unknown key"},
     403: {"description": "Not this device's key"}}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def router(*, state: ServerState) -> APIRouter:

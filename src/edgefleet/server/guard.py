@@ -8,6 +8,7 @@ import asyncio
 
 from starlette.concurrency import run_in_threadpool
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
@@ -20,7 +21,7 @@ def holds(db: Database, *, user: keys.UserPrincipal, device_id: int,
           permissions: tuple[str, ...]) -> bool:
     """Whether the user still holds one of `permissions` on the device (the token's own
     expiry included)."""
-    if user.expired(keys.now_ms()):
+    if user.expired(now_ms()):
         return False
     with db.session() as s:
         device = s.get(t.Device, device_id)

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import tables as t
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def new_key() -> str:

@@ -6,7 +6,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy.orm import Session
 
-from edgefleet.server import audit, keys, roles
+from edgefleet.model.timeutil import now_ms
+from edgefleet.server import audit, roles
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
@@ -25,11 +26,11 @@ def personal_org(s: Session, *, user: t.User) -> o.Organization:
             o.Organization.handle == handle)).first() is not None:
         n += 1
         handle = f"{user.username[:60]}-{n}"
-    org = o.Organization(handle=handle, personal_of=user.id, created_ms=keys.now_ms())
+    org = o.Organization(handle=handle, personal_of=user.id, created_ms=now_ms())
     s.add(org)
     s.flush()
     s.add(o.Member(organization_id=org.id, user_id=user.id, role="owner",
-                   created_ms=keys.now_ms()))
+                   created_ms=now_ms()))
     return org
 
 
@@ -67,11 +68,11 @@ def router(*, state: ServerState) -> APIRouter:
             if taken is not None:
                 raise HTTPException(409, f"organization {body.handle!r} exists; pick another "
                                          "handle")
-            org = o.Organization(handle=body.handle, created_ms=keys.now_ms())
+            org = o.Organization(handle=body.handle, created_ms=now_ms())
             s.add(org)
             s.flush()
             s.add(o.Member(organization_id=org.id, user_id=a.user.user_id, role="owner",
-                           created_ms=keys.now_ms()))
+                           created_ms=now_ms()))
             audit.record(s, actor=a.user.username, action="org.create",
                          organization=org.handle, target=org.handle)
             return OrgOut(handle=org.handle, personal=False, role="owner")
@@ -113,7 +114,7 @@ def router(*, state: ServerState) -> APIRouter:
             before = row.role if row else None
             if row is None:
                 row = o.Member(organization_id=found.id, user_id=user.id, fleet_id=fleet_id,
-                               role=body.role, created_ms=keys.now_ms())
+                               role=body.role, created_ms=now_ms())
                 s.add(row)
             if before == "owner" and body.role != "owner" and fleet_id is None:
                 last_owner(s, found, user.id)

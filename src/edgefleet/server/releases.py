@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid as uuidlib
 from dataclasses import dataclass
 from typing import Any
@@ -13,14 +12,11 @@ import yaml
 from sqlalchemy.orm import Session
 
 from edgefleet.model.formats import release_from_compose
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import tables as t
 
 SINGLE_SERVICE = "main"
 """The service name of a release pushed as a single Dockerfile (balena's)."""
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)

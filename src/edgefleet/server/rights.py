@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys, roles
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
@@ -41,7 +42,7 @@ class Rights:
             else:
                 rights.fleet_roles[m.fleet_id] = m.role
         if is_support:
-            rights.grants = list(s.execute(live_grants(now=keys.now_ms())).scalars())
+            rights.grants = list(s.execute(live_grants(now=now_ms())).scalars())
         return rights
 
     def role(self, fleet: t.Fleet) -> str | None:

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
@@ -38,7 +38,7 @@ KEY_CACHE_MAX = 200_000
 
 def _unexpired(principal: keys.Principal) -> keys.Principal | None:
     """A cached user token stops working when it expires (no database read needed)."""
-    if isinstance(principal, keys.UserPrincipal) and principal.expired(keys.now_ms()):
+    if isinstance(principal, keys.UserPrincipal) and principal.expired(now_ms()):
         return None
     return principal
 
@@ -166,7 +166,7 @@ class ServerState:
     # --- heartbeats ------------------------------------------------------------------------
     @staticmethod
     def clock_ms() -> int:
-        return int(time.time() * 1000)
+        return now_ms()
 
     def heartbeat(self, device_id: int, now_ms: int) -> None:
         self.last_seen[device_id] = now_ms

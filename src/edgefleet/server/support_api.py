@@ -6,7 +6,8 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy.orm import Session
 
-from edgefleet.server import audit, keys
+from edgefleet.model.timeutil import now_ms
+from edgefleet.server import audit
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
@@ -37,7 +38,7 @@ def router(*, state: ServerState) -> APIRouter:
         `duration_s` seconds; reboot only with `allow_reboot`."""
         if (body.fleet is None) == (body.device is None):
             raise HTTPException(400, "name either a fleet or a device to grant support on")
-        now = keys.now_ms()
+        now = now_ms()
         with db.session() as s:
             device = a.device(s, body.device) if body.device else None
             fleet = (s.get(t.Fleet, device.fleet_id) if device
@@ -60,7 +61,7 @@ def router(*, state: ServerState) -> APIRouter:
                     a: Access = Depends(allow(state, "support.read"))) -> list[GrantOut]:
         """Grants on the fleets you may see (a support agent: the live grants given to
         support); ended ones too with `all=true`."""
-        now = keys.now_ms()
+        now = now_ms()
         with db.session() as s:
             rights = a.rights(s)
             q = sa.select(o.SupportGrant, t.Fleet).join(
@@ -84,7 +85,7 @@ def router(*, state: ServerState) -> APIRouter:
                 raise HTTPException(404, f"no grant {grant_id}; see `edgefleet support list`")
             a.fleet(s, fleet.uuid)
             if g.revoked_ms is None:
-                g.revoked_ms = keys.now_ms()
+                g.revoked_ms = now_ms()
             audit.record(s, actor=a.user.username, action="support.revoke", fleet=fleet,
                          target=f"grant {g.id}")
 
@@ -94,7 +95,7 @@ def router(*, state: ServerState) -> APIRouter:
         """Add to the device's running log of what was done and found."""
         with db.session() as s:
             d = a.device(s, device)
-            note = o.DeviceNote(device_id=d.id, author=a.user.username, ts_ms=keys.now_ms(),
+            note = o.DeviceNote(device_id=d.id, author=a.user.username, ts_ms=now_ms(),
                                 text=body.text)
             s.add(note)
             s.flush()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid as uuidlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,6 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import IntegrityError
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import audit, keys, roles
 from edgefleet.server import tables as t
 from edgefleet.server.access import require_user
@@ -35,10 +35,6 @@ from edgefleet.server.views import fleet_out, resolve_release
 UserDep = Callable[..., Awaitable[keys.UserPrincipal]]
 ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "No or unknown token"},
                                            403: {"description": "Not allowed"}}
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def user_dependency(*, state: ServerState) -> UserDep:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -11,6 +10,7 @@ from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from edgefleet.model.secret_names import is_secret_name
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import status as st
 from edgefleet.server import tables as t
 from edgefleet.server.audit import org_handle
@@ -75,7 +75,7 @@ def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
                             if v.kind == "config"])
     timeout = st.heartbeat_timeout_s(poll_ms=st.poll_interval_ms(config=config),
                                      override_s=settings.heartbeat_timeout_s)
-    hb = st.heartbeat_state(last_seen_ms=last_seen_ms, now_ms=int(time.time() * 1000),
+    hb = st.heartbeat_state(last_seen_ms=last_seen_ms, now_ms=now_ms(),
                             timeout_s=timeout, grace_s=settings.offline_grace_s)
     target = release_for(s, fleet=fleet, pinned_release_id=device.pinned_release_id)
     releases = list(s.execute(sa.select(t.DeviceRelease).where(

@@ -18,6 +18,7 @@ from edgefleet.device.api.app import create_app
 from edgefleet.device.api.context import ApiContext, HostCommands
 from edgefleet.device.api.server import ApiServer, bind
 from edgefleet.device.local_mode import LocalMode
+from edgefleet.device.targets import TargetSource
 from edgefleet.model import formats
 from edgefleet.model.config import DeviceConfig
 from edgefleet.model.target import AppTarget, DeviceTarget, TargetState
@@ -76,7 +77,7 @@ class Api:
 
     async def running(self, image: str) -> dict[str, Any]:
         """Set the two-app target and wait until its three services run."""
-        self.dev.supervisor.set_target(target=self.two_apps(image), source="test")
+        self.dev.supervisor.set_target(target=self.two_apps(image), source=TargetSource.DIRECT)
         state = self.dev.supervisor.state
         try:
             await wait_for(self._all_running, what="three running services")
@@ -107,8 +108,8 @@ def make_ctx(dev: Device, tmp: Path, *, managed: bool = True,
     cfg = DeviceConfig.model_validate(
         {**({"apiEndpoint": "http://127.0.0.1:9"} if managed else {}), **config})
     local = LocalMode(supervisor=dev.supervisor, config=cfg)
-    return ApiContext(
-        supervisor=dev.supervisor, config=cfg, local=local,
+    return ApiContext.of(
+        dev.supervisor, config=cfg, local=local,
         host=HostCommands(reboot=("touch", str(tmp / "rebooted")),
                           shutdown=("touch", str(tmp / "shut-down")), delay_s=0),
         journalctl="journalctl", journal_dirs=(str(tmp / "no-journal"),))

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from edgefleet.device.local_mode import PRODUCTION_REFUSAL, LocalMode, LocalModeRefused
+from edgefleet.device.targets import TargetSource
 from edgefleet.model.config import DeviceConfig
 from edgefleet.model.target import TargetState
 from tests.device.api.conftest import Api, wait_for
@@ -102,14 +103,14 @@ async def test_cloud_target_waits_and_leaving_local_mode_removes_the_local_app(
     sup = api.dev.supervisor
     await api.client.post("/v2/local/target-state", json=v2_local(test_images["sleeper"].ref))
     cloud = api.two_apps(test_images["sleeper"].ref)
-    sup.set_target(target=cloud, source="cloud")  # ignored while in local mode
+    sup.set_target(target=cloud, source=TargetSource.CLOUD)  # ignored while in local mode
     assert set(sup.desired.apps) == {"1"}
     assert (await api.client.post("/v1/update")).status_code == 202
     await wait_for(lambda: _services(api, {"web"}), what="local app running")
     leave = TargetState.model_validate({"device_uuid": cloud.device_uuid, "device": {
         **cloud.device.model_dump(by_alias=True),
         "config": {"SUPERVISOR_LOCAL_MODE": "0"}}})
-    sup.set_target(target=leave, source="cloud")
+    sup.set_target(target=leave, source=TargetSource.CLOUD)
     assert not api.ctx.local.enabled
     await wait_for(lambda: _services(api, {"main", "side", "other"}),
                    what="cloud apps running, local app gone")

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from edgefleet.device.store import now_ms
+from edgefleet.model.timeutil import now_ms
 from tests.device.api.conftest import Api, wait_for
 from tests.support import images
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from edgefleet.device.targets import TargetSource
 from tests.device.api.conftest import Api
 from tests.device.api.test_v1 import hold_lock, inspect
 from tests.support import images
@@ -145,7 +146,8 @@ async def test_cleanup_volumes_removes_only_orphans(api: Api, unique: str) -> No
         c.post("/volumes/create", json={"Name": f"1_orphan{unique}", "Labels": labels})
         c.post("/volumes/create", json={"Name": f"1_kept{unique}", "Labels": {
             **labels, "io.balena.app-uuid": api.dev.app_uuid}})
-    api.dev.supervisor.set_target(target=api.two_apps("127.0.0.1:5055/none:1"), source="t")
+    api.dev.supervisor.set_target(target=api.two_apps("127.0.0.1:5055/none:1"),
+        source=TargetSource.DIRECT)
     r = await api.client.get("/v2/cleanup-volumes", headers=api.auth())
     assert r.status_code == 200 and r.json()["removed"] == [f"1_orphan{unique}"]
     with images.engine_client() as c:

@@ -1,19 +1,21 @@
-"""What the action endpoints do to the engine: restart/stop/start a service (restart never
-recreates), restart or purge an app, reboot/shutdown the host. Locks are honoured unless
-forced (423 otherwise)."""
+"""What the action endpoints do: restart/stop/start a service (restart never recreates),
+restart or purge an app, recreate for new keys, clean up volumes are *intents* the planner turns
+into steps (gated by update locks and `force` like every kill) and the executor runs;
+reboot/shutdown the host. Locks are honoured unless forced (423 otherwise)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from edgefleet.device.api.auth import Caller
 from edgefleet.device.api.context import ApiContext
 from edgefleet.device.api.errors import ApiError
-from edgefleet.engine.errors import EngineError, NotFound
-from edgefleet.model import naming
+from edgefleet.device.api_keys import SUPERVISOR_API_FEATURE
+from edgefleet.device.intent_queue import IntentResult, Outcome
+from edgefleet.engine.errors import EngineError
 from edgefleet.model.engine_state import ContainerState, EngineState
 from edgefleet.model.service import AppSpec, ServiceSpec
+from edgefleet.plan.intents import Intent, IntentKind
 
 LOCKED = ("Updates are locked: a service of app {app} holds /tmp/balena/updates.lock;"
           " send force: true to override")
@@ -21,7 +23,7 @@ LOCKED = ("Updates are locked: a service of app {app} holds /tmp/balena/updates.
 
 def find_app(ctx: ApiContext, who: Caller, app_id: int) -> AppSpec:
     """The target's app with this id; 404 when there is none, 401 for another app's key."""
-    for app in ctx.supervisor.desired.apps.values():
+    for app in ctx.targets.desired.apps.values():
         if app.app_id == app_id:
             if not who.may(app.app_uuid):
                 raise ApiError(401, f"Unauthorized: this API key is scoped to another app,"
@@ -42,21 +44,20 @@ def find_service(app: AppSpec, *, service_name: str | None, image_id: int | None
 
 def check_lock(ctx: ApiContext, *, app_uuids: list[str], force: bool) -> None:
     """423 while one of these apps holds its update lock, unless forced."""
-    sup = ctx.supervisor
-    if force or sup.lock_override:
+    if force or ctx.loop.lock_override:
         return
     for app_uuid in app_uuids:
-        if not sup.may_disturb(app_uuid):
-            app = sup.desired.apps.get(app_uuid)
+        if not ctx.loop.may_disturb(app_uuid):
+            app = ctx.targets.desired.apps.get(app_uuid)
             raise ApiError(423, LOCKED.format(app=app.app_id if app else app_uuid))
 
 
 async def observe(ctx: ApiContext) -> EngineState:
     try:
-        observed = await ctx.supervisor.engine.observe()
+        observed = await ctx.observer.engine.observe()
     except EngineError as exc:
         raise ApiError(503, f"The container engine did not answer: {exc}") from None
-    ctx.supervisor.state.observed = observed
+    ctx.loop.state.observed = observed
     return observed
 
 
@@ -66,87 +67,63 @@ def containers_of(observed: EngineState, app_uuid: str,
             and (service is None or c.service_name == service)]
 
 
+async def run_intent(ctx: ApiContext, *, kind: IntentKind, app: AppSpec | None = None,
+                     services: tuple[str, ...] = (), force: bool = False) -> IntentResult:
+    """Record the intent and wait for the round of the plan that carries it out: 423 when
+    the app's update lock held it back, 503 when a step failed."""
+    result = await ctx.loop.submit(Intent(id=ctx.loop.intents.new_id(kind), kind=kind,
+                                     app_uuid=app.app_uuid if app else "",
+                                     services=services, force=force))
+    if result.outcome is Outcome.LOCKED:
+        raise ApiError(423, LOCKED.format(app=app.app_id if app else "?"))
+    if result.outcome is Outcome.FAILED:
+        what = f"{kind} app {app.app_id}" if app else str(kind)
+        raise ApiError(503, f"Could not {what}: {result.error}")
+    return result
+
+
 async def service_action(ctx: ApiContext, *, app: AppSpec, svc: ServiceSpec, action: str,
                          force: bool) -> None:
     """restart (the same container, not recreated), stop (stays stopped) or start."""
-    check_lock(ctx, app_uuids=[app.app_uuid], force=force)
-    sup = ctx.supervisor
-    key = (app.app_uuid, svc.service_name)
-    async with sup.busy:
-        found = containers_of(await observe(ctx), app.app_uuid, svc.service_name)
-        if action == "start":
-            sup.stopped_services.discard(key)
-        elif action == "stop":
-            sup.stopped_services.add(key)
-        if not found:
-            if action == "start":
-                sup.wake()
-                return
-            raise ApiError(404, f"Service {svc.service_name} of app {app.app_id} has no"
-                           " container")
-        try:
-            for c in found:
-                if action == "restart":
-                    await sup.engine.restart_container(c.id, timeout_s=svc.stop_grace_period_s)
-                elif action == "stop":
-                    await sup.engine.stop_container(c.id, timeout_s=svc.stop_grace_period_s)
-                else:
-                    await sup.engine.start_container(c.id)
-        except NotFound:
-            pass  # it went away meanwhile; the loop takes over
-        except EngineError as exc:
-            raise ApiError(503, f"Could not {action} service {svc.service_name}: {exc}") from None
-    sup.logs.system(f"Service {svc.service_name} {action} requested through the API",
-                    app_uuid=app.app_uuid, service=svc.service_name)
-    sup.wake()
+    found = containers_of(await observe(ctx), app.app_uuid, svc.service_name)
+    if not found and action != "start":
+        raise ApiError(404, f"Service {svc.service_name} of app {app.app_id} has no container")
+    await run_intent(ctx, kind=IntentKind(action), app=app, services=(svc.service_name,),
+                     force=force)
 
 
 async def restart_app(ctx: ApiContext, *, app: AppSpec, force: bool) -> None:
     """Restart every container of the app in place."""
-    check_lock(ctx, app_uuids=[app.app_uuid], force=force)
-    sup = ctx.supervisor
-    async with sup.busy:
-        for c in containers_of(await observe(ctx), app.app_uuid):
-            svc = app.services.get(c.service_name)
-            try:
-                await sup.engine.restart_container(
-                    c.id, timeout_s=svc.stop_grace_period_s if svc else 10.0)
-            except NotFound:
-                continue
-            except EngineError as exc:
-                raise ApiError(503, f"Could not restart {c.service_name}: {exc}") from None
-    sup.logs.system(f"App {app.app_id} restarted through the API", app_uuid=app.app_uuid)
-    sup.wake()
+    await run_intent(ctx, kind=IntentKind.RESTART, app=app, force=force)
 
 
 async def purge_app(ctx: ApiContext, *, app: AppSpec, force: bool) -> None:
     """Remove the app's containers and volumes; the loop then installs it afresh."""
-    check_lock(ctx, app_uuids=[app.app_uuid], force=force)
-    sup = ctx.supervisor
-    async with sup.busy:
-        observed = await observe(ctx)
-        try:
-            for c in containers_of(observed, app.app_uuid):
-                with contextlib.suppress(NotFound):
-                    await sup.engine.remove_container(c.id, force=True)
-            for v in observed.volumes:
-                if v.labels.get(naming.APP_UUID) == app.app_uuid:
-                    with contextlib.suppress(NotFound):
-                        await sup.engine.remove_volume(v.name)
-        except EngineError as exc:
-            raise ApiError(503, f"Could not purge app {app.app_id}: {exc}") from None
-    sup.logs.system(f"App {app.app_id} purged through the API: containers and volumes removed,"
-                    " reinstalling", app_uuid=app.app_uuid)
-    sup.wake()
+    await run_intent(ctx, kind=IntentKind.PURGE, app=app, force=force)
+    ctx.logs.system(f"App {app.app_id} purged through the API: containers and"
+                               " volumes removed, reinstalling", app_uuid=app.app_uuid)
+
+
+async def recreate_keyed_services(ctx: ApiContext, *, app_uuid: str, force: bool) -> bool:
+    """Remove the containers of the app's services that get an API key in their environment
+    (the next round creates them with the new key); False when the app has none."""
+    app = ctx.targets.desired.apps.get(app_uuid)
+    if app is None:
+        return False
+    keyed = tuple(sorted(n for n, s in app.services.items()
+                         if s.labels.get(SUPERVISOR_API_FEATURE, "") not in ("", "0", "false")))
+    if not keyed:
+        return False
+    await run_intent(ctx, kind=IntentKind.RECREATE, app=app, services=keyed, force=force)
+    return True
 
 
 def schedule_host_command(ctx: ApiContext, *, what: str, argv: tuple[str, ...],
                           force: bool) -> None:
     """Reboot or shutdown: 423 while any app is locked (unless forced), else run `argv`
     shortly after the response has gone out."""
-    check_lock(ctx, app_uuids=list(ctx.supervisor.desired.apps), force=force)
-    sup = ctx.supervisor
-    sup.logs.system(f"{what.capitalize()} requested through the API: running {' '.join(argv)}")
+    check_lock(ctx, app_uuids=list(ctx.targets.desired.apps), force=force)
+    ctx.logs.system(f"{what.capitalize()} requested through the API: running {' '.join(argv)}")
 
     async def later() -> None:
         await asyncio.sleep(ctx.host.delay_s)
@@ -155,10 +132,10 @@ def schedule_host_command(ctx: ApiContext, *, what: str, argv: tuple[str, ...],
                 *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
             out, _ = await proc.communicate()
         except OSError as exc:
-            sup.logs.system(f"{what.capitalize()} failed: {argv[0]}: {exc}", error=True)
+            ctx.logs.system(f"{what.capitalize()} failed: {argv[0]}: {exc}", error=True)
             return
         if proc.returncode:
-            sup.logs.system(f"{what.capitalize()} failed: {' '.join(argv)} exited"
+            ctx.logs.system(f"{what.capitalize()} failed: {' '.join(argv)} exited"
                             f" {proc.returncode}: {out.decode(errors='replace')[-500:]}",
                             error=True)
 

@@ -73,10 +73,10 @@ def _line(record: dict[str, Any], names: dict[str, int]) -> bytes:
 async def local_logs(ctx: Ctx, who: AnyKey) -> StreamingResponse:
     """Live logs of the supervisor and the services, one JSON object per line; the first
     line is `{"message": "Streaming logs", "isSystem": true}`."""
-    sink = ctx.supervisor.logs
+    sink = ctx.logs
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     sink.subscribers.add(queue)
-    app_ids = {a.app_uuid: a.app_id for a in ctx.supervisor.desired.apps.values()}
+    app_ids = {a.app_uuid: a.app_id for a in ctx.targets.desired.apps.values()}
 
     def visible(record: dict[str, Any], caller: Caller) -> bool:
         return caller.app_uuid is None or record["app_uuid"] == caller.app_uuid

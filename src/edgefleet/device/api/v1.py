@@ -15,10 +15,9 @@ from edgefleet.device.api import actions, hostinfo
 from edgefleet.device.api.auth import AnyKey, Caller, Ctx, GlobalKey
 from edgefleet.device.api.errors import ApiError
 from edgefleet.device.api.views import container_for, observed, service_status
-from edgefleet.device.api_keys import SUPERVISOR_API_FEATURE
 from edgefleet.device.health import HealthInput, health
-from edgefleet.device.store import now_ms
 from edgefleet.model.service import AppSpec
+from edgefleet.model.timeutil import now_ms
 
 router = APIRouter()
 SINGLE_ONLY = "Some v1 endpoints are only allowed on single-container apps"
@@ -65,9 +64,9 @@ async def ping() -> str:
             responses={500: {"description": "Unhealthy"}})
 async def healthy(ctx: Ctx) -> Response:
     """200 `OK`, or 500 `Unhealthy` (no key needed)."""
-    state = ctx.supervisor.state
+    state = ctx.loop.state
     ok, reason = health(data=HealthInput(
-        now_ms=now_ms(), poll_interval_ms=int(ctx.supervisor.poll_interval_s * 1000),
+        now_ms=now_ms(), poll_interval_ms=int(ctx.loop.poll_interval_s * 1000),
         started_ms=ctx.started_ms, managed=ctx.config.is_managed and not ctx.local.enabled,
         last_fetch_ms=state.last_fetch_ms, apply_started_ms=state.apply_started_ms,
         apply_download_ms=state.apply_download_ms, last_loop_ms=state.last_loop_ms,
@@ -80,28 +79,28 @@ async def healthy(ctx: Ctx) -> Response:
 @router.post("/v1/blink", response_class=PlainTextResponse, tags=["v1"])
 async def blink(ctx: Ctx, _who: AnyKey) -> str:
     """Identify the device (this host has no LED: the request is logged)."""
-    ctx.supervisor.logs.system("Blink requested through the API (no LED on this host)")
+    ctx.logs.system("Blink requested through the API (no LED on this host)")
     return "OK"
 
 
-@router.post("/v1/regenerate-api-key", response_class=PlainTextResponse, tags=["v1"])
-async def regenerate_api_key(ctx: Ctx, who: AnyKey) -> str:
-    """A new key for the caller's scope (global, or its app); the old one stops working."""
+@router.post("/v1/regenerate-api-key", response_class=PlainTextResponse, tags=["v1"],
+             responses={423: {"description": "the app's update lock is held"}})
+async def regenerate_api_key(ctx: Ctx, who: AnyKey, body: Force | None = None) -> str:
+    """A new key for the caller's scope (global, or its app); the old one stops working.
+    An app's services that receive the key are recreated (423 while the app's update lock is
+    held, unless forced; the key is then kept)."""
     if who.app_uuid is None:
         key = ctx.keys.regenerate()
-        ctx.supervisor.logs.system("Global supervisor API key regenerated")
+        ctx.logs.system("Global supervisor API key regenerated")
         return key
+    # The key reaches containers through their environment: their containers are removed
+    # first (a planned step, refused while locked), then recreated with the new key.
+    recreated = await actions.recreate_keyed_services(ctx, app_uuid=who.app_uuid,
+                                                      force=bool(body and body.force))
     key = ctx.keys.regenerate(app_uuid=who.app_uuid)
-    sup = ctx.supervisor
-    sup.reresolve()
-    # The key reaches containers through their environment: recreate the app's labelled ones.
-    async with sup.busy:
-        for c in actions.containers_of(await actions.observe(ctx), who.app_uuid):
-            if c.labels.get(SUPERVISOR_API_FEATURE, "") not in ("", "0", "false"):
-                await sup.engine.remove_container(c.id, force=True)
-    sup.logs.system("App supervisor API key regenerated; its services are recreated",
-                    app_uuid=who.app_uuid)
-    sup.wake()
+    ctx.targets.reresolve()
+    ctx.logs.system("App supervisor API key regenerated" + (
+        "; its services are recreated" if recreated else ""), app_uuid=who.app_uuid)
     return key
 
 
@@ -110,7 +109,7 @@ def _force(ctx: Ctx, who: Caller, body: Force | None) -> bool:
     only, so another app's lock still answers 423 (the global key's overrides them all)."""
     force = bool(body and body.force)
     if force and who.app_uuid is not None:
-        actions.check_lock(ctx, app_uuids=[u for u in ctx.supervisor.desired.apps
+        actions.check_lock(ctx, app_uuids=[u for u in ctx.targets.desired.apps
                                            if u != who.app_uuid], force=False)
     return force
 
@@ -121,10 +120,9 @@ async def update(ctx: Ctx, who: AnyKey, body: Force | None = None) -> Response:
     """Fetch the target now and apply it (force overrides update locks)."""
     if ctx.local.enabled:
         return Response(status_code=202)
-    sup = ctx.supervisor
     if _force(ctx, who, body):
-        sup.force_once = True
-    sup.wake()
+        ctx.loop.force_once = True
+    ctx.loop.wake()
     if ctx.on_update_requested is not None:
         ctx.on_update_requested()
     return Response(status_code=204)
@@ -206,14 +204,13 @@ async def app_info(ctx: Ctx, who: AnyKey, appId: int) -> dict[str, Any]:
 @router.get("/v1/device", tags=["v1"])
 async def device(ctx: Ctx, who: AnyKey) -> dict[str, Any]:
     """Device status: addresses, versions, update state and download progress."""
-    sup = ctx.supervisor
     seen = observed(ctx)
-    apps = [a for a in sup.desired.apps.values() if who.may(a.app_uuid)]
+    apps = [a for a in ctx.targets.desired.apps.values() if who.may(a.app_uuid)]
     statuses = [service_status(ctx, seen, s) for a in apps for s in a.services.values()]
-    progress = [done * 100 // total for done, total in sup.state.progress.values() if total]
+    progress = [done * 100 // total for done, total in ctx.loop.state.progress.values() if total]
     downloading = "Downloading" in statuses
     status = ("Downloading" if downloading else
-              "Installing" if sup.state.app_state == "applying" else "Idle")
+              "Installing" if ctx.loop.state.app_state == "applying" else "Idle")
     commit = next((a.commit for a in apps if a.commit), None)
     return {
         "api_port": ctx.api_port, "ip_address": " ".join(hostinfo.ip_addresses()),
@@ -221,16 +218,16 @@ async def device(ctx: Ctx, who: AnyKey) -> dict[str, Any]:
         "os_version": ctx.os_version or hostinfo.os_version(),
         "supervisor_version": ctx.version, "status": status,
         "download_progress": sum(progress) // len(progress) if progress else None,
-        "update_pending": sup.state.app_state == "applying",
-        "update_downloaded": not downloading and sup.state.app_state == "applying",
-        "update_failed": bool(sup.state.last_error),
+        "update_pending": ctx.loop.state.app_state == "applying",
+        "update_downloaded": not downloading and ctx.loop.state.app_state == "applying",
+        "update_failed": bool(ctx.loop.state.last_error),
     }
 
 
 def _host_config(ctx: Ctx) -> dict[str, Any]:
-    raw = ctx.supervisor.store.get_config(key="hostConfig")
+    raw = ctx.store.get_config(key="hostConfig")
     stored = json.loads(raw) if raw else {}
-    hostname = stored.get("hostname") or ctx.config.hostname or ctx.supervisor.device.uuid[:7]
+    hostname = stored.get("hostname") or ctx.config.hostname or ctx.targets.device.uuid[:7]
     return {"network": {"hostname": hostname, "proxy": stored.get("proxy") or {}}}
 
 
@@ -254,6 +251,6 @@ async def patch_host_config(ctx: Ctx, _who: GlobalKey, body: HostConfig) -> str:
     stored = {"hostname": net.hostname if net.hostname is not None else current["hostname"],
               "proxy": net.proxy.model_dump(exclude_none=True) if net.proxy is not None
               else current["proxy"]}
-    ctx.supervisor.store.set_config(key="hostConfig", value=json.dumps(stored))
-    ctx.supervisor.logs.system("Host config changed through the API")
+    ctx.store.set_config(key="hostConfig", value=json.dumps(stored))
+    ctx.logs.system("Host config changed through the API")
     return "OK"

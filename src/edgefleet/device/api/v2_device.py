@@ -18,8 +18,7 @@ from pydantic import BaseModel, Field
 from edgefleet.device.api import actions
 from edgefleet.device.api.auth import AnyKey, Ctx, GlobalKey
 from edgefleet.device.api.errors import ApiError
-from edgefleet.engine.errors import Conflict, EngineError, NotFound
-from edgefleet.model import naming
+from edgefleet.plan.intents import IntentKind
 
 router = APIRouter(tags=["v2"])
 NO_JOURNAL = ("journald is not available on this host ({why}); the supervisor's and the"
@@ -59,13 +58,13 @@ async def version(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
 @router.get("/v2/device/name")
 async def device_name(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
     """The device's name (from the target, else config.json's hostname, else the uuid)."""
-    sup = ctx.supervisor
-    name = (sup.target.device.name if sup.target else "") or sup.device.device_name
-    return {"status": "success", "deviceName": name or sup.device.uuid[:7]}
+    target, device = ctx.targets.target, ctx.targets.device
+    name = (target.device.name if target else "") or device.device_name
+    return {"status": "success", "deviceName": name or device.uuid[:7]}
 
 
 def _tags(ctx: Ctx) -> list[dict[str, Any]]:
-    raw = ctx.supervisor.store.get_config(key="deviceTags")
+    raw = ctx.store.get_config(key="deviceTags")
     tags: list[dict[str, Any]] = json.loads(raw) if raw else []
     return tags
 
@@ -90,7 +89,7 @@ async def patch_tags(ctx: Ctx, _who: GlobalKey, body: Tags) -> dict[str, Any]:
             current[tag.name] = {"id": next_id, "name": tag.name, "value": tag.value}
             next_id += 1
     tags = sorted(current.values(), key=lambda t: int(t["id"]))
-    ctx.supervisor.store.set_config(key="deviceTags", value=json.dumps(tags))
+    ctx.store.set_config(key="deviceTags", value=json.dumps(tags))
     return {"status": "success", "tags": tags}
 
 
@@ -98,7 +97,7 @@ async def patch_tags(ctx: Ctx, _who: GlobalKey, body: Tags) -> dict[str, Any]:
 async def vpn(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
     """The tunnel to the fleet server (balena's VPN): enabled on a managed device, connected
     while the link is up."""
-    link = getattr(ctx.supervisor, "link", None)
+    link = getattr(ctx.loop, "link", None)
     tunnel = getattr(link, "tunnel", None)
     return {"status": "success", "vpn": {"enabled": link is not None,
                                          "connected": getattr(tunnel, "mux", None) is not None}}
@@ -107,24 +106,11 @@ async def vpn(ctx: Ctx, _who: AnyKey) -> dict[str, Any]:
 @router.get("/v2/cleanup-volumes")
 async def cleanup_volumes(ctx: Ctx, _who: GlobalKey) -> dict[str, Any]:
     """Remove supervised volumes of apps that are no longer in the target."""
-    sup = ctx.supervisor
-    wanted = set(sup.desired.apps)
-    removed, kept = [], []
-    async with sup.busy:
-        observed = await actions.observe(ctx)
-        for v in observed.volumes:
-            app_uuid = v.labels.get(naming.APP_UUID, "")
-            if not app_uuid or app_uuid in wanted:
-                continue
-            try:
-                await sup.engine.remove_volume(v.name)
-                removed.append(v.name)
-            except (Conflict, NotFound):
-                kept.append(v.name)
-            except EngineError as exc:
-                raise ApiError(503, f"Could not remove volume {v.name}: {exc}") from None
+    result = await actions.run_intent(ctx, kind=IntentKind.CLEANUP_VOLUMES)
+    removed = sorted(result.steps[s] for s in result.done)
+    kept = sorted(result.steps[s] for s in result.tolerated)
     if removed:
-        sup.logs.system(f"Removed orphaned volumes: {', '.join(removed)}")
+        ctx.logs.system(f"Removed orphaned volumes: {', '.join(removed)}")
     return {"status": "success", "removed": removed, "inUse": kept}
 
 

@@ -28,14 +28,14 @@ def container_for(observed: EngineState, svc: ServiceSpec) -> ContainerState | N
 
 
 def _progress(ctx: ApiContext, svc: ServiceSpec) -> int | None:
-    done, total = ctx.supervisor.state.progress.get(svc.image, (0, 0))
-    if svc.image not in ctx.supervisor.state.progress:
+    done, total = ctx.loop.state.progress.get(svc.image, (0, 0))
+    if svc.image not in ctx.loop.state.progress:
         return None
     return int(100 * done / total) if total else 0
 
 
 def image_status(ctx: ApiContext, observed: EngineState, svc: ServiceSpec) -> str:
-    if svc.image in ctx.supervisor.state.progress:
+    if svc.image in ctx.loop.state.progress:
         return "Downloading"
     return "Downloaded" if observed.image_for(svc.image) is not None else "Waiting"
 
@@ -48,11 +48,11 @@ def service_status(ctx: ApiContext, observed: EngineState, svc: ServiceSpec) -> 
 
 
 def visible_apps(ctx: ApiContext, who: Caller) -> list[AppSpec]:
-    return [a for a in ctx.supervisor.desired.apps.values() if who.may(a.app_uuid)]
+    return [a for a in ctx.targets.desired.apps.values() if who.may(a.app_uuid)]
 
 
 def observed(ctx: ApiContext) -> EngineState:
-    return ctx.supervisor.state.observed or EngineState()
+    return ctx.loop.state.observed or EngineState()
 
 
 def applications_state(ctx: ApiContext, who: Caller) -> dict[str, Any]:
@@ -108,8 +108,8 @@ def state_status(ctx: ApiContext, who: Caller) -> dict[str, Any]:
                 "status": image_status(ctx, seen, s), "downloadProgress": pct,
             })
     release = next((a.commit for a in apps if a.commit), None)
-    return {"status": "success", "appState": ctx.supervisor.state.app_state,
+    return {"status": "success", "appState": ctx.loop.state.app_state,
             "overallDownloadProgress": sum(progress) // len(progress) if progress else None,
             "containers": containers, "images": images, "release": release,
             # delta updates applied / fallen back to a pull (edgefleet extension, issue 19)
-            "deltas": getattr(ctx.supervisor.engine, "stats", None)}
+            "deltas": getattr(ctx.observer.engine, "stats", None)}

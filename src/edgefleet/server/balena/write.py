@@ -12,8 +12,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from edgefleet.server import keys, roles
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import org_tables as o
+from edgefleet.server import roles
 from edgefleet.server import tables as t
 from edgefleet.server.balena import write_release as wr
 from edgefleet.server.balena.compile import FilterCompiler, Source
@@ -144,7 +145,7 @@ def _create_application(s: Session, body: dict[str, Any], user_id: int) -> int:
                          code="Conflict")
     fleet = t.Fleet(uuid=str(body.get("uuid") or uuidlib.uuid4().hex), name=name,
                     owner_id=user_id, organization_id=org_id, device_type=device_type,
-                    created_ms=keys.now_ms())
+                    created_ms=now_ms())
     s.add(fleet)
     s.flush()
     return fleet.id

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from edgefleet.model.errors import InvalidInput
 from edgefleet.model.formats import release_from_compose, validate
 from edgefleet.model.target import AppTarget, DeviceTarget, TargetState
-from edgefleet.server import keys
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import tables as t
 from edgefleet.server.balena.odata import ODataError
 from edgefleet.server.builder import BuildTarget
@@ -68,7 +68,7 @@ def create_release(s: Session, body: dict[str, Any], user_id: int) -> int:
                          code="Conflict")
     rel = t.Release(fleet_id=fleet.id, commit=commit, status="building",
                     composition=json.dumps(composition), target="{}",
-                    created_ms=keys.now_ms())
+                    created_ms=now_ms())
     s.add(rel)
     s.flush()
     return rel.id

@@ -10,18 +10,14 @@ import re
 
 import sqlalchemy as sa
 
+from edgefleet.model.timeutil import now_ms
 from edgefleet.server import audit as trail
-from edgefleet.server import keys
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
 from edgefleet.server.keys import UserPrincipal
 
 CUT = "cut: the server stopped during the session"
-
-
-def now_ms() -> int:
-    return keys.now_ms()
 
 
 def outcome_of(result: str) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import websockets
 
-from edgefleet.server.client import Login
+from edgefleet.client import Login
 from edgefleet.tunnel.mux import Mux, StreamRefused
 from edgefleet.tunnel.splice import join_socket
 from edgefleet.tunnel.stream import Stream, StreamReset

@@ -13,7 +13,7 @@ import termios
 import tty
 from typing import Any
 
-from edgefleet.server.client import Login
+from edgefleet.client import Login
 from edgefleet.server.tunnel.remote import RemoteError, connect, pipe_stream
 from edgefleet.tunnel.stream import Stream
 

@@ -1,4 +1,5 @@
-"""A client of the fleet server's user API (httpx), used by the `edgefleet` CLI."""
+"""The one client of the fleet server's user API (httpx): the `edgefleet` CLI and `preload
+release` use it."""
 
 from __future__ import annotations
 
@@ -173,21 +174,19 @@ class FleetClient:
         if not follow:
             yield from self._call("GET", f"/device/v2/{uuid}/logs", params=params)
             return
-        with self.http.stream("GET", f"/device/v2/{uuid}/logs", params=params,
-                              timeout=httpx.Timeout(30.0, read=None)) as r:
-            if r.status_code >= 400:
-                r.read()
-                raise _error(r)
-            for line in r.iter_lines():
-                if line.strip():
-                    yield json.loads(line)
+        yield from self._ndjson("GET", f"/device/v2/{uuid}/logs", params=params,
+                                timeout=httpx.Timeout(30.0, read=None))
 
     def push(self, *, fleet: str, source: Path) -> Iterator[dict[str, Any]]:
         """Upload a project and yield the build's events, ending with `type: done`."""
-        body = project_tar(source)
-        with self.http.stream("POST", f"/api/v1/fleets/{fleet}/releases", content=body,
-                              headers={"Content-Type": "application/x-tar"},
-                              timeout=httpx.Timeout(60.0, read=None)) as r:
+        yield from self._ndjson("POST", f"/api/v1/fleets/{fleet}/releases",
+                                content=project_tar(source),
+                                headers={"Content-Type": "application/x-tar"},
+                                timeout=httpx.Timeout(60.0, read=None))
+
+    def _ndjson(self, method: str, path: str, **kw: Any) -> Iterator[dict[str, Any]]:
+        """A streamed answer of JSON lines, one event a line."""
+        with self.http.stream(method, path, **kw) as r:
             if r.status_code >= 400:
                 r.read()
                 raise _error(r)

@@ -1,4 +1,5 @@
-"""Keep the long-running supervisor process small (issue 4: under 60 MB RSS).
+"""Process start-up of `edgefleet supervisor run` (called by `cli.main` before any command
+loads): keep the long-running supervisor process small (issue 4: under 60 MB RSS).
 
 Some libraries import optional modules for features the supervisor never uses. Marking a
 module as absent in `sys.modules` (the import system's own "not available" entry) makes
@@ -10,10 +11,13 @@ from __future__ import annotations
 import sys
 
 UNUSED: dict[str, str] = {
-    "httpx._main": "httpx's command-line client; loads rich, pygments and click (3+ MB)",
-    "pydantic.v1": "FastAPI probes every annotation for pydantic-v1 models (1.5 MB)",
+    "httpx._main": "httpx's command-line client; loads rich, pygments and click (3.2 MB)",
+    "pydantic.v1": "FastAPI probes every annotation for pydantic-v1 models (1.6 MB)",
     "watchfiles": "uvicorn's --reload file watcher (0.7 MB)",
 }
+"""Each entry measured again on 2026-11-30 (the supervisor's modules imported in a fresh
+interpreter with all but that entry blocked, median of 3): all three still pay; together
+58.0 -> 52.6 MB."""
 
 
 def skip_unused_imports() -> list[str]:

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Protocol
 
-from edgefleet.device.update_gate import Hold
 from edgefleet.model.service import DesiredState
-from edgefleet.plan.planner import LOCKED
-from edgefleet.plan.steps import FetchImage, Noop, Plan
+from edgefleet.plan.steps import FetchImage, Noop, Plan, Wait
+
+
+class Hold(Protocol):
+    """An app whose download the update gate holds (device.update_gate.Hold)."""
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
 
 STATUSES = ("downloading", "downloaded", "applying changes", "done", "aborted", "rejected")
 
@@ -25,8 +34,8 @@ def app_statuses(*, desired: DesiredState, the_plan: Plan, holds: Mapping[str, H
     out: dict[str, tuple[str, str]] = {}
     for app_uuid, app in desired.apps.items():
         steps = [s for s in the_plan.steps if s.app_uuid == app_uuid]
-        waits = [s.waiting_for for s in steps if isinstance(s, Noop)]
-        message = "; ".join(waits)
+        noops = [s for s in steps if isinstance(s, Noop)]
+        message = "; ".join(n.waiting_for for n in noops)
         refs = {s.image for s in app.services.values()}
         errors = "; ".join(f"{r}: {fetch_errors[r]}" for r in sorted(refs & set(fetch_errors)))
         hold = holds.get(app_uuid)
@@ -42,7 +51,7 @@ def app_statuses(*, desired: DesiredState, the_plan: Plan, holds: Mapping[str, H
             out[app_uuid] = ("downloading", f"retrying after: {errors}" if errors else message)
         elif errors:
             out[app_uuid] = ("aborted", errors)
-        elif steps and all(isinstance(s, Noop) for s in steps) and set(waits) == {LOCKED}:
+        elif steps and len(noops) == len(steps) and {n.why for n in noops} == {Wait.LOCKED}:
             out[app_uuid] = ("downloaded", message)
         elif steps:
             out[app_uuid] = ("applying changes", message)
