@@ -227,6 +227,9 @@ def test_support_agent_reads_logs_but_cannot_write_variables(world: World) -> No
     assert r.json()["id"] in [g["id"] for g in agent.get("/api/v1/support/grants").json()]
     assert agent.get(f"/api/v1/devices/{one.device}").status_code == 200
     assert agent.get(f"/api/v1/devices/{other.uuid}").status_code == 404
+    listed = {d["uuid"] for d in agent.get("/api/v1/devices").json()}
+    assert one.device in listed and other.uuid not in listed and tg.device in listed
+    assert world.targets["support-no-grant"].device not in listed
     assert agent.get(f"/api/v1/fleets/{one.fleet.name}").status_code == 404
     fresh = target(world, grant="live")
     assert agent.get(f"/device/v2/{fresh.device}/logs").status_code == 200

@@ -14,6 +14,7 @@ from edgefleet.server import (
     account_api,
     device_api,
     device_pin,
+    openapi_links,
     orgs,
     support_api,
     user_api,
@@ -98,4 +99,5 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
                    ssh_keys):
         app.include_router(module.router(state=state))
     install_balena_api(app, state=state)
+    openapi_links.install(app)
     return app

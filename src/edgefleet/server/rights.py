@@ -65,6 +65,19 @@ class Rights:
         return any(roles.support_allows(permission, allow_reboot=g.allow_reboot)
                    for g in grants)
 
+    def device_condition(self, permission: str) -> sa.ColumnElement[bool]:
+        """SQL for "the user holds `permission` on this device" (over Device joined with
+        Fleet): the same rule as `check`, for listing pages in the database."""
+        finer = list(self.fleet_roles)
+        orgs = [i for i, r in self.org_roles.items() if roles.role_allows(r, permission)]
+        fleets = [i for i, r in self.fleet_roles.items() if roles.role_allows(r, permission)]
+        grants = [g for g in self.grants
+                  if roles.support_allows(permission, allow_reboot=g.allow_reboot)]
+        return sa.or_(
+            sa.and_(t.Fleet.organization_id.in_(orgs), t.Fleet.id.not_in(finer)),
+            t.Fleet.id.in_(fleets + [g.fleet_id for g in grants if g.device_id is None]),
+            t.Device.id.in_([g.device_id for g in grants if g.device_id is not None]))
+
     def candidate_fleets(self) -> sa.ColumnElement[bool]:
         ids = set(self.fleet_roles) | {g.fleet_id for g in self.grants}
         return sa.or_(t.Fleet.organization_id.in_(list(self.org_roles)), t.Fleet.id.in_(ids))

@@ -11,7 +11,7 @@ from edgefleet.server.authz import Access, allow
 from edgefleet.server.state import ServerState
 from edgefleet.server.user_api import ERRORS
 from edgefleet.server.user_schemas import DeviceOut, DeviceUpdate, VariableOut, VariableSet
-from edgefleet.server.views import device_out, resolve_release
+from edgefleet.server.views import device_out, device_outs, resolve_release
 
 UNPIN = ("none", "latest")
 """`pinned_release` values that unpin a device."""
@@ -28,11 +28,22 @@ def router(*, state: ServerState) -> APIRouter:
 
     @api.get("/devices", response_model=list[DeviceOut], responses={404: {}})
     def list_devices(fleet: str | None = Query(None, max_length=128),
+                     limit: int | None = Query(None, ge=0, le=2**31 - 1,
+                                               description="At most this many (default all)."),
+                     offset: int = Query(0, ge=0, le=2**31 - 1,
+                                         description="Skip this many first (by id)."),
                      a: Access = Depends(allow(state, "device.read"))) -> list[DeviceOut]:
-        """The devices the user may see, of one fleet when `fleet` is given."""
+        """The devices the user may see by id, of one fleet when `fleet` is given
+        (`limit`/`offset` page through them; a fixed number of statements whatever the page
+        size)."""
         with db.session() as s:
-            fleet_id = a.fleet(s, fleet).id if fleet is not None else None
-            return [out(s, d) for d in a.devices(s, fleet_id=fleet_id)]
+            q = sa.select(t.Device).join(t.Fleet, t.Fleet.id == t.Device.fleet_id).where(
+                a.rights(s).device_condition(a.permission))
+            if fleet is not None:
+                q = q.where(t.Device.fleet_id == a.fleet(s, fleet).id)
+            q = q.order_by(t.Device.id).offset(offset or None).limit(limit)
+            return device_outs(s, page=q, settings=state.settings,
+                               seen=lambda d: state.seen(d.id, d.last_seen_ms))
 
     @api.get("/devices/{device}", response_model=DeviceOut, responses={404: {}, 409: {}})
     def show_device(device: str, a: Access = Depends(allow(state, "device.read"))

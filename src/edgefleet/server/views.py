@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -73,14 +74,27 @@ def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
     assert fleet is not None
     config = merged_config([v for v in variables(s, fleet_id=fleet.id, device_id=device.id)
                             if v.kind == "config"])
+    target = release_for(s, fleet=fleet, pinned_release_id=device.pinned_release_id)
+    releases = list(s.execute(sa.select(t.DeviceRelease).where(
+        t.DeviceRelease.device_id == device.id).order_by(*_DR_ORDER)).scalars())
+    return _device_out(device=device, fleet=fleet, config=config, target=target,
+                       releases=releases, settings=settings, last_seen_ms=last_seen_ms,
+                       running=_commit(s, device.running_release_id),
+                       pinned=_commit(s, device.pinned_release_id))
+
+
+_DR_ORDER = (t.DeviceRelease.updated_ms.desc(), t.DeviceRelease.commit)
+"""A device's releases, newest report first (commit breaks ties)."""
+
+
+def _device_out(*, device: t.Device, fleet: t.Fleet, config: dict[str, str],
+                target: t.Release | None, releases: Sequence[t.DeviceRelease],
+                settings: ServerSettings, last_seen_ms: int | None,
+                running: str | None, pinned: str | None) -> DeviceOut:
     timeout = st.heartbeat_timeout_s(poll_ms=st.poll_interval_ms(config=config),
                                      override_s=settings.heartbeat_timeout_s)
     hb = st.heartbeat_state(last_seen_ms=last_seen_ms, now_ms=now_ms(),
                             timeout_s=timeout, grace_s=settings.offline_grace_s)
-    target = release_for(s, fleet=fleet, pinned_release_id=device.pinned_release_id)
-    releases = list(s.execute(sa.select(t.DeviceRelease).where(
-        t.DeviceRelease.device_id == device.id).order_by(t.DeviceRelease.updated_ms.desc()))
-        .scalars())
     update_status = next((r.update_status for r in releases
                           if target is not None and r.commit == target.commit), None)
     return DeviceOut(
@@ -89,8 +103,7 @@ def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
         status=st.overall_status(heartbeat=hb, vpn_connected=device.vpn_connected,
                               tunnel=settings.tunnel),
         heartbeat=hb, last_seen_ms=last_seen_ms, reported_status=device.status,
-        running_release=_commit(s, device.running_release_id),
-        pinned_release=_commit(s, device.pinned_release_id),
+        running_release=running, pinned_release=pinned,
         target_release=target.commit if target else None, update_status=update_status,
         os_version=device.os_version, os_variant=device.os_variant,
         supervisor_version=device.supervisor_version, ip_address=device.ip_address,
@@ -98,6 +111,64 @@ def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
         releases=[DeviceReleaseOut(commit=r.commit, update_status=r.update_status,
                                    services=json.loads(r.services or "{}")) for r in releases],
         created_ms=device.created_ms)
+
+
+def device_outs(s: Session, *, page: sa.Select[t.Device], settings: ServerSettings,
+                seen: Callable[[t.Device], int | None]) -> list[DeviceOut]:
+    """Every device `page` selects, as `device_out` renders each, in six statements whatever
+    the number of devices (the ids travel as subqueries of `page`, never as long IN lists)."""
+    devices = list(s.execute(page).scalars())
+    if not devices:
+        return []
+    sub = page.subquery()
+    dev_ids = sa.select(sub.c.id)
+    fleet_ids = sa.select(sub.c.fleet_id)
+    fleets = {f.id: f for f in s.execute(
+        sa.select(t.Fleet).where(t.Fleet.id.in_(fleet_ids))).scalars()}
+    config_vars: dict[int, list[t.Variable]] = {}
+    for v in s.execute(sa.select(t.Variable).where(
+            t.Variable.fleet_id.in_(fleet_ids), t.Variable.kind == "config",
+            sa.or_(t.Variable.device_id.is_(None), t.Variable.device_id.in_(dev_ids)))
+            .order_by(t.Variable.id)).scalars():
+        config_vars.setdefault(v.fleet_id, []).append(v)
+    latest = (sa.select(sa.func.max(t.Release.id)).where(
+        t.Release.fleet_id.in_(fleet_ids), t.Release.status == "success")
+        .group_by(t.Release.fleet_id))
+    wanted = sa.union(
+        sa.select(sub.c.pinned_release_id), sa.select(sub.c.running_release_id),
+        sa.select(t.Fleet.target_release_id).where(t.Fleet.id.in_(fleet_ids)), latest)
+    rels = {r.id: r for r in s.execute(sa.select(t.Release).where(
+        t.Release.id.in_(sa.select(wanted.subquery().c[0])))).scalars()}
+    newest: dict[int, t.Release] = {}
+    for r in rels.values():
+        if r.status == "success" and (r.fleet_id not in newest or r.id > newest[r.fleet_id].id):
+            newest[r.fleet_id] = r
+    reports: dict[int, list[t.DeviceRelease]] = {}
+    for dr in s.execute(sa.select(t.DeviceRelease).where(
+            t.DeviceRelease.device_id.in_(dev_ids)).order_by(*_DR_ORDER)).scalars():
+        reports.setdefault(dr.device_id, []).append(dr)
+
+    def commit(rid: int | None) -> str | None:
+        rel = rels.get(rid) if rid is not None else None
+        return rel.commit if rel else None
+
+    def target(device: t.Device, fleet: t.Fleet) -> t.Release | None:
+        for rid in (device.pinned_release_id, fleet.target_release_id):
+            rel = rels.get(rid) if rid is not None else None
+            if rel is not None and rel.status == "success" and rel.fleet_id == fleet.id:
+                return rel
+        return newest.get(fleet.id)
+
+    out = []
+    for d in devices:
+        fleet = fleets[d.fleet_id]
+        config = merged_config([v for v in config_vars.get(fleet.id, [])
+                                if v.device_id in (None, d.id)])
+        out.append(_device_out(
+            device=d, fleet=fleet, config=config, target=target(d, fleet),
+            releases=reports.get(d.id, []), settings=settings, last_seen_ms=seen(d),
+            running=commit(d.running_release_id), pinned=commit(d.pinned_release_id)))
+    return out
 
 
 def release_out(s: Session, *, release: t.Release) -> ReleaseOut:
