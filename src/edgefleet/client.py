@@ -111,6 +111,9 @@ class FleetClient:
         return dict(self._call("POST", "/api/v1/users",
                                json={"username": username, "is_admin": is_admin}))
 
+    def set_password(self, *, username: str, password: str) -> None:
+        self._call("PUT", f"/api/v1/users/{username}/password", json={"password": password})
+
     def fleets(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/api/v1/fleets"))
 

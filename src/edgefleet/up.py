@@ -346,6 +346,8 @@ def run_up(*, options: UpOptions, say: Callable[[str], None] = print,
         say(f"                supervisor API: http://127.0.0.1:{options.api_port}/ping")
         say("  the app       the example's frontend on :8080, its backend on"
             " 127.0.0.1:1234/cgi-bin/data")
+        say(f"  dashboard     {up.url}/ui/  (user admin; set its password first:"
+            " edgefleet user passwd)")
         if not logged_in:
             other = load_login()
             say(f"  note          the CLI stays logged in to {other.url if other else '?'};"

@@ -1,5 +1,5 @@
 """Issue 15's migration: a database made by the previous release's migrations (up to
-t14_tunnel_audit), with users, fleets, devices, releases, variables, keys and remote sessions
+d16_dashboard), with users, fleets, devices, releases, variables, keys and remote sessions
 in it, is upgraded; every user gets a personal organization owning their fleets, the remote
 sessions join the one audit trail, and nothing is lost. SQLite and PostgreSQL."""
 
@@ -21,8 +21,8 @@ from edgefleet.server import keys
 from edgefleet.server.db import Database, open_engine
 from tests.support.fleet_server import PG_URL, pg_schema_url
 
-PREVIOUS_HEAD = "t14_tunnel_audit"
-"""The previous release's last migration (issue 14's remote-access tables)."""
+PREVIOUS_HEAD = "d16_dashboard"
+"""The previous release's last migration (issue 14's remote access, issue 16's dashboard)."""
 TABLES = ("users", "fleets", "devices", "releases", "variables", "api_keys", "services")
 
 

@@ -31,8 +31,10 @@ SECRET = "hunter2-" + uuid.uuid4().hex
 DEVICE_API = {("POST", "/device/register"), ("GET", "/device/v3/{uuid}/state"),
               ("PATCH", "/device/v3/state"), ("POST", "/device/v2/{uuid}/log-stream"),
               ("PATCH", "/device/v3/{uuid}"), ("GET", "/ping"), ("GET", "/config/vars"),
-              ("GET", "/api/v3/delta"), ("GET", "/api/v3/delta/{key}")}
-"""Routes for devices' own keys, or public (no key): no user permission."""
+              ("GET", "/api/v3/delta"), ("GET", "/api/v3/delta/{key}"),
+              ("GET", "/ui"), ("GET", "/ui/static/{name}")}
+"""Routes for devices' own keys, or public (no key): no user permission. The dashboard's
+pages (a mounted app under /ui) ask `web/permissions.allowed`, which reads the role table."""
 
 
 @dataclass

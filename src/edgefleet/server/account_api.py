@@ -3,37 +3,17 @@ agents (`PATCH /api/v1/users/{name}`, admins), and the audit trail (`/api/v1/aud
 
 from __future__ import annotations
 
-import json
-
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from edgefleet.model.timeutil import now_ms
 from edgefleet.server import audit, keys, roles
-from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
 from edgefleet.server.org_schemas import MAX_ID, AuditOut, TokenOut, UserUpdate
 from edgefleet.server.orgs import ERRORS, personal_handle
 from edgefleet.server.state import ServerState
-from edgefleet.server.tunnel.audit import CUT
 from edgefleet.server.user_schemas import KeyCreated, TokenCreate
-
-
-def audit_out(r: o.AuditEvent) -> AuditOut:
-    """A record; a remote session's also with its session fields (kind, command, bytes...)."""
-    out = AuditOut(id=r.id, ts_ms=r.ts_ms, actor=r.actor, organization=r.organization,
-                   action=r.action, fleet=r.fleet, device=r.device, target=r.target,
-                   outcome=r.outcome, detail=r.detail, username=r.actor, device_uuid=r.device)
-    if r.action.startswith("remote."):
-        d = json.loads(r.detail or "{}")
-        cut = r.outcome == "cut" and not d.get("result")
-        out = out.model_copy(update={
-            "kind": r.action.split(".", 1)[1], "command": d.get("command", ""),
-            "started_ms": r.ts_ms, "ended_ms": d.get("ended_ms") or (r.ts_ms if cut else None),
-            "bytes_up": d.get("bytes_up", 0), "bytes_down": d.get("bytes_down", 0),
-            "result": d.get("result") or (CUT if cut else "")})
-    return out
 
 
 def router(*, state: ServerState) -> APIRouter:
@@ -111,6 +91,6 @@ def router(*, state: ServerState) -> APIRouter:
             rows = audit.query(s, organizations=a.organizations(s), device=device,
                                fleet=fleet, actor=actor, since_ms=since_ms,
                                until_ms=until_ms, limit=limit)
-            return [audit_out(r) for r in rows]
+            return [audit.audit_out(r) for r in rows]
 
     return api

@@ -34,6 +34,7 @@ from edgefleet.server.tunnel import actions as tunnel_actions
 from edgefleet.server.tunnel import routes as tunnel_routes
 from edgefleet.server.tunnel import ssh_keys
 from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
+from edgefleet.server.web import install as install_dashboard
 
 
 def create_app(*, settings: ServerSettings, db: Database | None = None,
@@ -74,6 +75,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
 
     app = FastAPI(title="edgefleet fleet server", version=__version__, lifespan=lifespan)
     app.state.server = state
+    install_dashboard(app, state=state)
     app.state.tunnel = hub
 
     @app.exception_handler(DataError)

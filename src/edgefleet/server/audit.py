@@ -14,6 +14,7 @@ from edgefleet.model.secret_names import is_secret_name
 from edgefleet.model.timeutil import now_ms
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
+from edgefleet.server.org_schemas import AuditOut
 
 REDACTED = "[REDACTED]"
 TRIM_EVERY = 500
@@ -73,3 +74,22 @@ def query(s: Session, *, organizations: list[str] | None, device: str | None = N
     if until_ms is not None:
         q = q.where(o.AuditEvent.ts_ms < until_ms)
     return list(s.execute(q.order_by(o.AuditEvent.id.desc()).limit(limit)).scalars())
+
+
+CUT = "cut: the server stopped during the session"
+
+
+def audit_out(r: o.AuditEvent) -> AuditOut:
+    """A record; a remote session's also with its session fields (kind, command, bytes...)."""
+    out = AuditOut(id=r.id, ts_ms=r.ts_ms, actor=r.actor, organization=r.organization,
+                   action=r.action, fleet=r.fleet, device=r.device, target=r.target,
+                   outcome=r.outcome, detail=r.detail, username=r.actor, device_uuid=r.device)
+    if r.action.startswith("remote."):
+        d = json.loads(r.detail or "{}")
+        cut = r.outcome == "cut" and not d.get("result")
+        out = out.model_copy(update={
+            "kind": r.action.split(".", 1)[1], "command": d.get("command", ""),
+            "started_ms": r.ts_ms, "ended_ms": d.get("ended_ms") or (r.ts_ms if cut else None),
+            "bytes_up": d.get("bytes_up", 0), "bytes_down": d.get("bytes_down", 0),
+            "result": d.get("result") or (CUT if cut else "")})
+    return out

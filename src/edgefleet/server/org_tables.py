@@ -1,4 +1,5 @@
-"""Tables of issue 15: organizations, members, support grants, device notes, the audit trail."""
+"""Tables of issue 15: organizations, members, support grants, the audit trail (device notes
+are `tables.DeviceNote`, shared with the dashboard)."""
 
 from __future__ import annotations
 
@@ -50,18 +51,6 @@ class SupportGrant(Base):
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
     expires_ms: Mapped[int] = mapped_column(sa.BigInteger)
     revoked_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
-
-
-class DeviceNote(Base):
-    """One entry of a device's running log of what was done and found."""
-
-    __tablename__ = "device_notes"
-    id: Mapped[int] = mapped_column(primary_key=True)
-    device_id: Mapped[int] = mapped_column(sa.ForeignKey("devices.id", ondelete="CASCADE"),
-                                           index=True)
-    author: Mapped[str] = mapped_column(sa.String(64))
-    ts_ms: Mapped[int] = mapped_column(sa.BigInteger)
-    text: Mapped[str] = mapped_column(sa.Text)
 
 
 class AuditEvent(Base):

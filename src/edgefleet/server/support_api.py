@@ -95,13 +95,14 @@ def router(*, state: ServerState) -> APIRouter:
         """Add to the device's running log of what was done and found."""
         with db.session() as s:
             d = a.device(s, device)
-            note = o.DeviceNote(device_id=d.id, author=a.user.username, ts_ms=now_ms(),
-                                text=body.text)
+            note = t.DeviceNote(device_id=d.id, username=a.user.username,
+                                created_ms=now_ms(), text=body.text)
             s.add(note)
             s.flush()
             audit.record(s, actor=a.user.username, action="device.note", device=d,
                          target=f"note {note.id}")
-            return NoteOut(id=note.id, author=note.author, ts_ms=note.ts_ms, text=note.text)
+            return NoteOut(id=note.id, author=note.username, ts_ms=note.created_ms,
+                           text=note.text)
 
     @api.get("/devices/{device}/notes", response_model=list[NoteOut])
     def list_notes(device: str, a: Access = Depends(allow(state, "device.read"))
@@ -109,9 +110,9 @@ def router(*, state: ServerState) -> APIRouter:
         """The device's notes, oldest first."""
         with db.session() as s:
             d = a.device(s, device)
-            rows = s.execute(sa.select(o.DeviceNote).where(o.DeviceNote.device_id == d.id)
-                             .order_by(o.DeviceNote.id)).scalars()
-            return [NoteOut(id=n.id, author=n.author, ts_ms=n.ts_ms, text=n.text)
+            rows = s.execute(sa.select(t.DeviceNote).where(t.DeviceNote.device_id == d.id)
+                             .order_by(t.DeviceNote.id)).scalars()
+            return [NoteOut(id=n.id, author=n.username, ts_ms=n.created_ms, text=n.text)
                     for n in rows]
 
     return api

@@ -20,6 +20,8 @@ class User(Base):
     is_support: Mapped[bool] = mapped_column(default=False)
     """A support agent: sees what support grants cover (set by an admin)."""
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    password_hash: Mapped[str] = mapped_column(sa.String(255), default="")
+    """argon2id hash of the dashboard password ('' = no password: the user cannot sign in)."""
 
 
 class ApiKey(Base):
@@ -190,6 +192,31 @@ class Meta(Base):
     __tablename__ = "meta"
     key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     value: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class WebSession(Base):
+    """A dashboard sign-in: the cookie's token (hashed), its CSRF token, and its expiry."""
+
+    __tablename__ = "web_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    csrf: Mapped[str] = mapped_column(sa.String(64))
+    created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    expires_ms: Mapped[int] = mapped_column(sa.BigInteger)
+
+
+class DeviceNote(Base):
+    """A line of a device's running notes (what was done and found), by whom and when."""
+
+    __tablename__ = "device_notes"
+    __table_args__ = (sa.Index("ix_device_notes_device", "device_id", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(sa.ForeignKey("devices.id", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(sa.String(64))
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_ms: Mapped[int] = mapped_column(sa.BigInteger)
 
 
 class SshKey(Base):

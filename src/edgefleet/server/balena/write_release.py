@@ -35,9 +35,10 @@ def _release_of(s: Session, release_id: Any, user_id: int) -> tuple[t.Release, t
 
 
 def _checked(composition: dict[str, Any]) -> dict[str, Any]:
-    """The CLI's normalised compose document without its `null`s (unset options), refused
-    here, before anything is pushed, if the devices would refuse it."""
-    services = {name: {k: v for k, v in (conf or {}).items() if v is not None}
+    """The CLI's normalised compose document without its `null`s (unset options) and its
+    `build` sections (the CLI built the images; build args may be secrets, and devices never
+    build), refused here, before anything is pushed, if the devices would refuse it."""
+    services = {name: {k: v for k, v in (conf or {}).items() if v is not None and k != "build"}
                 for name, conf in composition["services"].items()}
     doc = {k: v for k, v in composition.items() if k in ("version", "volumes", "networks")}
     doc["services"] = services

@@ -13,11 +13,14 @@ import sqlalchemy as sa
 from edgefleet.model.timeutil import now_ms
 from edgefleet.server import audit as trail
 from edgefleet.server import org_tables as o
+from edgefleet.server import roles
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
 from edgefleet.server.keys import UserPrincipal
+from edgefleet.server.org_schemas import AuditOut
+from edgefleet.server.rights import Rights
 
-CUT = "cut: the server stopped during the session"
+CUT = trail.CUT
 
 
 def outcome_of(result: str) -> str:
@@ -60,3 +63,22 @@ def cut_open_sessions(s: sa.orm.Session) -> None:
     s.execute(sa.update(o.AuditEvent).where(o.AuditEvent.action.startswith("remote."),
                                             o.AuditEvent.outcome == "open")
               .values(outcome="cut"))
+
+
+def sessions(db: Database, *, user: UserPrincipal, device_uuids: list[str] | None,
+             limit: int) -> list[AuditOut]:
+    """Remote records (sessions, actions, diagnostics) newest first, with their session
+    fields: an admin sees all; a user those of the organizations where they may read the
+    audit trail, and their own."""
+    with db.session() as s:
+        q = sa.select(o.AuditEvent).where(o.AuditEvent.action.startswith("remote."))
+        if device_uuids is not None:
+            q = q.where(o.AuditEvent.device.in_(device_uuids))
+        if not user.is_admin:
+            owned = [i for i, role in Rights.of_user(s, user.user_id).org_roles.items()
+                     if roles.role_allows(role, "audit.read")]
+            orgs = sa.select(o.Organization.handle).where(o.Organization.id.in_(owned))
+            q = q.where(sa.or_(o.AuditEvent.organization.in_(orgs),
+                               o.AuditEvent.actor == user.username))
+        rows = s.execute(q.order_by(o.AuditEvent.id.desc()).limit(limit)).scalars()
+        return [trail.audit_out(r) for r in rows]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'r15_orgs'
-down_revision = 't14_tunnel_audit'
+down_revision = 'd16_dashboard'
 
 
 def upgrade() -> None:
@@ -60,16 +60,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint('id'))
     op.create_index('ix_support_grants_organization_id', 'support_grants', ['organization_id'])
     op.create_index('ix_support_grants_fleet_id', 'support_grants', ['fleet_id'])
-    op.create_table(
-        'device_notes',
-        sa.Column('id', sa.Integer(), nullable=False),
-        sa.Column('device_id', sa.Integer(), nullable=False),
-        sa.Column('author', sa.String(length=64), nullable=False),
-        sa.Column('ts_ms', sa.BigInteger(), nullable=False),
-        sa.Column('text', sa.Text(), nullable=False),
-        sa.ForeignKeyConstraint(['device_id'], ['devices.id'], ondelete='CASCADE'),
-        sa.PrimaryKeyConstraint('id'))
-    op.create_index('ix_device_notes_device_id', 'device_notes', ['device_id'])
     op.create_table(
         'audit_events',
         sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -153,7 +143,7 @@ def downgrade() -> None:
     for table, column in (('fleets', 'organization_id'), ('api_keys', 'scope'),
                           ('api_keys', 'expires_ms'), ('users', 'is_support')):
         op.drop_column(table, column)
-    for table in ('audit_events', 'device_notes', 'support_grants', 'members',
+    for table in ('audit_events', 'support_grants', 'members',
                   'organizations'):
         op.drop_table(table)
     op.create_table('tunnel_sessions',
