@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from tests.support.fleet_server import run_server  # noqa: E402
 
+from edgefleet.server import org_tables as o  # noqa: E402
 from edgefleet.server import tables as t  # noqa: E402
 
 RESULTS = Path(__file__).parent / "RESULTS.md"
@@ -40,9 +41,11 @@ FLEET_LIST = ("$filter=is_directly_accessible_by__user/any(dau:1%20eq%201)&$orde
 def seed(db: object, *, user_id: int, fleets: int, devices: int) -> None:
     engine: sa.Engine = db.engine  # type: ignore[attr-defined]
     with engine.begin() as conn:
+        org_id = conn.execute(sa.select(o.Organization.id).where(
+            o.Organization.personal_of == user_id)).scalar()
         for f in range(fleets):
             fleet_id = conn.execute(sa.insert(t.Fleet).values(
-                uuid=f"{f:032x}", name=f"fleet{f}", owner_id=user_id,
+                uuid=f"{f:032x}", name=f"fleet{f}", owner_id=user_id, organization_id=org_id,
                 device_type="generic-amd64", created_ms=1).returning(t.Fleet.id)).scalar_one()
             rel = conn.execute(sa.insert(t.Release).values(
                 fleet_id=fleet_id, commit=f"c{f:031x}", status="success", created_ms=1,

@@ -100,6 +100,10 @@ class FleetClient:
             raise _error(r)
         return r.json() if r.content else None
 
+    def api(self, method: str, path: str, **kw: Any) -> Any:
+        """Any user-API call (`/api/v1/...`): its JSON reply, or ApiError."""
+        return self._call(method, path, **kw)
+
     def whoami(self) -> dict[str, Any]:
         return dict(self._call("GET", "/api/v1/whoami"))
 
@@ -116,9 +120,12 @@ class FleetClient:
     def fleet(self, *, name: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/api/v1/fleets/{name}"))
 
-    def create_fleet(self, *, name: str, device_type: str) -> dict[str, Any]:
-        return dict(self._call("POST", "/api/v1/fleets",
-                               json={"name": name, "device_type": device_type}))
+    def create_fleet(self, *, name: str, device_type: str,
+                     organization: str | None = None) -> dict[str, Any]:
+        body = {"name": name, "device_type": device_type}
+        if organization:
+            body["organization"] = organization
+        return dict(self._call("POST", "/api/v1/fleets", json=body))
 
     def set_fleet_release(self, *, name: str, release: str) -> dict[str, Any]:
         return dict(self._call("PATCH", f"/api/v1/fleets/{name}",

@@ -6,8 +6,10 @@ pushed at once, a server restart mid-session, and the audit trail of it all."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -178,7 +180,8 @@ def test_remote_access_end_to_end(server: Server, device: E2EDevice, tmp_path: P
         wait_for("the tunnel to close",
                  lambda: server.device(uuid)["status"] == "Heartbeat Only", timeout=30)
         out = server.run("device", "identify", uuid)
-        assert out.returncode == 1 and b"not connected to the tunnel" in out.stdout, out
+        said = out.stdout + out.stderr
+        assert out.returncode == 1 and b"not connected to the tunnel" in said, out
         assert "health checks" in server.cli("device", "diagnostics", uuid, "--show", "1"), \
             "a stored run stays readable when the device is gone"
     except BaseException:
@@ -270,7 +273,12 @@ def actions_and_diagnostics(server: Server, device: E2EDevice, uuid: str) -> Non
     wait_for("the device to report its API key",
              lambda: server.device(uuid)["reported"].get("api_port"), timeout=30)
     assert "identify: done" in server.cli("device", "identify", uuid)
-    reported = server.device(uuid)["reported"]
+    # the device's supervisor API key is never shown to users (issue 15); the server's own
+    # database holds what the device reported
+    with sqlite3.connect(server.root / "server" / "server.sqlite") as db:
+        reported = json.loads(db.execute("SELECT reported FROM devices WHERE uuid = ?",
+                                         (uuid,)).fetchone()[0])
+    assert "api_secret" not in server.device(uuid)["reported"]
     vpn = httpx.get(f"http://127.0.0.1:{reported['api_port']}/v2/device/vpn",
                     params={"apikey": reported["api_secret"]}, timeout=10).json()
     assert vpn["vpn"] == {"enabled": True, "connected": True}, vpn

@@ -105,8 +105,9 @@ def test_a_device_behind_a_gateway(tmp_path: Path, registry: str, lan: dict[str,
         target = wait_for("the target to register",
                           lambda: json.loads((roots["target"] / "config.json").read_text())
                           .get("uuid"), timeout=60)
+        # (its API key is never shown to users: the api_port of the same report is)
         wait_for("the target's report", lambda: server.device(target)["reported"]
-                 .get("api_secret"), timeout=60)
+                 .get("api_port"), timeout=60)
         stop(first)
         procs.append(supervisor(roots["gateway"], engines[0], lan["gw"]))
         procs.append(supervisor(roots["target"], engines[1], lan["tg"],

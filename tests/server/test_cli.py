@@ -198,7 +198,8 @@ def test_server_run_first_admin_and_registry(backend: str, tmp_path: Path) -> No
             assert f"its API token is in {tmp_path / 'admin.token'}" in out
             me = httpx.get(f"{base}/api/v1/whoami",
                            headers={"Authorization": f"Bearer {token.group(1)}"}).json()
-            assert me == {"id": me["id"], "username": "admin", "is_admin": True}
+            assert me == {"id": me["id"], "username": "admin", "is_admin": True,
+                          "is_support": False, "organization": "admin"}
             reg = re.search(r"registry: docker-registry on (127\.0\.0\.1:\d+)", out)
             if backend == "sqlite":
                 assert reg, out

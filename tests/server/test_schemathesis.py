@@ -62,7 +62,11 @@ def test_stateful_links_no_server_errors(server: RunningServer) -> None:
     name into show / change / remove it, a listed device's uuid, a release's commit): no
     sequence of calls makes a 5xx. Each scenario starts from a fresh user with one fleet and
     one device, so that the same choices meet the same state."""
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    # the fleet, device, release and variable operations whose links this is about (issue
+    # 15's organizations, grants, tokens and audit have their own matrix: with them in, the
+    # scenarios spread too thin to follow these links, and revoking its own token ends one)
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json").include(
+        path_regex=r"^/(api/v1/(fleets|devices|releases|variables)|device/)")
     doc = httpx.get(f"{server.url}/openapi.json").json()
     created = doc["paths"]["/api/v1/fleets"]["post"]["responses"]["201"]["links"]
     get_fleet = doc["paths"]["/api/v1/fleets/{fleet}"]["get"]["operationId"]

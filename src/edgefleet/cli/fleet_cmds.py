@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from edgefleet.cli import device_cmds
+from edgefleet.cli import device_cmds, team_cmds
 from edgefleet.cli.fleet_common import (
     JSON_OPT,
     ago,
@@ -59,9 +59,12 @@ def _fleet_table(fleets: list[dict[str, Any]]) -> Table:
 @fleet_app.command("create")
 def fleet_create(name: str, device_type: str = typer.Option(
         "generic-amd64", "--type", "-t", help="Device type (generic-amd64, raspberrypi4-64, "
-                                              "...)."), as_json: bool = JSON_OPT) -> None:
+                                              "...)."),
+                 org: str | None = typer.Option(None, "--org", help="In this organization "
+                                                "(default: your personal one)."),
+                 as_json: bool = JSON_OPT) -> None:
     """Create a fleet."""
-    f = call(lambda c: c.create_fleet(name=name, device_type=device_type))
+    f = call(lambda c: c.create_fleet(name=name, device_type=device_type, organization=org))
     print_json(f) if as_json else console.print(_fleet_table([f]))
 
 
@@ -173,3 +176,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(fleet_app, name="fleet")
     app.add_typer(release_app, name="release")
     device_cmds.register(app)
+    team_cmds.register(app, device_cmds.device_app)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -119,36 +118,11 @@ def tunnel(device: str = typer.Argument(..., help="Device uuid, prefix or name."
         pass
 
 
-def audit(device: str | None = typer.Option(None, "--device", "-d",
-                                            help="Only sessions on this device."),
-          limit: int = typer.Option(100, "--limit", "-n", min=1, max=10000),
-          as_json: bool = JSON_OPT) -> None:
-    """Remote sessions (who, which device, what, when, bytes each way), newest first."""
-    params: dict[str, str | int] = {"limit": limit}
-    if device:
-        params["device"] = device
-    rows = call(lambda c: c.remote("GET", "/audit", params=params))
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("ID", "USER", "DEVICE", "KIND", "TARGET", "COMMAND", "STARTED", "SECONDS",
-                  "UP", "DOWN", "RESULT", title="remote sessions")
-    for r in rows:
-        started = datetime.fromtimestamp(r["started_ms"] / 1000, UTC).strftime(
-            "%Y-%m-%d %H:%M:%S")
-        secs = f"{(r['ended_ms'] - r['started_ms']) / 1000:.1f}" if r["ended_ms"] else "open"
-        table.add_row(str(r["id"]), r["username"], r["device_uuid"][:10], r["kind"],
-                      r["target"], r["command"][:40], started, secs, str(r["bytes_up"]),
-                      str(r["bytes_down"]), r["result"][:60])
-    console.print(table)
-
-
 def register(app: typer.Typer) -> None:
     from edgefleet.cli import remote_device_cmds  # noqa: F401 - adds `device` commands
 
     app.command("ssh")(ssh)
     app.command("tunnel")(tunnel)
-    app.command("audit")(audit)
     app.add_typer(key_app, name="key")
 
 

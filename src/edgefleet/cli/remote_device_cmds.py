@@ -15,6 +15,8 @@ from edgefleet.cli.fleet_common import JSON_OPT, call, console, fail, print_json
 
 YES_OPT = typer.Option(False, "--yes", "-y", help="Do not ask (for scripts).")
 SERVICE_OPT = typer.Option(None, "--service", "-s", help="Only this service.")
+NOTE_OPT = typer.Option(None, "--note", "-m", help="Why (recorded in the audit trail; a "
+                                                   "support agent must give one).")
 
 
 def _services(device: dict[str, Any]) -> list[str]:
@@ -35,8 +37,12 @@ def _confirm(device: str, action: str, what: str, yes: bool) -> dict[str, Any]:
     return d
 
 
-def _act(device: str, action: str, service: str | None = None, force: bool = False) -> None:
-    body: dict[str, Any] = {"service": service, "force": force}
+def _act(device: str, action: str, service: str | None = None, force: bool = False,
+         note: str | None = None) -> None:
+    """Run the action; reached only after `_confirm` (or for actions that stop nothing), so
+    the confirmation the server records is this one."""
+    body: dict[str, Any] = {"service": service, "force": force, "confirm": True,
+                            "note": note}
     reply = call(lambda c: c.remote("POST", f"/devices/{device}/actions/{action}", json=body))
     console.print(f"{action}{' ' + service if service else ''}: done (the device answered "
                   f"HTTP {reply['status']})", highlight=False)
@@ -59,39 +65,40 @@ def start_service(device: str, service: str) -> None:
 
 
 @device_app.command("stop-service")
-def stop_service(device: str, service: str, yes: bool = YES_OPT) -> None:
+def stop_service(device: str, service: str, yes: bool = YES_OPT,
+                 note: str | None = NOTE_OPT) -> None:
     """Stop one of the device's services (it stays stopped until started or updated)."""
     _confirm(device, "stop-service", f"stops service {service!r} until it is started again",
              yes)
-    _act(device, "stop-service", service)
+    _act(device, "stop-service", service, note=note)
 
 
 @device_app.command("reboot")
 def reboot(device: str, force: bool = typer.Option(False, "--force",
                                                    help="Override update locks."),
-           yes: bool = YES_OPT) -> None:
+           yes: bool = YES_OPT, note: str | None = NOTE_OPT) -> None:
     """Reboot the device (never without permission: it asks unless --yes)."""
     _confirm(device, "reboot", "stops every service ({services}) and the device until it "
              "has rebooted", yes)
-    _act(device, "reboot", force=force)
+    _act(device, "reboot", force=force, note=note)
 
 
 @device_app.command("shutdown")
 def shutdown(device: str, force: bool = typer.Option(False, "--force",
                                                      help="Override update locks."),
-             yes: bool = YES_OPT) -> None:
+             yes: bool = YES_OPT, note: str | None = NOTE_OPT) -> None:
     """Shut the device down (someone must power it on again)."""
     _confirm(device, "shutdown", "stops every service ({services}) and powers the device "
              "off; only someone on site can start it again", yes)
-    _act(device, "shutdown", force=force)
+    _act(device, "shutdown", force=force, note=note)
 
 
 @device_app.command("purge")
-def purge(device: str, yes: bool = YES_OPT) -> None:
+def purge(device: str, yes: bool = YES_OPT, note: str | None = NOTE_OPT) -> None:
     """Remove the data (volumes) of the device's services and restart them."""
     _confirm(device, "purge", "stops every service ({services}) and deletes their data "
              "volumes", yes)
-    _act(device, "purge")
+    _act(device, "purge", note=note)
 
 
 @device_app.command("identify")

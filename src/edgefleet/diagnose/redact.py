@@ -13,19 +13,16 @@ Quotes around a redacted value are kept, so redacted JSON is still JSON."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Iterable
 
+from edgefleet.model.secret_names import is_secret_name
+
+__all__ = ["MIN_SECRET_LEN", "REDACTED", "is_secret_name", "redact_text"]
+
 REDACTED = "[REDACTED]"
 MIN_SECRET_LEN = 6
-
-_STRONG = frozenset({"password", "passwd", "passphrase", "secret", "token", "apikey", "psk",
-                     "credential", "credentials", "authorization", "cookie", "privatekey"})
-"""A name holding one of these words anywhere names a secret."""
-_LAST = frozenset({"key", "pass", "pwd", "auth"})
-"""A name whose last word (numeric suffixes dropped: API_KEY_2) is one of these names one."""
 
 # a name, then = or :, e.g. `API_KEY_2=`, `"password": `, `token: `, `--token=`
 _ASSIGN = re.compile(r"""(?<![A-Za-z0-9_])(["'])?([A-Za-z_][A-Za-z0-9_.\-]*)(?(1)\1)[ \t]*([=:])"""
@@ -44,18 +41,6 @@ _URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/@\"'<>]+)@")
 _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
 # without an END marker: the rest of the line (or JSON string) and the base64 lines after it
 _PEM_REST = re.compile(r'(?:\\.|[^\n"\\])*(?:\n[A-Za-z0-9+/=]+)*')
-
-
-def is_secret_name(name: str) -> bool:
-    """Whether a key, variable or flag name names a secret (API_KEY_2, deviceApiKey, psk)."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    words = [w.lower() for w in re.split(r"[^A-Za-z0-9]+", spaced) if w]
-    if any(w in _STRONG for w in words) or any(
-            a == "api" and b == "key" for a, b in itertools.pairwise(words)):
-        return True
-    while words and words[-1].isdigit():
-        words.pop()
-    return bool(words) and words[-1] in _LAST
 
 
 def redact_text(text: str, *, secrets: Iterable[str] = ()) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
 from edgefleet.server import tables as t
 from edgefleet.server.keys import DevicePrincipal, Principal, UserPrincipal
+from edgefleet.server.rights import Rights, find_device, find_fleet
 
 
 def unauthorized(detail: str = "missing or unknown API key") -> HTTPException:
@@ -34,29 +34,20 @@ def require_device(principal: Principal | None, *, uuid: str) -> DevicePrincipal
     return principal
 
 
-def user_fleet(s: Session, *, user: UserPrincipal, name: str) -> t.Fleet:
-    """A fleet of this user by name (or uuid); 404 when the user has none such."""
-    fleet = s.execute(sa.select(t.Fleet).where(
-        t.Fleet.owner_id == user.user_id,
-        sa.or_(t.Fleet.name == name, t.Fleet.uuid == name))).scalar()
-    if fleet is None:
-        raise HTTPException(404, f"no fleet {name!r}")
+def user_fleet(s: Session, *, user: UserPrincipal, name: str,
+               permission: str = "fleet.read") -> t.Fleet:
+    """A fleet the user holds `permission` on, by name (or uuid); 404 when the user sees
+    none such, 403 when the role does not allow it (routes use `authz.allow` instead)."""
+    fleet, ok = find_fleet(s, Rights.load(s, user), name=name, permission=permission)
+    if not ok:
+        raise HTTPException(403, f"you may not {permission} on fleet {fleet.name!r}")
     return fleet
 
 
-def user_device(s: Session, *, user: UserPrincipal, uuid: str) -> t.Device:
-    """A device in one of this user's fleets by uuid, a unique uuid prefix (>= 7) or name."""
-    q = sa.select(t.Device).join(t.Fleet, t.Fleet.id == t.Device.fleet_id).where(
-        t.Fleet.owner_id == user.user_id)
-    exact = s.execute(q.where(t.Device.uuid == uuid)).scalar()
-    if exact is not None:
-        return exact
-    cond: sa.ColumnElement[bool] = t.Device.name == uuid
-    if len(uuid) >= 7 and uuid.isalnum():
-        cond = sa.or_(cond, t.Device.uuid.startswith(uuid))
-    found = list(s.execute(q.where(cond).limit(2)).scalars())
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise HTTPException(404, f"no device {uuid!r}")
-    raise HTTPException(409, f"{uuid!r} names more than one device; use the full uuid")
+def user_device(s: Session, *, user: UserPrincipal, uuid: str,
+                permission: str = "device.read") -> t.Device:
+    """A device the user holds `permission` on, by uuid, unique uuid prefix (>= 7) or name."""
+    device, _fleet, ok = find_device(s, Rights.load(s, user), ref=uuid, permission=permission)
+    if not ok:
+        raise HTTPException(403, f"you may not {permission} on device {device.uuid[:7]}")
+    return device

@@ -8,6 +8,7 @@ from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
+from edgefleet.server.orgs import personal_org
 
 
 def ensure_admin(db: Database, *, username: str = "admin") -> str | None:
@@ -18,4 +19,5 @@ def ensure_admin(db: Database, *, username: str = "admin") -> str | None:
         user = t.User(username=username, is_admin=True, created_ms=now_ms())
         s.add(user)
         s.flush()
+        personal_org(s, user=user)
         return keys.add_key(s, kind="user", user_id=user.id, name="first admin token")

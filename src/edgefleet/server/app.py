@@ -11,9 +11,12 @@ from sqlalchemy.exc import DataError
 
 from edgefleet import __version__
 from edgefleet.server import (
+    account_api,
     device_api,
     device_pin,
     openapi_links,
+    orgs,
+    support_api,
     user_api,
     user_devices,
     user_releases,
@@ -31,7 +34,6 @@ from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import actions as tunnel_actions
 from edgefleet.server.tunnel import routes as tunnel_routes
 from edgefleet.server.tunnel import ssh_keys
-from edgefleet.server.tunnel import user_routes as tunnel_user_routes
 from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
 from edgefleet.server.web import install as install_dashboard
 
@@ -91,15 +93,15 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
 
     app.add_middleware(FastPoll, state=state)
     app.add_middleware(Limits, auth_failures_per_minute=settings.auth_failures_per_minute)
-    current_user = user_api.user_dependency(state=state)
     app.include_router(device_api.router(state=state))
     app.include_router(device_pin.router(state=state))
     app.include_router(delta_api.router(state=state, service=deltas))
     app.include_router(tunnel_routes.router(state=state, hub=hub))
-    app.include_router(tunnel_actions.router(state=state, hub=hub, current_user=current_user))
+    app.include_router(tunnel_actions.router(state=state, hub=hub))
     app.include_router(balena_relay.router(state=state, hub=hub))
-    for module in (user_api, user_devices, user_releases, tunnel_user_routes, ssh_keys):
-        app.include_router(module.router(state=state, current_user=current_user))
+    for module in (user_api, user_devices, user_releases, orgs, account_api, support_api,
+                   ssh_keys):
+        app.include_router(module.router(state=state))
     install_balena_api(app, state=state)
     openapi_links.install(app)
     return app

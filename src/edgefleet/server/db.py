@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from edgefleet.server import org_tables  # noqa: F401  (its tables join the metadata)
 from edgefleet.server import tables as t
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +20,8 @@ from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys
 from edgefleet.server import logs as logstore
 from edgefleet.server import tables as t
-from edgefleet.server.access import require_device, unauthorized, user_device
+from edgefleet.server.access import require_device, unauthorized
+from edgefleet.server.authz import Access, allow_or_device
 from edgefleet.server.device_schemas import (
     UPDATE_STATUSES,
     DeviceReport,
@@ -212,12 +213,14 @@ def router(*, state: ServerState) -> APIRouter:
         "application/x-ndjson": {}, "application/json": {}}}, 401: {}, 403: {}, 404: {}})
     async def read_logs(uuid: str, request: Request, stream: int = Query(0, ge=0, le=1),
                         count: int = Query(1000, ge=0, le=1000),
-                        service: str | None = Query(None, max_length=255)) -> Response:
+                        service: str | None = Query(None, max_length=255),
+                        access: Access | None = Depends(allow_or_device(state, "device.logs"))
+                        ) -> Response:
         """The device's last `count` lines; with `stream=1`, NDJSON that follows new lines.
-        For the device's own key or the user owning its fleet."""
+        For the device's own key or a user holding `device.logs` on it."""
         principal = await state.principal(request.headers.get("authorization"))
         device_id, services, service_id = await run_in_threadpool(
-            log_reader, principal, uuid, service)
+            log_reader, access, principal, uuid, service)
         first = await run_in_threadpool(read_rows, device_id, 0, count, service_id)
         lines = [logstore.to_wire(r, services=services) for r in first]
         if not stream:
@@ -239,11 +242,11 @@ def router(*, state: ServerState) -> APIRouter:
 
         return StreamingResponse(follow(), media_type="application/x-ndjson")
 
-    def log_reader(principal: keys.Principal | None, uuid: str,
+    def log_reader(access: Access | None, principal: keys.Principal | None, uuid: str,
                    service: str | None) -> tuple[int, dict[int, str], int | None]:
         with state.db.session() as s:
-            if isinstance(principal, keys.UserPrincipal):
-                device = user_device(s, user=principal, uuid=uuid)
+            if access is not None:
+                device = access.device(s, uuid)
             else:
                 dp = require_device(principal, uuid=uuid)
                 found = s.get(t.Device, dp.device_id)

@@ -32,6 +32,14 @@ class UserPrincipal:
     user_id: int
     username: str
     is_admin: bool
+    is_support: bool = False
+    scope: str = "full"
+    """`full` or `read` (a read-only token)."""
+    expires_ms: int | None = None
+    """When the token stops working (None = never)."""
+
+    def expired(self, now: int) -> bool:
+        return self.expires_ms is not None and now >= self.expires_ms
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,8 @@ def bearer(header: str | None) -> str | None:
 
 _LOOKUP = (
     sa.select(t.ApiKey.kind, t.ApiKey.fleet_id, t.User.id, t.User.username, t.User.is_admin,
-              t.Device.id, t.Device.uuid, t.Device.fleet_id)
+              t.Device.id, t.Device.uuid, t.Device.fleet_id, t.User.is_support, t.ApiKey.scope,
+              t.ApiKey.expires_ms)
     .select_from(t.ApiKey)
     .outerjoin(t.User, t.User.id == t.ApiKey.user_id)
     .outerjoin(t.Device, t.Device.id == t.ApiKey.device_id)
@@ -77,9 +86,12 @@ def lookup(s: Session, *, key: str) -> Principal | None:
     row = s.execute(_LOOKUP, {"h": hash_key(key)}).first()
     if row is None:
         return None
-    kind, key_fleet, user_id, username, is_admin, device_id, uuid, device_fleet = row
+    (kind, key_fleet, user_id, username, is_admin, device_id, uuid, device_fleet, is_support,
+     scope, expires_ms) = row
     if kind == "user" and user_id is not None:
-        return UserPrincipal(user_id, username, bool(is_admin))
+        principal = UserPrincipal(user_id, username, bool(is_admin), bool(is_support),
+                                  scope or "full", expires_ms)
+        return None if principal.expired(now_ms()) else principal
     if kind == "device" and device_id is not None:
         return DevicePrincipal(device_id, uuid, device_fleet)
     if kind == "provisioning" and key_fleet is not None:
@@ -88,11 +100,13 @@ def lookup(s: Session, *, key: str) -> Principal | None:
 
 
 def add_key(s: Session, *, kind: str, key: str | None = None, user_id: int | None = None,
-            fleet_id: int | None = None, device_id: int | None = None, name: str = "") -> str:
+            fleet_id: int | None = None, device_id: int | None = None, name: str = "",
+            expires_ms: int | None = None, scope: str = "full") -> str:
     """Store a key (made here unless given) and return it in clear, once."""
     key = key or new_key()
     s.add(t.ApiKey(key_hash=hash_key(key), kind=kind, user_id=user_id, fleet_id=fleet_id,
-                   device_id=device_id, name=name, created_ms=now_ms()))
+                   device_id=device_id, name=name, created_ms=now_ms(), expires_ms=expires_ms,
+                   scope=scope))
     return key
 
 

@@ -39,6 +39,8 @@ class ServerSettings:
     Heartbeat Only. False: status comes from heartbeats alone."""
     log_retention_lines: int = 1000
     log_retention_days: int = 30
+    audit_retention_days: int = 365
+    """Audit records older than this are removed (checked at start and every 500 records)."""
     log_rate_per_s: float = 200.0
     """Log lines a device may send per second (bucket of 10 s); more are dropped and counted."""
     max_project_bytes: int = 1 * 2**30

@@ -36,6 +36,13 @@ log = logging.getLogger(__name__)
 KEY_CACHE_MAX = 200_000
 
 
+def _unexpired(principal: keys.Principal) -> keys.Principal | None:
+    """A cached user token stops working when it expires (no database read needed)."""
+    if isinstance(principal, keys.UserPrincipal) and principal.expired(now_ms()):
+        return None
+    return principal
+
+
 @dataclass
 class ServerState:
     """Shared per-process state of the server app."""
@@ -68,7 +75,7 @@ class ServerState:
     def principal_sync(self, key: str) -> keys.Principal | None:
         hit = self.key_cache.get(key)
         if hit is not None and hit[0] == self.key_generation:
-            return hit[1]
+            return _unexpired(hit[1])
         gen = self.key_generation
         with self.db.session() as s:
             principal = keys.lookup(s, key=key)
@@ -85,7 +92,7 @@ class ServerState:
             return None
         hit = self.key_cache.get(key)
         if hit is not None and hit[0] == self.key_generation:
-            return hit[1]
+            return _unexpired(hit[1])
         return await run_in_threadpool(self.principal_sync, key)
 
     # --- targets ---------------------------------------------------------------------------

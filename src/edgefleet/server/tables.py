@@ -17,6 +17,8 @@ class User(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(sa.String(64), unique=True)
     is_admin: Mapped[bool] = mapped_column(default=False)
+    is_support: Mapped[bool] = mapped_column(default=False)
+    """A support agent: sees what support grants cover (set by an admin)."""
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
     password_hash: Mapped[str] = mapped_column(sa.String(255), default="")
     """argon2id hash of the dashboard password ('' = no password: the user cannot sign in)."""
@@ -38,6 +40,10 @@ class ApiKey(Base):
         sa.ForeignKey("devices.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(255), default="")
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
+    expires_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
+    """User tokens: when the token stops working (None = never)."""
+    scope: Mapped[str] = mapped_column(sa.String(8), default="full")
+    """User tokens: `full` or `read` (read-only)."""
 
 
 class Fleet(Base):
@@ -51,6 +57,10 @@ class Fleet(Base):
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"),
                                           index=True)
     device_type: Mapped[str] = mapped_column(sa.String(64))
+    organization_id: Mapped[int | None] = mapped_column(sa.Integer, index=True)
+    """The organization (`org_tables.Organization`) the fleet belongs to: always set (null
+    only in the middle of the migration). No foreign key: SQLite cannot add one to an
+    existing table without copying it, and copying `fleets` would cascade-delete devices."""
     target_release_id: Mapped[int | None] = mapped_column(sa.Integer)
     """A release of this fleet, or None = track the latest successful release."""
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
@@ -207,29 +217,6 @@ class DeviceNote(Base):
     username: Mapped[str] = mapped_column(sa.String(64))
     text: Mapped[str] = mapped_column(sa.Text)
     created_ms: Mapped[int] = mapped_column(sa.BigInteger)
-
-
-class TunnelSession(Base):
-    """One remote session through a device's tunnel (the audit trail of remote access)."""
-
-    __tablename__ = "tunnel_sessions"
-    __table_args__ = (sa.Index("ix_tunnel_sessions_device", "device_uuid", "id"),)
-    id: Mapped[int] = mapped_column(primary_key=True)
-    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
-    username: Mapped[str] = mapped_column(sa.String(64))
-    device_uuid: Mapped[str] = mapped_column(sa.String(64))
-    kind: Mapped[str] = mapped_column(sa.String(16))
-    """`shell`, `command`, `tcp`, `action` or `diagnostics`."""
-    target: Mapped[str] = mapped_column(sa.String(255), default="")
-    """The service, `host`, or `address:port` the session reached."""
-    command: Mapped[str] = mapped_column(sa.Text, default="")
-    started_ms: Mapped[int] = mapped_column(sa.BigInteger)
-    ended_ms: Mapped[int | None] = mapped_column(sa.BigInteger)
-    bytes_up: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    """Bytes from the user to the device."""
-    bytes_down: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    result: Mapped[str] = mapped_column(sa.Text, default="")
-    """How it ended: `exit 0`, `closed`, an error."""
 
 
 class SshKey(Base):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from edgefleet.server import keys
+from edgefleet.server import audit
 from edgefleet.server import tables as t
-from edgefleet.server.access import user_device, user_fleet
+from edgefleet.server.authz import Access, allow
 from edgefleet.server.state import ServerState
-from edgefleet.server.user_api import ERRORS, UserDep
+from edgefleet.server.user_api import ERRORS
 from edgefleet.server.user_schemas import DeviceOut, DeviceUpdate, VariableOut, VariableSet
 from edgefleet.server.views import device_out, device_outs, resolve_release
 
@@ -17,7 +17,7 @@ UNPIN = ("none", "latest")
 """`pinned_release` values that unpin a device."""
 
 
-def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
+def router(*, state: ServerState) -> APIRouter:
     """Routes for devices and variables."""
     api = APIRouter(prefix="/api/v1", tags=["user"], responses=ERRORS)
     db = state.db
@@ -32,31 +32,35 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
                                                description="At most this many (default all)."),
                      offset: int = Query(0, ge=0, le=2**31 - 1,
                                          description="Skip this many first (by id)."),
-                     user: keys.UserPrincipal = Depends(current_user)) -> list[DeviceOut]:
-        """The user's devices by id, of one fleet when `fleet` is given (`limit`/`offset`
-        page through them; a fixed number of statements whatever the page size)."""
+                     a: Access = Depends(allow(state, "device.read"))) -> list[DeviceOut]:
+        """The devices the user may see by id, of one fleet when `fleet` is given
+        (`limit`/`offset` page through them; a fixed number of statements whatever the page
+        size)."""
         with db.session() as s:
             q = sa.select(t.Device).join(t.Fleet, t.Fleet.id == t.Device.fleet_id).where(
-                t.Fleet.owner_id == user.user_id)
+                a.rights(s).device_condition(a.permission))
             if fleet is not None:
-                q = q.where(t.Device.fleet_id == user_fleet(s, user=user, name=fleet).id)
+                q = q.where(t.Device.fleet_id == a.fleet(s, fleet).id)
             q = q.order_by(t.Device.id).offset(offset or None).limit(limit)
             return device_outs(s, page=q, settings=state.settings,
                                seen=lambda d: state.seen(d.id, d.last_seen_ms))
 
     @api.get("/devices/{device}", response_model=DeviceOut, responses={404: {}, 409: {}})
-    def show_device(device: str, user: keys.UserPrincipal = Depends(current_user)) -> DeviceOut:
+    def show_device(device: str, a: Access = Depends(allow(state, "device.read"))
+                    ) -> DeviceOut:
         """One device by uuid, unique uuid prefix (7+ characters) or name."""
         with db.session() as s:
-            return out(s, user_device(s, user=user, uuid=device))
+            return out(s, a.device(s, device))
 
     @api.patch("/devices/{device}", response_model=DeviceOut, responses={404: {}, 409: {}})
     def update_device(device: str, body: DeviceUpdate,
-                      user: keys.UserPrincipal = Depends(current_user)) -> DeviceOut:
+                      a: Access = Depends(allow(state, "device.update"))) -> DeviceOut:
         """Rename a device, pin it to a release, or unpin it (`pinned_release: "none"` or
         `"latest"`: it follows its fleet's target again)."""
         with db.session() as s:
-            d = user_device(s, user=user, uuid=device)
+            d = a.device(s, device)
+            audit.record(s, actor=a.user.username, action="device.update", device=d,
+                         target=d.uuid, detail=body.model_dump(exclude_none=True))
             if body.name is not None:
                 d.name = body.name
             if body.pinned_release is not None:
@@ -71,20 +75,22 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
         return reply
 
     @api.delete("/devices/{device}", status_code=204, responses={404: {}, 409: {}})
-    def delete_device(device: str, user: keys.UserPrincipal = Depends(current_user)) -> None:
+    def delete_device(device: str, a: Access = Depends(allow(state, "device.delete"))) -> None:
         """Remove a device; its key stops working at once."""
         with db.session() as s:
-            d = user_device(s, user=user, uuid=device)
+            d = a.device(s, device)
+            audit.record(s, actor=a.user.username, action="device.delete", device=d,
+                         target=d.name)
             s.execute(sa.delete(t.ApiKey).where(t.ApiKey.device_id == d.id))
             s.execute(sa.delete(t.Variable).where(t.Variable.device_id == d.id))
             s.delete(d)
             db.bump_generation(s, keys=True)
         state.refresh_generation()
 
-    def scope(s: sa.orm.Session, user: keys.UserPrincipal, fleet: str | None,
+    def scope(s: sa.orm.Session, a: Access, fleet: str | None,
               device: str | None) -> tuple[t.Fleet, t.Device | None]:
         if device is not None:
-            d = user_device(s, user=user, uuid=device)
+            d = a.device(s, device)
             f = s.get(t.Fleet, d.fleet_id)
             assert f is not None
             if fleet is not None and fleet not in (f.name, f.uuid):
@@ -92,7 +98,7 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
             return f, d
         if fleet is None:
             raise HTTPException(400, "name a fleet or a device")
-        return user_fleet(s, user=user, name=fleet), None
+        return a.fleet(s, fleet), None
 
     def var_out(v: t.Variable, fleet: t.Fleet, device: t.Device | None) -> VariableOut:
         level = ("device" if v.device_id is not None else "fleet") + (
@@ -105,11 +111,12 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
     def list_variables(fleet: str | None = Query(None, max_length=128),
                        device: str | None = Query(None, max_length=128),
                        kind: str | None = Query(None, pattern="^(env|config)$"),
-                       user: keys.UserPrincipal = Depends(current_user)) -> list[VariableOut]:
+                       a: Access = Depends(allow(state, "variable.read"))
+                       ) -> list[VariableOut]:
         """Variables of a fleet (fleet and fleet+service levels) or of a device (device and
         device+service levels)."""
         with db.session() as s:
-            f, d = scope(s, user, fleet, device)
+            f, d = scope(s, a, fleet, device)
             q = sa.select(t.Variable).where(
                 t.Variable.fleet_id == f.id,
                 t.Variable.device_id == d.id if d else t.Variable.device_id.is_(None))
@@ -119,7 +126,7 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
             return [var_out(v, f, d) for v in rows.scalars()]
 
     @api.put("/variables", response_model=VariableOut, responses={400: {}, 404: {}})
-    def set_variable(body: VariableSet, user: keys.UserPrincipal = Depends(current_user)
+    def set_variable(body: VariableSet, a: Access = Depends(allow(state, "variable.write"))
                      ) -> VariableOut:
         """Set a variable at the level the body names (fleet or device, with or without a
         service); config variables have no service level."""
@@ -127,7 +134,11 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
             raise HTTPException(400, "configuration variables apply to the whole device; "
                                      "they have no service level")
         with db.session() as s:
-            f, d = scope(s, user, body.fleet, body.device)
+            f, d = scope(s, a, body.fleet, body.device)
+            audit.record(s, actor=a.user.username, action="variable.set", fleet=f, device=d,
+                         target=f"{body.kind} {body.name}", detail={
+                             "service": body.service,
+                             "value": audit.variable_value(body.name, body.value)})
             row = s.execute(sa.select(t.Variable).where(
                 t.Variable.kind == body.kind, t.Variable.fleet_id == f.id,
                 t.Variable.device_id == d.id if d else t.Variable.device_id.is_(None),
@@ -150,10 +161,12 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
                         device: str | None = Query(None, max_length=128),
                         service: str | None = Query(None, max_length=255),
                         kind: str = Query("env", pattern="^(env|config)$"),
-                        user: keys.UserPrincipal = Depends(current_user)) -> None:
+                        a: Access = Depends(allow(state, "variable.write"))) -> None:
         """Remove a variable from the level named; 404 when it is not set there."""
         with db.session() as s:
-            f, d = scope(s, user, fleet, device)
+            f, d = scope(s, a, fleet, device)
+            audit.record(s, actor=a.user.username, action="variable.remove", fleet=f,
+                         device=d, target=f"{kind} {name}", detail={"service": service})
             res = s.execute(sa.delete(t.Variable).where(
                 t.Variable.kind == kind, t.Variable.fleet_id == f.id,
                 t.Variable.device_id == d.id if d else t.Variable.device_id.is_(None),

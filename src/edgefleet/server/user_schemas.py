@@ -19,11 +19,14 @@ class WhoAmI(BaseModel):
     id: int
     username: str
     is_admin: bool
+    is_support: bool = False
+    organization: str = Field("", description="The user's personal organization.")
 
 
 class UserCreate(_In):
     username: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
     is_admin: bool = False
+    is_support: bool = False
 
 
 class UserCreated(BaseModel):
@@ -34,6 +37,9 @@ class UserCreated(BaseModel):
 
 class TokenCreate(_In):
     name: Annotated[str, StringConstraints(max_length=255)] = ""
+    expires_in_s: int | None = Field(None, ge=60, le=10 * 365 * 86400,
+                                     description="Seconds until the token stops working.")
+    scope: Literal["full", "read"] = "full"
 
 
 class KeyCreated(BaseModel):
@@ -43,6 +49,7 @@ class KeyCreated(BaseModel):
 class FleetCreate(_In):
     name: Name
     device_type: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    organization: Name | None = Field(None, description="Default: your personal one.")
 
 
 class FleetUpdate(_In):
@@ -58,6 +65,7 @@ class FleetOut(BaseModel):
     target_release: str = Field(description='"latest" or the pinned commit.')
     release: str | None = Field(description="The commit devices of the fleet get now.")
     device_count: int
+    organization: str = ""
 
 
 class ConfigRequest(_In):

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from fastapi import HTTPException
 from sqlalchemy.orm import Session
 
+from edgefleet.model.secret_names import is_secret_name
 from edgefleet.model.timeutil import now_ms
 from edgefleet.server import status as st
 from edgefleet.server import tables as t
+from edgefleet.server.audit import org_handle
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.target import merged_config, release_for, variables
 from edgefleet.server.user_schemas import (
@@ -53,7 +56,16 @@ def fleet_out(s: Session, *, fleet: t.Fleet) -> FleetOut:
     return FleetOut(id=fleet.id, uuid=fleet.uuid, name=fleet.name,
                     device_type=fleet.device_type,
                     target_release=_commit(s, fleet.target_release_id) or "latest",
-                    release=latest.commit if latest else None, device_count=count)
+                    release=latest.commit if latest else None, device_count=count,
+                    organization=org_handle(s, fleet.organization_id))
+
+
+def public_reported(stored: str | None) -> dict[str, Any]:
+    """What a device reported, without secret-named fields (the supervisor API key a device
+    reports for remote actions must not reach viewers or support agents)."""
+    data = json.loads(stored or "{}")
+    return {k: v for k, v in data.items() if not is_secret_name(str(k))} \
+        if isinstance(data, dict) else {}
 
 
 def device_out(s: Session, *, device: t.Device, settings: ServerSettings,
@@ -95,7 +107,7 @@ def _device_out(*, device: t.Device, fleet: t.Fleet, config: dict[str, str],
         target_release=target.commit if target else None, update_status=update_status,
         os_version=device.os_version, os_variant=device.os_variant,
         supervisor_version=device.supervisor_version, ip_address=device.ip_address,
-        mac_address=device.mac_address, reported=json.loads(device.reported or "{}"),
+        mac_address=device.mac_address, reported=public_reported(device.reported),
         releases=[DeviceReleaseOut(commit=r.commit, update_status=r.update_status,
                                    services=json.loads(r.services or "{}")) for r in releases],
         created_ms=device.created_ms)

@@ -14,19 +14,25 @@ from edgefleet.server import tables as t
 from edgefleet.server.balena.odata import ODataError, parse_query
 from edgefleet.server.balena.read import ReadContext, read
 from edgefleet.server.db import Database
+from edgefleet.server.orgs import personal_org
 
 ALICE, BOB = 1, 2
 
 
 def seed(db: Database, *, fleets: int) -> None:
     with db.session() as s:
+        orgs = {}
         for uid, name in ((ALICE, "alice"), (BOB, "bob")):
-            s.add(t.User(id=uid, username=name, created_ms=1))
+            user = t.User(id=uid, username=name, created_ms=1)
+            s.add(user)
+            s.flush()
+            orgs[uid] = personal_org(s, user=user).id  # issue 15: fleets belong to one
         s.flush()
         for n in range(fleets):
             for uid in (ALICE, BOB):
                 f = t.Fleet(uuid=f"{uid}f{n:030d}", name=f"fleet{n}", owner_id=uid,
-                            device_type="generic-amd64", created_ms=1000 + n)
+                            organization_id=orgs[uid], device_type="generic-amd64",
+                            created_ms=1000 + n)
                 s.add(f)
                 s.flush()
                 svc = t.Service(fleet_id=f.id, name="main")

@@ -10,14 +10,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import pushes
+from edgefleet.server import keys, pushes
+from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.access import require_user
+from edgefleet.server.authz import allow
 from edgefleet.server.balena.schema import fleet_slug
+from edgefleet.server.rights import Rights
 from edgefleet.server.state import ServerState
 
 
@@ -40,16 +43,21 @@ def message(event: dict[str, Any]) -> dict[str, Any] | None:
 def router(*, state: ServerState) -> APIRouter:
     api = APIRouter(tags=["balena"])
 
-    def fleet_uuid(user_id: int, slug: str) -> str:
+    def fleet_uuid(user: keys.UserPrincipal, slug: str) -> str:
         with state.db.session() as s:
-            row = s.execute(sa.select(t.Fleet.uuid).join(t.User, t.User.id == t.Fleet.owner_id)
-                            .where(t.Fleet.owner_id == user_id,
-                                   fleet_slug() == slug.lower())).first()
-        if row is None:
-            raise HTTPException(404, f"no fleet {slug!r} of yours")
-        return str(row[0])
+            rights = Rights.load(s, user)
+            rows = [f for f in s.execute(sa.select(t.Fleet).join(
+                o.Organization, o.Organization.id == t.Fleet.organization_id).where(
+                rights.candidate_fleets(), fleet_slug() == slug.lower())).scalars()
+                if rights.check(f, None, "release.push") is not None]
+            if not rows:
+                raise HTTPException(404, f"no fleet {slug!r} of yours")
+            if not rights.check(rows[0], None, "release.push"):
+                raise HTTPException(403, f"your role may not release.push on {slug!r}")
+            return rows[0].uuid
 
-    @api.post("/v3/build", response_model=None)
+    @api.post("/v3/build", response_model=None,
+              dependencies=[Depends(allow(state, "release.push"))])
     async def build(request: Request, slug: str = Query(..., max_length=300),
                     headless: bool = Query(False), dockerfilePath: str = Query(""),
                     ) -> Response:
@@ -57,7 +65,7 @@ def router(*, state: ServerState) -> APIRouter:
         user = require_user(await state.principal(request.headers.get("authorization")))
         if dockerfilePath:
             raise HTTPException(400, "dockerfilePath is not supported by edgefleet's builder")
-        uuid = await run_in_threadpool(fleet_uuid, user.user_id, slug)
+        uuid = await run_in_threadpool(fleet_uuid, user, slug)
         job, project, release_id, target = await pushes.start(
             state=state, user=user, fleet=uuid, request=request)
         if headless:

@@ -21,6 +21,7 @@ from edgefleet.server.balena.odata import (
     Path,
 )
 from edgefleet.server.balena.schema import RESOURCES, Resource
+from edgefleet.server.rights import member_orgs
 
 Cond = sa.ColumnElement[bool]
 Col = sa.ColumnElement[Any]
@@ -43,7 +44,7 @@ class Source:
     def visible(self, user_id: int) -> Cond:
         if self.res.public:
             return sa.true()
-        return self.sub.c._owner == user_id
+        return self.sub.c._owner.in_(member_orgs(user_id))
 
     def column(self, name: str) -> Col:
         if name.startswith("_") or name not in self.sub.c:

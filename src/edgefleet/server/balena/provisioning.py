@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import keys
+from edgefleet.server import keys, roles
 from edgefleet.server import tables as t
 from edgefleet.server.access import require_user
+from edgefleet.server.authz import allow
 from edgefleet.server.devicetypes import DEVICE_TYPES
+from edgefleet.server.rights import Rights
 from edgefleet.server.state import ServerState
 
 
@@ -45,12 +47,16 @@ def router(*, state: ServerState) -> APIRouter:
     def fleet_key(user: keys.UserPrincipal, fleet_id: Any, name: str) -> tuple[t.Fleet, str]:
         with db.session() as s:
             fleet = s.get(t.Fleet, fleet_id) if isinstance(fleet_id, int) else None
-            if fleet is None or fleet.owner_id != user.user_id:
+            found = None if fleet is None else Rights.load(s, user).check(
+                fleet, None, "fleet.provision")
+            if fleet is None or found is None:
                 raise HTTPException(404, f"no application {fleet_id!r}")
+            if not found:
+                raise HTTPException(403, f"your role may not fleet.provision on {fleet.name!r}")
             return fleet, keys.add_key(s, kind="provisioning", fleet_id=fleet.id,
                                        name=name[:255])
 
-    @api.post("/api-key/v2/")
+    @api.post("/api-key/v2/", dependencies=[Depends(allow(state, "fleet.provision"))])
     async def api_key(request: Request) -> Response:
         """A provisioning key for a fleet (`actorType: application`), as a JSON string."""
         user = await user_of(request)
@@ -73,19 +79,19 @@ def router(*, state: ServerState) -> APIRouter:
                 "whiteListedNamespaces": [], "blackListedNames": [],
                 "configVarSchema": {"type": "object", "properties": {}}}
 
-    @api.get("/auth/v1/token")
+    @api.get("/auth/v1/token", dependencies=[Depends(allow(state, roles.ACCOUNT))])
     async def registry_token(request: Request) -> dict[str, str]:
         """A registry token for `balena deploy`'s image push. edgefleet's registry takes
         anonymous pushes on the server's own host, so the token carries nothing."""
         await user_of(request)
         return {"token": ""}
 
-    @api.get("/device-types/v1")
+    @api.get("/device-types/v1", dependencies=[Depends(allow(state, roles.ACCOUNT))])
     async def device_types(request: Request) -> list[dict[str, Any]]:
         await user_of(request)
         return manifests()
 
-    @api.post("/download-config")
+    @api.post("/download-config", dependencies=[Depends(allow(state, "fleet.provision"))])
     async def download_config(request: Request) -> dict[str, Any]:
         """A provisioning config.json for a new device of fleet `appId` (with a new
         provisioning key); `appUpdatePollInterval` is in minutes, as balena takes it."""

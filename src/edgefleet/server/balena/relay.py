@@ -12,13 +12,12 @@ import re
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import keys
 from edgefleet.server import tables as t
-from edgefleet.server.access import require_user
+from edgefleet.server.authz import Access, allow
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel.actions import Target, audited_call, device_target, held_elsewhere
 from edgefleet.server.tunnel.forward import forward_http
@@ -27,10 +26,25 @@ from edgefleet.server.tunnel.hub import TunnelHub
 METHODS = ("GET", "POST", "PATCH", "DELETE")
 PATH = re.compile(r"(ping|v[12]/[A-Za-z0-9_/-]{1,200})")
 """The supervisor API paths that may be relayed: `/ping`, `/v1/...`, `/v2/...`."""
+ACTION = re.compile(r"v1/(reboot|shutdown|purge|restart|blink)|"
+                    r"v2/applications/[^/]+/(restart-service|start-service|stop-service)")
+"""Relayed paths that are remote actions: they get the action's permission and terms
+(`action_rules`; the CLI command itself is the confirmation, so a support agent, who must
+give a note, uses `edgefleet device ...` instead)."""
 
 
-def target_of(state: ServerState, user: keys.UserPrincipal, body: dict[str, Any]) -> Target:
-    """The device the body names, if it is one of the user's (the tunnel actions' check)."""
+def action_of(path: str) -> str | None:
+    m = ACTION.fullmatch(path)
+    if m is None:
+        return None
+    name = m.group(1) or m.group(2)
+    return "identify" if name == "blink" else name
+
+
+def target_of(state: ServerState, a: Access, body: dict[str, Any], path: str
+              ) -> tuple[Target, dict[str, Any]]:
+    """The device the body names, with the route's permission and, for an action, its own
+    (the tunnel actions' check)."""
     device = body.get("uuid")
     if device is None and body.get("deviceId") is not None:
         device_id = body["deviceId"]
@@ -44,7 +58,7 @@ def target_of(state: ServerState, user: keys.UserPrincipal, body: dict[str, Any]
     if not isinstance(device, str) or not device:
         raise HTTPException(400, "the body names no device: give `uuid` (a string) or "
                                  "`deviceId` (a number)")
-    return device_target(state, user=user, device=device)
+    return device_target(state, a, device=device, action=action_of(path), confirmed=True)
 
 
 def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
@@ -52,10 +66,10 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
 
     @api.post("/supervisor/{path:path}", responses={400: {}, 404: {}, 409: {}, 502: {},
                                                     503: {}}, response_model=None)
-    async def relay(path: str, request: Request) -> Response:
+    async def relay(path: str, request: Request,
+                    a: Access = Depends(allow(state, "device.action"))) -> Response:
         """balena's supervisor relay: `{"uuid"|"deviceId", "method"?, "data"?}` is sent to
         the device's supervisor API at `/<path>` through its tunnel; its answer is relayed."""
-        user = require_user(await state.principal(request.headers.get("authorization")))
         if not PATH.fullmatch(path):
             raise HTTPException(404, f"/supervisor/{path[:100]} is not relayed: only /ping, "
                                      "/v1/... and /v2/... of the supervisor API are")
@@ -71,13 +85,13 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
         data = body.get("data")
         if data is not None and not isinstance(data, dict):
             raise HTTPException(400, "`data` must be a JSON object")
-        target = await run_in_threadpool(target_of, state, user, body)
+        target, terms = await run_in_threadpool(target_of, state, a, body, path)
         if (host := held_elsewhere(state, hub, target=target, request=request)) is not None:
             return await forward_http(request, host=host)
         reply = await audited_call(
-            state, hub, user=user, target=target, kind="action", what=f"relay /{path}",
+            state, hub, user=a.user, target=target, kind="action", what=f"relay /{path}",
             method=method, path=f"/{path}",
-            body=(data or {}) if method in ("POST", "PATCH") else None)
+            body=(data or {}) if method in ("POST", "PATCH") else None, terms=terms)
         answer = reply.json()
         if isinstance(answer, str):
             return Response(reply.body, status_code=reply.status, media_type="text/plain")

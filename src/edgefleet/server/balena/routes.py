@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import keys
+from edgefleet.server import keys, roles
 from edgefleet.server.access import require_user
+from edgefleet.server.authz import allow
 from edgefleet.server.balena import write
 from edgefleet.server.balena.computed import device_computer
 from edgefleet.server.balena.odata import ODataError, Query, parse_query
@@ -47,7 +48,7 @@ def router(*, state: ServerState) -> APIRouter:
     async def user_of(request: Request) -> keys.UserPrincipal:
         return require_user(await state.principal(request.headers.get("authorization")))
 
-    @api.get("/actor/v1/whoami")
+    @api.get("/actor/v1/whoami", dependencies=[Depends(allow(state, roles.ACCOUNT))])
     async def whoami(request: Request) -> dict[str, Any]:
         """The actor behind the token, as balena's SDK reads it (`balena whoami`)."""
         user = await user_of(request)
@@ -66,6 +67,7 @@ def router(*, state: ServerState) -> APIRouter:
                              status=409, code="Conflict") from None
 
     def write_once(method: str, query: Query, body: dict[str, Any], user_id: int) -> Any:
+        write.PERMISSION.set(write.permission_for(method, query.resource))
         with db.writing() as s:
             if method == "POST":
                 if query.key is not None:
@@ -124,6 +126,10 @@ def router(*, state: ServerState) -> APIRouter:
             return odata_error(as_odata(exc))
 
     for method in ("GET", "POST", "PATCH", "PUT", "DELETE"):
+        # reads: each resource shows the rows of the user's organizations; writes: the
+        # resource's permission from `write.WRITE_PERMISSIONS`, on the fleet it touches
+        perm = "fleet.read" if method == "GET" else roles.ACCOUNT_WRITE
         api.add_api_route("/v7/{path:path}", v7, methods=[method], response_model=None,
-                          operation_id=f"balena_v7_{method.lower()}")
+                          operation_id=f"balena_v7_{method.lower()}",
+                          dependencies=[Depends(allow(state, perm))])
     return api

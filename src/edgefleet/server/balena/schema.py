@@ -1,9 +1,9 @@
 """The balena resources as views of edgefleet's own tables: each resource is a SELECT whose
-columns carry the OData field names, plus `_owner` (the user who may see the row, NULL for
-public rows). No second data model: everything here is a query over `server/tables.py`.
+columns carry the OData field names, plus `_owner` (the organization whose members may see
+the row). No second data model: everything here is a query over `server/tables.py`.
 
-A user's personal organization is derived from the user (id = user id, handle = username);
-a real organizations table can replace `_organization()` and `_membership()` alone."""
+Organizations and memberships are edgefleet's own (`org_tables`); membership roles map to
+balena's ids (1 administrator = owner, 2 member = the others)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
+from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.devicetypes import DEVICE_TYPES
 
@@ -59,7 +60,8 @@ def _dt_case(column: sa.ColumnElement[str] | InstrumentedAttribute[str]) -> sa.C
 
 
 def fleet_slug() -> sa.ColumnElement[str]:
-    return sa.func.lower(t.User.username + "/" + t.Fleet.name)
+    """balena's `<organization handle>/<fleet name>` (needs the organizations join)."""
+    return sa.func.lower(o.Organization.handle + "/" + t.Fleet.name)
 
 
 def _latest_release(fleet_id: InstrumentedAttribute[int]) -> sa.ScalarSelect[int]:
@@ -72,7 +74,7 @@ def _application() -> View:
     return sa.select(
         t.Fleet.id.label("id"), t.Fleet.name.label("app_name"), fleet_slug().label("slug"),
         t.Fleet.uuid.label("uuid"), _dt_case(t.Fleet.device_type).label("is_for__device_type"),
-        t.Fleet.owner_id.label("organization"),
+        t.Fleet.organization_id.label("organization"),
         t.Fleet.target_release_id.is_(None).label("should_track_latest_release"),
         sa.func.coalesce(t.Fleet.target_release_id, _latest_release(t.Fleet.id))
         .label("should_be_running__release"),
@@ -80,8 +82,8 @@ def _application() -> View:
         sa.false().label("is_public"), sa.false().label("is_discoverable"),
         sa.literal("fleet").label("is_of__class"), t.Fleet.created_ms.label("created_at"),
         sa.literal(1).label("application_type"),
-        t.Fleet.owner_id.label("_owner"),
-    ).join(t.User, t.User.id == t.Fleet.owner_id)
+        t.Fleet.organization_id.label("_owner"),
+    ).join(o.Organization, o.Organization.id == t.Fleet.organization_id)
 
 
 def _device() -> View:
@@ -100,7 +102,7 @@ def _device() -> View:
         sa.false().label("is_web_accessible"), sa.literal("").label("note"),
         sa.literal("").label("location"), sa.literal("").label("public_address"),
         t.Device.last_seen_ms.label("_last_seen"), t.Device.fleet_id.label("_fleet"),
-        t.Device.reported.label("_reported"), t.Fleet.owner_id.label("_owner"),
+        t.Device.reported.label("_reported"), t.Fleet.organization_id.label("_owner"),
     ).join(t.Fleet, t.Fleet.id == t.Device.fleet_id)
 
 
@@ -119,7 +121,7 @@ def _release() -> View:
         sa.false().label("is_invalidated"), sa.true().label("is_passing_tests"),
         sa.literal("final").label("release_type"), sa.literal("0.0.0").label("semver"),
         sa.literal("0.0.0").label("raw_version"), t.Fleet.owner_id.label("is_created_by__user"),
-        t.Fleet.owner_id.label("_owner"),
+        t.Fleet.organization_id.label("_owner"),
     ).join(t.Fleet, t.Fleet.id == t.Release.fleet_id)
 
 
@@ -131,7 +133,7 @@ def _image() -> View:
         sa.literal("success").label("status"), sa.literal("").label("build_log"),
         sa.literal("Dockerfile").label("project_type"),
         t.Release.created_ms.label("created_at"), t.Release.finished_ms.label("push_timestamp"),
-        t.Fleet.owner_id.label("_owner"),
+        t.Fleet.organization_id.label("_owner"),
     ).join(t.Release, t.Release.id == t.ReleaseImage.release_id).join(
         t.Fleet, t.Fleet.id == t.Release.fleet_id)
 
@@ -140,7 +142,7 @@ def _image_release() -> View:
     return sa.select(
         t.ReleaseImage.id.label("id"), t.ReleaseImage.id.label("image"),
         t.ReleaseImage.release_id.label("is_part_of__release"),
-        t.Fleet.owner_id.label("_owner"),
+        t.Fleet.organization_id.label("_owner"),
     ).join(t.Release, t.Release.id == t.ReleaseImage.release_id).join(
         t.Fleet, t.Fleet.id == t.Release.fleet_id)
 
@@ -149,7 +151,7 @@ def _service() -> View:
     return sa.select(
         t.Service.id.label("id"), t.Service.name.label("service_name"),
         t.Service.fleet_id.label("application"), t.Fleet.created_ms.label("created_at"),
-        t.Fleet.owner_id.label("_owner"),
+        t.Fleet.organization_id.label("_owner"),
     ).join(t.Fleet, t.Fleet.id == t.Service.fleet_id)
 
 
@@ -157,7 +159,7 @@ def _service_install() -> View:
     return sa.select(
         (t.Device.id * SERVICE_INSTALL_FACTOR + t.Service.id).label("id"),
         t.Device.id.label("device"), t.Service.id.label("installs__service"),
-        t.Device.created_ms.label("created_at"), t.Fleet.owner_id.label("_owner"),
+        t.Device.created_ms.label("created_at"), t.Fleet.organization_id.label("_owner"),
     ).join(t.Service, t.Service.fleet_id == t.Device.fleet_id).join(
         t.Fleet, t.Fleet.id == t.Device.fleet_id)
 
@@ -178,7 +180,8 @@ def _variables(*, kind: str, device: bool, service: bool) -> Callable[
             cols.append(v.device_id.label("device"))
         else:
             cols.append(v.fleet_id.label("application"))
-        cols += [v.name.label("name"), v.value.label("value"), t.Fleet.owner_id.label("_owner")]
+        cols += [v.name.label("name"), v.value.label("value"),
+                 t.Fleet.organization_id.label("_owner")]
         q = sa.select(*cols).select_from(v).join(t.Fleet, t.Fleet.id == v.fleet_id)
         if service:
             q = q.join(svc, sa.and_(svc.fleet_id == v.fleet_id, svc.name == v.service))
@@ -190,22 +193,28 @@ def _variables(*, kind: str, device: bool, service: bool) -> Callable[
 
 
 def _organization() -> View:
-    return sa.select(t.User.id.label("id"), t.User.username.label("name"),
-                     t.User.username.label("handle"), sa.false().label("is_frozen"),
-                     t.User.created_ms.label("created_at"), t.User.id.label("_owner"))
+    return sa.select(o.Organization.id.label("id"), o.Organization.handle.label("name"),
+                     o.Organization.handle.label("handle"), sa.false().label("is_frozen"),
+                     o.Organization.created_ms.label("created_at"),
+                     o.Organization.id.label("_owner"))
 
 
 def _membership() -> View:
-    return sa.select(t.User.id.label("id"), t.User.id.label("user"),
-                     t.User.id.label("is_member_of__organization"),
-                     sa.literal(1).label("organization_membership_role"),
-                     t.User.created_ms.label("created_at"), t.User.id.label("_owner"))
+    return sa.select(o.Member.id.label("id"), o.Member.user_id.label("user"),
+                     o.Member.organization_id.label("is_member_of__organization"),
+                     sa.case((o.Member.role == "owner", 1), else_=2)
+                     .label("organization_membership_role"),
+                     o.Member.created_ms.label("created_at"),
+                     o.Member.organization_id.label("_owner")
+                     ).where(o.Member.fleet_id.is_(None))
 
 
 def _user() -> View:
+    """A user is visible to itself (through its personal organization)."""
     return sa.select(t.User.id.label("id"), t.User.username.label("username"),
                      sa.null().label("email"), t.User.created_ms.label("created_at"),
-                     t.User.id.label("actor"), t.User.id.label("_owner"))
+                     t.User.id.label("actor"), o.Organization.id.label("_owner")
+                     ).join(o.Organization, o.Organization.personal_of == t.User.id)
 
 
 def _constant(names: tuple[str, ...], rows: list[tuple[object, ...]]

@@ -6,12 +6,15 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from edgefleet.model.timeutil import now_ms
+from edgefleet.server import org_tables as o
+from edgefleet.server import roles
 from edgefleet.server import tables as t
 from edgefleet.server.balena import write_release as wr
 from edgefleet.server.balena.compile import FilterCompiler, Source
@@ -19,6 +22,7 @@ from edgefleet.server.balena.odata import ODataError, Query
 from edgefleet.server.balena.read import key_condition
 from edgefleet.server.balena.schema import DT_IDS, SERVICE_INSTALL_FACTOR
 from edgefleet.server.devicetypes import DEVICE_TYPES
+from edgefleet.server.rights import Rights, may
 from edgefleet.server.views import resolve_release
 
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_:]{0,254}$")
@@ -62,10 +66,32 @@ def _allowed(body: dict[str, Any], resource: str, fields: set[str]) -> None:
                          f"(settable: {', '.join(sorted(fields))})", code="NotImplemented")
 
 
+WRITE_PERMISSIONS: dict[tuple[str, str], str] = {
+    ("POST", "application"): "fleet.create", ("PATCH", "application"): "fleet.pin",
+    ("DELETE", "application"): "fleet.delete", ("PATCH", "device"): "device.update",
+    ("DELETE", "device"): "device.delete",
+}
+"""The permission (`roles`) a `/v7` write of a resource needs; variables need
+`variable.write`, release parts `release.push` (see `permission_for`)."""
+PERMISSION: ContextVar[str] = ContextVar("balena_write_permission", default="fleet.read")
+"""The permission of the write being done (set by the route, read by `_fleet`)."""
+
+
+def permission_for(method: str, resource: str) -> str:
+    if resource in VARIABLES:
+        return "variable.write"
+    if resource in DEPLOY or resource in wr.IGNORED or resource in ("release", "image"):
+        return "release.push"
+    return WRITE_PERMISSIONS.get((method, resource), "fleet.read")
+
+
 def _fleet(s: Session, fleet_id: Any, user_id: int) -> t.Fleet:
     fleet = s.get(t.Fleet, fleet_id) if isinstance(fleet_id, int) else None
-    if fleet is None or fleet.owner_id != user_id:
+    if fleet is None or not may(s, user_id, fleet, "fleet.read"):
         raise ODataError(f"no application {fleet_id!r}", status=404, code="NotFound")
+    if not may(s, user_id, fleet, PERMISSION.get()):
+        raise ODataError(f"your role may not {PERMISSION.get()} on {fleet.name!r}",
+                         status=403, code="Forbidden")
     return fleet
 
 
@@ -102,17 +128,24 @@ def _create_application(s: Session, body: dict[str, Any], user_id: int) -> int:
         raise ODataError(f"is_for__device_type: unknown device type id "
                          f"{body.get('is_for__device_type')!r}; known: "
                          + ", ".join(sorted(DEVICE_TYPES)))
-    if body.get("organization", user_id) != user_id:
-        raise ODataError("organization: you can create fleets only in your own organization",
+    rights = Rights.of_user(s, user_id)
+    personal = s.execute(sa.select(o.Organization.id).where(
+        o.Organization.personal_of == user_id)).scalar()
+    org_id = body.get("organization", personal)
+    if not roles.role_allows(rights.org_roles.get(org_id) if isinstance(org_id, int)
+                             else None, "fleet.create"):
+        raise ODataError("organization: your role there may not create fleets",
                          status=403, code="Forbidden")
     if body.get("is_of__class", "fleet") != "fleet":
         raise ODataError("is_of__class: edgefleet has fleets only", code="NotImplemented")
-    if s.execute(sa.select(t.Fleet.id).where(t.Fleet.owner_id == user_id,
-                                             t.Fleet.name == name)).first():
-        raise ODataError(UNIQUE + f": you have a fleet named {name!r}", status=409,
+    if s.execute(sa.select(t.Fleet.id).where(
+            sa.or_(t.Fleet.organization_id == org_id, t.Fleet.owner_id == user_id),
+            t.Fleet.name == name)).first():
+        raise ODataError(UNIQUE + f": a fleet named {name!r} exists", status=409,
                          code="Conflict")
     fleet = t.Fleet(uuid=str(body.get("uuid") or uuidlib.uuid4().hex), name=name,
-                    owner_id=user_id, device_type=device_type, created_ms=now_ms())
+                    owner_id=user_id, organization_id=org_id, device_type=device_type,
+                    created_ms=now_ms())
     s.add(fleet)
     s.flush()
     return fleet.id

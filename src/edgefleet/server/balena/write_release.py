@@ -20,6 +20,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.balena.odata import ODataError
 from edgefleet.server.builder import BuildTarget
 from edgefleet.server.releases import PushedImage, fail_release, finish_release
+from edgefleet.server.rights import may
 
 IGNORED = ("image_label", "image_environment_variable")
 """Accepted and not stored: labels and environment are in the release's composition."""
@@ -28,7 +29,7 @@ IGNORED = ("image_label", "image_environment_variable")
 def _release_of(s: Session, release_id: Any, user_id: int) -> tuple[t.Release, t.Fleet]:
     rel = s.get(t.Release, release_id) if isinstance(release_id, int) else None
     fleet = s.get(t.Fleet, rel.fleet_id) if rel is not None else None
-    if rel is None or fleet is None or fleet.owner_id != user_id:
+    if rel is None or fleet is None or not may(s, user_id, fleet, "release.push"):
         raise ODataError(f"no release {release_id!r}", status=404, code="NotFound")
     return rel, fleet
 
@@ -54,7 +55,7 @@ def _checked(composition: dict[str, Any]) -> dict[str, Any]:
 def create_release(s: Session, body: dict[str, Any], user_id: int) -> int:
     fleet = s.get(t.Fleet, body.get("belongs_to__application")) \
         if isinstance(body.get("belongs_to__application"), int) else None
-    if fleet is None or fleet.owner_id != user_id:
+    if fleet is None or not may(s, user_id, fleet, "release.push"):
         raise ODataError(f"no application {body.get('belongs_to__application')!r}",
                          status=404, code="NotFound")
     composition, commit = body.get("composition"), body.get("commit")
@@ -78,7 +79,7 @@ def create_service(s: Session, body: dict[str, Any], user_id: int) -> int:
     fleet = s.get(t.Fleet, body.get("application")) \
         if isinstance(body.get("application"), int) else None
     name = body.get("service_name")
-    if fleet is None or fleet.owner_id != user_id:
+    if fleet is None or not may(s, user_id, fleet, "release.push"):
         raise ODataError(f"no application {body.get('application')!r}", status=404,
                          code="NotFound")
     if not isinstance(name, str) or not 0 < len(name) <= 255:
@@ -99,7 +100,7 @@ def create_image(s: Session, body: dict[str, Any], registry: str | None, user_id
     svc = s.get(t.Service, body.get("is_a_build_of__service")) \
         if isinstance(body.get("is_a_build_of__service"), int) else None
     fleet = s.get(t.Fleet, svc.fleet_id) if svc is not None else None
-    if svc is None or fleet is None or fleet.owner_id != user_id:
+    if svc is None or fleet is None or not may(s, user_id, fleet, "release.push"):
         raise ODataError(f"no service {body.get('is_a_build_of__service')!r}", status=404,
                          code="NotFound")
     if not registry:

@@ -8,11 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import sqlalchemy as sa
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from edgefleet.server import roles
 from edgefleet.server import tables as t
 from edgefleet.server.access import unauthorized
+from edgefleet.server.authz import allow
 from edgefleet.server.delta.service import DeltaService
 from edgefleet.server.keys import DevicePrincipal, Principal, UserPrincipal, bearer
 from edgefleet.server.state import ServerState
@@ -83,7 +85,8 @@ def router(*, state: ServerState, service: DeltaService) -> APIRouter:
         return StreamingResponse(body(), media_type="application/octet-stream",
                                  headers={"Content-Length": str(path.stat().st_size)})
 
-    @api.get("/api/v3/delta-stats", tags=["user"], responses={401: {}, 403: {}})
+    @api.get("/api/v3/delta-stats", tags=["user"], responses={401: {}, 403: {}},
+             dependencies=[Depends(allow(state, roles.ADMIN))])
     def stats(request: Request) -> dict[str, object]:
         """Bytes of deltas served by this process, and each delta's size and cost (admin:
         it names images of every fleet)."""

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from edgefleet.server import org_tables  # noqa: F401  (its tables join the metadata)
 from edgefleet.server.tables import Base
 
 connection = context.config.attributes["connection"]

@@ -12,18 +12,23 @@ import h11
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import keys
+from edgefleet.server import action_rules, keys
 from edgefleet.server import tables as t
-from edgefleet.server.access import user_device
+from edgefleet.server.authz import Access, allow
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
+from edgefleet.server.tunnel.action_routes import (
+    ActionBody,
+    action_endpoint,
+    values_visible,
+    without_values,
+)
 from edgefleet.server.tunnel.device_http import DeviceHttpError, DeviceReply, request
 from edgefleet.server.tunnel.forward import forward_http, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
-from edgefleet.server.user_api import ERRORS, UserDep
+from edgefleet.server.user_api import ERRORS
 from edgefleet.tunnel.mux import StreamRefused
 from edgefleet.tunnel.stream import StreamReset
 
@@ -38,11 +43,6 @@ ACTIONS: dict[str, tuple[str, bool]] = {
     "purge": ("/v1/purge", False),
     "identify": ("/v1/blink", False),
 }
-
-
-class ActionBody(BaseModel):
-    service: str | None = Field(None, max_length=255)
-    force: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,18 +80,29 @@ async def call_device(*, hub: TunnelHub, target: Target, method: str, path: str,
         await stream.reset("done")
 
 
-def device_target(state: ServerState, *, user: keys.UserPrincipal, device: str) -> Target:
-    """How to reach the supervisor API of one of the user's devices (by uuid, uuid prefix
-    or name); 404 if the user has no such device, 409 before its first state report."""
-    with state.db.session() as s:
-        d = user_device(s, user=user, uuid=device)
-        reported = json.loads(d.reported or "{}")
+def target_for(d: t.Device) -> Target:
+    """How to reach a device's supervisor API; 409 before its first state report."""
+    reported = json.loads(d.reported or "{}")
     key, port = reported.get("api_secret"), reported.get("api_port")
     if not key or not port:
         raise HTTPException(409, f"device {d.uuid[:7]} has not reported its supervisor "
                                  "API key yet (it does with its first state report)")
     return Target(device_id=d.id, uuid=d.uuid, app_id=d.fleet_id, api_port=int(port),
                   api_key=str(key), tunnel_host=d.tunnel_host)
+
+
+def device_target(state: ServerState, a: Access, *, device: str, action: str | None = None,
+                  confirmed: bool = False, note: str | None = None
+                  ) -> tuple[Target, dict[str, Any]]:
+    """The device (by uuid, uuid prefix or name) with the route's permission and, for an
+    action, its terms (`action_rules`: confirmation, support note) as audit detail."""
+    terms: dict[str, Any] = {}
+    with state.db.session() as s:
+        d = a.device(s, device)
+        if action is not None:
+            terms = action_rules.authorize(state.db, s, user=a.user, device=d, action=action,
+                                           confirmed=confirmed, note=note)
+        return target_for(d), terms
 
 
 def held_elsewhere(state: ServerState, hub: TunnelHub, *, target: Target,
@@ -106,11 +117,12 @@ def held_elsewhere(state: ServerState, hub: TunnelHub, *, target: Target,
 
 async def audited_call(state: ServerState, hub: TunnelHub, *, user: keys.UserPrincipal,
                        target: Target, kind: str, what: str, method: str, path: str,
-                       body: dict[str, Any] | None) -> DeviceReply:
+                       body: dict[str, Any] | None,
+                       terms: dict[str, Any] | None = None) -> DeviceReply:
     """`call_device`, recorded in the audit trail (who, which device, what, the result)."""
     session = await run_in_threadpool(lambda: audit.begin(
         state.db, user=user, device_uuid=target.uuid, kind=kind, target=what,
-        command=f"{method} {path}"))
+        command=f"{method} {path}", extra=terms))
     result = "failed"
     try:
         reply = await call_device(hub=hub, target=target, method=method, path=path, body=body)
@@ -124,32 +136,32 @@ async def audited_call(state: ServerState, hub: TunnelHub, *, user: keys.UserPri
                                                   bytes_up=0, bytes_down=0, result=result))
 
 
-def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIRouter:
+def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["remote access"], responses=ERRORS)
 
-    def target_of(user: keys.UserPrincipal, device: str) -> Target:
-        return device_target(state, user=user, device=device)
+    def target_of(a: Access, device: str, action: str | None = None,
+                  body: ActionBody | None = None) -> tuple[Target, dict[str, Any]]:
+        return device_target(state, a, device=device, action=action if body else None,
+                             confirmed=bool(body and body.confirm),
+                             note=body.note if body else None)
 
     def elsewhere(target: Target, request: Request) -> str | None:
         return held_elsewhere(state, hub, target=target, request=request)
 
     async def audited(user: keys.UserPrincipal, target: Target, kind: str, what: str,
-                      method: str, path: str, body: dict[str, Any] | None) -> DeviceReply:
+                      method: str, path: str, body: dict[str, Any] | None,
+                      terms: dict[str, Any] | None = None) -> DeviceReply:
         return await audited_call(state, hub, user=user, target=target, kind=kind, what=what,
-                                  method=method, path=path, body=body)
+                                  method=method, path=path, body=body, terms=terms)
 
-    @api.post("/devices/{device}/actions/{action}", responses={404: {}, 409: {}, 502: {},
-                                                               503: {}}, response_model=None)
     async def device_action(device: str, action: str, request: Request,
-                            body: ActionBody | None = None,
-                            user: keys.UserPrincipal = Depends(current_user)
-                            ) -> dict[str, Any] | Response:
-        """Run an action on the device's supervisor: restart, restart-service,
-        start-service, stop-service, reboot, shutdown, purge, identify."""
-        if action not in ACTIONS:
-            raise HTTPException(404, f"no action {action!r}; one of {', '.join(ACTIONS)}")
+                            body: ActionBody | None, a: Access) -> dict[str, Any] | Response:
+        """Run an action on the device's supervisor (the route's permission from
+        `roles.action_permission`; stopping actions need `confirm`, and from a support agent
+        a `note`)."""
+        user = a.user
         body = body or ActionBody()
-        target = await run_in_threadpool(target_of, user, device)
+        target, terms = await run_in_threadpool(target_of, a, device, action, body)
         if (host := elsewhere(target, request)) is not None:
             return await forward_http(request, host=host)
         template, needs_service = ACTIONS[action]
@@ -162,20 +174,35 @@ def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIR
             payload["force"] = True
         path = template.format(app=target.app_id)
         reply = await audited(user, target, "action", action + (
-            f" {body.service}" if body.service else ""), "POST", path, payload)
+            f" {body.service}" if body.service else ""), "POST", path, payload, terms)
         if reply.status >= 400:
             raise HTTPException(502, f"the device refused {action}: HTTP {reply.status} "
                                      f"{str(reply.json())[:300]}")
         return {"action": action, "status": reply.status, "answer": reply.json()}
 
+    def _values_visible(a: Access, device_id: int) -> bool:
+        with state.db.session() as s:
+            found = s.get(t.Device, device_id)
+            return found is not None and values_visible(s, a, found)
+
+    for name in ACTIONS:
+        api.add_api_route(
+            f"/devices/{{device}}/actions/{name}", action_endpoint(name, device_action, state),
+            methods=["POST"], response_model=None, name=f"device_action_{name}",
+            responses={404: {}, 409: {}, 428: {}, 502: {}, 503: {}},
+            summary=f"Run {name} on the device's supervisor")
+
     @api.post("/devices/{device}/diagnose", responses={404: {}, 409: {}, 502: {}, 503: {}},
               response_model=None)
     async def diagnose(device: str, request: Request,
-                       user: keys.UserPrincipal = Depends(current_user)
+                       a: Access = Depends(allow(state, "device.diagnose"))
                        ) -> dict[str, Any] | Response:
         """Run the device's health checks and diagnostics report, read its current state,
-        and store it all with the server's target (readable later, even if the device dies)."""
-        target = await run_in_threadpool(target_of, user, device)
+        and store it all with the server's target (readable later, even if the device dies).
+        Without `variable.read` (a support agent) the target and the services' environment
+        and configuration are left out of the answer."""
+        user = a.user
+        target, _terms = await run_in_threadpool(target_of, a, device)
         if (host := elsewhere(target, request)) is not None:
             return await forward_http(request, host=host)
         parts: dict[str, Any] = {}
@@ -202,25 +229,35 @@ def router(*, state: ServerState, hub: TunnelHub, current_user: UserDep) -> APIR
                 return int(row.id)
 
         run_id = await run_in_threadpool(store)
-        return {"id": run_id, "device": target.uuid, "checks": parts["checks"],
-                "report": report, "status": parts["status"], "current": parts["current"],
-                "target": parts["target"]}
+        answer = {"id": run_id, "device": target.uuid, "checks": parts["checks"],
+                  "report": report, "status": parts["status"], "current": parts["current"],
+                  "target": parts["target"]}
+        shown = await run_in_threadpool(lambda: _values_visible(a, target.device_id))
+        return answer if shown else without_values(answer)
 
     @api.get("/devices/{device}/diagnostics", responses={404: {}})
     def diagnostics(device: str, run: int | None = Query(None, ge=1),
-                    user: keys.UserPrincipal = Depends(current_user)) -> list[dict[str, Any]]:
-        """Stored diagnostics runs of a device, newest first (one run, in full, with `run`)."""
+                    a: Access = Depends(allow(state, "diagnostics.read"))
+                    ) -> list[dict[str, Any]]:
+        """Stored diagnostics runs of a device, newest first (one run, in full, with `run`;
+        without values for a caller who may not read variables)."""
         with state.db.session() as s:
-            uuid = user_device(s, user=user, uuid=device).uuid
+            found = a.device(s, device)
+            uuid = found.uuid
+            values = values_visible(s, a, found)
             q = sa.select(t.DeviceDiagnostics).where(t.DeviceDiagnostics.device_uuid == uuid)
             if run is not None:
                 q = q.where(t.DeviceDiagnostics.id == run)
             rows = list(s.execute(q.order_by(t.DeviceDiagnostics.id.desc())).scalars())
         if run is not None and not rows:
             raise HTTPException(404, f"device {uuid[:7]} has no diagnostics run {run}")
+
+        def shown(doc: Any) -> Any:
+            return doc if values else without_values(doc)
+
         return [{"id": r.id, "device": r.device_uuid, "username": r.username,
                  "created_ms": r.created_ms, "checks": json.loads(r.checks or "null"),
-                 **({"report": r.report, "state": json.loads(r.state or "{}")}
+                 **({"report": r.report, "state": shown(json.loads(r.state or "{}"))}
                     if run is not None else {})} for r in rows]
 
     return api

@@ -17,6 +17,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.db import Database
 from edgefleet.server.keys import DevicePrincipal
 from edgefleet.server.state import ServerState
+from edgefleet.server.tunnel import audit
 from edgefleet.tunnel.mux import Mux, Transport
 from edgefleet.tunnel.stream import Stream
 
@@ -150,6 +151,4 @@ def forget_stale_links(db: Database) -> None:
     with db.writing() as s:
         s.execute(sa.update(t.Device).where(t.Device.vpn_connected.is_(True))
                   .values(vpn_connected=False, tunnel_host=""))
-        s.execute(sa.update(t.TunnelSession).where(t.TunnelSession.ended_ms.is_(None))
-                  .values(ended_ms=t.TunnelSession.started_ms,
-                          result="cut: the server stopped during the session"))
+        audit.cut_open_sessions(s)

@@ -4,13 +4,15 @@ open streams to a device at `/api/v1/devices/{device}/tunnel` (user token)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, HTTPException, WebSocket
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import keys
+from edgefleet.server import audit as trail
+from edgefleet.server import guard, keys
 from edgefleet.server import tables as t
 from edgefleet.server.access import user_device
 from edgefleet.server.state import ServerState
@@ -98,6 +100,12 @@ async def relay_stream(*, state: ServerState, hub: TunnelHub, user: keys.UserPri
     kind, target, command = describe(request)
     if gateway is not None:
         target = f"{target} via {gateway['via']}"
+    permission = STREAM_PERMISSIONS.get(kind, "device.ssh")
+    if not await run_in_threadpool(lambda: guard.holds(state.db, user=user, device_id=device.id,
+                                                       permissions=(permission,))):
+        await run_in_threadpool(lambda: refused(state, user, device, permission, target))
+        await stream.reject(f"you may not {permission} on device {device.uuid[:7]}")
+        return
     session = await run_in_threadpool(lambda: audit.begin(
         state.db, user=user, device_uuid=device.uuid, kind=kind, target=target,
         command=command))
@@ -118,8 +126,25 @@ async def relay_stream(*, state: ServerState, hub: TunnelHub, user: keys.UserPri
             await stream.reject(f"device {device.uuid[:7]}: {exc}")
             return
         await stream.accept()
-        reason = await splice(stream, _watch_exit(remote, exit_codes))
-        if reason and not exit_codes:
+        cut: list[str] = []
+
+        async def cut_when_access_ends() -> None:
+            why = await guard.until_revoked(state.db, user=user, device_id=device.id,
+                                            permissions=(permission,))
+            cut.append(why)
+            await stream.reset(why)
+            await remote.reset(why)
+
+        watcher = asyncio.create_task(cut_when_access_ends())
+        try:
+            reason = await splice(stream, _watch_exit(remote, exit_codes))
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if cut:
+            outcome.append(f"cut: {cut[0]}")
+        elif reason and not exit_codes:
             outcome.append(f"reset: {reason}")
     except asyncio.CancelledError:
         outcome.append("cut: the user's connection to the server closed")
@@ -136,6 +161,18 @@ async def relay_stream(*, state: ServerState, hub: TunnelHub, user: keys.UserPri
         # shielded: the record is written even if this task is cancelled meanwhile
         await asyncio.shield(asyncio.get_running_loop().run_in_executor(None, lambda: audit.end(
             state.db, session_id=session, bytes_up=up, bytes_down=down, result=result)))
+
+
+STREAM_PERMISSIONS = {"tcp": "device.tunnel", "shell": "device.ssh", "command": "device.ssh"}
+"""The permission (`roles`) each kind of stream needs; the session lasts as long as it holds
+(`guard`: a support grant's end cuts it within about a second)."""
+
+
+def refused(state: ServerState, user: keys.UserPrincipal, device: t.Device, permission: str,
+            target: str) -> None:
+    with state.db.session() as s:
+        trail.record(s, actor=user.username, action=permission, outcome="denied",
+                     device=s.get(t.Device, device.id), target=target)
 
 
 def _watch_exit(stream: Stream, codes: list[int]) -> Stream:

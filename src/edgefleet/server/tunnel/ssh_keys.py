@@ -11,11 +11,12 @@ from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import IntegrityError
 
-from edgefleet.server import keys
+from edgefleet.server import keys, roles
 from edgefleet.server import tables as t
+from edgefleet.server.authz import Access, allow
 from edgefleet.server.db import Database
 from edgefleet.server.state import ServerState
-from edgefleet.server.user_api import ERRORS, UserDep
+from edgefleet.server.user_api import ERRORS
 
 
 class KeyIn(BaseModel):
@@ -38,10 +39,11 @@ def key_owner(db: Database, *, username: str, fingerprint: str) -> keys.UserPrin
     with db.session() as s:
         row = s.execute(sa.select(t.User).join(t.SshKey, t.SshKey.user_id == t.User.id).where(
             t.User.username == username, t.SshKey.fingerprint == fingerprint)).scalar()
-        return keys.UserPrincipal(row.id, row.username, bool(row.is_admin)) if row else None
+        return keys.UserPrincipal(row.id, row.username, bool(row.is_admin),
+                                  bool(row.is_support)) if row else None
 
 
-def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
+def router(*, state: ServerState) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["remote access"], responses=ERRORS)
 
     def out(k: t.SshKey) -> dict[str, Any]:
@@ -49,9 +51,10 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
                 "public_key": k.public_key, "created_ms": k.created_ms}
 
     @api.post("/ssh-keys", status_code=201, responses={400: {}, 409: {}})
-    def add_key(body: KeyIn, user: keys.UserPrincipal = Depends(current_user)
+    def add_key(body: KeyIn, a: Access = Depends(allow(state, roles.ACCOUNT_WRITE))
                 ) -> dict[str, Any]:
         """Register an SSH public key of yours (for `ssh -p PORT you@server host <uuid>`)."""
+        user = a.user
         try:
             public, fingerprint = parse(body.public_key)
         except ValueError as exc:
@@ -68,15 +71,17 @@ def router(*, state: ServerState, current_user: UserDep) -> APIRouter:
                                      f"{fingerprint} is registered already") from None
 
     @api.get("/ssh-keys")
-    def list_keys(user: keys.UserPrincipal = Depends(current_user)) -> list[dict[str, Any]]:
+    def list_keys(a: Access = Depends(allow(state, roles.ACCOUNT))) -> list[dict[str, Any]]:
         """Your SSH public keys."""
+        user = a.user
         with state.db.session() as s:
             return [out(k) for k in s.execute(sa.select(t.SshKey).where(
                 t.SshKey.user_id == user.user_id).order_by(t.SshKey.id)).scalars()]
 
     @api.delete("/ssh-keys/{name}", status_code=204, responses={404: {}})
-    def remove_key(name: str, user: keys.UserPrincipal = Depends(current_user)) -> None:
+    def remove_key(name: str, a: Access = Depends(allow(state, roles.ACCOUNT_WRITE))) -> None:
         """Remove one of your SSH keys (by name or fingerprint)."""
+        user = a.user
         with state.db.writing() as s:
             result = s.execute(sa.delete(t.SshKey).where(
                 t.SshKey.user_id == user.user_id,

@@ -34,7 +34,7 @@ async def open_via(*, state: ServerState, hub: TunnelHub, user: keys.UserPrincip
     what closes the link to the gateway afterwards."""
     def gateway_of() -> t.Device:
         with state.db.session() as s:
-            return user_device(s, user=user, uuid=route["via"])
+            return user_device(s, user=user, uuid=route["via"], permission="device.tunnel")
 
     try:
         gateway = await run_in_threadpool(gateway_of)

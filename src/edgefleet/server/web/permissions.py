@@ -1,9 +1,9 @@
 """What a dashboard user may do: ONE table and ONE function that every page and form asks.
 
-Today the answer comes from ownership (a fleet's owner may do everything with it; nobody else
-sees it, as in the user API). Roles and support grants (issue 15) replace `allowed` and the
-table below; no page has a rule of its own, and a page never offers an action that `allowed`
-refuses.
+The answer comes from issue 15's role table (`server/roles.py`) through `server/rights.py`:
+each page permission is one of the user API's named permissions (`ROLE_PERMISSION` below), so
+a page and the API always agree. No page has a rule of its own, and a page never offers an
+action that `allowed` refuses.
 """
 
 from __future__ import annotations
@@ -11,9 +11,13 @@ from __future__ import annotations
 import enum
 
 import sqlalchemy as sa
+from sqlalchemy.orm import object_session
 
+from edgefleet.model.timeutil import now_ms
+from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.keys import UserPrincipal
+from edgefleet.server.rights import Rights, member_orgs
 
 
 class Permission(enum.Enum):
@@ -33,18 +37,42 @@ class Permission(enum.Enum):
     DEVICE_ACTIONS = "actions.device"
 
 
-OWNER_PERMISSIONS = frozenset(Permission)
-"""What the owner of a fleet may do with it (issue 15's role table goes here)."""
+ROLE_PERMISSION: dict[Permission, str] = {
+    Permission.VIEW: "fleet.read", Permission.LOGS: "device.logs",
+    Permission.VARIABLES_READ: "variable.read", Permission.VARIABLES_WRITE: "variable.write",
+    Permission.CONFIG_WRITE: "variable.write", Permission.PIN: "fleet.pin",
+    Permission.MOVE: "device.update", Permission.NOTES: "device.note",
+    Permission.DIAGNOSTICS: "device.diagnose", Permission.TERMINAL: "device.ssh",
+    Permission.SERVICE_ACTIONS: "service.restart", Permission.DEVICE_ACTIONS: "device.action",
+}
+"""Each page permission as the user API names it (`roles.ROLE_PERMISSIONS`)."""
 
 
 def allowed(user: UserPrincipal, permission: Permission, fleet: t.Fleet) -> bool:
-    """May `user` do `permission` on `fleet` (and its devices)?"""
-    return fleet.owner_id == user.user_id and permission in OWNER_PERMISSIONS
+    """May `user` do `permission` on `fleet` (and its devices)? Read in the fleet's own
+    session (roles, fleet roles, live support grants)."""
+    s = object_session(fleet)
+    if s is None:
+        return False
+    rights = Rights.load(s, user)
+    name = ROLE_PERMISSION[permission]
+    if permission is Permission.VIEW:
+        return rights.check(fleet, None, name) is not None
+    return bool(rights.check(fleet, None, name))
 
 
 def visible_fleets(user: UserPrincipal) -> sa.ColumnElement[bool]:
-    """A WHERE clause on `fleets` selecting those the user may VIEW (same rule as `allowed`)."""
-    return t.Fleet.owner_id == user.user_id
+    """A WHERE clause on `fleets` selecting those the user may VIEW (same rule as `allowed`):
+    fleets of the user's organizations, fleets they have a role on, fleets a live support
+    grant covers (for a support agent)."""
+    member = sa.select(o.Member.fleet_id).where(o.Member.user_id == user.user_id,
+                                                o.Member.fleet_id.is_not(None))
+    cond = sa.or_(t.Fleet.organization_id.in_(member_orgs(user.user_id)), t.Fleet.id.in_(member))
+    if user.is_support:
+        granted = sa.select(o.SupportGrant.fleet_id).where(
+            o.SupportGrant.revoked_ms.is_(None), o.SupportGrant.expires_ms > now_ms())
+        cond = sa.or_(cond, t.Fleet.id.in_(granted))
+    return cond
 
 
 def can(user: UserPrincipal, fleet: t.Fleet) -> dict[str, bool]:
