@@ -56,7 +56,7 @@ def example_project(root: Path, *, frontend: int, backend: int) -> Path:
     return project
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dash(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator[Dash]:
     root = tmp_path_factory.mktemp("dash")
     port = free_port()
@@ -109,7 +109,7 @@ def dash(tmp_path_factory: pytest.TempPathFactory, registry: str) -> Iterator[Da
             proc.wait(timeout=10)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     if not os.path.exists(CHROMIUM):
         pytest.fail(f"{CHROMIUM} is missing: scripts/setup installs Debian's chromium")
