@@ -13,8 +13,7 @@ from edgefleet import __version__
 # command groups, imported only when used: `edgefleet preload ...` starts without loading
 # the fleet client, the server or the supervisor
 _GROUPS = {"supervisor": "supervisor_cmd", "server": "server_cmd", "diagnose": "diagnose_cmd",
-           "config": "config_cmd", "engine": "engine_cmd", "preload": "preload_cmd",
-           "user": "user_cmds"}
+           "config": "config_cmd", "engine": "engine_cmd", "preload": "preload_cmd"}
 
 
 def _version(value: bool) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from edgefleet.cli import user_cmds
 from edgefleet.cli.fleet_common import JSON_OPT, call, console, print_json
 
 org_app = typer.Typer(help="Organizations, their members and roles.", no_args_is_help=True)
@@ -17,7 +18,9 @@ support_app = typer.Typer(help="Support access to a device or fleet, for a limit
                           no_args_is_help=True)
 token_app = typer.Typer(help="Your named API tokens (expiry, read-only scope).",
                         no_args_is_help=True)
-user_app = typer.Typer(help="Users (server administrators).", no_args_is_help=True)
+user_app = typer.Typer(help="Users: create them and mark support agents (administrators),"
+                            " set dashboard passwords.", no_args_is_help=True)
+user_app.command("passwd")(user_cmds.passwd)
 ROLE_HELP = "owner, developer, operator or viewer."
 DURATION = re.compile(r"^(\d+)([smhd])$")
 
