@@ -7,7 +7,8 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 
 from tests.support import images
-from tests.support.dockerd import Dockerd
+from tests.support.dockerd import Dockerd, new_dockerd
 from tests.support.fleet import free_port
 
 CLI = [sys.executable, "-m", "edgefleet"]
@@ -117,3 +118,17 @@ class E2EDevice:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return ""
+
+
+@contextmanager
+def running_device(name: str, root: Path, *, args: tuple[str, ...] = ()) -> Iterator[E2EDevice]:
+    """A device on a private dockerd of its own (started), stopped and cleaned up after."""
+    engine = new_dockerd()
+    dev = E2EDevice(name=name, dockerd=engine, root=root, args=args)
+    try:
+        engine.start()
+        yield dev
+    finally:
+        dev.stop()
+        dev.remove_containers()
+        engine.cleanup()

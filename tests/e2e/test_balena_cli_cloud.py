@@ -25,9 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.devices import CLI, E2EDevice, wait_for
+from tests.e2e.devices import CLI, E2EDevice, running_device, wait_for
 from tests.support import images
-from tests.support.dockerd import new_dockerd
 from tests.support.fleet import free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -154,16 +153,9 @@ def server(tmp_path: Path, registry: str) -> Iterator[Server]:
 
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[E2EDevice]:
-    engine = new_dockerd()
-    dev = E2EDevice(name="cli-dev", dockerd=engine, root=tmp_path / "dev",
-                    args=("--reboot-command", f"touch {tmp_path / 'rebooted'}"))
-    try:
-        engine.start()
+    reboot = ("--reboot-command", f"touch {tmp_path / 'rebooted'}")
+    with running_device("cli-dev", tmp_path / "dev", args=reboot) as dev:
         yield dev
-    finally:
-        dev.stop()
-        dev.remove_containers()
-        engine.cleanup()
 
 
 def env_of(dev: E2EDevice, service: str) -> list[str]:

@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.devices import E2EDevice, wait_for
+from tests.e2e.devices import E2EDevice, running_device, wait_for
 from tests.e2e.test_fleet import DOCKERFILE, Fleet, fleet_server  # noqa: F401 (fixture)
-from tests.support.dockerd import new_dockerd
 from tests.support.fleet import free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -42,15 +41,8 @@ services:
 
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[E2EDevice]:
-    engine = new_dockerd()
-    dev = E2EDevice(name="tags", dockerd=engine, root=tmp_path / "dev")
-    try:
-        engine.start()
+    with running_device("tags", tmp_path / "dev") as dev:
         yield dev
-    finally:
-        dev.stop()
-        dev.remove_containers()
-        engine.cleanup()
 
 
 def test_device_tags_example_is_pushed_and_runs_with_the_device_key(

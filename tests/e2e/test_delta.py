@@ -22,9 +22,8 @@ import httpx
 import pytest
 
 from edgefleet.device.store import Store
-from tests.e2e.devices import E2EDevice, wait_for
+from tests.e2e.devices import E2EDevice, running_device, wait_for
 from tests.e2e.test_fleet import Fleet, fleet_server  # noqa: F401 - the fixture
-from tests.support.dockerd import new_dockerd
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -68,15 +67,8 @@ def write_project(root: Path, *, version: str, deps_build: int, touch_deps: bool
 
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[E2EDevice]:
-    engine = new_dockerd()
-    dev = E2EDevice(name="delta1", dockerd=engine, root=tmp_path / "dev")
-    try:
-        engine.start()
+    with running_device("delta1", tmp_path / "dev") as dev:
         yield dev
-    finally:
-        dev.stop()
-        dev.remove_containers()
-        engine.cleanup()
 
 
 def _stats(fleet: Fleet) -> dict[str, Any]:

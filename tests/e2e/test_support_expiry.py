@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.devices import CLI, E2EDevice, wait_for
+from tests.e2e.devices import CLI, E2EDevice, running_device, wait_for
 from tests.e2e.tunnel_support import Server, provision
-from tests.support.dockerd import new_dockerd
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 GRANT_S = 12
@@ -35,15 +34,8 @@ def server(tmp_path: Path, registry: str) -> Iterator[Server]:
 
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[E2EDevice]:
-    engine = new_dockerd()
-    dev = E2EDevice(name="dev1", dockerd=engine, root=tmp_path / "dev1")
-    try:
-        engine.start()
+    with running_device("dev1", tmp_path / "dev1") as dev:
         yield dev
-    finally:
-        dev.stop()
-        dev.remove_containers()
-        engine.cleanup()
 
 
 def test_support_session_ends_with_the_grant(server: Server, device: E2EDevice) -> None:

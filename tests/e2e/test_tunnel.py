@@ -19,9 +19,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.devices import CLI, E2EDevice, wait_for
+from tests.e2e.devices import CLI, E2EDevice, running_device, wait_for
 from tests.e2e.tunnel_support import Server, provision, write_project
-from tests.support.dockerd import new_dockerd
 from tests.support.fleet import free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
@@ -40,15 +39,8 @@ def server(tmp_path: Path, registry: str) -> Iterator[Server]:
 
 @pytest.fixture
 def device(tmp_path: Path) -> Iterator[E2EDevice]:
-    engine = new_dockerd()
-    dev = E2EDevice(name="dev1", dockerd=engine, root=tmp_path / "dev1")
-    try:
-        engine.start()
+    with running_device("dev1", tmp_path / "dev1") as dev:
         yield dev
-    finally:
-        dev.stop()
-        dev.remove_containers()
-        engine.cleanup()
 
 
 def sha(path: Path) -> str:
