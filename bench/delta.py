@@ -7,14 +7,15 @@ CPU time to make each delta.
 
 A real `edgefleet server run` process (the local registry 127.0.0.1:5055) builds the three
 releases; a device registered with the fleet's provisioning key applies each delta with the
-supervisor's own code (`device/delta.py`: rebuild the source layers from the data root,
-decode, verify, `POST /images/load`). Delta bytes are counted by the server as it sends them;
+supervisor's own code (`device/delta.py` + `device/delta_apply.py`: rebuild the source layers
+from the data root, decode while streaming into `POST /images/load`, every layer's diffId
+checked before the archive is completed). Delta bytes are counted by the server as it sends them;
 pull bytes are the registry's sizes of the compressed blobs the engine lacks (what it
 downloads). Times: the delta path is timed once the server has made the delta (generation is
 once per fleet and measured separately as server CPU and wall time); each run removes the
 new image first, then times the delta and the pull alternately.
 
-Run: .venv/bin/python bench/delta.py [--runs 3]   (needs scripts/setup: dockerd + registry)
+Run: .venv/bin/python bench/delta.py [--runs 5]   (needs scripts/setup: dockerd + registry)
 Writes the "## delta" section of bench/RESULTS.md.
 """
 
@@ -134,7 +135,7 @@ async def run(url: str, token: str, key: str, refs: list[str], sock: str, work: 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = str(ROOT / "src")
     work = Path(tempfile.mkdtemp(prefix="deltabench", dir="/var/tmp"))
@@ -175,20 +176,21 @@ def main() -> None:
         r.raise_for_status()
         engine.start()
         results = asyncio.run(run(url, token, key, refs, engine.sock, work, args.runs))
+        load1 = os.getloadavg()[0]
     finally:
         server.terminate()
         server.wait(timeout=30)
         engine.cleanup()
         shutil.rmtree(work, ignore_errors=True)
-    write(results, args.runs, load0)
+    write(results, args.runs, (load0, load1))
 
 
-def write(results: list[dict[str, Any]], runs: int, load0: float) -> None:
+def write(results: list[dict[str, Any]], runs: int, load: tuple[float, float]) -> None:
     names = ["one source file changed in a 50 MB application layer",
              "16 MB dependency layer rebuilt, identical contents, new timestamps"]
     targets = [10, 50]
     med = statistics.median
-    rows, lines, where = [], [], []
+    rows, lines, where, every = [], [], [], []
     for name, target, r in zip(names, targets, results, strict=True):
         job = r["job"]
         sent = med(r["sent"])
@@ -198,8 +200,10 @@ def write(results: list[dict[str, Any]], runs: int, load0: float) -> None:
                     f"{job['cpu_s']:.2f} s / {job['wall_s']:.2f} s | "
                     f"{job['new_bytes'] / MB:.1f} MB |")
         where.append(f"- {name}: " + ", ".join(
-            f"{k} {med(p[k] for p in r['phases']):.2f} s"
-            for k in ("download", "reference", "decode", "load")))
+            f"{k} {med(p.get(k, 0.0) for p in r['phases']):.2f} s"
+            for k in ("download", "reference", "decode", "send", "engine")))
+        every.append(f"- {name}: delta " + ", ".join(f"{x:.2f}" for x in r["t_delta"])
+                     + "; pull " + ", ".join(f"{x:.2f}" for x in r["t_pull"]))
         lines.append(check(f"{name}: at least {target}× fewer bytes than the pull",
                            f"{ratio:,.0f}×", ratio >= target))
         lines.append(check(f"{name}: time to update no worse than the pull (median)",
@@ -208,28 +212,38 @@ def write(results: list[dict[str, Any]], runs: int, load0: float) -> None:
     table = "\n".join(rows)
     section = f"""## delta
 
-Command: `.venv/bin/python bench/delta.py --runs {runs}` (2-core VM shared with other work,
-1-minute load average {load0:.1f} at the start; dockerd 20.10; server, registry and device
-engine on loopback). A real `edgefleet server run` builds three releases of one service FROM
-scratch (busybox, a 16 MB dependency layer, a 50 MB application layer of random data); the
-device engine is a private dockerd holding the previous release, and applies each delta with
-`edgefleet.device.delta` (source layers rebuilt from its data root, every new layer and the
-image id verified, then `POST /images/load`). Delta bytes: what the server sent (its own
-count); pull bytes: the registry's sizes of the compressed blobs the engine lacks. Times:
-medians of {runs} runs per path, alternating, the new image removed before each; the delta
-path is timed with the delta already made (the server makes it once per fleet: its CPU and
-wall time are the next column).
+Command: `.venv/bin/python bench/delta.py --runs {runs}` (2-core VM shared with other work:
+1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end; dockerd 20.10;
+server, registry and device engine on loopback). A real `edgefleet server run` builds three
+releases of one service FROM scratch (busybox, a 16 MB dependency layer, a 50 MB application
+layer of random data); the device engine is a private dockerd holding the previous release,
+and applies each delta with `edgefleet.device.delta` (the source layers the delta refers to
+rebuilt from its data root, the delta decoded while it streams into `POST /images/load`, every
+new layer's diffId, the image id and the release's manifest digest checked before the archive
+is completed). Delta bytes: what the server sent (its own count); pull bytes: the registry's
+sizes of the compressed blobs the engine lacks. Times: medians of {runs} runs per path,
+alternating, the new image removed before each, from the supervisor's `pull` call until the
+engine lists the image. The delta path is timed with the delta already made: the server makes
+each delta once per fleet, off the request path, and starts it as soon as a device with deltas
+on gets a new target (release, pin), before the device asks; its cost is the "server CPU /
+wall" column (CPU time of the generating thread, per delta).
 
 | update | delta sent | registry pull | fewer bytes | delta: time to update | pull: time to update | server CPU / wall to make the delta | new layers (uncompressed) |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 {table}
 
-Where the delta path's time goes (medians; download = asking the server and receiving the
-delta; reference = rebuilding the source layers' streams from the data root and checking
-their diffIds; decode = zstd against that reference into files, each layer's diffId checked;
-load = streaming the archive into `POST /images/load` until the engine lists the image):
+Where the delta path's time goes (medians): download = asking the server and receiving the
+delta (one request when it is ready); reference = rebuilding the source layers' streams from
+the data root; decode = zstd against that reference, in a worker thread, overlapping send;
+send = streaming the archive (decoded layers hashed on the way) until its last byte; engine =
+`docker load`'s own work after the last byte (registering the layers) and the check that it
+lists the image:
 
 {chr(10).join(where)}
+
+Every run, in seconds, in the order measured (delta and pull alternate):
+
+{chr(10).join(every)}
 
 Targets: at least 10× fewer bytes than a registry pull for the one-file change and at least
 50× for the identical rebuild; time to update no worse than the pull on loopback.

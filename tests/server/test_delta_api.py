@@ -13,8 +13,10 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from edgefleet.engine.delta import read_header
+from edgefleet.server import tables as t
 from tests.server.conftest import DeviceInfo, Tenant, new_fleet, register
 from tests.server.helpers import make_release
 from tests.support import images
@@ -94,3 +96,44 @@ def test_refs_outside_the_fleet_or_registry_are_refused(device: DeviceInfo) -> N
              f"{images.REGISTRY}/x/y@sha256:" + "1" * 64)
     assert r.status_code == 404 and "not an image of a release" in r.text
     assert _ask(device, "a", "a").status_code == 400
+
+
+def test_the_server_makes_a_devices_delta_before_it_asks(
+    server: RunningServer, device: DeviceInfo, two_images: tuple[str, str]
+) -> None:
+    """A device with deltas on runs release B and is pinned to release A: the server starts
+    making the B → A delta when the target changes, so the device's first ask gets the delta
+    itself (one round trip, `Accept: application/octet-stream`), not a 202 to wait on."""
+    a, b = two_images
+    commit_a = make_release(server, fleet_id=device.fleet.id,
+                            composition={"services": {"app": {}}}, refs={"app": a})
+    commit_b = make_release(server, fleet_id=device.fleet.id,
+                            composition={"services": {"app": {}}}, refs={"app": b})
+    with server.db.session() as s:
+        ids = dict(s.execute(sa.select(t.Release.commit, t.Release.id).where(
+            t.Release.commit.in_([commit_a, commit_b]))).all())
+        row = s.get(t.Device, device.id)
+        assert row is not None
+        row.running_release_id, row.pinned_release_id = ids[commit_b], ids[commit_a]
+        s.add(t.Variable(kind="config", fleet_id=device.fleet.id, device_id=None, service="",
+                         name="BALENA_SUPERVISOR_DELTA", value="1"))
+        server.db.bump_generation(s)
+    server.state.refresh_generation()
+
+    def job() -> dict[str, Any] | None:
+        with server.client(server.admin_token) as admin:
+            jobs = admin.get("/api/v3/delta-stats").json()["deltas"]
+        return next((j for j in jobs if j["src"] == b and j["dest"] == a), None)
+
+    deadline = time.monotonic() + 60
+    while (found := job()) is None or found["status"] == "pending":
+        assert time.monotonic() < deadline, "the server did not start the B -> A delta"
+        time.sleep(0.3)
+    assert found["status"] == "ready", found
+    got = device.http.get("/api/v3/delta", params={"src": b, "dest": a},
+                          headers={"Accept": "application/octet-stream"})
+    assert got.status_code == 200, got.text
+    assert got.headers["content-type"] == "application/octet-stream"
+    assert len(got.content) == int(got.headers["x-delta-size"]) == found["size"]
+    assert int(got.headers["x-delta-new-bytes"]) == found["new_bytes"] > 0
+    assert read_header(io.BytesIO(got.content)).dest == found["image_id"]

@@ -23,28 +23,27 @@ import contextlib
 import json
 import os
 import shutil
-import tarfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from edgefleet.device.delta_apply import Decoder, archive, diagnose, reference
 from edgefleet.device.logs import LogSink
-from edgefleet.engine.delta import DeltaError, Header, decode_layer, read_header
+from edgefleet.engine.delta import DeltaError, Header, check_manifest, read_header
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.storage import DataRoot
+from edgefleet.model.delta import DELTA_VARS, delta_enabled
 from edgefleet.model.engine_events import PullProgress
 from edgefleet.model.engine_state import EngineState
 from edgefleet.model.service import ServiceSpec
 
-DELTA_VARS = ("BALENA_SUPERVISOR_DELTA", "RESIN_SUPERVISOR_DELTA", "SUPERVISOR_DELTA")
 WAIT_S = 600.0
 """How long to wait for the server to make a delta before pulling instead."""
 _CHUNK = 1 << 20
-_ON = ("1", "true", "on", "yes")
 
 
 @dataclass(frozen=True)
@@ -53,8 +52,14 @@ class DeltaSettings:
     api_key: str
 
 
-def delta_enabled(config: dict[str, str]) -> bool:
-    return any(config.get(name, "").strip().lower() in _ON for name in DELTA_VARS)
+def delta_need(size: int, new_bytes: int) -> int:
+    """Disk bytes applying a delta takes: the delta file, and the engine's two copies of the
+    new layers (`docker load` unpacks the archive to its tmp dir, then into the layer store),
+    plus a margin; the decoded layers themselves are streamed, never written here."""
+    return size + 2 * new_bytes + (64 << 20)
+
+
+__all__ = ["DELTA_VARS", "DeltaEngine", "DeltaSettings", "delta_enabled", "delta_need"]
 
 
 class DeltaEngine(DockerEngine):
@@ -72,6 +77,7 @@ class DeltaEngine(DockerEngine):
             self._loaded = dict(json.loads((data_dir / "deltas.json").read_text()))
         self._state = data_dir / "deltas.json"
         self._seen: tuple[object, EngineState] | None = None
+        self._root: DataRoot | None = None
 
     async def observe(self) -> EngineState:
         state = await super().observe()
@@ -115,6 +121,26 @@ class DeltaEngine(DockerEngine):
                                  f" {exc}", error=True)
         return await super().pull(image, auth=auth, progress=progress)
 
+    async def delta_space(self, refs: list[str]) -> int:
+        """Disk bytes applying deltas to these images needs (`delta_need` of each delta the
+        server has ready; 0 when deltas are off, or for an image without a source here or
+        whose delta is not made yet: the delta path checks again before it downloads)."""
+        settings = self.settings()
+        if settings is None:
+            return 0
+        total = 0
+        async with httpx.AsyncClient(base_url=settings.endpoint, timeout=30, headers={
+                "Authorization": f"Bearer {settings.api_key}"}) as http:
+            for ref in refs:
+                source = await self._source(ref) if "@" in ref else None
+                if source is None:
+                    continue
+                r = await http.get("/api/v3/delta", params={"src": source[0], "dest": ref})
+                if r.status_code == 200:
+                    info = r.json()
+                    total += delta_need(int(info["size"]), int(info["new_bytes"]))
+        return total
+
     # --- the delta path --------------------------------------------------------------------
     async def _source(self, image: str) -> tuple[str, str] | None:
         """(ref, image id) of an image this device has from the same repository: the one a
@@ -136,21 +162,32 @@ class DeltaEngine(DockerEngine):
         t0 = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         path = self.dir / f"{os.getpid()}-{abs(hash(image))}.delta"
-        work = path.with_suffix(".work")
         phases: dict[str, float] = {}
+        refs: dict[tuple[str, ...], bytes] = {}
+        root: DataRoot | None = None
         try:
             t = time.perf_counter()
-            size = await self._download(settings, src_ref, image, path)
-            info = (await self.http.get("/info")).json()
-            root = DataRoot(str(info.get("DockerRootDir") or "/var/lib/docker"))
+            size, data_root = await asyncio.gather(
+                self._download(settings, src_ref, image, path), self._data_root())
+            root = data_root
             phases["download"] = time.perf_counter() - t
-            header = await asyncio.to_thread(self._decode, path, work, src_id, root, phases)
             t = time.perf_counter()
-            await self._load(header, work)
-            phases["load"] = time.perf_counter() - t
+            header, offset = await asyncio.to_thread(_header, path, src_id)
+            check_manifest(header, image)  # the result must be the image the release names
+            refs, existed = await asyncio.gather(
+                asyncio.to_thread(_references, header, src_id, data_root), self._has(header.dest))
+            phases["reference"] = time.perf_counter() - t
+            await self._apply(header, path, offset, refs, phases, existed=existed)
+            phases["load"] = time.perf_counter() - t - phases["reference"]
+        except DeltaError as exc:
+            if "hashes to" in str(exc) and root is not None and refs:  # name the culprit
+                why = await asyncio.to_thread(diagnose, root, src_id,
+                                              tuple(d for k in refs for d in k))
+                if why:
+                    raise DeltaError(f"{exc} ({why})") from None
+            raise
         finally:
             path.unlink(missing_ok=True)
-            shutil.rmtree(work, ignore_errors=True)
         self._loaded[image] = header.dest
         self._seen = None  # the next observe lists the new image under its ref
         self._state.write_text(json.dumps(self._loaded))
@@ -162,12 +199,22 @@ class DeltaEngine(DockerEngine):
         return header.dest
 
     async def _download(self, settings: DeltaSettings, src: str, dest: str, path: Path) -> int:
+        """Ask for the delta until it is made (the server answers with the delta itself, or,
+        if it is older, where to get it), check the disk has room for applying it, save it."""
         headers = {"Authorization": f"Bearer {settings.api_key}"}
         async with httpx.AsyncClient(base_url=settings.endpoint, headers=headers,
                                      timeout=60) as http:
             deadline = time.monotonic() + WAIT_S
             while True:
-                r = await http.get("/api/v3/delta", params={"src": src, "dest": dest})
+                async with http.stream(
+                        "GET", "/api/v3/delta", params={"src": src, "dest": dest},
+                        headers={"Accept": "application/octet-stream, application/json"}) as r:
+                    kind = r.headers.get("content-type", "")
+                    if r.status_code == 200 and kind.startswith("application/octet-stream"):
+                        size = int(r.headers.get("x-delta-size") or r.headers["content-length"])
+                        self._check_space(size, int(r.headers.get("x-delta-new-bytes") or 0))
+                        return await self._save(r, size, path)
+                    await r.aread()
                 if r.status_code == 200:
                     break
                 if r.status_code != 202:
@@ -177,114 +224,93 @@ class DeltaEngine(DockerEngine):
                     raise DeltaError(f"the server did not make the delta in {WAIT_S:.0f} s")
                 await asyncio.sleep(min(float(r.headers.get("retry-after", "1")), 10))
             info = r.json()
-            free = shutil.disk_usage(self.dir).free
-            need = int(info["size"]) + 2 * int(info["new_bytes"]) + (64 << 20)
-            if free < need:  # the delta, the decoded layers, and the engine's copy of them
-                raise DeltaError(f"not enough disk space for the delta: {need} bytes needed, "
-                                 f"{free} free")
-            got = 0
+            self._check_space(int(info["size"]), int(info["new_bytes"]))
             async with http.stream("GET", str(info["location"])) as resp:
                 if resp.status_code != 200:
                     raise DeltaError(f"delta download failed (HTTP {resp.status_code})")
-                out = await asyncio.to_thread(open, path, "wb")
-                try:
-                    async for chunk in resp.aiter_bytes(_CHUNK):
-                        got += len(chunk)
-                        if got > int(info["size"]):
-                            raise DeltaError("the delta is longer than announced")
-                        out.write(chunk)
-                finally:
-                    out.close()
-            return got
+                return await self._save(resp, int(info["size"]), path)
 
-    def _decode(self, path: Path, work: Path, src_id: str, root: DataRoot,
-                phases: dict[str, float]) -> Header:
-        """Every new layer into `work/<diffId hex>.tar`, verified; the header (checked)."""
-        work.mkdir()
-        with open(path, "rb") as fh:
-            header = read_header(fh)
-            if header.src != src_id:
-                raise DeltaError(f"the delta is from {header.src}, this device has {src_id}")
-            refs: dict[tuple[str, ...], bytes] = {}
-            for plan in header.layers:
-                if plan.kind != "zstd":
-                    continue
-                t = time.perf_counter()
-                if plan.ref not in refs:
-                    refs[plan.ref] = _reference(root, src_id, plan.ref)
-                phases["reference"] = phases.get("reference", 0) + time.perf_counter() - t
-                t = time.perf_counter()
-                with open(work / f"{plan.diff_id.removeprefix('sha256:')}.tar", "wb") as out:
-                    for chunk in decode_layer(plan=plan, ref=refs[plan.ref], fh=fh):
-                        out.write(chunk)
-                phases["decode"] = phases.get("decode", 0) + time.perf_counter() - t
-            if fh.read(1):
-                raise DeltaError("the delta has bytes after its last frame")
-        return header
+    def _check_space(self, size: int, new_bytes: int) -> None:
+        free = shutil.disk_usage(self.dir).free
+        need = delta_need(size, new_bytes)
+        if free < need:
+            raise DeltaError(f"not enough disk space for the delta: {need} bytes needed, "
+                             f"{free} free")
 
-    async def _load(self, header: Header, work: Path) -> None:
-        r = await self.http.post(
-            "/images/load", params={"quiet": "1"}, content=_archive(header, work),
-            headers={"Content-Type": "application/x-tar"}, timeout=None)
-        text = r.text
-        if r.status_code != 200 or '"error' in text:
-            raise DeltaError(f"the engine did not load the image: {text[-500:]}")
-        got = await self.http.get(f"/images/{header.dest}/json")
-        if got.status_code != 200 or got.json().get("Id") != header.dest:
-            raise DeltaError(f"the engine does not list {header.dest} after loading it")
-
-
-def _reference(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> bytes:
-    """The source image's layers `diff_ids`, rebuilt from the data root, concatenated
-    (tarsplit, with its CRC library, is loaded only by a supervisor that applies a delta)."""
-    from edgefleet.engine.tarsplit import layer_digest
-
-    layers = {x.diff_id: x for x in root.image(src_id).layers}
-    buf = bytearray()
-    for diff_id in diff_ids:
-        layer = layers.get(diff_id)
-        if layer is None:
-            raise DeltaError(f"the source image has no layer {diff_id}")
-        tar_split = (root.image_dir / "layerdb" / "sha256"
-                     / layer.chain_id.removeprefix("sha256:") / "tar-split.json.gz")
-        got = layer_digest(tar_split=tar_split, diff_dir=layer.diff_dir, sink=buf.extend)
-        if got != diff_id:
-            raise DeltaError(f"source layer {diff_id} on disk rebuilds to {got}")
-    return bytes(buf)
-
-
-def _tar_header(name: str, size: int) -> bytes:
-    info = tarfile.TarInfo(name)
-    info.size, info.mode, info.mtime = size, 0o644, 0
-    return info.tobuf(format=tarfile.USTAR_FORMAT)
-
-
-def _padding(size: int) -> bytes:
-    return b"\0" * (-size % 512)
-
-
-async def _archive(header: Header, work: Path) -> AsyncIterator[bytes]:
-    """A `docker save` archive of the image, streamed: the config, the new layers' files
-    (read from disk in chunks), and manifest.json. Layers the engine has are listed only
-    (`docker load` opens a layer file only when it lacks that layer)."""
-    dest_hex = header.dest.removeprefix("sha256:")
-    layers = [f"{p.diff_id.removeprefix('sha256:')}/layer.tar" for p in header.layers]
-    manifest = json.dumps([{"Config": f"{dest_hex}.json", "RepoTags": None,
-                            "Layers": layers}]).encode()
-    yield _tar_header(f"{dest_hex}.json", len(header.config)) + header.config \
-        + _padding(len(header.config))
-    for plan, name in zip(header.layers, layers, strict=True):
-        if plan.kind != "zstd":
-            continue
-        path = work / f"{plan.diff_id.removeprefix('sha256:')}.tar"
-        size = path.stat().st_size
-        yield _tar_header(name, size)
-        fh = await asyncio.to_thread(open, path, "rb")
+    @staticmethod
+    async def _save(resp: httpx.Response, size: int, path: Path) -> int:
+        got = 0
+        out = await asyncio.to_thread(open, path, "wb")
         try:
-            while chunk := await asyncio.to_thread(fh.read, _CHUNK):
-                yield chunk
+            async for chunk in resp.aiter_bytes(_CHUNK):
+                got += len(chunk)
+                if got > size:
+                    raise DeltaError("the delta is longer than announced")
+                out.write(chunk)
         finally:
-            fh.close()
-        yield _padding(size)
-    yield _tar_header("manifest.json", len(manifest)) + manifest + _padding(len(manifest))
-    yield b"\0" * 1024
+            out.close()
+        if got != size:
+            raise DeltaError(f"the delta download ended after {got} of {size} bytes")
+        return got
+
+    async def _data_root(self) -> DataRoot:
+        if self._root is None:
+            info = (await self.http.get("/info")).json()
+            self._root = DataRoot(str(info.get("DockerRootDir") or "/var/lib/docker"))
+        return self._root
+
+    async def _has(self, image_id: str) -> bool:
+        return (await self.http.get(f"/images/{image_id}/json")).status_code == 200
+
+    async def _apply(self, header: Header, path: Path, offset: int,
+                     refs: dict[tuple[str, ...], bytes], phases: dict[str, float], *,
+                     existed: bool) -> None:
+        """Decode and load in one stream (device/delta_apply.py); on any failure, nothing
+        of it stays in the engine (unless it was there before)."""
+        decoder = Decoder(path=path, offset=offset, header=header, refs=refs)
+        times: dict[str, float] = {}
+        t = time.perf_counter()
+        try:
+            r = await self.http.post(
+                "/images/load", params={"quiet": "1"}, content=archive(header, decoder, times),
+                headers={"Content-Type": "application/x-tar"}, timeout=None)
+            text = r.text
+            if r.status_code != 200 or '"error' in text:
+                raise DeltaError(f"the engine did not load the image: {text[-500:]}")
+            got = await self.http.get(f"/images/{header.dest}/json")
+            if got.status_code != 200 or got.json().get("Id") != header.dest:
+                raise DeltaError(f"the engine does not list {header.dest} after loading it")
+        except BaseException:
+            if not existed:
+                await self._discard(header.dest)
+            raise
+        finally:
+            decoder.stop()
+            phases["decode"] = decoder.decode_s
+            if "sent" in times:
+                phases["engine"] = time.perf_counter() - times["sent"]
+                phases["send"] = times["sent"] - t
+
+    async def _discard(self, image_id: str) -> None:
+        """Remove an image a failed delta may have left in the engine (by id: untagged)."""
+        with contextlib.suppress(Exception):
+            r = await self.http.get(f"/images/{image_id}/json")
+            if r.status_code == 200:
+                await self.http.delete(f"/images/{image_id}", params={"force": "1"})
+                self.log.system(f"Removed {image_id}, left by a failed delta", error=True)
+
+
+def _header(path: Path, src_id: str) -> tuple[Header, int]:
+    """The delta's header (checked against the source image) and where its frames start."""
+    with open(path, "rb") as fh:
+        header = read_header(fh)
+        offset = fh.tell()
+    if header.src != src_id:
+        raise DeltaError(f"the delta is from {header.src}, this device has {src_id}")
+    return header, offset
+
+
+def _references(header: Header, src_id: str, root: DataRoot) -> dict[tuple[str, ...], bytes]:
+    """The reference streams the delta's frames use, each rebuilt once."""
+    return {ids: reference(root, src_id, ids)
+            for ids in dict.fromkeys(p.ref for p in header.layers if p.kind == "zstd")}

@@ -11,8 +11,11 @@ platform is held as `rejected`. The planner stays pure: the gate only feeds it f
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import httpx
+
+from edgefleet.device.delta import DeltaEngine
 from edgefleet.device.logs import LogSink
 from edgefleet.device.supervisor_state import backoff_s
 from edgefleet.engine.docker import DockerEngine
@@ -132,6 +135,9 @@ class UpdateGate:
                              " downloading anyway", app_uuid=app.app_uuid)
             return None
         need = estimate(manifests=manifests, present=present)
+        deltas = await self._delta_space(refs)
+        if deltas > need.need_bytes:  # a delta writes uncompressed layers (twice, in the
+            need = replace(need, need_bytes=deltas)  # engine): it may need more than a pull
         free = free_bytes(path=facts.data_root)
         if free is None:
             if not self._warned_root:
@@ -144,10 +150,23 @@ class UpdateGate:
         if need.need_bytes > available:
             return "aborted", (f"not enough space for release {label}: need "
                                f"{_mb(need.need_bytes)} MB, {max(available, 0) // MB} MB free")
+        applying = f", {_mb(deltas)} MB to apply its deltas" if deltas else ""
         self.logs.system(f"Release {label} needs about {_mb(need.need_bytes)} MB"
                          f" ({need.missing_layers} new layers, {_mb(need.download_bytes)} MB"
-                         f" to download); {available // MB} MB free", app_uuid=app.app_uuid)
+                         f" to download{applying}); {available // MB} MB free",
+                         app_uuid=app.app_uuid)
         return need.need_bytes
+
+    async def _delta_space(self, refs: list[str]) -> int:
+        """What applying these images' deltas needs (0 without deltas, or when unknown)."""
+        if not isinstance(self.engine, DeltaEngine):
+            return 0
+        try:
+            return await self.engine.delta_space(refs)
+        except (httpx.HTTPError, ValueError, KeyError, EngineError) as exc:
+            self.logs.system(f"Could not ask the server what applying the deltas needs ({exc});"
+                             " counting the pull's need only")
+            return 0
 
     async def _engine_facts(self) -> EngineFacts:
         if self._facts is None:

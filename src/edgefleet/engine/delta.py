@@ -35,8 +35,6 @@ LEVEL = 3
 """zstd level: with long-distance matching against the reference, the level matters little
 for bytes and a lot for time (measured by bench/delta.py)."""
 _CHUNK = 1 << 20
-
-
 class DeltaError(ValueError):
     """A delta that is malformed, does not fit the source image, or does not produce B."""
 
@@ -56,10 +54,14 @@ class Header:
     dest: str
     config: bytes
     layers: tuple[LayerPlan, ...]
+    manifest: bytes = b""
+    """B's registry manifest as the registry serves it (it hashes to the digest of B's ref and
+    names B's config): lets a device check the delta's result is the image its release names."""
 
     def to_json(self) -> bytes:
         return json.dumps({"version": 1, "src": self.src, "dest": self.dest,
                            "config": base64.b64encode(self.config).decode(),
+                           "manifest": base64.b64encode(self.manifest).decode(),
                            "layers": [{"diffId": p.diff_id, "kind": p.kind, "ref": list(p.ref),
                                        "size": p.size, "length": p.length}
                                       for p in self.layers]}).encode()
@@ -74,7 +76,8 @@ class Header:
                                      length=int(x.get("length") or 0))
                            for x in doc["layers"])
             header = cls(src=str(doc["src"]), dest=str(doc["dest"]),
-                         config=base64.b64decode(doc["config"], validate=True), layers=layers)
+                         config=base64.b64decode(doc["config"], validate=True), layers=layers,
+                         manifest=base64.b64decode(doc.get("manifest") or "", validate=True))
         except (ValueError, KeyError, TypeError) as exc:
             raise DeltaError(f"the delta's header is not valid: {exc}") from None
         header.check()
@@ -93,6 +96,26 @@ class Header:
         for p in self.layers:
             if p.kind not in ("reuse", "zstd") or p.size < 0 or p.length < 0:
                 raise DeltaError(f"layer {p.diff_id}: unknown kind {p.kind!r} or bad sizes")
+
+
+def check_manifest(header: Header, ref: str) -> None:
+    """Raise DeltaError unless the delta's result is the image `ref` names: when `ref` is
+    `name@sha256:<digest>`, the header's manifest must hash to that digest and name the
+    delta's image config (its id) as its config."""
+    if "@sha256:" not in ref:
+        return
+    digest = "sha256:" + ref.rsplit("@sha256:", 1)[1]
+    if not header.manifest:
+        raise DeltaError(f"the delta carries no manifest to check against {digest}")
+    got = "sha256:" + hashlib.sha256(header.manifest).hexdigest()
+    if got != digest:
+        raise DeltaError(f"the delta's manifest hashes to {got}, the release names {digest}")
+    try:
+        config = str(json.loads(header.manifest)["config"]["digest"])
+    except (ValueError, KeyError, TypeError):
+        raise DeltaError(f"the manifest {digest} names no image config (an index?)") from None
+    if config != header.dest:
+        raise DeltaError(f"the delta makes image {header.dest}, but {ref} is image {config}")
 
 
 def diff_ids_of(config: bytes) -> list[str]:
@@ -123,9 +146,11 @@ def compress(ref: bytes, data: bytes) -> bytes:
 
 def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
            src_stream: Callable[[str], bytes], dest_stream: Callable[[str], bytes],
-           out: IO[bytes], progress: Callable[[int, int], None] | None = None) -> Header:
+           out: IO[bytes], progress: Callable[[int, int], None] | None = None,
+           dest_manifest: bytes = b"") -> Header:
     """Write the delta from A (src) to B (dest) into `out`. `src_stream`/`dest_stream` give a
-    layer's tar stream by diffId. Returns the header written."""
+    layer's tar stream by diffId; `dest_manifest` is B's manifest (see `Header.manifest`).
+    Returns the header written."""
     dest_id = "sha256:" + hashlib.sha256(dest_config).hexdigest()
     src_ids, dest_ids = diff_ids_of(src_config), diff_ids_of(dest_config)
     have = set(src_ids)
@@ -147,7 +172,8 @@ def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
                                length=len(frame)))
         if progress is not None:
             progress(n + 1, len(dest_ids))
-    header = Header(src=src_id, dest=dest_id, config=dest_config, layers=tuple(plans))
+    header = Header(src=src_id, dest=dest_id, config=dest_config, layers=tuple(plans),
+                    manifest=dest_manifest)
     raw = header.to_json()
     out.write(MAGIC + len(raw).to_bytes(4, "big") + raw)
     for frame in frames:
@@ -169,16 +195,20 @@ def read_header(fh: IO[bytes]) -> Header:
     return Header.from_json(raw)
 
 
-def decode_layer(*, plan: LayerPlan, ref: bytes, fh: IO[bytes]) -> Iterator[bytes]:
+def prefix_of(ref: bytes) -> object:
+    """The zstd prefix of a reference, to share between the layers decoded against it."""
+    return _prefix(ref)
+
+
+def decompress_layer(*, plan: LayerPlan, prefix: object, fh: IO[bytes]) -> Iterator[bytes]:
     """The layer's tar stream, in chunks, from its frame (the next `plan.length` bytes of
-    `fh`) and the reference (A's layers `plan.ref`, concatenated). Raises DeltaError when the
-    frame is damaged or the stream does not hash to the layer's diffId (after the last chunk:
-    callers keep what they wrote out of the engine until this generator ends)."""
+    `fh`) and the reference prefix (`prefix_of(A's layers plan.ref, concatenated)`), NOT
+    hashed: the caller checks the diffId (see `decode_layer`). Raises DeltaError when the frame
+    is damaged or does not hold exactly `plan.size` bytes."""
     import pyzstd
 
-    dctx = pyzstd.ZstdDecompressor(zstd_dict=_prefix(ref),
+    dctx = pyzstd.ZstdDecompressor(zstd_dict=prefix,  # type: ignore[arg-type]
                                    option={pyzstd.DParameter.windowLogMax: MAX_WINDOW_LOG})
-    sha = hashlib.sha256()
     total = 0
     left = plan.length
     try:
@@ -195,14 +225,34 @@ def decode_layer(*, plan: LayerPlan, ref: bytes, fh: IO[bytes]) -> Iterator[byte
             if total > plan.size:
                 raise DeltaError(f"layer {plan.diff_id}: the delta holds more than "
                                  f"{plan.size} bytes")
-            sha.update(chunk)
             if chunk:
                 yield chunk
     except pyzstd.ZstdError as exc:
         raise DeltaError(f"layer {plan.diff_id}: the delta's frame is damaged ({exc})") from None
     if left or dctx.unused_data:
         raise DeltaError(f"layer {plan.diff_id}: its frame is longer than recorded")
+    if total != plan.size:
+        raise DeltaError(f"layer {plan.diff_id}: the delta holds {total} bytes, not "
+                         f"{plan.size}")
+
+
+def check_layer(plan: LayerPlan, sha: Any, total: int) -> None:
+    """Raise DeltaError unless the stream hashed into `sha` is the layer's (its diffId)."""
     got = "sha256:" + sha.hexdigest()
     if total != plan.size or got != plan.diff_id:
         raise DeltaError(f"layer {plan.diff_id}: the rebuilt stream hashes to {got} "
                          f"({total} bytes), not to its diffId")
+
+
+def decode_layer(*, plan: LayerPlan, ref: bytes, fh: IO[bytes]) -> Iterator[bytes]:
+    """The layer's tar stream, in chunks, from its frame (the next `plan.length` bytes of
+    `fh`) and the reference (A's layers `plan.ref`, concatenated). Raises DeltaError when the
+    frame is damaged or the stream does not hash to the layer's diffId (after the last chunk:
+    callers keep what they wrote out of the engine until this generator ends)."""
+    sha = hashlib.sha256()
+    total = 0
+    for chunk in decompress_layer(plan=plan, prefix=_prefix(ref), fh=fh):
+        sha.update(chunk)
+        total += len(chunk)
+        yield chunk
+    check_layer(plan, sha, total)

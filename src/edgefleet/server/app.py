@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -26,6 +28,7 @@ from edgefleet.server.balena import relay as balena_relay
 from edgefleet.server.db import Database
 from edgefleet.server.delta import api as delta_api
 from edgefleet.server.delta.service import DeltaService
+from edgefleet.server.delta.warm import warm_loop
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
 from edgefleet.server.pushes import fail_interrupted
@@ -54,6 +57,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
             forget_stale_links(database)
         state.start()
         hub.start()
+        warming = asyncio.create_task(warm_loop(state, deltas))  # deltas made before asked
         sshd = None
         if settings.ssh_port is not None:
             from edgefleet.server.tunnel.sshd import SshFrontDoor
@@ -69,6 +73,9 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
             if sshd is not None:
                 await sshd.stop()
             await hub.stop()
+            warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warming
             await state.stop()
             deltas.close()
             if on_shutdown is not None:

@@ -1,7 +1,9 @@
 """`GET /api/v3/delta?src=&dest=` (balena's delta endpoint, in spirit): a device asks for the
 delta between two images of its own fleet's releases. The first ask starts its generation and
 answers 202 with the progress (ask again after Retry-After); then 200 with where to download
-it (`GET /api/v3/delta/<key>`, streamed) and what it saves. Device API key only."""
+it (`GET /api/v3/delta/<key>`, streamed) and what it saves; a client that accepts
+`application/octet-stream` gets the ready delta itself instead (its size, the new layers'
+size and the image id in `X-Delta-*` headers), saving a round trip. Device API key only."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from collections.abc import Iterator
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from edgefleet.server import roles
 from edgefleet.server import tables as t
@@ -47,7 +49,7 @@ def router(*, state: ServerState, service: DeltaService) -> APIRouter:
     @api.get("/api/v3/delta", responses={202: {}, 400: {}, 401: {}, 403: {}, 404: {},
                                          502: {}})
     def get_delta(request: Request, src: str = Query(..., max_length=512),
-                  dest: str = Query(..., max_length=512)) -> JSONResponse:
+                  dest: str = Query(..., max_length=512)) -> Response:
         """The delta from image `src` to image `dest` (refs as in the target state)."""
         principal = device(request)
         if src == dest:
@@ -63,7 +65,24 @@ def router(*, state: ServerState, service: DeltaService) -> APIRouter:
                                 status_code=502)
         if job.status != "ready":
             return JSONResponse(body, status_code=202, headers={"Retry-After": "1"})
+        if "application/octet-stream" in request.headers.get("accept", "") \
+                and service.path(job.key).exists():  # the delta itself: one round trip
+            return send(job.key, {"X-Delta-Size": str(job.size),
+                                  "X-Delta-New-Bytes": str(job.new_bytes),
+                                  "X-Delta-Image-Id": job.image_id})
         return JSONResponse({**body, "location": f"/api/v3/delta/{job.key}"})
+
+    def send(key: str, headers: dict[str, str]) -> StreamingResponse:
+        path = service.path(key)
+
+        def body() -> Iterator[bytes]:
+            with open(path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    service.served += len(chunk)
+                    yield chunk
+
+        return StreamingResponse(body(), media_type="application/octet-stream",
+                                 headers={**headers, "Content-Length": str(path.stat().st_size)})
 
     @api.get("/api/v3/delta/{key}", responses={401: {}, 403: {}, 404: {}})
     def download(key: str, request: Request) -> StreamingResponse:
@@ -74,16 +93,7 @@ def router(*, state: ServerState, service: DeltaService) -> APIRouter:
             raise HTTPException(404, f"no ready delta {key!r}: ask GET /api/v3/delta first")
         if {job.src, job.dest} - in_fleet(principal.fleet_id, [job.src, job.dest]):
             raise HTTPException(404, f"no ready delta {key!r} for this device")
-        path = service.path(key)
-
-        def body() -> Iterator[bytes]:
-            with open(path, "rb") as fh:
-                while chunk := fh.read(_CHUNK):
-                    service.served += len(chunk)
-                    yield chunk
-
-        return StreamingResponse(body(), media_type="application/octet-stream",
-                                 headers={"Content-Length": str(path.stat().st_size)})
+        return send(key, {})
 
     @api.get("/api/v3/delta-stats", tags=["user"], responses={401: {}, 403: {}},
              dependencies=[Depends(allow(state, roles.ADMIN))])

@@ -32,6 +32,8 @@ class RemoteImage:
     config: bytes
     layers: tuple[tuple[str, str, int], ...]
     """(blob digest, media type, compressed size) per layer, bottom first."""
+    manifest: bytes = b""
+    """The manifest as the registry served it (it hashes to the ref's digest)."""
 
     @property
     def image_id(self) -> str:
@@ -77,7 +79,8 @@ class Registry:
         config = self.blob(name, str(doc["config"]["digest"]))
         layers = tuple((str(x["digest"]), str(x.get("mediaType", "")), int(x.get("size", 0)))
                        for x in doc["layers"])
-        return RemoteImage(ref=ref, name=name, config=config, layers=layers)
+        return RemoteImage(ref=ref, name=name, config=config, layers=layers,
+                           manifest=r.content)
 
     def blob(self, name: str, digest: str) -> bytes:
         r = self.http.get(f"/{name}/blobs/{digest}", follow_redirects=True)

@@ -111,7 +111,7 @@ class DeltaService:
                                 dest_config=dest.config,
                                 src_stream=lambda d: reg.layer_stream(src, d),
                                 dest_stream=lambda d: reg.layer_stream(dest, d), out=out,
-                                progress=progress)
+                                progress=progress, dest_manifest=dest.manifest)
             tmp.rename(self.path(job.key))
             job.size = self.path(job.key).stat().st_size
             job.new_bytes = sum(p.size for p in header.layers if p.kind == "zstd")

@@ -1,0 +1,244 @@
+"""Applying a delta on the device, as one pipeline (device/delta.py drives it):
+
+1. `reference`: the source image's layers a delta refers to, rebuilt from the engine's data
+   root (tar-split segments + the overlay2 `diff` files, each file's size checked) into one
+   buffer, without hashing: a wrong byte there cannot pass unnoticed, because every layer
+   decoded against it must hash to its diffId (when one does not, `diagnose` re-reads the
+   source layers with their CRC-64s and diffIds to name the damaged file);
+2. `archive`: a `docker save` archive streamed into `POST /images/load` while a worker thread
+   decodes the frames (zstd against the reference) and a second one hashes what is sent.
+   Each layer's diffId is checked when its last byte is decoded; the archive's end (padding,
+   `manifest.json`, end-of-archive blocks) is sent only once every layer has passed, so a
+   layer that fails aborts the upload: the engine never sees a complete archive, loads
+   nothing, and the caller removes anything the engine might list under the image id."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import mmap
+import os
+import queue
+import tarfile
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from edgefleet.engine.delta import (
+    DeltaError,
+    Header,
+    LayerPlan,
+    check_layer,
+    decompress_layer,
+    prefix_of,
+)
+from edgefleet.engine.storage import DataRoot
+
+_QUEUE = 16
+"""Decoded chunks (up to 1 MiB each) buffered between the decoder and the upload."""
+_WAIT_S = 120.0
+"""Longest wait for the decoder's next chunk before giving up (bounds a stuck thread)."""
+_MAP_MIN = 256 << 10
+"""Files from this size on are mapped rather than read into the reference."""
+_LAYER_END = object()
+_DONE = object()
+
+
+def reference(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> bytes:
+    """The source image's layers `diff_ids` as their tar streams, concatenated."""
+    from edgefleet.engine.tarsplit import FILE_ENTRY, entries, relative_name
+
+    layers = {x.diff_id: x for x in root.image(src_id).layers}
+    parts: list[bytes | mmap.mmap] = []
+    maps: list[mmap.mmap] = []
+    try:
+        for diff_id in diff_ids:
+            layer = layers.get(diff_id)
+            if layer is None:
+                raise DeltaError(f"the source image has no layer {diff_id}")
+            base = os.fsencode(layer.diff_dir)
+            for entry in entries(_tar_split(root, layer.chain_id)):
+                if entry.type != FILE_ENTRY:
+                    parts.append(entry.payload)
+                    continue
+                if entry.size == 0:
+                    continue
+                path = os.path.join(base, relative_name(entry.name))
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                except OSError as exc:
+                    raise DeltaError(f"source layer {diff_id}: cannot read {os.fsdecode(path)} "
+                                     f"({exc.strerror})") from None
+                try:
+                    parts.append(_content(fd, entry.size, diff_id, path, maps))
+                finally:
+                    os.close(fd)
+        return b"".join(parts)  # the one copy: from the page cache (mapped files) into it
+    finally:
+        for m in maps:
+            m.close()
+
+
+
+def _content(fd: int, size: int, diff_id: str, path: bytes,
+             maps: list[mmap.mmap]) -> bytes | mmap.mmap:
+    """A file's content: mapped when large (joined without an extra copy), else read."""
+    got = os.fstat(fd).st_size
+    if got != size:
+        raise DeltaError(f"source layer {diff_id}: {os.fsdecode(path)} has {got} bytes, "
+                         f"its layer records {size}")
+    if size >= _MAP_MIN:
+        m = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        maps.append(m)
+        return m
+    data = os.read(fd, size)
+    while len(data) < size:
+        more = os.read(fd, size - len(data))
+        if not more:
+            raise DeltaError(f"source layer {diff_id}: {os.fsdecode(path)} is shorter than "
+                             f"its layer records")
+        data += more
+    return data
+
+
+def diagnose(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> str:
+    """Why a reference may be wrong: the first source layer whose files fail their CRC-64 or
+    whose stream does not hash to its diffId; "" when all of them check out."""
+    from edgefleet.engine.tarsplit import LayerMismatch, layer_digest
+
+    try:
+        layers = {x.diff_id: x for x in root.image(src_id).layers}
+        for diff_id in diff_ids:
+            layer = layers[diff_id]
+            got = layer_digest(tar_split=_tar_split(root, layer.chain_id),
+                               diff_dir=layer.diff_dir)
+            if got != diff_id:
+                return f"source layer {diff_id} on disk rebuilds to {got}"
+    except (LayerMismatch, OSError, KeyError, ValueError) as exc:
+        return f"the source image on disk is damaged: {exc}"
+    return ""
+
+
+def _tar_split(root: DataRoot, chain_id: str) -> Path:
+    return (root.image_dir / "layerdb" / "sha256" / chain_id.removeprefix("sha256:")
+            / "tar-split.json.gz")
+
+
+class Decoder:
+    """Decodes a delta's frames in a worker thread into a bounded queue (see the module doc);
+    `stop()` ends the thread early (the upload failed)."""
+
+    def __init__(self, *, path: Path, offset: int, header: Header,
+                 refs: dict[tuple[str, ...], bytes]) -> None:
+        self.q: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
+        self.stopped = threading.Event()
+        self.decode_s = 0.0
+        self._thread = threading.Thread(target=self._run, name="delta-decode", daemon=True,
+                                        args=(path, offset, header, refs))
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.q.put(item, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, path: Path, offset: int, header: Header,
+             refs: dict[tuple[str, ...], bytes]) -> None:
+        t = time.perf_counter()
+        try:
+            prefixes = {k: prefix_of(v) for k, v in refs.items()}
+            with open(path, "rb") as fh:
+                fh.seek(offset)
+                for plan in header.layers:
+                    if plan.kind != "zstd":
+                        continue
+                    for chunk in decompress_layer(plan=plan, prefix=prefixes[plan.ref], fh=fh):
+                        if not self._put(chunk):
+                            return
+                    if not self._put(_LAYER_END):
+                        return
+                if fh.read(1):
+                    raise DeltaError("the delta has bytes after its last frame")
+            self.decode_s = time.perf_counter() - t
+            self._put(_DONE)
+        except BaseException as exc:  # handed to the upload, which raises it
+            self._put(exc)
+
+    def next(self) -> object:
+        try:
+            item = self.q.get(timeout=_WAIT_S)
+        except queue.Empty:
+            raise DeltaError(f"decoding the delta stalled for {_WAIT_S:.0f} s") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self._thread.join(timeout=5)
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    return info.tobuf(format=tarfile.USTAR_FORMAT)
+
+
+def _padding(size: int) -> bytes:
+    return b"\0" * (-size % 512)
+
+
+def _hashed(decoder: Decoder, sha: hashlib._Hash) -> object:
+    """The decoder's next item, its bytes hashed (in a worker thread: hashlib and zstd
+    release the GIL, so decoding, hashing and the upload overlap)."""
+    item = decoder.next()
+    if isinstance(item, bytes):
+        sha.update(item)
+    return item
+
+
+async def archive(header: Header, decoder: Decoder,
+                  times: dict[str, float]) -> AsyncIterator[bytes]:
+    """A `docker save` archive of the image: the config, each new layer as the decoder makes
+    it (its diffId checked before the next entry), then manifest.json. Layers the engine has
+    are listed only (`docker load` opens a layer file only when it lacks that layer).
+    `times["sent"]` is set when the last byte is handed over."""
+    dest_hex = header.dest.removeprefix("sha256:")
+    names = [f"{p.diff_id.removeprefix('sha256:')}/layer.tar" for p in header.layers]
+    manifest = json.dumps([{"Config": f"{dest_hex}.json", "RepoTags": None,
+                            "Layers": names}]).encode()
+    yield _tar_header(f"{dest_hex}.json", len(header.config)) + header.config \
+        + _padding(len(header.config))
+    for plan, name in zip(header.layers, names, strict=True):
+        if plan.kind != "zstd":
+            continue
+        yield _tar_header(name, plan.size)
+        async for chunk in _layer(plan, decoder):
+            yield chunk
+        yield _padding(plan.size)
+    item = await asyncio.to_thread(decoder.next)
+    if item is not _DONE:
+        raise DeltaError("the delta's frames do not match its header")
+    times["sent"] = time.perf_counter()
+    yield _tar_header("manifest.json", len(manifest)) + manifest + _padding(len(manifest)) \
+        + b"\0" * 1024
+
+
+async def _layer(plan: LayerPlan, decoder: Decoder) -> AsyncIterator[bytes]:
+    sha = hashlib.sha256()
+    total = 0
+    while True:
+        item = await asyncio.to_thread(_hashed, decoder, sha)
+        if item is _LAYER_END:
+            break
+        if not isinstance(item, bytes):
+            raise DeltaError("the delta's frames do not match its header")
+        total += len(item)
+        yield item
+    check_layer(plan, sha, total)

@@ -1,0 +1,163 @@
+"""Delta updates (issue 19), what a device checks before it uses one, against a real fleet
+server (in a thread, SQLite), the real registry and a private dockerd:
+
+- the delta's result must be the image the release names by digest: a delta that makes
+  another image of the same repository (here: the server's cached delta for another release)
+  is refused, nothing of it stays in the engine, and the device pulls the right image;
+- the disk-space gate counts what applying a delta writes (the uncompressed new layers, twice
+  in the engine), not only what a pull would download: a highly compressible layer costs a
+  pull almost nothing to download but a delta its full size."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from edgefleet.device.delta import DeltaEngine, DeltaSettings
+from edgefleet.device.logs import LogSink
+from edgefleet.device.store import Store
+from edgefleet.device.update_gate import UpdateGate
+from edgefleet.plan.context import PlanContext
+from edgefleet.plan.planner import plan
+from edgefleet.server.delta.service import job_key
+from tests.device.test_diskspace_update import loop_dockerd  # noqa: F401 - the fixture
+from tests.plan.helpers import desired
+from tests.server.conftest import DeviceInfo, new_fleet, new_tenant, register
+from tests.server.helpers import make_release
+from tests.support import images
+from tests.support.dockerd import Dockerd, new_dockerd
+from tests.support.fleet_server import RunningServer, run_server
+
+pytestmark = [pytest.mark.engine]
+MB = 1 << 20
+
+
+def _pushed(repo: str, tag: str, blob: bytes) -> str:
+    ref = f"{images.REGISTRY}/{repo}:{tag}"
+    images.build(ref, files={"app.bin": blob},
+                 dockerfile=images.busybox_dockerfile(extra="COPY app.bin /app.bin"))
+    images.push(ref)
+    with images.engine_client() as c:
+        digests = c.get(f"/images/{ref}/json").json()["RepoDigests"]
+    images.remove_local(ref)
+    return str(next(d for d in digests if d.startswith(f"{images.REGISTRY}/{repo}@")))
+
+
+@dataclass
+class Setup:
+    server: RunningServer
+    device: DeviceInfo
+    data_dir: Path
+    refs: list[str]
+    """Three releases' images of one repository: a 24 MB file of zeros, then two edits."""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    data_dir = tmp_path_factory.mktemp("deltasrv")
+    repo = f"deltacheck{uuid.uuid4().hex[:8]}/app"
+    blob = bytearray(24 * MB)  # zeros: a pull downloads a few KiB, a delta writes 24 MB
+    refs = []
+    for n in range(3):
+        blob[1000 + n] ^= 0xFF
+        refs.append(_pushed(repo, f"v{n}", bytes(blob)))
+    with run_server(data_dir=data_dir, registry=images.REGISTRY) as server:
+        tenant = new_tenant(server)
+        fleet = new_fleet(tenant)
+        device = register(server, fleet)
+        for ref in refs:
+            make_release(server, fleet_id=fleet.id, composition={"services": {"app": {}}},
+                         refs={"app": ref})
+        try:
+            yield Setup(server=server, device=device, data_dir=data_dir, refs=refs)
+        finally:
+            device.http.close()
+            tenant.http.close()
+
+
+def _ready(s: Setup, src: str, dest: str) -> dict[str, object]:
+    deadline = time.monotonic() + 60
+    while True:
+        r = s.device.http.get("/api/v3/delta", params={"src": src, "dest": dest})
+        if r.status_code == 200:
+            return dict(r.json())
+        assert r.status_code == 202 and time.monotonic() < deadline, r.text
+        time.sleep(0.3)
+
+
+@pytest.fixture
+def engine_dockerd() -> Iterator[Dockerd]:
+    d = new_dockerd()
+    try:
+        d.start()
+        yield d
+    finally:
+        d.cleanup()
+
+
+async def _engine(s: Setup, sock: str, tmp_path: Path) -> AsyncIterator[DeltaEngine]:
+    store = Store(path=tmp_path / "device.sqlite")
+    (tmp_path / "device").mkdir()
+    engine = DeltaEngine(socket=sock, scope=f"dc{uuid.uuid4().hex[:6]}",
+                         data_dir=tmp_path / "device", log=LogSink(store=store, echo=False))
+    try:
+        await engine.pull(s.refs[0])  # deltas off: a plain pull of the first release
+        engine.settings = lambda: DeltaSettings(endpoint=s.server.url, api_key=s.device.api_key)
+        yield engine
+    finally:
+        await engine.close()
+        store.close()
+
+
+async def test_a_delta_that_does_not_make_the_released_image_is_refused(
+    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path
+) -> None:
+    a, b, c = setup.refs
+    made = _ready(setup, a, b)
+    # the server's cache answers the a -> c question with the a -> b delta (a valid delta,
+    # every layer and the config check out; only the image it makes is not c)
+    deltas = setup.data_dir / "deltas"
+    key = job_key(a, c)
+    shutil.copy(deltas / f"{made['key']}.delta", deltas / f"{key}.delta")
+    meta = {k: v for k, v in made.items() if k != "location"}
+    (deltas / f"{key}.json").write_text(json.dumps({**meta, "key": key, "dest": c}))
+    async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+        got = await engine.pull(c)
+        with images.engine_client(engine_dockerd.sock) as e:
+            r = e.get(f"/images/{c}/json")
+            assert r.status_code == 200 and got == r.json()["Id"], \
+                f"the device must end up with the image the release names, not {got}"
+            assert e.get(f"/images/{made['image_id']}/json").status_code == 404, \
+                "nothing of the refused delta stays in the engine"
+        assert engine.stats["fallbacks"] == 1 and engine.stats["applied"] == 0
+        assert "the release names" in engine.stats["last_fallback"], engine.stats
+        assert c not in engine._loaded
+
+
+async def test_the_space_gate_counts_what_applying_the_delta_writes(
+    setup: Setup, loop_dockerd: Dockerd, tmp_path: Path  # noqa: F811
+) -> None:
+    a, b, _ = setup.refs
+    job = _ready(setup, a, b)
+    assert int(str(job["new_bytes"])) > 24 * MB and int(str(job["pull_bytes"])) < MB
+    async for engine in _engine(setup, loop_dockerd.sock, tmp_path):
+        gate = UpdateGate(engine=engine, logs=engine.log, cap_s=4)
+        try:
+            want = desired({"a1": {"app": {"image": b}}}, commit="c2")
+            observed = await engine.observe()
+            first = plan(observed=observed, desired=want, context=PlanContext())
+            free = shutil.disk_usage(loop_dockerd.data_root).free
+            assert free < 2 * 24 * MB, f"the loop disk has {free} bytes free"
+            blocked = await gate.blocked(the_plan=first, desired=want, observed=observed,
+                                         now_ms=1_000_000)
+            assert list(blocked) == [b], "a pull would fit, applying the delta would not"
+            assert "not enough space for release c2" in blocked[b]
+        finally:
+            await gate.close()
