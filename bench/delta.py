@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import itertools
 import json
 import os
@@ -31,9 +32,11 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +78,48 @@ def push(url: str, token: str, work: Path, project: Path) -> str:
     return str(done[-1]["commit"])
 
 
+async def new_layers_archive(engine: DockerEngine, image_id: str) -> bytes:
+    """`docker save` of the image, cut down to what a delta's archive holds: the config, the
+    layers no other image on the engine has, manifest.json (untagged)."""
+    have: set[str] = set()
+    for other in (await engine.http.get("/images/json", params={"all": "1"})).json():
+        if other["Id"] != image_id:
+            have.update((await engine.image_inspect(other["Id"]))["RootFS"]["Layers"])
+    r = await engine.http.get(f"/images/{image_id}/get", timeout=None)
+    r.raise_for_status()
+    saved = tarfile.open(fileobj=io.BytesIO(r.content))  # noqa: SIM115
+    manifest = json.load(saved.extractfile("manifest.json"))  # type: ignore[arg-type]
+    config_name = manifest[0]["Config"]
+    config = saved.extractfile(config_name).read()  # type: ignore[union-attr]
+    diff_ids = json.loads(config)["rootfs"]["diff_ids"]
+    keep = {config_name} | {name for name, d in zip(manifest[0]["Layers"], diff_ids, strict=True)
+                            if d not in have}
+    manifest[0]["RepoTags"] = None
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as arc:
+        for member in saved.getmembers():
+            if member.name in keep:
+                arc.addfile(member, saved.extractfile(member))
+        raw = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(raw)
+        arc.addfile(info, io.BytesIO(raw))
+    return out.getvalue()
+
+
+async def load(engine: DockerEngine, archive: bytes, image_id: str) -> str:
+    """`POST /images/load` of an archive already in memory: what the engine alone takes."""
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(0, len(archive), MB):
+            yield archive[i:i + MB]
+
+    r = await engine.http.post("/images/load", params={"quiet": "1"}, content=body(),
+                               headers={"Content-Type": "application/x-tar"}, timeout=None)
+    if r.status_code != 200 or '"error' in r.text:
+        raise SystemExit(f"docker load failed: {r.text[-300:]}")
+    return str((await engine.image_inspect(image_id))["Id"])
+
+
 async def run(url: str, token: str, key: str, refs: list[str], sock: str, work: Path,
               runs: int) -> list[dict[str, Any]]:
     store = Store(path=work / "device.sqlite")
@@ -100,15 +145,19 @@ async def run(url: str, token: str, key: str, refs: list[str], sock: str, work: 
                     raise SystemExit(f"delta {src} -> {dest}: HTTP {r.status_code} {r.text}")
                 await asyncio.sleep(0.5)
             job = r.json()
-            t_delta, t_pull, sent, phases = [], [], [], []
+            t_delta, t_pull, t_load, sent, phases = [], [], [], [], []
+            floor = b""
             for _ in range(runs):
-                for how in ("delta", "pull"):
+                for how in ("delta", "pull", "load"):
                     with contextlib.suppress(Exception):  # absent before the first run
                         await plain.remove_image(job["image_id"])
                     os.sync()
                     served0 = (await http.get("/api/v3/delta-stats", headers=admin)).json()
                     t0 = time.perf_counter()
-                    got = await (engine.pull(dest) if how == "delta" else plain.pull(dest))
+                    if how == "load":
+                        got = await load(plain, floor, job["image_id"])
+                    else:
+                        got = await (engine.pull(dest) if how == "delta" else plain.pull(dest))
                     wall = time.perf_counter() - t0
                     if got != job["image_id"]:
                         raise SystemExit(f"{how} gave {got}, expected {job['image_id']}")
@@ -117,14 +166,18 @@ async def run(url: str, token: str, key: str, refs: list[str], sock: str, work: 
                         sent.append(after["served_bytes"] - served0["served_bytes"])
                         t_delta.append(wall)
                         phases.append(dict(engine.stats["last_phases_s"]))
-                    else:
+                    elif how == "pull":
                         t_pull.append(wall)
+                        if not floor:
+                            floor = await new_layers_archive(plain, job["image_id"])
+                    else:
+                        t_load.append(wall)
                     print(f"{dest[-12:]} {how}: {wall:.2f} s"
                           + (f" {phases[-1]}" if how == "delta" else ""), flush=True)
             if engine.stats["fallbacks"]:
                 raise SystemExit(f"a delta fell back to a pull: {engine.stats}")
-            out.append({"job": job, "t_delta": t_delta, "t_pull": t_pull, "sent": sent,
-                        "phases": phases})
+            out.append({"job": job, "t_delta": t_delta, "t_pull": t_pull, "t_load": t_load,
+                        "sent": sent, "phases": phases, "floor_bytes": len(floor)})
     finally:
         await http.aclose()
         await engine.close()
@@ -197,13 +250,15 @@ def write(results: list[dict[str, Any]], runs: int, load: tuple[float, float]) -
         ratio = job["pull_bytes"] / sent if sent else float("inf")
         rows.append(f"| {name} | {sent / 1024:,.0f} KiB | {job['pull_bytes'] / MB:.1f} MB | "
                     f"{ratio:,.0f}× | {med(r['t_delta']):.2f} s | {med(r['t_pull']):.2f} s | "
+                    f"{med(r['t_load']):.2f} s | "
                     f"{job['cpu_s']:.2f} s / {job['wall_s']:.2f} s | "
                     f"{job['new_bytes'] / MB:.1f} MB |")
         where.append(f"- {name}: " + ", ".join(
             f"{k} {med(p.get(k, 0.0) for p in r['phases']):.2f} s"
             for k in ("download", "reference", "decode", "send", "engine")))
         every.append(f"- {name}: delta " + ", ".join(f"{x:.2f}" for x in r["t_delta"])
-                     + "; pull " + ", ".join(f"{x:.2f}" for x in r["t_pull"]))
+                     + "; pull " + ", ".join(f"{x:.2f}" for x in r["t_pull"])
+                     + "; docker load alone " + ", ".join(f"{x:.2f}" for x in r["t_load"]))
         lines.append(check(f"{name}: at least {target}× fewer bytes than the pull",
                            f"{ratio:,.0f}×", ratio >= target))
         lines.append(check(f"{name}: time to update no worse than the pull (median)",
@@ -226,10 +281,13 @@ alternating, the new image removed before each, from the supervisor's `pull` cal
 engine lists the image. The delta path is timed with the delta already made: the server makes
 each delta once per fleet, off the request path, and starts it as soon as a device with deltas
 on gets a new target (release, pin), before the device asks; its cost is the "server CPU /
-wall" column (CPU time of the generating thread, per delta).
+wall" column (CPU time of the generating thread, per delta). "Engine alone" is the floor of
+any delta applied through `docker load`: the same engine loading, from memory, an archive of
+just the new layers (cut from `docker save` of the image; nothing to download, decode or
+check), timed the same way in the same runs.
 
-| update | delta sent | registry pull | fewer bytes | delta: time to update | pull: time to update | server CPU / wall to make the delta | new layers (uncompressed) |
-| --- | --- | --- | --- | --- | --- | --- | --- |
+| update | delta sent | registry pull | fewer bytes | delta: time to update | pull: time to update | engine alone: `docker load` of the new layers | server CPU / wall to make the delta | new layers (uncompressed) |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- |
 {table}
 
 Where the delta path's time goes (medians): download = asking the server and receiving the
@@ -241,7 +299,7 @@ lists the image:
 
 {chr(10).join(where)}
 
-Every run, in seconds, in the order measured (delta and pull alternate):
+Every run, in seconds, in the order measured (delta, pull and load alternate):
 
 {chr(10).join(every)}
 

@@ -4,18 +4,21 @@ server (in a thread, SQLite), the real registry and a private dockerd:
 - the delta's result must be the image the release names by digest: a delta that makes
   another image of the same repository (here: the server's cached delta for another release)
   is refused, nothing of it stays in the engine, and the device pulls the right image;
+- a delta whose new layer decodes cleanly but not to its diffId is refused while it streams
+  into the engine: the upload is aborted, the engine lists no such image afterwards;
 - the disk-space gate counts what applying a delta writes (the uncompressed new layers, twice
   in the engine), not only what a pull would download: a highly compressible layer costs a
   pull almost nothing to download but a delta its full size."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -24,8 +27,10 @@ from edgefleet.device.delta import DeltaEngine, DeltaSettings
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.update_gate import UpdateGate
+from edgefleet.engine.delta import MAGIC, DeltaError, compress, encode
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
+from edgefleet.server.delta.blobs import Registry
 from edgefleet.server.delta.service import job_key
 from tests.device.test_diskspace_update import loop_dockerd  # noqa: F401 - the fixture
 from tests.plan.helpers import desired
@@ -56,7 +61,7 @@ class Setup:
     device: DeviceInfo
     data_dir: Path
     refs: list[str]
-    """Three releases' images of one repository: a 24 MB file of zeros, then two edits."""
+    """Four releases' images of one repository: a 24 MB file of zeros, then three edits."""
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +70,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     repo = f"deltacheck{uuid.uuid4().hex[:8]}/app"
     blob = bytearray(24 * MB)  # zeros: a pull downloads a few KiB, a delta writes 24 MB
     refs = []
-    for n in range(3):
+    for n in range(4):
         blob[1000 + n] ^= 0xFF
         refs.append(_pushed(repo, f"v{n}", bytes(blob)))
     with run_server(data_dir=data_dir, registry=images.REGISTRY) as server:
@@ -119,7 +124,7 @@ async def _engine(s: Setup, sock: str, tmp_path: Path) -> AsyncIterator[DeltaEng
 async def test_a_delta_that_does_not_make_the_released_image_is_refused(
     setup: Setup, engine_dockerd: Dockerd, tmp_path: Path
 ) -> None:
-    a, b, c = setup.refs
+    a, b, c, _ = setup.refs
     made = _ready(setup, a, b)
     # the server's cache answers the a -> c question with the a -> b delta (a valid delta,
     # every layer and the config check out; only the image it makes is not c)
@@ -144,7 +149,7 @@ async def test_a_delta_that_does_not_make_the_released_image_is_refused(
 async def test_the_space_gate_counts_what_applying_the_delta_writes(
     setup: Setup, loop_dockerd: Dockerd, tmp_path: Path  # noqa: F811
 ) -> None:
-    a, b, _ = setup.refs
+    a, b, _, _ = setup.refs
     job = _ready(setup, a, b)
     assert int(str(job["new_bytes"])) > 24 * MB and int(str(job["pull_bytes"])) < MB
     async for engine in _engine(setup, loop_dockerd.sock, tmp_path):
@@ -161,3 +166,57 @@ async def test_the_space_gate_counts_what_applying_the_delta_writes(
             assert "not enough space for release c2" in blocked[b]
         finally:
             await gate.close()
+
+
+def _tampered(s: Setup, src: str, dest: str) -> None:
+    """Put on the server, as the ready src -> dest delta, one whose new layer is a valid zstd
+    frame of the right size that decodes to the layer with one byte changed."""
+    reg = Registry(images.REGISTRY)
+    try:
+        a, b = reg.image(src), reg.image(dest)
+        out = io.BytesIO()
+        header = encode(src_id=a.image_id, src_config=a.config, dest_config=b.config,
+                        src_stream=lambda d: reg.layer_stream(a, d),
+                        dest_stream=lambda d: reg.layer_stream(b, d), out=out,
+                        dest_manifest=b.manifest)
+        frames = []
+        plans = []
+        for plan in header.layers:
+            if plan.kind == "zstd":
+                ref = b"".join(reg.layer_stream(a, d) for d in plan.ref)
+                data = bytearray(reg.layer_stream(b, plan.diff_id))
+                data[len(data) // 2] ^= 0x01
+                frames.append(compress(ref, bytes(data)))
+                plan = replace(plan, length=len(frames[-1]))
+            plans.append(plan)
+    finally:
+        reg.close()
+    raw = replace(header, layers=tuple(plans)).to_json()
+    body = MAGIC + len(raw).to_bytes(4, "big") + raw + b"".join(frames)
+    key = job_key(src, dest)
+    (s.data_dir / "deltas" / f"{key}.delta").write_bytes(body)
+    (s.data_dir / "deltas" / f"{key}.json").write_text(json.dumps({
+        "key": key, "src": src, "dest": dest, "status": "ready", "image_id": header.dest,
+        "size": len(body), "new_bytes": sum(p.size for p in plans if p.kind == "zstd")}))
+
+
+async def test_a_layer_that_does_not_hash_to_its_diff_id_is_never_loaded(
+    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path
+) -> None:
+    a, _, _, d = setup.refs
+    (setup.data_dir / "deltas").mkdir(exist_ok=True)
+    _tampered(setup, a, d)
+    async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+        settings = engine.settings()
+        assert settings is not None
+        source = await engine._source(d)
+        assert source is not None
+        with pytest.raises(DeltaError, match="not to its diffId"):
+            await engine._via_delta(d, source, settings)
+        with images.engine_client(engine_dockerd.sock) as e:
+            ids = [i["Id"] for i in e.get("/images/json", params={"all": "1"}).json()]
+            assert ids == [source[1]], "only the source image: nothing of the refused delta"
+        got = await engine.pull(d)  # as the supervisor does it: refused, then pulled
+        assert engine.stats["fallbacks"] == 1 and "diffId" in engine.stats["last_fallback"]
+        with images.engine_client(engine_dockerd.sock) as e:
+            assert e.get(f"/images/{d}/json").json()["Id"] == got

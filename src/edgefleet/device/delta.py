@@ -164,6 +164,7 @@ class DeltaEngine(DockerEngine):
         path = self.dir / f"{os.getpid()}-{abs(hash(image))}.delta"
         phases: dict[str, float] = {}
         refs: dict[tuple[str, ...], bytes] = {}
+        used: tuple[str, ...] = ()
         root: DataRoot | None = None
         try:
             t = time.perf_counter()
@@ -177,12 +178,13 @@ class DeltaEngine(DockerEngine):
             refs, existed = await asyncio.gather(
                 asyncio.to_thread(_references, header, src_id, data_root), self._has(header.dest))
             phases["reference"] = time.perf_counter() - t
+            used = tuple(d for ids in refs for d in ids)
             await self._apply(header, path, offset, refs, phases, existed=existed)
             phases["load"] = time.perf_counter() - t - phases["reference"]
         except DeltaError as exc:
-            if "hashes to" in str(exc) and root is not None and refs:  # name the culprit
+            if "hashes to" in str(exc) and root is not None and used:  # name the culprit
                 why = await asyncio.to_thread(diagnose, root, src_id,
-                                              tuple(d for k in refs for d in k))
+                                              used)
                 if why:
                     raise DeltaError(f"{exc} ({why})") from None
             raise

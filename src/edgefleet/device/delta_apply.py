@@ -6,7 +6,7 @@
    decoded against it must hash to its diffId (when one does not, `diagnose` re-reads the
    source layers with their CRC-64s and diffIds to name the damaged file);
 2. `archive`: a `docker save` archive streamed into `POST /images/load` while a worker thread
-   decodes the frames (zstd against the reference) and a second one hashes what is sent.
+   decodes the frames (zstd against the reference) and a second one hashes them on the way.
    Each layer's diffId is checked when its last byte is decoded; the archive's end (padding,
    `manifest.json`, end-of-archive blocks) is sent only once every layer has passed, so a
    layer that fails aborts the upload: the engine never sees a complete archive, loads
@@ -127,48 +127,88 @@ def _tar_split(root: DataRoot, chain_id: str) -> Path:
 
 
 class Decoder:
-    """Decodes a delta's frames in a worker thread into a bounded queue (see the module doc);
-    `stop()` ends the thread early (the upload failed)."""
+    """Decodes a delta's frames in one worker thread and hashes them in a second one (zstd and
+    hashlib release the GIL: both run beside the upload), through bounded queues (see the
+    module doc). `next()` gives the upload a chunk, `_LAYER_END` once a layer matched its
+    diffId, or raises why not; `stop()` ends the threads early (the upload failed)."""
 
     def __init__(self, *, path: Path, offset: int, header: Header,
                  refs: dict[tuple[str, ...], bytes]) -> None:
+        """`refs` (the reference streams by their layers' diffIds) is emptied as the
+        decoder takes them over."""
+        self.decoded: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.q: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.stopped = threading.Event()
         self.decode_s = 0.0
-        self._thread = threading.Thread(target=self._run, name="delta-decode", daemon=True,
-                                        args=(path, offset, header, refs))
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._decode, name="delta-decode", daemon=True,
+                             args=(path, offset, header, refs)),
+            threading.Thread(target=self._hash, name="delta-hash", daemon=True,
+                             args=(header,))]
+        for thread in self._threads:
+            thread.start()
 
-    def _put(self, item: object) -> bool:
+    def _put(self, q: queue.Queue[object], item: object) -> bool:
         while not self.stopped.is_set():
             try:
-                self.q.put(item, timeout=0.5)
+                q.put(item, timeout=0.5)
                 return True
             except queue.Full:
                 continue
         return False
 
-    def _run(self, path: Path, offset: int, header: Header,
-             refs: dict[tuple[str, ...], bytes]) -> None:
+    def _get(self, q: queue.Queue[object]) -> object:
+        while not self.stopped.is_set():
+            try:
+                return q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+        return _DONE
+
+    def _decode(self, path: Path, offset: int, header: Header,
+                refs: dict[tuple[str, ...], bytes]) -> None:
         t = time.perf_counter()
         try:
-            prefixes = {k: prefix_of(v) for k, v in refs.items()}
+            prefixes = {k: prefix_of(refs.pop(k)) for k in list(refs)}  # (the bytes are
+            # copied into zstd's dictionary: let them go)
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 for plan in header.layers:
                     if plan.kind != "zstd":
                         continue
                     for chunk in decompress_layer(plan=plan, prefix=prefixes[plan.ref], fh=fh):
-                        if not self._put(chunk):
+                        if not self._put(self.decoded, chunk):
                             return
-                    if not self._put(_LAYER_END):
+                    if not self._put(self.decoded, _LAYER_END):
                         return
                 if fh.read(1):
                     raise DeltaError("the delta has bytes after its last frame")
             self.decode_s = time.perf_counter() - t
-            self._put(_DONE)
-        except BaseException as exc:  # handed to the upload, which raises it
-            self._put(exc)
+            self._put(self.decoded, _DONE)
+        except BaseException as exc:  # handed on to the upload, which raises it
+            self._put(self.decoded, exc)
+
+    def _hash(self, header: Header) -> None:
+        """Each new layer's chunks on to the upload, hashed; its diffId checked at its end."""
+        for plan in (p for p in header.layers if p.kind == "zstd"):
+            sha = hashlib.sha256()
+            total = 0
+            while True:
+                item = self._get(self.decoded)
+                if isinstance(item, bytes):
+                    sha.update(item)
+                    total += len(item)
+                elif item is _LAYER_END:
+                    try:
+                        check_layer(plan, sha, total)
+                    except DeltaError as exc:
+                        self._put(self.q, exc)
+                        return
+                    self._put(self.q, item)
+                    break
+                if not self._put(self.q, item) or not isinstance(item, bytes):
+                    return  # stopped, an error handed on, or frames that end early
+        self._put(self.q, self._get(self.decoded))  # _DONE, or why not
 
     def next(self) -> object:
         try:
@@ -181,7 +221,8 @@ class Decoder:
 
     def stop(self) -> None:
         self.stopped.set()
-        self._thread.join(timeout=5)
+        for thread in self._threads:
+            thread.join(timeout=5)
 
 
 def _tar_header(name: str, size: int) -> bytes:
@@ -192,15 +233,6 @@ def _tar_header(name: str, size: int) -> bytes:
 
 def _padding(size: int) -> bytes:
     return b"\0" * (-size % 512)
-
-
-def _hashed(decoder: Decoder, sha: hashlib._Hash) -> object:
-    """The decoder's next item, its bytes hashed (in a worker thread: hashlib and zstd
-    release the GIL, so decoding, hashing and the upload overlap)."""
-    item = decoder.next()
-    if isinstance(item, bytes):
-        sha.update(item)
-    return item
 
 
 async def archive(header: Header, decoder: Decoder,
@@ -231,14 +263,16 @@ async def archive(header: Header, decoder: Decoder,
 
 
 async def _layer(plan: LayerPlan, decoder: Decoder) -> AsyncIterator[bytes]:
-    sha = hashlib.sha256()
+    """The layer's chunks as the decoder hands them over; ends once it matched its diffId
+    (the decoder raises here when it did not)."""
     total = 0
     while True:
-        item = await asyncio.to_thread(_hashed, decoder, sha)
+        item = await asyncio.to_thread(decoder.next)
         if item is _LAYER_END:
             break
         if not isinstance(item, bytes):
             raise DeltaError("the delta's frames do not match its header")
         total += len(item)
         yield item
-    check_layer(plan, sha, total)
+    if total != plan.size:  # (checked by the decoder; kept here next to the tar header)
+        raise DeltaError(f"layer {plan.diff_id}: {total} bytes sent, {plan.size} announced")
