@@ -279,9 +279,10 @@ is completed). Delta bytes: what the server sent (its own count); pull bytes: th
 sizes of the compressed blobs the engine lacks. Times: medians of {runs} runs per path,
 alternating, the new image removed before each, from the supervisor's `pull` call until the
 engine lists the image. The delta path is timed with the delta already made: the server makes
-each delta once per fleet, off the request path, and starts it as soon as a device with deltas
-on gets a new target (release, pin), before the device asks; its cost is the "server CPU /
-wall" column (CPU time of the generating thread, per delta). "Engine alone" is the floor of
+each delta once per fleet, off the request path (here the bench's first ask starts it and the
+bench waits until it is ready; a server starts it, before any ask, as soon as a device that
+reports a running release and has deltas on gets a new target); its cost is the "server CPU /
+wall" column (CPU time of the generating thread, per delta; wall includes the registry reads). "Engine alone" is the floor of
 any delta applied through `docker load`: the same engine loading, from memory, an archive of
 just the new layers (cut from `docker save` of the image; nothing to download, decode or
 check), timed the same way in the same runs.
