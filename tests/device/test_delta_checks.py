@@ -31,7 +31,7 @@ from edgefleet.engine.delta import MAGIC, DeltaError, compress, encode
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
 from edgefleet.server.delta.blobs import Registry
-from edgefleet.server.delta.service import job_key
+from edgefleet.server.delta.service import FORMAT, job_key
 from tests.device.test_diskspace_update import loop_dockerd  # noqa: F401 - the fixture
 from tests.plan.helpers import desired
 from tests.server.conftest import DeviceInfo, new_fleet, new_tenant, register
@@ -197,6 +197,7 @@ def _tampered(s: Setup, src: str, dest: str) -> None:
     (s.data_dir / "deltas" / f"{key}.delta").write_bytes(body)
     (s.data_dir / "deltas" / f"{key}.json").write_text(json.dumps({
         "key": key, "src": src, "dest": dest, "status": "ready", "image_id": header.dest,
+        "format": FORMAT,
         "size": len(body), "new_bytes": sum(p.size for p in plans if p.kind == "zstd")}))
 
 
@@ -220,3 +221,16 @@ async def test_a_layer_that_does_not_hash_to_its_diff_id_is_never_loaded(
         assert engine.stats["fallbacks"] == 1 and "diffId" in engine.stats["last_fallback"]
         with images.engine_client(engine_dockerd.sock) as e:
             assert e.get(f"/images/{d}/json").json()["Id"] == got
+
+
+def test_a_delta_cached_by_an_older_server_is_made_again(setup: Setup) -> None:
+    """A delta file cached before the header carried the manifest is not served (devices
+    would refuse it): the server makes it again."""
+    _, b, c, _ = setup.refs
+    key = job_key(b, c)
+    (setup.data_dir / "deltas").mkdir(exist_ok=True)
+    (setup.data_dir / "deltas" / f"{key}.delta").write_bytes(b"old!")
+    (setup.data_dir / "deltas" / f"{key}.json").write_text(json.dumps({
+        "key": key, "src": b, "dest": c, "status": "ready", "size": 4}))
+    job = _ready(setup, b, c)
+    assert job["format"] == FORMAT and job["size"] != 4, job

@@ -40,9 +40,15 @@ class Job:
     cpu_s: float = 0.0
     wall_s: float = 0.0
     layers: dict[str, int] = field(default_factory=dict)
+    format: int = 1
+    """FORMAT when made (a delta cached by an older server is made again)."""
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
+
+
+FORMAT = 2
+"""2: the header carries the destination's manifest (devices check it against the ref)."""
 
 
 def job_key(src: str, dest: str) -> str:
@@ -79,9 +85,10 @@ class DeltaService:
             meta = self.dir / f"{key}.json"
             if job is None and meta.exists() and self.path(key).exists():
                 job = Job(**json.loads(meta.read_text()))
-                self.jobs[key] = job
-                return job
-            job = Job(key=key, src=src, dest=dest)
+                if job.format >= FORMAT:
+                    self.jobs[key] = job
+                    return job
+            job = Job(key=key, src=src, dest=dest, format=FORMAT)
             self.jobs[key] = job
         self.pool.submit(self._make, job)
         return job
