@@ -19,7 +19,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.target import release_for, variables
 from edgefleet.server.views import device_out
-from edgefleet.server.web import actiontext, auth, varsview
+from edgefleet.server.web import actiontext, auth, supporttext, varsview
 from edgefleet.server.web.auth import WebUser
 from edgefleet.server.web.pages import UserDep
 from edgefleet.server.web.permissions import Permission, allowed, can
@@ -40,9 +40,9 @@ def device_for(s: Session, user: WebUser, uuid: str,
     device = s.execute(sa.select(t.Device).where(t.Device.uuid == uuid)).scalar()
     fleet = s.get(t.Fleet, device.fleet_id) if device is not None else None
     if device is None or fleet is None or not allowed(user.principal, Permission.VIEW,
-                                                      fleet):
+                                                      fleet, device.id):
         raise HTTPException(404, f"no device {uuid!r}")
-    if not allowed(user.principal, permission, fleet):
+    if not allowed(user.principal, permission, fleet, device.id):
         raise HTTPException(403, f"you may not do {permission.value} on this device")
     return device, fleet
 
@@ -69,7 +69,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                     ) -> Response:
         with db.session() as s:
             device, fleet = device_for(s, user, uuid, Permission.VIEW)
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
             info = summary(s, device, fleet)
             names = [n for n, _ in info["services"]]
             rows = variables(s, fleet_id=fleet.id, device_id=device.id)
@@ -86,7 +86,10 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                 .limit(100)).scalars())
             fleet_release = release_for(s, fleet=fleet)
             log_services = service_names(s, fleet.id)
+            grants = supporttext.active(s, fleet=fleet, device_id=device.id,
+                                        now=auth.now_ms()) if perms["SUPPORT_READ"] else []
         return render(request, "device.html", user=user, device=device, fleet=fleet,
+                      grants=grants, durations=supporttext.DURATIONS, grant_device=device,
                       can=perms, env=env, config=config, releases=releases, pinned=pinned,
                       notes=notes, fleet_release=fleet_release, log_services=log_services,
                       stops=actiontext.STOPS, device_actions=actiontext.DEVICE_WIDE,
@@ -100,7 +103,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         with db.session() as s:
             device, fleet = device_for(s, user, uuid, Permission.VIEW)
             info = summary(s, device, fleet)
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
         return render(request, "device_summary.html", user=user, device=device,
                       fleet=fleet, can=perms, **info)
 

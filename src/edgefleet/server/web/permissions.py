@@ -35,6 +35,8 @@ class Permission(enum.Enum):
     TERMINAL = "terminal"
     SERVICE_ACTIONS = "actions.service"
     DEVICE_ACTIONS = "actions.device"
+    SUPPORT_READ = "support.read"
+    SUPPORT_GRANT = "support.grant"
 
 
 ROLE_PERMISSION: dict[Permission, str] = {
@@ -44,21 +46,38 @@ ROLE_PERMISSION: dict[Permission, str] = {
     Permission.MOVE: "device.update", Permission.NOTES: "device.note",
     Permission.DIAGNOSTICS: "device.diagnose", Permission.TERMINAL: "device.ssh",
     Permission.SERVICE_ACTIONS: "service.restart", Permission.DEVICE_ACTIONS: "device.action",
+    Permission.SUPPORT_READ: "support.read", Permission.SUPPORT_GRANT: "support.grant",
 }
 """Each page permission as the user API names it (`roles.ROLE_PERMISSIONS`)."""
 
 
-def allowed(user: UserPrincipal, permission: Permission, fleet: t.Fleet) -> bool:
-    """May `user` do `permission` on `fleet` (and its devices)? Read in the fleet's own
-    session (roles, fleet roles, live support grants)."""
+def allowed(user: UserPrincipal, permission: Permission, fleet: t.Fleet,
+            device_id: int | None = None) -> bool:
+    """May `user` do `permission` on `fleet`, or on its device `device_id` when given (a
+    support grant may cover one device only)? Read in the fleet's own session (roles, fleet
+    roles, live support grants)."""
     s = object_session(fleet)
     if s is None:
         return False
     rights = Rights.load(s, user)
     name = ROLE_PERMISSION[permission]
     if permission is Permission.VIEW:
-        return rights.check(fleet, None, name) is not None
-    return bool(rights.check(fleet, None, name))
+        return rights.check(fleet, device_id, name) is not None or (
+            device_id is None and any(g.fleet_id == fleet.id for g in rights.grants))
+    return bool(rights.check(fleet, device_id, name))
+
+
+def device_scope(user: UserPrincipal, fleet: t.Fleet) -> list[int] | None:
+    """The devices of `fleet` the user may see: None for all of them (a role, or a grant on
+    the whole fleet), else the ids that device-wide support grants cover."""
+    s = object_session(fleet)
+    if s is None:
+        return []
+    rights = Rights.load(s, user)
+    if rights.check(fleet, None, "fleet.read") is not None:
+        return None
+    return [g.device_id for g in rights.grants
+            if g.fleet_id == fleet.id and g.device_id is not None]
 
 
 def visible_fleets(user: UserPrincipal) -> sa.ColumnElement[bool]:
@@ -75,6 +94,7 @@ def visible_fleets(user: UserPrincipal) -> sa.ColumnElement[bool]:
     return cond
 
 
-def can(user: UserPrincipal, fleet: t.Fleet) -> dict[str, bool]:
+def can(user: UserPrincipal, fleet: t.Fleet, device_id: int | None = None
+        ) -> dict[str, bool]:
     """Every permission's answer for templates: `can.VARIABLES_WRITE` etc."""
-    return {p.name: allowed(user, p, fleet) for p in Permission}
+    return {p.name: allowed(user, p, fleet, device_id) for p in Permission}

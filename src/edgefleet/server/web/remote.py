@@ -110,7 +110,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                     t.DeviceDiagnostics.id == want)).scalar()
                 if chosen is None:
                     raise HTTPException(404, f"no diagnostics run {want} of this device")
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
         listed = []
         for run_id, created, who, checks_json in runs:
             rows, _ = diagview.check_rows(json.loads(checks_json or "null"))
@@ -211,7 +211,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         with db.session() as s:
             device, fleet = device_for(s, user, uuid, Permission.TERMINAL)
             names = sorted(service_names(s, fleet.id).values())
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
         return render(request, "terminal.html", user=user, device=device, fleet=fleet,
                       can=perms, services=names, service=service,
                       connected=_connected(request, device.id))
