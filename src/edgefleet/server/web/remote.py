@@ -21,7 +21,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
 from edgefleet.server.tunnel.actions import ACTIONS, Target, call_device
-from edgefleet.server.tunnel.forward import FORWARDED, holder
+from edgefleet.server.tunnel.forward import FORWARDED, forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.web import auth, diagview
 from edgefleet.server.web.actiontext import SERVICE_ACTIONS
@@ -249,6 +249,12 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
             return
         hub = getattr(websocket.app.state, "tunnel", None)
         await websocket.accept()
+        elsewhere = None if hub is not None and hub.connected(device.id) else holder(
+            tunnel_host=device.tunnel_host, own_url=state.settings.own_url,
+            headers=websocket.headers)
+        if elsewhere is not None:  # several processes: the one holding the tunnel serves it
+            await forward_websocket(websocket, host=elsewhere)
+            return
         session = await run_in_threadpool(lambda: audit.begin(
             db, user=user.principal, device_uuid=device.uuid, kind="shell",
             target=service or "host", command="(dashboard terminal)"))
