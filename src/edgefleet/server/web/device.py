@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response, Streami
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from edgefleet.server import guard
 from edgefleet.server import logs as logstore
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
@@ -22,7 +24,7 @@ from edgefleet.server.views import device_out
 from edgefleet.server.web import actiontext, auth, supporttext, varsview
 from edgefleet.server.web.auth import WebUser
 from edgefleet.server.web.pages import UserDep
-from edgefleet.server.web.permissions import Permission, allowed, can
+from edgefleet.server.web.permissions import ROLE_PERMISSION, Permission, allowed, can
 from edgefleet.server.web.render import SECURITY_HEADERS, render
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -127,10 +129,15 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                 return device_for(s, user, uuid, Permission.LOGS)[0].id
         device_id = await run_in_threadpool(find)
 
+        def still_allowed() -> bool:
+            return guard.holds(db, user=user.principal, device_id=device_id,
+                               permissions=(ROLE_PERMISSION[Permission.LOGS],))
+
         async def events() -> AsyncIterator[bytes]:
             lines = await run_in_threadpool(read_lines, device_id, 0, INITIAL_LINES, service)
             last = lines[-1]["id"] if lines else 0
             idle = 0.0
+            recheck_at = time.monotonic() + guard.CHECK_EVERY_S
             yield b"retry: 2000\n\n"
             while True:
                 for line in lines:
@@ -146,6 +153,11 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                         yield b": keepalive\n\n"
                 if await request.is_disconnected():
                     return
+                if time.monotonic() >= recheck_at:  # a support grant's end ends the stream
+                    if not await run_in_threadpool(still_allowed):
+                        yield b"event: ended\ndata: access to this device ended\n\n"
+                        return
+                    recheck_at = time.monotonic() + guard.CHECK_EVERY_S
                 lines = await run_in_threadpool(read_lines, device_id, last, None, service)
 
         return StreamingResponse(events(), media_type="text/event-stream",

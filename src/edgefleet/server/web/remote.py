@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
+from edgefleet.server import guard
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
@@ -28,7 +29,7 @@ from edgefleet.server.web.actiontext import SERVICE_ACTIONS
 from edgefleet.server.web.auth import SignInRequired, WebUser
 from edgefleet.server.web.device import device_for, redirect_back, service_names
 from edgefleet.server.web.pages import UserDep
-from edgefleet.server.web.permissions import Permission, can
+from edgefleet.server.web.permissions import ROLE_PERMISSION, Permission, can
 from edgefleet.server.web.render import render
 from edgefleet.tunnel.mux import StreamRefused
 from edgefleet.tunnel.stream import StreamReset
@@ -307,19 +308,25 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
 
         reader = asyncio.create_task(to_device())
         writer = asyncio.create_task(to_browser())
+        watcher = asyncio.create_task(guard.until_revoked(  # a support grant's end cuts it
+            db, user=user.principal, device_id=device.id,
+            permissions=(ROLE_PERMISSION[Permission.TERMINAL],)))
         try:
-            done, _ = await asyncio.wait({reader, writer},
+            done, _ = await asyncio.wait({reader, writer, watcher},
                                          return_when=asyncio.FIRST_COMPLETED)
-            if writer in done and not writer.cancelled():
+            if watcher in done:
+                result = f"cut: {watcher.result()}"
+                await websocket.send_text(json.dumps({"error": watcher.result()}))
+            elif writer in done and not writer.cancelled():
                 result = writer.result()
             else:
                 result = "closed by the browser"
         except (StreamReset, WebSocketDisconnect) as exc:
             result = f"reset: {exc}"
         finally:
-            for task in (reader, writer):
+            for task in (reader, writer, watcher):
                 task.cancel()
-            for task in (reader, writer):
+            for task in (reader, writer, watcher):
                 with contextlib.suppress(BaseException):
                     await task
             with contextlib.suppress(Exception):
