@@ -18,8 +18,8 @@ from playwright.sync_api import expect
 from tests.dashboard.conftest import Dash, close, shot, sign_in
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
-FORBIDDEN = ("Reboot", "Shut down", "Purge data", "Restart all services", "Set variable",
-             "Pin", "Grant support access", "Revoke")
+FORBIDDEN = ("Reboot", "Shut down", "Purge data", "Stop ", "Start ", "Set variable", "Pin",
+             "Grant support access", "Revoke")
 """Buttons (by the start of their name) the support agent must not be offered."""
 
 
@@ -50,7 +50,7 @@ def test_support_agent_sees_the_device_without_variables_or_forbidden_actions(
     owner.wait_for_url(re.compile(r".*/ui/support/confirm\?.*"))
     confirm = owner.locator(".confirm-grant")
     expect(confirm).to_contain_text("open a terminal on the host or in a service")
-    expect(confirm).to_contain_text("restart, stop and start its services")
+    expect(confirm).to_contain_text("restart its services (one, or all at once)")
     expect(confirm).to_contain_text("Never: see or change variables")
     expect(confirm).to_contain_text("reboot, purge or shut down")
     expect(confirm.locator(".until")).to_contain_text(re.compile(
@@ -75,8 +75,8 @@ def test_support_agent_sees_the_device_without_variables_or_forbidden_actions(
     assert secret not in html and "SUPPORT_MUST_NOT_SEE" not in html, \
         "variable names and values are not in the support agent's page at all"
     assert 'id="variables"' not in html and 'id="configuration"' not in html
-    for path in ("/actions/reboot", "/actions/shutdown", "/actions/purge", "/variables",
-                 "/pin", "/ui/support/"):
+    for path in ("/actions/reboot", "/actions/shutdown", "/actions/purge",
+                 "/actions/stop-service", "/variables", "/pin", "/ui/support/"):
         assert path not in html, f"the page offers {path}"
     expect(agent.get_by_role("link", name="Terminal")).to_be_visible()
     expect(agent.get_by_role("button", name=re.compile(r"^Restart "))).not_to_have_count(0)
@@ -84,6 +84,12 @@ def test_support_agent_sees_the_device_without_variables_or_forbidden_actions(
         expect(agent.get_by_role("button", name=re.compile(f"^{label}"))).to_have_count(0)
     expect(agent.locator("#support")).to_contain_text("admin"), "the agent sees until when"
 
+    owner.goto(f"{dash.url}/ui/devices/{uuid}/diagnostics")
+    agent.get_by_role("link", name="Diagnostics").click()
+    expect(agent.locator("h1")).to_contain_text("Diagnostics")
+    assert '"environment"' in owner.content(), "test_remote's run shows the target's values"
+    assert '"environment"' not in agent.content(), "the agent's copy has no values"
+    agent.go_back()
     csrf = agent.locator('input[name="csrf"]').first.get_attribute("value")
     post = agent.context.request.post
 
@@ -95,12 +101,18 @@ def test_support_agent_sees_the_device_without_variables_or_forbidden_actions(
         "the token is good: an allowed action goes through"
     base = f"/ui/devices/{uuid}"
     assert forged(f"{base}/variables", name="SUPPORT_MUST_NOT_SEE", value="x") == 403
-    for action in ("purge", "reboot", "shutdown", "restart"):
-        assert forged(f"{base}/actions/{action}") == 403, action
+    for action in ("purge", "reboot", "shutdown", "stop-service"):
+        assert forged(f"{base}/actions/{action}", service="frontend", confirm="true",
+                      note="forged") == 403, action
     assert forged(f"{base}/pin", release="latest") == 403
     assert forged("/ui/support/grants", device=uuid, duration_s="86400") == 403
 
-    owner.reload()
+    owner.goto(f"{dash.url}/ui/devices/{uuid}")
+    owner_csrf = owner.locator('input[name="csrf"]').first.get_attribute("value") or ""
+    unconfirmed = owner.context.request.post(
+        f"{dash.url}{base}/actions/stop-service", max_redirects=0,
+        form={"csrf": owner_csrf, "service": "frontend"})
+    assert unconfirmed.status == 428, "an owner's stopping action needs its confirmation too"
     owner.locator("#support tr.grant").get_by_role("button", name=re.compile("^Revoke")).click()
     expect(owner.locator("#support")).to_contain_text("No support access")
     assert secret in owner.content()

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response, Streami
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from edgefleet.server import guard
+from edgefleet.server import guard, roles
 from edgefleet.server import logs as logstore
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
@@ -24,7 +24,13 @@ from edgefleet.server.views import device_out
 from edgefleet.server.web import actiontext, auth, supporttext, varsview
 from edgefleet.server.web.auth import WebUser
 from edgefleet.server.web.pages import UserDep
-from edgefleet.server.web.permissions import ROLE_PERMISSION, Permission, allowed, can
+from edgefleet.server.web.permissions import (
+    ROLE_PERMISSION,
+    Permission,
+    actions_allowed,
+    allowed,
+    can,
+)
 from edgefleet.server.web.render import SECURITY_HEADERS, render
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -90,8 +96,12 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
             log_services = service_names(s, fleet.id)
             grants = supporttext.active(s, fleet=fleet, device_id=device.id,
                                         now=auth.now_ms()) if perms["SUPPORT_READ"] else []
+            may, as_support = actions_allowed(user.principal, fleet, device.id)
         return render(request, "device.html", user=user, device=device, fleet=fleet,
                       grants=grants, durations=supporttext.DURATIONS, grant_device=device,
+                      may=may, may_any=any(may.values()), as_support=as_support,
+                      may_device=any(may[a] for a in actiontext.DEVICE_WIDE),
+                      stopping=roles.STOPPING_ACTIONS,
                       can=perms, env=env, config=config, releases=releases, pinned=pinned,
                       notes=notes, fleet_release=fleet_release, log_services=log_services,
                       stops=actiontext.STOPS, device_actions=actiontext.DEVICE_WIDE,

@@ -15,9 +15,11 @@ from sqlalchemy.orm import object_session
 
 from edgefleet.model.timeutil import now_ms
 from edgefleet.server import org_tables as o
+from edgefleet.server import roles
 from edgefleet.server import tables as t
 from edgefleet.server.keys import UserPrincipal
 from edgefleet.server.rights import Rights, member_orgs
+from edgefleet.server.tunnel.actions import ACTIONS
 
 
 class Permission(enum.Enum):
@@ -98,3 +100,16 @@ def can(user: UserPrincipal, fleet: t.Fleet, device_id: int | None = None
         ) -> dict[str, bool]:
     """Every permission's answer for templates: `can.VARIABLES_WRITE` etc."""
     return {p.name: allowed(user, p, fleet, device_id) for p in Permission}
+
+
+def actions_allowed(user: UserPrincipal, fleet: t.Fleet, device_id: int
+                    ) -> tuple[dict[str, bool], bool]:
+    """Each remote action's answer on the device, by the action's own permission
+    (`roles.action_permission`, as the user API and `action_rules.authorize` decide), and
+    whether the user acts there as a support agent (stopping actions then need a note)."""
+    s = object_session(fleet)
+    if s is None:
+        return dict.fromkeys(ACTIONS, False), False
+    rights = Rights.load(s, user)
+    may = {a: bool(rights.check(fleet, device_id, roles.action_permission(a))) for a in ACTIONS}
+    return may, rights.role(fleet) is None

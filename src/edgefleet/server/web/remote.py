@@ -17,15 +17,15 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
-from edgefleet.server import guard
+from edgefleet.server import action_rules, guard
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
+from edgefleet.server.tunnel.action_routes import without_values
 from edgefleet.server.tunnel.actions import ACTIONS, Target, call_device
 from edgefleet.server.tunnel.forward import FORWARDED, forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.web import auth, diagview
-from edgefleet.server.web.actiontext import SERVICE_ACTIONS
 from edgefleet.server.web.auth import SignInRequired, WebUser
 from edgefleet.server.web.device import device_for, redirect_back, service_names
 from edgefleet.server.web.pages import UserDep
@@ -120,6 +120,8 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         checks, error = diagview.check_rows(json.loads(chosen.checks or "null")) \
             if chosen else ([], "")
         stored = json.loads(chosen.state or "{}") if chosen else {}
+        if not perms["VARIABLES_READ"]:  # support agents: no variable or config values
+            stored = without_values(stored)
         return render(request, "diagnostics.html", user=user, device=device, fleet=fleet,
                       can=perms, runs=listed, run=chosen, checks=checks, checks_error=error,
                       state_rows=diagview.state_rows(stored), stored_state=stored,
@@ -167,14 +169,25 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
     @api.post("/{uuid}/actions/{action}", response_class=HTMLResponse)
     async def action(request: Request, uuid: str, action: str,
                      service: str = Form("", max_length=255),
+                     confirm: bool = Form(False), note: str = Form("", max_length=2000),
                      user: WebUser = Depends(current)) -> Response:
+        """The action on the terms of the user API (`action_rules.authorize`: the action's
+        own permission, a confirmation for what stops something, a support agent's note)."""
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}")
-        permission = Permission.SERVICE_ACTIONS if action in SERVICE_ACTIONS \
-            else Permission.DEVICE_ACTIONS
         hub = hub_of(request)
-        target = await run_in_threadpool(target_of, user, uuid, permission)
-        if (answer := await elsewhere(request, user, target, {"service": service})) is not None:
+        target = await run_in_threadpool(target_of, user, uuid, Permission.VIEW)
+
+        def terms() -> None:
+            with db.session() as s:
+                device = s.get(t.Device, target.device_id)
+                assert device is not None
+                action_rules.authorize(db, s, user=user.principal, device=device,
+                                       action=action, confirmed=confirm, note=note or None)
+
+        await run_in_threadpool(terms)
+        form = {"service": service, "confirm": "true" if confirm else "false", "note": note}
+        if (answer := await elsewhere(request, user, target, form)) is not None:
             return answer
         template, needs_service = ACTIONS[action]
         if needs_service and not service:

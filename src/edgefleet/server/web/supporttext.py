@@ -22,14 +22,14 @@ CAN_DO = {
     "device.diagnose": "run diagnostics (health checks and the report)",
     "device.ssh": "open a terminal on the host or in a service (recorded in the audit trail)",
     "device.tunnel": "open tunnels to the device's ports",
-    "service.restart": "restart, stop and start its services",
+    "service.restart": "restart its services (one, or all at once)",
     "device.note": "add notes",
     "support.read": "see the support grants that cover it",
     roles.GRANT_REBOOT: "reboot the device (with a note saying why)",
 }
 """Each permission a grant gives (`roles.SUPPORT_PERMISSIONS`, plus reboot if allowed)."""
 NEVER = ("see or change variables and configuration values, push releases, pin, move, "
-         "purge or shut down devices, or grant support access")
+         "stop or start services, purge or shut down devices, or grant support access")
 DURATIONS = ((900, "15 minutes"), (3600, "1 hour"), (7200, "2 hours"), (28800, "8 hours"),
              (86400, "1 day"), (7 * 86400, "7 days"))
 MIN_S, MAX_S = 5, 30 * 86400
