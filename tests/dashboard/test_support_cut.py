@@ -1,7 +1,8 @@
-"""A support agent's dashboard sessions last only as long as the grant: an owner grants the
+"""Support access from the dashboard without a browser (one server on SQLite and a fake
+device: fast). A support agent's sessions last only as long as the grant: an owner grants the
 whole fleet from the fleet page, the agent opens the web terminal and the live logs, the
 owner revokes from the page, and both end within a few seconds (the terminal says why; the
-audit trail records the cut). One server on SQLite and a fake device (no browser: fast)."""
+audit trail records the cut). And only who may grant is offered grants and revokes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 import websockets
 
 from tests.dashboard.test_scaleout import in_thread, signed_in
+from tests.server.conftest import new_tenant
 from tests.support.fleet_server import RunningServer, run_server
 from tests.support.scaleout import HeldDevice, device_on
 
@@ -107,3 +109,48 @@ async def cut_both(server: RunningServer, held: HeldDevice, agent: httpx.Client,
     gone = await asyncio.to_thread(agent.get, f"/ui/devices/{uuid}")
     assert gone.status_code == 404
 
+
+
+def test_only_who_may_grant_is_offered_grants(server: RunningServer) -> None:
+    """An operator of the organization sees the live grants, but no grant form and no revoke
+    button, and the server refuses both from them (403); the owner is offered both."""
+    in_thread(operator_is_not_offered(server))
+
+
+async def operator_is_not_offered(server: RunningServer) -> None:
+    async with device_on(server, via=server) as held:
+        owner, owner_csrf = await asyncio.to_thread(signed_in, server.url,
+                                                    held.tenant.username, held.password)
+        fleet, uuid = held.device.fleet.uuid, held.device.uuid
+        r = await asyncio.to_thread(owner.post, "/ui/support/grants", data={
+            "device": uuid, "duration_s": "600", "csrf": owner_csrf})
+        assert r.status_code == 303 and r.headers["location"] == f"/ui/devices/{uuid}#support"
+        for page in (f"/ui/fleets/{fleet}", f"/ui/devices/{uuid}"):
+            html = (await asyncio.to_thread(owner.get, page)).text
+            assert "/ui/support/confirm" in html and "/revoke" in html, page
+        grant = re.search(r'/ui/support/grants/(\d+)/revoke', html)
+        assert grant
+
+        operator = await asyncio.to_thread(new_tenant, server)
+        org = held.tenant.http.get("/api/v1/orgs").json()[0]["handle"]
+        held.tenant.http.put(f"/api/v1/orgs/{org}/members", json={
+            "username": operator.username, "role": "operator"}).raise_for_status()
+        operator.http.put(f"/api/v1/users/{operator.username}/password",
+                          json={"password": "operator pass"}).raise_for_status()
+        op, op_csrf = await asyncio.to_thread(signed_in, server.url, operator.username,
+                                              "operator pass")
+        for page in (f"/ui/fleets/{fleet}", f"/ui/devices/{uuid}"):
+            html = (await asyncio.to_thread(op.get, page)).text
+            assert "/ui/support/confirm" not in html and "/revoke" not in html, page
+            assert "tr class=\"grant\"" in html, "the operator sees the live grant"
+        refused = await asyncio.to_thread(op.post, "/ui/support/grants", data={
+            "fleet": fleet, "duration_s": "600", "csrf": op_csrf})
+        assert refused.status_code == 403, refused.text
+        refused = await asyncio.to_thread(op.post, f"/ui/support/grants/{grant.group(1)}/revoke",
+                                          data={"csrf": op_csrf})
+        assert refused.status_code == 403, refused.text
+        confirm = await asyncio.to_thread(op.get, "/ui/support/confirm", params={
+            "fleet": fleet, "duration_s": "600"})
+        assert confirm.status_code == 403
+        owner.close()
+        op.close()

@@ -59,9 +59,11 @@ def allowed(user: UserPrincipal, permission: Permission, fleet: t.Fleet,
     support grant may cover one device only)? Read in the fleet's own session (roles, fleet
     roles, live support grants)."""
     s = object_session(fleet)
-    if s is None:
-        return False
-    rights = Rights.load(s, user)
+    return s is not None and _answer(Rights.load(s, user), permission, fleet, device_id)
+
+
+def _answer(rights: Rights, permission: Permission, fleet: t.Fleet,
+            device_id: int | None) -> bool:
     name = ROLE_PERMISSION[permission]
     if permission is Permission.VIEW:
         return rights.check(fleet, device_id, name) is not None or (
@@ -98,8 +100,13 @@ def visible_fleets(user: UserPrincipal) -> sa.ColumnElement[bool]:
 
 def can(user: UserPrincipal, fleet: t.Fleet, device_id: int | None = None
         ) -> dict[str, bool]:
-    """Every permission's answer for templates: `can.VARIABLES_WRITE` etc."""
-    return {p.name: allowed(user, p, fleet, device_id) for p in Permission}
+    """Every permission's answer for templates: `can.VARIABLES_WRITE` etc. (the same answers
+    as `allowed`, from one read of the user's rights)."""
+    s = object_session(fleet)
+    if s is None:
+        return {p.name: False for p in Permission}
+    rights = Rights.load(s, user)
+    return {p.name: _answer(rights, p, fleet, device_id) for p in Permission}
 
 
 def actions_allowed(user: UserPrincipal, fleet: t.Fleet, device_id: int
