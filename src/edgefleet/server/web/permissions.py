@@ -35,8 +35,6 @@ class Permission(enum.Enum):
     NOTES = "notes"
     DIAGNOSTICS = "diagnostics"
     TERMINAL = "terminal"
-    SERVICE_ACTIONS = "actions.service"
-    DEVICE_ACTIONS = "actions.device"
     SUPPORT_READ = "support.read"
     SUPPORT_GRANT = "support.grant"
 
@@ -47,10 +45,10 @@ ROLE_PERMISSION: dict[Permission, str] = {
     Permission.CONFIG_WRITE: "variable.write", Permission.PIN: "fleet.pin",
     Permission.MOVE: "device.update", Permission.NOTES: "device.note",
     Permission.DIAGNOSTICS: "device.diagnose", Permission.TERMINAL: "device.ssh",
-    Permission.SERVICE_ACTIONS: "service.restart", Permission.DEVICE_ACTIONS: "device.action",
     Permission.SUPPORT_READ: "support.read", Permission.SUPPORT_GRANT: "support.grant",
 }
-"""Each page permission as the user API names it (`roles.ROLE_PERMISSIONS`)."""
+"""Each page permission as the user API names it (`roles.ROLE_PERMISSIONS`). Remote actions
+each have their own (`actions_allowed`)."""
 
 
 def allowed(user: UserPrincipal, permission: Permission, fleet: t.Fleet,
