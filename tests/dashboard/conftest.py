@@ -124,8 +124,9 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def sign_in(browser: Any, dash: Dash, *, width: int = 1280, height: int = 900) -> Any:
-    """A new browser page, signed in as the admin."""
+def sign_in(browser: Any, dash: Dash, *, width: int = 1280, height: int = 900,
+            username: str = "admin", password: str = PASSWORD) -> Any:
+    """A new browser page (in a browser context of its own), signed in as `username`."""
     context = browser.new_context(viewport={"width": width, "height": height})
     context.set_default_timeout(20_000)
     page = context.new_page()
@@ -135,8 +136,8 @@ def sign_in(browser: Any, dash: Dash, *, width: int = 1280, height: int = 900) -
     page.on("pageerror", lambda e: failed.append(f"script error: {e}"))
     page.failed = failed  # checked by `close`
     page.goto(f"{dash.url}/ui/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r".*/ui/$"))
     return page

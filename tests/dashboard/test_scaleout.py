@@ -1,21 +1,22 @@
 """Two server processes on one PostgreSQL: a dashboard action posted to process A reaches a
-device whose tunnel is held by process B (forwarded with the same session and CSRF token)."""
+device whose tunnel is held by process B (forwarded with the same session and CSRF token),
+and so does a web terminal opened on A (its websocket is forwarded to B)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import websockets
 
-from edgefleet.tunnel.mux import Mux
-from edgefleet.tunnel.websocket import WebsocketsTransport
-from tests.server.conftest import DeviceInfo, new_fleet, new_tenant, register
-from tests.server.test_tunnel_scaleout import fake_device, two_processes  # noqa: F401
 from tests.support.fleet_server import RunningServer
+from tests.support.scaleout import HeldDevice, device_on, two_processes  # noqa: F401
+
+READ_S = 10.0
 
 
 def signed_in(url: str, username: str, password: str) -> tuple[httpx.Client, str]:
@@ -29,44 +30,68 @@ def signed_in(url: str, username: str, password: str) -> tuple[httpx.Client, str
     return c, csrf.group(1)
 
 
-def test_an_action_on_a_reaches_a_device_on_b(
-        two_processes: tuple[RunningServer, RunningServer]) -> None:  # noqa: F811
+def in_thread(coroutine: Any) -> None:
     """In a thread of its own: Playwright's browser tests hold this thread's event loop."""
     with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, action_through_a(*two_processes)).result(timeout=120)
+        pool.submit(asyncio.run, coroutine).result(timeout=120)
+
+
+def audit(a: RunningServer, held: HeldDevice) -> list[tuple[str, str, str]]:
+    rows = httpx.get(f"{a.url}/api/v1/audit", params={"device": held.device.uuid},
+                     headers={"Authorization": f"Bearer {held.tenant.token}"}).json()
+    return [(x["kind"], x["target"], x["result"]) for x in rows]
+
+
+def test_an_action_on_a_reaches_a_device_on_b(
+        two_processes: tuple[RunningServer, RunningServer]) -> None:  # noqa: F811
+    in_thread(action_through_a(*two_processes))
 
 
 async def action_through_a(a: RunningServer, b: RunningServer) -> None:
-    tenant = new_tenant(a)
-    tenant.http.put(f"/api/v1/users/{tenant.username}/password",
-                    json={"password": "scale out 1"}).raise_for_status()
-    device: DeviceInfo = register(a, new_fleet(tenant))
-    device.http.patch("/device/v3/state", json={device.uuid: {"api_port": 48484,
-                                                               "api_secret": "s" * 32}})
-    url = b.url.replace("http://", "ws://") + f"/device/v3/{device.uuid}/tunnel"
-    async with websockets.connect(url, additional_headers={
-            "Authorization": f"Bearer {device.api_key}"}) as conn:
-        mux = Mux(WebsocketsTransport(conn), initiator=True, handler=fake_device)
-        runner = asyncio.create_task(mux.run())
-        deadline = time.monotonic() + 10
-        while (await asyncio.to_thread(tenant.http.get, f"/api/v1/devices/{device.uuid}")
-               ).json()["status"] != "VPN Only":
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.1)
-        client, csrf = await asyncio.to_thread(signed_in, a.url, tenant.username,
-                                               "scale out 1")
-        r = await asyncio.to_thread(client.post,
-                                    f"/ui/devices/{device.uuid}/actions/identify",
+    async with device_on(b, via=a) as held:
+        uuid = held.device.uuid
+        client, csrf = await asyncio.to_thread(signed_in, a.url, held.tenant.username,
+                                               held.password)
+        r = await asyncio.to_thread(client.post, f"/ui/devices/{uuid}/actions/identify",
                                     data={"csrf": csrf})
         assert r.status_code == 303, r.text
-        forged = await asyncio.to_thread(client.post,
-                                         f"/ui/devices/{device.uuid}/actions/identify")
+        forged = await asyncio.to_thread(client.post, f"/ui/devices/{uuid}/actions/identify")
         assert forged.status_code == 403, "no CSRF token, nothing forwarded"
         client.close()
-        await mux.close()
-        await runner
-    audit = (await asyncio.to_thread(
-        httpx.get, f"{a.url}/api/v1/audit", params={"device": device.uuid},
-        headers={"Authorization": f"Bearer {tenant.token}"})).json()
-    assert [(x["kind"], x["target"], x["result"]) for x in audit] == [
-        ("action", "identify", "HTTP 200")]
+    assert await asyncio.to_thread(audit, a, held) == [("action", "identify", "HTTP 200")]
+
+
+def test_a_terminal_on_a_reaches_a_device_on_b(
+        two_processes: tuple[RunningServer, RunningServer]) -> None:  # noqa: F811
+    in_thread(terminal_through_a(*two_processes))
+
+
+async def terminal_through_a(a: RunningServer, b: RunningServer) -> None:
+    async with device_on(b, via=a) as held:
+        uuid = held.device.uuid
+        client, csrf = await asyncio.to_thread(signed_in, a.url, held.tenant.username,
+                                               held.password)
+        cookie = client.cookies["edgefleet_session"]
+        client.close()
+        url = (a.url.replace("http://", "ws://") + f"/ui/devices/{uuid}/terminal/ws"
+               f"?csrf={csrf}&service=frontend&rows=30&cols=100")
+        async with websockets.connect(url, origin=websockets.Origin(a.url), additional_headers={
+                "Cookie": f"edgefleet_session={cookie}"}, open_timeout=20) as ws:
+
+            async def until(text: bytes) -> bytes:
+                got = b""
+                while text not in got:
+                    frame = await asyncio.wait_for(ws.recv(), READ_S)
+                    assert isinstance(frame, bytes), f"a text frame before the output: {frame}"
+                    got += frame
+                return got
+
+            assert b"shell frontend 30x100" in await until(b"\r\n"), "the device's shell"
+            await ws.send(b"hello")
+            await until(b"HELLO")
+            await ws.send(json.dumps({"resize": [40, 120]}))
+            await until(b"resized 40x120"), "a resize reaches the PTY as a resize"
+            await ws.send(b"exit")
+            end = await asyncio.wait_for(ws.recv(), READ_S)
+            assert isinstance(end, str) and json.loads(end) == {"exit": 3}, end
+    assert ("shell", "frontend", "exit 3") in await asyncio.to_thread(audit, a, held)

@@ -26,6 +26,33 @@ def grant_out(s: Session, g: o.SupportGrant, now: int) -> GrantOut:
                     active=g.revoked_ms is None and g.expires_ms > now)
 
 
+def create_grant(s: Session, *, actor: str, fleet: t.Fleet, device: t.Device | None,
+                 duration_s: int, allow_reboot: bool) -> o.SupportGrant:
+    """A support grant on `device` (or all of `fleet`) for `duration_s` seconds, recorded in
+    the audit trail: the one way grants are made (user API, CLI and dashboard). The caller
+    has checked `support.grant` on the fleet."""
+    assert fleet.organization_id is not None
+    now = now_ms()
+    g = o.SupportGrant(organization_id=fleet.organization_id, fleet_id=fleet.id,
+                       device_id=device.id if device else None, allow_reboot=allow_reboot,
+                       created_by=actor, created_ms=now, expires_ms=now + duration_s * 1000)
+    s.add(g)
+    s.flush()
+    audit.record(s, actor=actor, action="support.grant", fleet=fleet, device=device,
+                 target=f"grant {g.id}",
+                 detail={"duration_s": duration_s, "allow_reboot": allow_reboot})
+    return g
+
+
+def end_grant(s: Session, *, actor: str, grant: o.SupportGrant, fleet: t.Fleet) -> None:
+    """Revoke `grant` now (support agents lose access at once), recorded in the audit trail:
+    the one way grants end early. The caller has checked `support.grant` on the fleet."""
+    if grant.revoked_ms is None:
+        grant.revoked_ms = now_ms()
+    audit.record(s, actor=actor, action="support.revoke", fleet=fleet,
+                 target=f"grant {grant.id}")
+
+
 def router(*, state: ServerState) -> APIRouter:
     api = APIRouter(prefix="/api/v1", tags=["support"], responses=ERRORS)  # type: ignore[arg-type]
     db = state.db
@@ -38,23 +65,14 @@ def router(*, state: ServerState) -> APIRouter:
         `duration_s` seconds; reboot only with `allow_reboot`."""
         if (body.fleet is None) == (body.device is None):
             raise HTTPException(400, "name either a fleet or a device to grant support on")
-        now = now_ms()
         with db.session() as s:
             device = a.device(s, body.device) if body.device else None
             fleet = (s.get(t.Fleet, device.fleet_id) if device
                      else a.fleet(s, body.fleet or ""))
-            assert fleet is not None and fleet.organization_id is not None
-            g = o.SupportGrant(organization_id=fleet.organization_id, fleet_id=fleet.id,
-                               device_id=device.id if device else None,
-                               allow_reboot=body.allow_reboot, created_by=a.user.username,
-                               created_ms=now, expires_ms=now + body.duration_s * 1000)
-            s.add(g)
-            s.flush()
-            audit.record(s, actor=a.user.username, action="support.grant", fleet=fleet,
-                         device=device, target=f"grant {g.id}",
-                         detail={"duration_s": body.duration_s,
-                                 "allow_reboot": body.allow_reboot})
-            return grant_out(s, g, now)
+            assert fleet is not None
+            g = create_grant(s, actor=a.user.username, fleet=fleet, device=device,
+                             duration_s=body.duration_s, allow_reboot=body.allow_reboot)
+            return grant_out(s, g, g.created_ms)
 
     @api.get("/support/grants", response_model=list[GrantOut])
     def list_grants(include_ended: bool = Query(False, alias="all"),
@@ -84,10 +102,7 @@ def router(*, state: ServerState) -> APIRouter:
             if g is None or fleet is None:
                 raise HTTPException(404, f"no grant {grant_id}; see `edgefleet support list`")
             a.fleet(s, fleet.uuid)
-            if g.revoked_ms is None:
-                g.revoked_ms = now_ms()
-            audit.record(s, actor=a.user.username, action="support.revoke", fleet=fleet,
-                         target=f"grant {g.id}")
+            end_grant(s, actor=a.user.username, grant=g, fleet=fleet)
 
     @api.post("/devices/{device}/notes", status_code=201, response_model=NoteOut)
     def add_note(device: str, body: NoteCreate, a: Access = Depends(allow(state, "device.note"))

@@ -27,13 +27,19 @@ def holder(*, tunnel_host: str, own_url: str, headers: dict[str, str] | object) 
 
 
 async def forward_websocket(websocket: WebSocket, *, host: str) -> None:
-    """Join an accepted user websocket to the same path on `host`, message for message."""
+    """Join an accepted user websocket to the same path and query on `host`, message for
+    message (text stays text), with the user's credentials (token or dashboard session);
+    its origin is `host` itself, since this process checked the browser's already."""
     url = host.replace("http://", "ws://").replace("https://", "wss://") + websocket.url.path
+    if websocket.url.query:
+        url += "?" + websocket.url.query
     headers = {FORWARDED: "1"}
-    if "authorization" in websocket.headers:
-        headers["Authorization"] = websocket.headers["authorization"]
+    for name in ("authorization", "cookie"):
+        if name in websocket.headers:
+            headers[name] = websocket.headers[name]
     try:
         upstream = await websockets.connect(url, additional_headers=headers,
+                                            origin=websockets.Origin(host),
                                             max_size=1 << 24, compression=None,
                                             open_timeout=20)
     except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
@@ -43,15 +49,20 @@ async def forward_websocket(websocket: WebSocket, *, host: str) -> None:
 
     async def down() -> None:
         async for message in upstream:
-            await websocket.send_bytes(message if isinstance(message, bytes)
-                                       else message.encode())
+            if isinstance(message, bytes):
+                await websocket.send_bytes(message)
+            else:
+                await websocket.send_text(message)
 
     async def up() -> None:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            await upstream.send(message.get("bytes") or (message.get("text") or "").encode())
+            if message.get("bytes") is not None:
+                await upstream.send(message["bytes"])
+            else:
+                await upstream.send(message.get("text") or "")
 
     tasks = [asyncio.create_task(down()), asyncio.create_task(up())]
     try:

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Resp
 
 from edgefleet.server import user_api, user_passwords
 from edgefleet.server.state import ServerState
-from edgefleet.server.web import auth, device, pages, remote
+from edgefleet.server.web import auth, device, pages, remote, support
 from edgefleet.server.web.auth import SignInRequired, WebUser
 
 HERE = Path(__file__).parent
@@ -64,3 +64,4 @@ def install(app: FastAPI, *, state: ServerState) -> None:
     app.include_router(pages.router(state=state, current=current))
     app.include_router(device.router(state=state, current=current))
     app.include_router(remote.router(state=state, current=current))
+    app.include_router(support.router(state=state, current=current))

@@ -89,12 +89,13 @@ def close_session(db: Database, token: str) -> None:
 def _lookup(db: Database, token: str) -> WebUser | None:
     with db.session() as s:
         row = s.execute(sa.select(t.WebSession.csrf, t.WebSession.expires_ms, t.User.id,
-                                  t.User.username, t.User.is_admin)
+                                  t.User.username, t.User.is_admin, t.User.is_support)
                         .join(t.User, t.User.id == t.WebSession.user_id)
                         .where(t.WebSession.token_hash == _hash(token))).first()
     if row is None or row[1] < now_ms():
         return None
-    return WebUser(principal=UserPrincipal(row[2], row[3], bool(row[4])), csrf=row[0])
+    return WebUser(principal=UserPrincipal(row[2], row[3], bool(row[4]), bool(row[5])),
+                   csrf=row[0])
 
 
 async def cookie_user(db: Database, conn: HTTPConnection) -> WebUser:

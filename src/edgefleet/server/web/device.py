@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,15 +15,22 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, Response, Streami
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from edgefleet.server import guard, roles
 from edgefleet.server import logs as logstore
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.target import release_for, variables
 from edgefleet.server.views import device_out
-from edgefleet.server.web import actiontext, auth, varsview
+from edgefleet.server.web import actiontext, auth, supporttext, varsview
 from edgefleet.server.web.auth import WebUser
 from edgefleet.server.web.pages import UserDep
-from edgefleet.server.web.permissions import Permission, allowed, can
+from edgefleet.server.web.permissions import (
+    ROLE_PERMISSION,
+    Permission,
+    actions_allowed,
+    allowed,
+    can,
+)
 from edgefleet.server.web.render import SECURITY_HEADERS, render
 
 NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -32,6 +40,10 @@ RECHECK_S = 2.0
 """Without a wake-up, the store is read again this often (lines may arrive at another
 process)."""
 MAX_NOTE = 4000
+ACCESS_RECHECK_S = 5.0
+"""An open live-log page re-checks the user's access this often (a support grant's end
+ends it); each check is a few queries, so not every second as for a shell (bench/dashboard.py
+measured about 0.5% of a core per page at 1 s)."""
 
 
 def device_for(s: Session, user: WebUser, uuid: str,
@@ -40,9 +52,9 @@ def device_for(s: Session, user: WebUser, uuid: str,
     device = s.execute(sa.select(t.Device).where(t.Device.uuid == uuid)).scalar()
     fleet = s.get(t.Fleet, device.fleet_id) if device is not None else None
     if device is None or fleet is None or not allowed(user.principal, Permission.VIEW,
-                                                      fleet):
+                                                      fleet, device.id):
         raise HTTPException(404, f"no device {uuid!r}")
-    if not allowed(user.principal, permission, fleet):
+    if not allowed(user.principal, permission, fleet, device.id):
         raise HTTPException(403, f"you may not do {permission.value} on this device")
     return device, fleet
 
@@ -69,7 +81,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                     ) -> Response:
         with db.session() as s:
             device, fleet = device_for(s, user, uuid, Permission.VIEW)
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
             info = summary(s, device, fleet)
             names = [n for n, _ in info["services"]]
             rows = variables(s, fleet_id=fleet.id, device_id=device.id)
@@ -86,7 +98,14 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                 .limit(100)).scalars())
             fleet_release = release_for(s, fleet=fleet)
             log_services = service_names(s, fleet.id)
+            grants = supporttext.active(s, fleet=fleet, device_id=device.id,
+                                        now=auth.now_ms()) if perms["SUPPORT_READ"] else []
+            may, as_support = actions_allowed(user.principal, fleet, device.id)
         return render(request, "device.html", user=user, device=device, fleet=fleet,
+                      grants=grants, durations=supporttext.DURATIONS, grant_device=device,
+                      may=may, may_any=any(may.values()), as_support=as_support,
+                      may_device=any(may[a] for a in actiontext.DEVICE_WIDE),
+                      stopping=roles.STOPPING_ACTIONS,
                       can=perms, env=env, config=config, releases=releases, pinned=pinned,
                       notes=notes, fleet_release=fleet_release, log_services=log_services,
                       stops=actiontext.STOPS, device_actions=actiontext.DEVICE_WIDE,
@@ -100,7 +119,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         with db.session() as s:
             device, fleet = device_for(s, user, uuid, Permission.VIEW)
             info = summary(s, device, fleet)
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
         return render(request, "device_summary.html", user=user, device=device,
                       fleet=fleet, can=perms, **info)
 
@@ -124,10 +143,15 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                 return device_for(s, user, uuid, Permission.LOGS)[0].id
         device_id = await run_in_threadpool(find)
 
+        def still_allowed() -> bool:
+            return guard.holds(db, user=user.principal, device_id=device_id,
+                               permissions=(ROLE_PERMISSION[Permission.LOGS],))
+
         async def events() -> AsyncIterator[bytes]:
             lines = await run_in_threadpool(read_lines, device_id, 0, INITIAL_LINES, service)
             last = lines[-1]["id"] if lines else 0
             idle = 0.0
+            recheck_at = time.monotonic() + ACCESS_RECHECK_S
             yield b"retry: 2000\n\n"
             while True:
                 for line in lines:
@@ -143,6 +167,11 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                         yield b": keepalive\n\n"
                 if await request.is_disconnected():
                     return
+                if time.monotonic() >= recheck_at:  # a support grant's end ends the stream
+                    if not await run_in_threadpool(still_allowed):
+                        yield b"event: ended\ndata: access to this device ended\n\n"
+                        return
+                    recheck_at = time.monotonic() + ACCESS_RECHECK_S
                 lines = await run_in_threadpool(read_lines, device_id, last, None, service)
 
         return StreamingResponse(events(), media_type="text/event-stream",

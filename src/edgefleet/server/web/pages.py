@@ -16,9 +16,9 @@ from starlette.concurrency import run_in_threadpool
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.target import release_for
-from edgefleet.server.web import auth, queries
+from edgefleet.server.web import auth, queries, supporttext
 from edgefleet.server.web.auth import WebUser
-from edgefleet.server.web.permissions import Permission, allowed, can, visible_fleets
+from edgefleet.server.web.permissions import Permission, allowed, can, device_scope, visible_fleets
 from edgefleet.server.web.render import render
 
 UserDep = Callable[..., Awaitable[WebUser]]
@@ -81,16 +81,17 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
             for fleet in s.execute(sa.select(t.Fleet).where(visible_fleets(user.principal))
                                    .order_by(t.Fleet.name)).scalars():
                 latest = release_for(s, fleet=fleet)
-                rows.append({"fleet": fleet, "release": latest,
-                             "counts": queries.status_counts(s, fleet_id=fleet.id,
-                                                             settings=state.settings, now=now)})
+                counts = queries.status_counts(s, fleet_id=fleet.id, settings=state.settings,
+                                               now=now, only=device_scope(user.principal, fleet))
+                rows.append({"fleet": fleet, "release": latest, "counts": counts})
         return render(request, "fleets.html", user=user, rows=rows,
                       statuses=queries.STATUSES)
 
-    def table(s: Session, fleet: t.Fleet, q: str, status: str, sort: str, desc: bool,
-              page: int) -> queries.DevicePage:
+    def table(s: Session, user: WebUser, fleet: t.Fleet, q: str, status: str, sort: str,
+              desc: bool, page: int) -> queries.DevicePage:
         return queries.device_page(s, state=state, fleet=fleet, now=auth.now_ms(), q=q,
-                                   status=status, sort=sort, desc=desc, page=page)
+                                   status=status, sort=sort, desc=desc, page=page,
+                                   only=device_scope(user.principal, fleet))
 
     @api.get("/fleets/{uuid}", response_class=HTMLResponse)
     def fleet_page(request: Request, uuid: str, q: str = Query("", max_length=128),
@@ -100,9 +101,10 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                    user: WebUser = Depends(current)) -> Response:
         with db.session() as s:
             fleet = fleet_for(s, user, uuid, Permission.VIEW)
-            devices = table(s, fleet, q, status, sort, desc, page)
+            devices = table(s, user, fleet, q, status, sort, desc, page)
             counts = queries.status_counts(s, fleet_id=fleet.id, settings=state.settings,
-                                           now=auth.now_ms())
+                                           now=auth.now_ms(),
+                                           only=device_scope(user.principal, fleet))
             releases = list(s.execute(sa.select(t.Release).where(
                 t.Release.fleet_id == fleet.id).order_by(t.Release.id.desc())
                 .limit(RECENT_RELEASES)).scalars())
@@ -113,9 +115,12 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                 t.Fleet.device_type == fleet.device_type)).scalars())
             movable = [f for f in others if allowed(user.principal, Permission.MOVE, f)]
             perms = can(user.principal, fleet)
+            grants = supporttext.active(s, fleet=fleet, device_id=None, now=auth.now_ms()) \
+                if perms["SUPPORT_READ"] else []
         return render(request, "fleet.html", user=user, fleet=fleet, devices=devices,
                       counts=counts, releases=releases, current=current_release,
-                      runnable=runnable, movable=movable, can=perms,
+                      runnable=runnable, movable=movable, can=perms, grants=grants,
+                      durations=supporttext.DURATIONS, grant_device=None,
                       statuses=queries.STATUSES, sorts=queries.SORTS)
 
     @api.get("/fleets/{uuid}/devices", response_class=HTMLResponse)
@@ -127,7 +132,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         """The table alone (htmx refreshes it every few seconds, and on filter changes)."""
         with db.session() as s:
             fleet = fleet_for(s, user, uuid, Permission.VIEW)
-            devices = table(s, fleet, q, status, sort, desc, page)
+            devices = table(s, user, fleet, q, status, sort, desc, page)
             perms = can(user.principal, fleet)
         return render(request, "device_table.html", user=user, fleet=fleet, devices=devices,
                       can=perms, sorts=queries.SORTS)

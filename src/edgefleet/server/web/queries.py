@@ -74,23 +74,29 @@ def _status_case(alive_after: int, *, tunnel: bool) -> sa.ColumnElement[str]:
 
 
 def status_counts(s: Session, *, fleet_id: int, settings: ServerSettings,
-                  now: int) -> dict[str, int]:
-    """Devices of the fleet by status (every status listed, zeros included)."""
+                  now: int, only: list[int] | None = None) -> dict[str, int]:
+    """Devices of the fleet (of `only` if given) by status (every status listed, zeros
+    included)."""
     case = _status_case(_alive_after(s, fleet_id=fleet_id, settings=settings, now=now),
                         tunnel=settings.tunnel)
-    got = dict(s.execute(sa.select(case, sa.func.count()).where(
-        t.Device.fleet_id == fleet_id).group_by(case)).all())
+    cond = [t.Device.fleet_id == fleet_id]
+    if only is not None:
+        cond.append(t.Device.id.in_(only))
+    got = dict(s.execute(sa.select(case, sa.func.count()).where(*cond).group_by(case)).all())
     return {name: int(got.get(name, 0)) for name in STATUSES}
 
 
 def device_page(s: Session, *, state: ServerState, fleet: t.Fleet, now: int, q: str = "",
                 status: str = "", sort: str = "name", desc: bool = False,
-                page: int = 1) -> DevicePage:
-    """One page of the fleet's devices, filtered (`q` in name/uuid/IP, `status`) and sorted."""
+                page: int = 1, only: list[int] | None = None) -> DevicePage:
+    """One page of the fleet's devices (of `only` if given: the devices a support grant
+    covers), filtered (`q` in name/uuid/IP, `status`) and sorted."""
     settings = state.settings
     case = _status_case(_alive_after(s, fleet_id=fleet.id, settings=settings, now=now),
                         tunnel=settings.tunnel)
     cond: list[sa.ColumnElement[bool]] = [t.Device.fleet_id == fleet.id]
+    if only is not None:
+        cond.append(t.Device.id.in_(only))
     if q:
         like = f"%{q.replace('%', '').replace('_', '')}%"
         cond.append(sa.or_(t.Device.name.ilike(like), t.Device.uuid.startswith(q.lower()),

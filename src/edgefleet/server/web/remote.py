@@ -17,18 +17,19 @@ from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
+from edgefleet.server import action_rules, guard
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
+from edgefleet.server.tunnel.action_routes import without_values
 from edgefleet.server.tunnel.actions import ACTIONS, Target, call_device
-from edgefleet.server.tunnel.forward import FORWARDED, holder
+from edgefleet.server.tunnel.forward import FORWARDED, forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.web import auth, diagview
-from edgefleet.server.web.actiontext import SERVICE_ACTIONS
 from edgefleet.server.web.auth import SignInRequired, WebUser
 from edgefleet.server.web.device import device_for, redirect_back, service_names
 from edgefleet.server.web.pages import UserDep
-from edgefleet.server.web.permissions import Permission, can
+from edgefleet.server.web.permissions import ROLE_PERMISSION, Permission, can
 from edgefleet.server.web.render import render
 from edgefleet.tunnel.mux import StreamRefused
 from edgefleet.tunnel.stream import StreamReset
@@ -110,7 +111,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
                     t.DeviceDiagnostics.id == want)).scalar()
                 if chosen is None:
                     raise HTTPException(404, f"no diagnostics run {want} of this device")
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
         listed = []
         for run_id, created, who, checks_json in runs:
             rows, _ = diagview.check_rows(json.loads(checks_json or "null"))
@@ -119,6 +120,8 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         checks, error = diagview.check_rows(json.loads(chosen.checks or "null")) \
             if chosen else ([], "")
         stored = json.loads(chosen.state or "{}") if chosen else {}
+        if not perms["VARIABLES_READ"]:  # support agents: no variable or config values
+            stored = without_values(stored)
         return render(request, "diagnostics.html", user=user, device=device, fleet=fleet,
                       can=perms, runs=listed, run=chosen, checks=checks, checks_error=error,
                       state_rows=diagview.state_rows(stored), stored_state=stored,
@@ -166,14 +169,25 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
     @api.post("/{uuid}/actions/{action}", response_class=HTMLResponse)
     async def action(request: Request, uuid: str, action: str,
                      service: str = Form("", max_length=255),
+                     confirm: bool = Form(False), note: str = Form("", max_length=2000),
                      user: WebUser = Depends(current)) -> Response:
+        """The action on the terms of the user API (`action_rules.authorize`: the action's
+        own permission, a confirmation for what stops something, a support agent's note)."""
         if action not in ACTIONS:
             raise HTTPException(404, f"no action {action!r}")
-        permission = Permission.SERVICE_ACTIONS if action in SERVICE_ACTIONS \
-            else Permission.DEVICE_ACTIONS
         hub = hub_of(request)
-        target = await run_in_threadpool(target_of, user, uuid, permission)
-        if (answer := await elsewhere(request, user, target, {"service": service})) is not None:
+        target = await run_in_threadpool(target_of, user, uuid, Permission.VIEW)
+
+        def terms() -> None:
+            with db.session() as s:
+                device = s.get(t.Device, target.device_id)
+                assert device is not None
+                action_rules.authorize(db, s, user=user.principal, device=device,
+                                       action=action, confirmed=confirm, note=note or None)
+
+        await run_in_threadpool(terms)
+        form = {"service": service, "confirm": "true" if confirm else "false", "note": note}
+        if (answer := await elsewhere(request, user, target, form)) is not None:
             return answer
         template, needs_service = ACTIONS[action]
         if needs_service and not service:
@@ -211,7 +225,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
         with db.session() as s:
             device, fleet = device_for(s, user, uuid, Permission.TERMINAL)
             names = sorted(service_names(s, fleet.id).values())
-            perms = can(user.principal, fleet)
+            perms = can(user.principal, fleet, device.id)
         return render(request, "terminal.html", user=user, device=device, fleet=fleet,
                       can=perms, services=names, service=service,
                       connected=_connected(request, device.id))
@@ -249,6 +263,12 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
             return
         hub = getattr(websocket.app.state, "tunnel", None)
         await websocket.accept()
+        elsewhere = None if hub is not None and hub.connected(device.id) else holder(
+            tunnel_host=device.tunnel_host, own_url=state.settings.own_url,
+            headers=websocket.headers)
+        if elsewhere is not None:  # several processes: the one holding the tunnel serves it
+            await forward_websocket(websocket, host=elsewhere)
+            return
         session = await run_in_threadpool(lambda: audit.begin(
             db, user=user.principal, device_uuid=device.uuid, kind="shell",
             target=service or "host", command="(dashboard terminal)"))
@@ -301,19 +321,25 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
 
         reader = asyncio.create_task(to_device())
         writer = asyncio.create_task(to_browser())
+        watcher = asyncio.create_task(guard.until_revoked(  # a support grant's end cuts it
+            db, user=user.principal, device_id=device.id,
+            permissions=(ROLE_PERMISSION[Permission.TERMINAL],)))
         try:
-            done, _ = await asyncio.wait({reader, writer},
+            done, _ = await asyncio.wait({reader, writer, watcher},
                                          return_when=asyncio.FIRST_COMPLETED)
-            if writer in done and not writer.cancelled():
+            if watcher in done:
+                result = f"cut: {watcher.result()}"
+                await websocket.send_text(json.dumps({"error": watcher.result()}))
+            elif writer in done and not writer.cancelled():
                 result = writer.result()
             else:
                 result = "closed by the browser"
         except (StreamReset, WebSocketDisconnect) as exc:
             result = f"reset: {exc}"
         finally:
-            for task in (reader, writer):
+            for task in (reader, writer, watcher):
                 task.cancel()
-            for task in (reader, writer):
+            for task in (reader, writer, watcher):
                 with contextlib.suppress(BaseException):
                     await task
             with contextlib.suppress(Exception):

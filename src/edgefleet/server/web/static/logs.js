@@ -33,6 +33,7 @@ document.addEventListener("DOMContentLoaded", () => {
     source = new EventSource(url);
     source.onopen = () => { stateEl.textContent = paused ? "paused" : "live"; };
     source.onerror = () => { stateEl.textContent = "reconnecting…"; };
+    source.addEventListener("ended", (ev) => { source.close(); stateEl.textContent = ev.data; });
     source.onmessage = (ev) => {
       const l = JSON.parse(ev.data);
       if (paused) { held.push(l); stateEl.textContent = `paused (${held.length} new)`; } else show([l]);
