@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect
 from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
-from edgefleet.server.tunnel.actions import ACTIONS, Target, call_device
+from edgefleet.server.tunnel.actions import ACTIONS, Target, audited_call
 from edgefleet.server.tunnel.forward import FORWARDED, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.web import auth, diagview
@@ -75,21 +75,9 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
 
     async def audited(hub: TunnelHub, user: WebUser, target: Target, kind: str, what: str,
                       method: str, path: str, body: dict[str, Any] | None) -> Any:
-        session = await run_in_threadpool(lambda: audit.begin(
-            db, user=user.principal, device_uuid=target.uuid, kind=kind, target=what,
-            command=f"{method} {path} (dashboard)"))
-        result = "failed"
-        try:
-            reply = await call_device(hub=hub, target=target, method=method, path=path,
-                                      body=body)
-            result = f"HTTP {reply.status}"
-            return reply
-        except HTTPException as exc:
-            result = f"HTTP {exc.status_code}: {exc.detail}"
-            raise
-        finally:
-            await run_in_threadpool(lambda: audit.end(db, session_id=session, bytes_up=0,
-                                                      bytes_down=0, result=result))
+        return await audited_call(state, hub, user=user.principal, target=target, kind=kind,
+                                  what=what, method=method, path=path, body=body,
+                                  source="dashboard")
 
     # --- diagnostics -----------------------------------------------------------------------
     @api.get("/{uuid}/diagnostics", response_class=HTMLResponse)
