@@ -240,6 +240,7 @@ def write(a: argparse.Namespace, *, direct_s: float, tunnel_s: float, total: int
     few, connected = counts
     per_dev = (idle_after - idle_before) / max(1, connected)
     slope = (idle_after - idle_middle) / max(1, connected - few)
+    first_per_dev = (idle_middle - idle_before) / max(1, few)
     added = dev_mem["rss_connected_kb"] - dev_mem["rss_before_kb"]
     stall_growth = (stall["peak_kb"] - stall["base_kb"]) / 1024
     load = os.getloadavg()[0]
@@ -257,7 +258,7 @@ on loopback. The direct figure is the same client to the same server over loopba
 | 1-byte echo p50 ({a.echo} round trips) | {p50:.2f} ms | {d50:.3f} ms | |
 | 1-byte echo p99 | {p99:.2f} ms | {d99:.3f} ms | target p99 < 10 ms: {verdict(p99 < 10)} |
 | server RSS while a reader stalls 5 s in a {a.stall_mb} MB download | {stall['base_kb'] / 1024:.1f} -> peak {stall['peak_kb'] / 1024:.1f} MB | | grew {stall_growth:.1f} MB (bound: the credit window, {DEFAULT_WINDOW >> 10} KiB per stream per hop: the server holds at most two windows of a stream, plus socket buffers) |
-| idle device tunnels held ({connected} by one separate process; {vpn} shown VPN Only) | {idle_before / 1024:.1f} -> {idle_middle / 1024:.1f} ({few} devices) -> {idle_after / 1024:.1f} MB server RSS | | {per_dev:.1f} KB per device from none to {connected} (target < 50 KB: {verdict(per_dev < 50)}); {slope:.1f} KB per device from {few} to {connected} (the cost of one more device, without the fixed cost of the first ones: {verdict(slope < 50)}) |
+| idle device tunnels held ({connected} by one separate process; {vpn} shown VPN Only) | {idle_before / 1024:.1f} -> {idle_middle / 1024:.1f} ({few} devices) -> {idle_after / 1024:.1f} MB server RSS | | {per_dev:.1f} KB per device from none to {connected} (target < 50 KB: {verdict(per_dev < 50)}); {first_per_dev:.1f} KB per device from none to {few}; {slope:.1f} KB per device from {few} to {connected} (the cost of one more device, without the fixed cost of the first ones: {verdict(slope < 50)}) |
 | device RSS added by the tunnel (import + connected link) | +{added / 1024:.2f} MB | | target < 5 MB: {verdict(added < 5 * 1024)} |
 | device tunnel-link process RSS peak during the copies | {device_peak / 1024:.1f} MB | | |
 """
