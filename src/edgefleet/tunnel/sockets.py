@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 from edgefleet.tunnel.frames import MAX_PAYLOAD
 
@@ -32,8 +33,8 @@ class SocketPipe(asyncio.Protocol):
 
     # --- the transport's calls ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # (uvloop's transports are not asyncio.Transport subclasses, but have its methods)
+        self.transport = cast(asyncio.Transport, transport)
         if not self.made.done():
             self.made.set_result(None)
 
