@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import httpx
 from tests.support.fleet import free_port
 
+from edgefleet.tunnel.stream import DEFAULT_WINDOW
+
 RESULTS = Path(__file__).parent / "RESULTS.md"
 PARTS = str(Path(__file__).parent / "tunnel_parts.py")
 PY = sys.executable
@@ -184,8 +186,16 @@ def main() -> None:
         keys_file = tmp / "keys.json"
         keys_file.write_text(json.dumps(pairs[1:]))
         before = rss_kb(server.pid)
-        idle = start([PY, PARTS, "idle", url, str(keys_file)], stdout=subprocess.PIPE)
+        first = max(1, a.devices // 5)
+        idle = start([PY, PARTS, "idle", url, str(keys_file), str(first)],
+                     stdout=subprocess.PIPE, stdin=subprocess.PIPE)
         procs.append(idle)
+        assert idle.stdin is not None
+        few = json_line(idle, timeout=300)["connected"]
+        time.sleep(3)
+        middle = rss_kb(server.pid)
+        idle.stdin.write(b"more\n")
+        idle.stdin.flush()
         connected = json_line(idle, timeout=300)["connected"]
         time.sleep(3)
         after = rss_kb(server.pid)
@@ -193,7 +203,7 @@ def main() -> None:
         vpn = sum(1 for d in listed if d["status"] == "VPN Only")
         write(a, direct_s=direct_s, tunnel_s=tunnel_s, total=total,
               direct_echo=direct_echo, tunnel_echo=tunnel_echo, stall=stall,
-              idle_before=before, idle_after=after, connected=connected, vpn=vpn,
+              idle=(before, middle, after), counts=(few, connected), vpn=vpn,
               dev_mem=dev_mem, device_peak=device_peak)
     finally:
         for p in reversed(procs):
@@ -215,7 +225,7 @@ def _up(url: str) -> bool:
 
 def write(a: argparse.Namespace, *, direct_s: float, tunnel_s: float, total: int,
           direct_echo: list[float], tunnel_echo: list[float], stall: dict[str, float],
-          idle_before: int, idle_after: int, connected: int, vpn: int,
+          idle: tuple[int, int, int], counts: tuple[int, int], vpn: int,
           dev_mem: dict[str, int], device_peak: int) -> None:
     def mbps(seconds: float) -> float:
         return total / seconds / 1e6
@@ -226,7 +236,11 @@ def write(a: argparse.Namespace, *, direct_s: float, tunnel_s: float, total: int
     ratio = direct_s / tunnel_s
     p50, p99 = pct(tunnel_echo, 0.5) * 1000, pct(tunnel_echo, 0.99) * 1000
     d50, d99 = pct(direct_echo, 0.5) * 1000, pct(direct_echo, 0.99) * 1000
+    idle_before, idle_middle, idle_after = idle
+    few, connected = counts
     per_dev = (idle_after - idle_before) / max(1, connected)
+    slope = (idle_after - idle_middle) / max(1, connected - few)
+    first_per_dev = (idle_middle - idle_before) / max(1, few)
     added = dev_mem["rss_connected_kb"] - dev_mem["rss_before_kb"]
     stall_growth = (stall["peak_kb"] - stall["base_kb"]) / 1024
     load = os.getloadavg()[0]
@@ -243,8 +257,8 @@ on loopback. The direct figure is the same client to the same server over loopba
 | copy {a.mb} MB (median of 3) | {mbps(tunnel_s):.0f} MB/s | {mbps(direct_s):.0f} MB/s | {ratio:.1%} of loopback (target >= 50%: {verdict(ratio >= 0.5)}) |
 | 1-byte echo p50 ({a.echo} round trips) | {p50:.2f} ms | {d50:.3f} ms | |
 | 1-byte echo p99 | {p99:.2f} ms | {d99:.3f} ms | target p99 < 10 ms: {verdict(p99 < 10)} |
-| server RSS while a reader stalls 5 s in a {a.stall_mb} MB download | {stall['base_kb'] / 1024:.1f} -> peak {stall['peak_kb'] / 1024:.1f} MB | | grew {stall_growth:.1f} MB (bound: credit windows, 256 KiB per stream per hop) |
-| idle device tunnels held ({connected} by one separate process; {vpn} shown VPN Only) | {idle_before / 1024:.1f} -> {idle_after / 1024:.1f} MB server RSS | | {per_dev:.1f} KB per device (target < 50 KB: {verdict(per_dev < 50)}) |
+| server RSS while a reader stalls 5 s in a {a.stall_mb} MB download | {stall['base_kb'] / 1024:.1f} -> peak {stall['peak_kb'] / 1024:.1f} MB | | grew {stall_growth:.1f} MB (bound: the credit window, {DEFAULT_WINDOW >> 10} KiB per stream per hop: the server holds at most two windows of a stream, plus socket buffers) |
+| idle device tunnels held ({connected} by one separate process; {vpn} shown VPN Only) | {idle_before / 1024:.1f} -> {idle_middle / 1024:.1f} ({few} devices) -> {idle_after / 1024:.1f} MB server RSS | | {per_dev:.1f} KB per device from none to {connected} (target < 50 KB: {verdict(per_dev < 50)}); {first_per_dev:.1f} KB per device from none to {few}; {slope:.1f} KB per device from {few} to {connected} (the cost of one more device, without the fixed cost of the first ones: {verdict(slope < 50)}) |
 | device RSS added by the tunnel (import + connected link) | +{added / 1024:.2f} MB | | target < 5 MB: {verdict(added < 5 * 1024)} |
 | device tunnel-link process RSS peak during the copies | {device_peak / 1024:.1f} MB | | |
 """

@@ -77,8 +77,9 @@ async def servers() -> None:
     await asyncio.Event().wait()
 
 
-async def idle(endpoint: str, keys_file: str) -> None:
-    """Hold one tunnel per device in `keys_file` ([[uuid, key], ...]), answering pings."""
+async def idle(endpoint: str, keys_file: str, first: str) -> None:
+    """Hold one tunnel per device in `keys_file` ([[uuid, key], ...]), answering pings: the
+    first `first` of them, then (after a line on stdin) the rest; a JSON line after each."""
     import websockets
 
     from edgefleet.tunnel.mux import Mux
@@ -87,16 +88,21 @@ async def idle(endpoint: str, keys_file: str) -> None:
     pairs = json.loads(Path(keys_file).read_text())  # noqa: ASYNC240 - once, at start
     base = endpoint.replace("http://", "ws://")
     conns = []
-    for i in range(0, len(pairs), 50):
-        async def one(uuid: str, key: str) -> None:
-            conn = await websockets.connect(f"{base}/device/v3/{uuid}/tunnel",
-                                            additional_headers={"Authorization":
-                                                                f"Bearer {key}"},
-                                            ping_interval=None, compression=None)
-            mux = Mux(WebsocketsTransport(conn), initiator=True)
-            conns.append(asyncio.create_task(mux.run()))
-        await asyncio.gather(*(one(u, k) for u, k in pairs[i:i + 50]))
-    print(json.dumps({"connected": len(conns)}), flush=True)
+
+    async def one(uuid: str, key: str) -> None:
+        conn = await websockets.connect(f"{base}/device/v3/{uuid}/tunnel",
+                                        additional_headers={"Authorization":
+                                                            f"Bearer {key}"},
+                                        ping_interval=None, compression=None)
+        mux = Mux(WebsocketsTransport(conn), initiator=True)
+        conns.append(asyncio.create_task(mux.run()))
+
+    for part in (pairs[:int(first)], pairs[int(first):]):
+        for i in range(0, len(part), 50):
+            await asyncio.gather(*(one(u, k) for u, k in part[i:i + 50]))
+        print(json.dumps({"connected": len(conns)}), flush=True)
+        if len(conns) < len(pairs):
+            await asyncio.to_thread(sys.stdin.readline)
     await asyncio.Event().wait()
 
 
@@ -107,4 +113,4 @@ if __name__ == "__main__":
     elif what == "servers":
         asyncio.run(servers())
     elif what == "idle":
-        asyncio.run(idle(*sys.argv[2:4]))
+        asyncio.run(idle(*sys.argv[2:5]))

@@ -194,7 +194,7 @@ STALL_BOUND_MB = 32
 
 def stalled_reader(server: Server, uuid: str) -> None:
     """A reader that stalls during a 256 MiB download holds the device, not the server's
-    memory: the server's RSS grows less than STALL_BOUND_MB (credit windows: 256 KiB per
+    memory: the server's RSS grows less than STALL_BOUND_MB (credit windows: 2 MiB per
     stream per hop; bench/tunnel.py measures a 1 GiB download)."""
     assert server.proc is not None
     size = 256 << 20

@@ -109,9 +109,12 @@ def test_a_device_behind_a_gateway(tmp_path: Path, registry: str, lan: dict[str,
         wait_for("the target's report", lambda: server.device(target)["reported"]
                  .get("api_port"), timeout=60)
         stop(first)
+        # the target listens on its LAN when its config.json says so (device configuration)
+        config = json.loads((roots["target"] / "config.json").read_text())
+        (roots["target"] / "config.json").write_text(json.dumps(
+            {**config, "lanTunnelPort": 22222}))
         procs.append(supervisor(roots["gateway"], engines[0], lan["gw"]))
-        procs.append(supervisor(roots["target"], engines[1], lan["tg"],
-                                EDGEFLEET_LAN_TUNNEL_PORT="22222"))
+        procs.append(supervisor(roots["target"], engines[1], lan["tg"]))
         gateway = wait_for("the gateway to register",
                            lambda: json.loads((roots["gateway"] / "config.json").read_text())
                            .get("uuid"), timeout=60)

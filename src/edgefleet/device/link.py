@@ -240,7 +240,7 @@ class CloudLink:
         from edgefleet.device.tunnel.lan import lan_port, serve_lan
         from edgefleet.device.tunnel.sessions import SessionContext
 
-        port = lan_port()
+        port = lan_port(self.config.lan_tunnel_port)
         if port is None:
             return []
         device, store = self.supervisor.device, self.supervisor.store

@@ -27,7 +27,7 @@ SECRET_MARKERS = ("apikey", "mixpanelToken".lower(), "wifikey", "files")
 OPTIONAL_FIELDS = frozenset({
     "appUpdatePollInterval", "listenPort", "dnsServers", "persistentLogging", "localMode",
     "lockOverride", "hostname", "vpnEndpoint", "vpnPort", "deltaEndpoint", "registryEndpoint",
-    "balenaRootCA"})
+    "balenaRootCA", "lanTunnelPort"})
 
 
 def is_secret_key(key: str) -> bool:
@@ -68,6 +68,9 @@ class DeviceConfig(BaseModel):
     dns_servers: str | None = Field(default=None, alias="dnsServers")
     balena_root_ca: str | None = Field(default=None, alias="balenaRootCA")
     provisioning_api_key: str | None = Field(default=None, alias="provisioningApiKey")
+    lan_tunnel_port: int | None = Field(default=None, alias="lanTunnelPort")
+    """edgefleet's own key: listen for tunnel sessions from a gateway device on the LAN on
+    this port (`edgefleet ssh --via`); none by default."""
     _ignored: list[Problem] = PrivateAttr(default_factory=list)
     _adjusted: list[Problem] = PrivateAttr(default_factory=list)
     _kept: dict[str, Any] = PrivateAttr(default_factory=dict)
@@ -89,10 +92,10 @@ class DeviceConfig(BaseModel):
             raise ValueError(f"must be between {POLL_MIN_MS} and {POLL_MAX_MS} ms")
         return v
 
-    @field_validator("listen_port")
+    @field_validator("listen_port", "lan_tunnel_port")
     @classmethod
-    def _port(cls, v: int) -> int:
-        if not 0 < v < 65536:
+    def _port(cls, v: int | None) -> int | None:
+        if v is not None and not 0 < v < 65536:
             raise ValueError("must be a TCP port (1-65535)")
         return v
 

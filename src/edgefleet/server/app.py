@@ -37,7 +37,7 @@ from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import actions as tunnel_actions
 from edgefleet.server.tunnel import routes as tunnel_routes
 from edgefleet.server.tunnel import ssh_keys
-from edgefleet.server.tunnel.hub import TunnelHub, forget_stale_links
+from edgefleet.server.tunnel.hub import TunnelHub, forget_host, forget_stale_links
 from edgefleet.server.web import install as install_dashboard
 
 
@@ -55,6 +55,8 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
         if database.is_sqlite:  # one process owns the database: no build can be running
             fail_interrupted(state)
             forget_stale_links(database)
+        else:  # this process's tunnels from before a crash or restart are gone
+            forget_host(database, settings.own_url)
         state.start()
         hub.start()
         warming = asyncio.create_task(warm_loop(state, deltas))  # deltas made before asked

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 HEADER = struct.Struct("!BI")
-MAX_PAYLOAD = 64 * 1024
+MAX_PAYLOAD = 256 * 1024
 """Largest DATA payload a sender puts in one frame."""
 
 
@@ -41,15 +41,16 @@ class Frame:
 
     kind: Kind
     stream: int
-    payload: bytes = b""
+    payload: bytes | memoryview = b""
+    """DATA and STDERR payloads are views into the received message (not copied)."""
 
     def encode(self) -> bytes:
-        return HEADER.pack(self.kind, self.stream) + self.payload
+        return HEADER.pack(self.kind, self.stream) + bytes(self.payload)
 
     def json(self) -> dict[str, Any]:
         """The payload of a json frame as a dict."""
         try:
-            doc = json.loads(self.payload or b"{}")
+            doc = json.loads(bytes(self.payload) or b"{}")
         except ValueError:
             raise ProtocolError(f"{self.kind.name} frame payload is not JSON") from None
         if not isinstance(doc, dict):
@@ -74,6 +75,8 @@ def decode(message: bytes | str) -> Frame:
         known = Kind(kind)
     except ValueError:
         raise ProtocolError(f"unknown frame type {kind}") from None
+    if known in (Kind.DATA, Kind.STDERR):
+        return Frame(known, stream, memoryview(message)[HEADER.size:])
     return Frame(known, stream, bytes(message[HEADER.size:]))
 
 

@@ -155,7 +155,7 @@ class Mux:
             await self._send_quietly(HEADER.pack(Kind.PONG, 0) + frame.payload)
             return
         if kind == Kind.PONG:
-            fut = self._pings.get(frame.payload)
+            fut = self._pings.get(bytes(frame.payload))
             if fut is not None and not fut.done():
                 fut.set_result(0.0)
             return

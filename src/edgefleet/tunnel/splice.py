@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from edgefleet.tunnel.frames import MAX_PAYLOAD
+from edgefleet.tunnel.sockets import SocketPipe
 from edgefleet.tunnel.stream import Stream, StreamReset
 
 
@@ -51,35 +53,29 @@ async def splice(a: Stream, b: Stream) -> str | None:
     return reason
 
 
-async def stream_to_writer(stream: Stream, writer: asyncio.StreamWriter) -> None:
+async def stream_to_socket(stream: Stream, sock: SocketPipe) -> None:
     """Stream data into a socket (drained, so the socket's pace sets the credit's pace)."""
     while True:
         chunk = await stream.read()
         if chunk.kind in ("data", "stderr"):
-            writer.write(chunk.data)
-            await writer.drain()
+            sock.write(chunk.data)
+            await sock.drain()
         elif chunk.kind == "eof":
-            if writer.can_write_eof():
-                writer.write_eof()
+            sock.write_eof()
             return
 
 
-async def reader_to_stream(reader: asyncio.StreamReader, stream: Stream,
-                           *, size: int = 64 * 1024) -> None:
+async def socket_to_stream(sock: SocketPipe, stream: Stream) -> None:
     """Socket bytes into the stream, then EOF."""
-    while True:
-        data = await reader.read(size)
-        if not data:
-            await stream.write_eof()
-            return
+    while data := await sock.read(MAX_PAYLOAD):
         await stream.write(data)
+    await stream.write_eof()
 
 
-async def join_socket(stream: Stream, reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+async def join_socket(stream: Stream, sock: SocketPipe) -> None:
     """Carry a TCP connection over a stream until both directions end (or either fails)."""
-    up = asyncio.create_task(reader_to_stream(reader, stream))
-    down = asyncio.create_task(stream_to_writer(stream, writer))
+    up = asyncio.create_task(socket_to_stream(sock, stream))
+    down = asyncio.create_task(stream_to_socket(stream, sock))
     try:
         await asyncio.gather(up, down)
     except (StreamReset, OSError) as exc:
@@ -90,6 +86,4 @@ async def join_socket(stream: Stream, reader: asyncio.StreamReader,
         for task in (up, down):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        writer.close()
-        with contextlib.suppress(Exception):
-            await writer.wait_closed()
+        sock.close()

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgefleet.tunnel.frames import HEADER, MAX_PAYLOAD, Kind, encode_json, encode_window
 
-DEFAULT_WINDOW = 256 * 1024
+DEFAULT_WINDOW = 2 * 1024 * 1024
 """Bytes a receiver lets a sender have in flight on one stream before it must wait."""
 
 
@@ -25,7 +25,8 @@ class Chunk:
     window size, or `eof` (the peer sends nothing more)."""
 
     kind: str
-    data: bytes = b""
+    data: bytes | memoryview = b""
+    """Bytes of `data`/`stderr` (a view into the received frame: `bytes()` it to keep it)."""
     code: int = 0
     rows: int = 0
     cols: int = 0
@@ -111,7 +112,7 @@ class Stream:
                 await self._send(encode_window(self.id, credit))
         return chunk
 
-    async def write(self, data: bytes, *, stderr: bool = False) -> None:
+    async def write(self, data: bytes | memoryview, *, stderr: bool = False) -> None:
         """Send bytes, waiting for credit as needed (StreamReset if the stream ends)."""
         kind = Kind.STDERR if stderr else Kind.DATA
         view = memoryview(data)

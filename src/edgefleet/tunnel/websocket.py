@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgefleet.tunnel.frames import MAX_PAYLOAD
 from edgefleet.tunnel.mux import TransportClosed
+
+WRITE_LIMIT = 4 * MAX_PAYLOAD
+"""High-water mark of a `websockets` connection's write buffer: `send` waits above it. The
+library's default (32 KiB) made every full DATA frame wait for the peer to read it."""
 
 
 class WebsocketsTransport:

@@ -33,7 +33,7 @@ def supervisor(seen: list[dict[str, Any]]) -> Any:
             event = conn.next_event()
             if event is h11.NEED_DATA:
                 chunk = await stream.read()
-                conn.receive_data(chunk.data if chunk.kind == "data" else b"")
+                conn.receive_data(bytes(chunk.data) if chunk.kind == "data" else b"")
             elif isinstance(event, h11.Request):
                 call.update(method=event.method.decode(), path=event.target.decode(),
                             auth=dict(event.headers).get(b"authorization", b"").decode())

@@ -1,4 +1,5 @@
-"""The device's tunnel on its LAN, opened only when configured (EDGEFLEET_LAN_TUNNEL_PORT):
+"""The device's tunnel on its LAN, opened only when configured (config.json `lanTunnelPort`,
+or the EDGEFLEET_LAN_TUNNEL_PORT environment variable, which overrides it):
 a gateway device on the same LAN forwards the server's sessions here, so a device that cannot
 reach the server is still reachable. The first message must carry the device's supervisor API
 key (the server has it from the device's reports)."""
@@ -21,9 +22,13 @@ from edgefleet.tunnel.stream import Stream
 ENV = "EDGEFLEET_LAN_TUNNEL_PORT"
 
 
-def lan_port() -> int | None:
+def lan_port(configured: int | None = None) -> int | None:
+    """The LAN listener's port, or None for no listener: EDGEFLEET_LAN_TUNNEL_PORT when set to
+    a number (0 turns the listener off), else config.json's `lanTunnelPort` (`configured`)."""
     value = os.environ.get(ENV, "").strip()
-    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
+    if value.isdigit():
+        return int(value) if 0 < int(value) < 65536 else None
+    return configured
 
 
 async def serve_lan(*, port: int, api_key: Callable[[], str | None], ctx: SessionContext,

@@ -17,7 +17,7 @@ from edgefleet.device.logs import LogSink
 from edgefleet.device.tunnel.sessions import SessionContext, serve
 from edgefleet.tunnel.mux import Mux
 from edgefleet.tunnel.stream import Stream
-from edgefleet.tunnel.websocket import WebsocketsTransport
+from edgefleet.tunnel.websocket import WRITE_LIMIT, WebsocketsTransport
 
 PING_S = 15.0
 PING_TIMEOUT_S = 20.0
@@ -79,7 +79,7 @@ class TunnelLink:
         """One link: connect, serve streams until it closes (raises if it cannot connect)."""
         async with websockets.connect(
                 self.url, additional_headers={"Authorization": f"Bearer {self.api_key}"},
-                ping_interval=None, max_size=1 << 20, open_timeout=20,
+                ping_interval=None, max_size=1 << 20, write_limit=WRITE_LIMIT, open_timeout=20,
                 compression=None) as conn:
             mux = Mux(WebsocketsTransport(conn), initiator=True, handler=self._serve,
                       on_control=self._control)

@@ -48,7 +48,7 @@ async def _pump_in(stream: Stream, session: ExecSession) -> None:
         chunk = await stream.read()
         if chunk.kind == "data":
             try:
-                await session.write(chunk.data)
+                await session.write(bytes(chunk.data))
             except (BrokenPipeError, ConnectionResetError):
                 return
         elif chunk.kind == "resize":

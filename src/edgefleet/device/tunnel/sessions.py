@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from edgefleet.device.tunnel.host import host_command, host_shell
 from edgefleet.device.tunnel.service import service_session
 from edgefleet.engine.errors import EngineError
+from edgefleet.tunnel.sockets import open_socket
 from edgefleet.tunnel.splice import join_socket
 from edgefleet.tunnel.stream import Stream
 
@@ -54,11 +55,10 @@ async def serve(stream: Stream, *, ctx: SessionContext) -> None:
 async def tcp(stream: Stream, *, host: str, port: int) -> None:
     """A TCP connection from the device to host:port (a device port or one on its LAN)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                timeout=CONNECT_TIMEOUT_S)
+        sock = await asyncio.wait_for(open_socket(host, port), timeout=CONNECT_TIMEOUT_S)
     except (OSError, TimeoutError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         await stream.reject(f"cannot connect to {host}:{port} from the device: {why}")
         return
     await stream.accept()
-    await join_socket(stream, reader, writer)
+    await join_socket(stream, sock)

@@ -26,7 +26,7 @@ from edgefleet.server.tunnel.action_routes import (
     without_values,
 )
 from edgefleet.server.tunnel.device_http import DeviceHttpError, DeviceReply, request
-from edgefleet.server.tunnel.forward import forward_http, holder
+from edgefleet.server.tunnel.forward import HostGone, forward_http, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.user_api import ERRORS
 from edgefleet.tunnel.mux import StreamRefused
@@ -118,11 +118,14 @@ def held_elsewhere(state: ServerState, hub: TunnelHub, *, target: Target,
 async def audited_call(state: ServerState, hub: TunnelHub, *, user: keys.UserPrincipal,
                        target: Target, kind: str, what: str, method: str, path: str,
                        body: dict[str, Any] | None,
-                       terms: dict[str, Any] | None = None) -> DeviceReply:
-    """`call_device`, recorded in the audit trail (who, which device, what, the result)."""
+                       terms: dict[str, Any] | None = None, source: str = "") -> DeviceReply:
+    """`call_device`, recorded in the audit trail (who, which device, what, the result);
+    the one implementation for the API and the dashboard (`source="dashboard"` is noted
+    after the command)."""
+    command = f"{method} {path}" + (f" ({source})" if source else "")
     session = await run_in_threadpool(lambda: audit.begin(
         state.db, user=user, device_uuid=target.uuid, kind=kind, target=what,
-        command=f"{method} {path}", extra=terms))
+        command=command, extra=terms))
     result = "failed"
     try:
         reply = await call_device(hub=hub, target=target, method=method, path=path, body=body)
@@ -145,8 +148,17 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
                              confirmed=bool(body and body.confirm),
                              note=body.note if body else None)
 
-    def elsewhere(target: Target, request: Request) -> str | None:
-        return held_elsewhere(state, hub, target=target, request=request)
+    async def forwarded(target: Target, request: Request) -> Response | None:
+        """The answer of the process holding the device's tunnel, or None to call here
+        (also when that process is gone: the device is then not connected)."""
+        host = held_elsewhere(state, hub, target=target, request=request)
+        if host is None:
+            return None
+        try:
+            return await forward_http(request, host=host)
+        except HostGone:
+            await hub.forget_host(host)
+            return None
 
     async def audited(user: keys.UserPrincipal, target: Target, kind: str, what: str,
                       method: str, path: str, body: dict[str, Any] | None,
@@ -162,8 +174,8 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
         user = a.user
         body = body or ActionBody()
         target, terms = await run_in_threadpool(target_of, a, device, action, body)
-        if (host := elsewhere(target, request)) is not None:
-            return await forward_http(request, host=host)
+        if (elsewhere := await forwarded(target, request)) is not None:
+            return elsewhere
         template, needs_service = ACTIONS[action]
         if needs_service and not body.service:
             raise HTTPException(400, f"{action} needs a service")
@@ -203,8 +215,8 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
         and configuration are left out of the answer."""
         user = a.user
         target, _terms = await run_in_threadpool(target_of, a, device)
-        if (host := elsewhere(target, request)) is not None:
-            return await forward_http(request, host=host)
+        if (elsewhere := await forwarded(target, request)) is not None:
+            return elsewhere
         parts: dict[str, Any] = {}
         for name, path in (("checks", "/v2/diagnostics/checks"),
                            ("report", "/v2/diagnostics/report"),

@@ -49,7 +49,7 @@ async def request(stream: Stream, *, method: str, path: str, api_key: str,
         event = conn.next_event()
         if event is h11.NEED_DATA:
             chunk = await stream.read()
-            conn.receive_data(chunk.data if chunk.kind == "data" else b"")
+            conn.receive_data(bytes(chunk.data) if chunk.kind == "data" else b"")
             continue
         if isinstance(event, h11.Response):
             status = event.status_code

@@ -26,10 +26,16 @@ def holder(*, tunnel_host: str, own_url: str, headers: dict[str, str] | object) 
     return tunnel_host.rstrip("/")
 
 
+class HostGone(Exception):
+    """The process named as the tunnel's holder refuses connections (it crashed or stopped):
+    the device has no live tunnel there."""
+
+
 async def forward_websocket(websocket: WebSocket, *, host: str) -> None:
     """Join an accepted user websocket to the same path and query on `host`, message for
     message (text stays text), with the user's credentials (token or dashboard session);
-    its origin is `host` itself, since this process checked the browser's already."""
+    its origin is `host` itself, since this process checked the browser's already.
+    HostGone, with the websocket left open, if nothing listens at `host`."""
     url = host.replace("http://", "ws://").replace("https://", "wss://") + websocket.url.path
     if websocket.url.query:
         url += "?" + websocket.url.query
@@ -42,6 +48,8 @@ async def forward_websocket(websocket: WebSocket, *, host: str) -> None:
                                             origin=websockets.Origin(host),
                                             max_size=1 << 24, compression=None,
                                             open_timeout=20)
+    except ConnectionRefusedError:
+        raise HostGone(host) from None
     except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
         await websocket.close(code=4502, reason=f"the server process holding the "
                                                 f"tunnel is unreachable: {exc}"[:120])
@@ -81,14 +89,18 @@ async def forward_websocket(websocket: WebSocket, *, host: str) -> None:
 
 
 async def forward_http(request: Request, *, host: str) -> Response:
-    """Repeat a user API request on `host` and pass its answer back."""
+    """Repeat a user API request on `host` and pass its answer back (HostGone if nothing
+    listens there)."""
     headers = {FORWARDED: "1", "Content-Type": request.headers.get("content-type",
                                                                    "application/json")}
     if "authorization" in request.headers:
         headers["Authorization"] = request.headers["authorization"]
     async with httpx.AsyncClient(timeout=httpx.Timeout(300.0, connect=10.0)) as http:
-        r = await http.request(request.method, host + request.url.path,
-                               params=dict(request.query_params), headers=headers,
-                               content=await request.body())
+        try:
+            r = await http.request(request.method, host + request.url.path,
+                                   params=dict(request.query_params), headers=headers,
+                                   content=await request.body())
+        except httpx.ConnectError:
+            raise HostGone(host) from None
     return Response(r.content, status_code=r.status_code,
                     media_type=r.headers.get("content-type"))

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from starlette.concurrency import run_in_threadpool
 
@@ -26,6 +27,9 @@ IDLE_LIMIT_S = 75.0
 """A link from which nothing (not even a ping) arrived for this long is closed."""
 WATCH_S = 0.2
 """How often the hub looks for target changes to announce."""
+PROBE_S = 10.0
+"""How often the hub checks that the other server processes named as tunnel holders in the
+database still answer (a process that crashed leaves its devices' rows behind)."""
 
 
 class NotConnected(Exception):
@@ -132,9 +136,46 @@ class TunnelHub:
             except Exception:
                 log.exception("the tunnel hub's watch failed")
 
+    async def forget_host(self, host: str) -> int:
+        """A server process that holds tunnels per the database is gone (its port refuses
+        connections): its devices have no live tunnel. How many rows were cleared."""
+        return int(await run_in_threadpool(forget_host, self.state.db, host))
+
+    async def probe_holders(self) -> list[str]:
+        """Clear the tunnels of other server processes that refuse connections; their URLs."""
+        me = self.state.settings.own_url
+
+        def hosts() -> list[str]:
+            with self.state.db.session() as s:
+                return [h for (h,) in s.execute(sa.select(t.Device.tunnel_host).where(
+                    t.Device.tunnel_host.not_in(("", me))).distinct())]
+
+        gone = []
+        async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=3.0)) as http:
+            for host in await run_in_threadpool(hosts):
+                try:
+                    await http.get(host.rstrip("/") + "/ping")
+                except httpx.ConnectError:  # refused: nothing listens there any more
+                    await self.forget_host(host)
+                    gone.append(host)
+                except httpx.HTTPError:
+                    pass  # slow or odd, but there: not proof that it is gone
+        if gone:
+            log.warning("tunnel: server processes %s are gone; their devices' tunnels "
+                        "are marked closed", ", ".join(gone))
+        return gone
+
+    async def _probe(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_S)
+            try:
+                await self.probe_holders()
+            except Exception:
+                log.exception("checking the other tunnel holders failed")
+
     def start(self) -> None:
         self._generation = self.state.generation
-        self._tasks = [asyncio.create_task(self._watch())]
+        self._tasks = [asyncio.create_task(self._watch()), asyncio.create_task(self._probe())]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -144,6 +185,15 @@ class TunnelHub:
                 await task
         for link in list(self.links.values()):
             await link.mux.close("the server is stopping")
+
+
+def forget_host(db: Database, host: str) -> int:
+    """Mark the tunnels the database says `host` (a server process URL) holds as closed."""
+    with db.writing() as s:
+        done = s.execute(sa.update(t.Device).where(
+            t.Device.tunnel_host.in_((host, host.rstrip("/"), host.rstrip("/") + "/")))
+            .values(vpn_connected=False, tunnel_host=""))
+        return int(getattr(done, "rowcount", 0) or 0)
 
 
 def forget_stale_links(db: Database) -> None:

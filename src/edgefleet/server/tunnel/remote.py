@@ -16,9 +16,10 @@ import websockets
 
 from edgefleet.client import Login
 from edgefleet.tunnel.mux import Mux, StreamRefused
+from edgefleet.tunnel.sockets import SocketPipe, serve_sockets
 from edgefleet.tunnel.splice import join_socket
 from edgefleet.tunnel.stream import Stream, StreamReset
-from edgefleet.tunnel.websocket import WebsocketsTransport
+from edgefleet.tunnel.websocket import WRITE_LIMIT, WebsocketsTransport
 
 READ_SIZE = 64 * 1024
 
@@ -63,8 +64,8 @@ async def connect(login: Login, device: str) -> AsyncIterator[Remote]:
         conn = await websockets.connect(
             relay_url(login, device), additional_headers={"Authorization":
                                                           f"Bearer {login.token}"},
-            max_size=1 << 20, compression=None, open_timeout=30, ping_interval=20,
-            ping_timeout=60)
+            max_size=1 << 20, compression=None, write_limit=WRITE_LIMIT, open_timeout=30,
+            ping_interval=20, ping_timeout=60)
     except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
         raise RemoteError(f"cannot open the relay at {login.url}: {exc}") from None
     mux = Mux(WebsocketsTransport(conn), initiator=True)
@@ -105,7 +106,7 @@ async def _stdin_to(stream: Stream, fd: int) -> None:
         await stream.write(data)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -182,19 +183,18 @@ async def forward_ports(login: Login, *, device: str, forwards: list[Forward],
     async with connect(login, device) as remote:
         servers = []
         for fwd in forwards:
-            async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                             fwd: Forward = fwd) -> None:
+            async def handle(sock: SocketPipe, fwd: Forward = fwd) -> None:
                 try:
                     stream = await remote.open({"kind": "tcp", "host": fwd.host,
                                                 "port": fwd.remote})
                 except RemoteError as exc:
                     print(f"edgefleet tunnel: {fwd.local} -> {fwd.host}:{fwd.remote}: {exc}",
                           flush=True)
-                    writer.close()
+                    sock.close()
                     return
-                await join_socket(stream, reader, writer)
+                await join_socket(stream, sock)
 
-            servers.append(await asyncio.start_server(handle, bind, fwd.local))
+            servers.append(await serve_sockets(handle, bind, fwd.local))
         bound = [(f, s.sockets[0].getsockname()[1]) for f, s in zip(forwards, servers,
                                                                       strict=True)]
         if ready is not None:

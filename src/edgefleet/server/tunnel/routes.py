@@ -17,7 +17,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.access import user_device
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
-from edgefleet.server.tunnel.forward import forward_websocket, holder
+from edgefleet.server.tunnel.forward import HostGone, forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.tunnel.requests import BadRequest, checked, describe, route
 from edgefleet.server.tunnel.transport import StarletteTransport
@@ -73,8 +73,11 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
             tunnel_host=target.tunnel_host, own_url=state.settings.own_url,
             headers=websocket.headers)
         if elsewhere is not None:
-            await forward_websocket(websocket, host=elsewhere)
-            return
+            try:
+                await forward_websocket(websocket, host=elsewhere)
+                return
+            except HostGone:  # that process died: streams are refused here, "not connected"
+                await hub.forget_host(elsewhere)
 
         async def relay(stream: Stream) -> None:
             await relay_stream(state=state, hub=hub, user=user, device=target, stream=stream)

@@ -191,10 +191,10 @@ async def _pump(process: asyncssh.SSHServerProcess[bytes], stream: Stream) -> in
         while True:
             chunk = await stream.read()
             if chunk.kind == "data":
-                process.stdout.write(chunk.data)
+                process.stdout.write(bytes(chunk.data))
                 await process.stdout.drain()
             elif chunk.kind == "stderr":
-                process.stderr.write(chunk.data)
+                process.stderr.write(bytes(chunk.data))
                 await process.stderr.drain()
             elif chunk.kind == "exit":
                 code = chunk.code

@@ -22,8 +22,8 @@ from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
 from edgefleet.server.tunnel.action_routes import without_values
-from edgefleet.server.tunnel.actions import ACTIONS, Target, call_device
-from edgefleet.server.tunnel.forward import FORWARDED, forward_websocket, holder
+from edgefleet.server.tunnel.actions import ACTIONS, Target, audited_call
+from edgefleet.server.tunnel.forward import FORWARDED, HostGone, forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.web import auth, diagview
 from edgefleet.server.web.auth import SignInRequired, WebUser
@@ -76,21 +76,9 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
 
     async def audited(hub: TunnelHub, user: WebUser, target: Target, kind: str, what: str,
                       method: str, path: str, body: dict[str, Any] | None) -> Any:
-        session = await run_in_threadpool(lambda: audit.begin(
-            db, user=user.principal, device_uuid=target.uuid, kind=kind, target=what,
-            command=f"{method} {path} (dashboard)"))
-        result = "failed"
-        try:
-            reply = await call_device(hub=hub, target=target, method=method, path=path,
-                                      body=body)
-            result = f"HTTP {reply.status}"
-            return reply
-        except HTTPException as exc:
-            result = f"HTTP {exc.status_code}: {exc.detail}"
-            raise
-        finally:
-            await run_in_threadpool(lambda: audit.end(db, session_id=session, bytes_up=0,
-                                                      bytes_down=0, result=result))
+        return await audited_call(state, hub, user=user.principal, target=target, kind=kind,
+                                  what=what, method=method, path=path, body=body,
+                                  source="dashboard")
 
     # --- diagnostics -----------------------------------------------------------------------
     @api.get("/{uuid}/diagnostics", response_class=HTMLResponse)
@@ -267,8 +255,12 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
             tunnel_host=device.tunnel_host, own_url=state.settings.own_url,
             headers=websocket.headers)
         if elsewhere is not None:  # several processes: the one holding the tunnel serves it
-            await forward_websocket(websocket, host=elsewhere)
-            return
+            try:
+                await forward_websocket(websocket, host=elsewhere)
+                return
+            except HostGone:  # that process died: the device is "not connected" here
+                if hub is not None:
+                    await hub.forget_host(elsewhere)
         session = await run_in_threadpool(lambda: audit.begin(
             db, user=user.principal, device_uuid=device.uuid, kind="shell",
             target=service or "host", command="(dashboard terminal)"))
