@@ -62,7 +62,7 @@ IMAGE_ONLY = tar_bytes({"docker-compose.yml": f"services:\n  app:\n    image: {I
                         .encode()})
 SLOW_BUILD = tar_bytes({  # the nonce keeps the engine's build cache from skipping the sleep
     "Dockerfile": b'FROM scratch\nCOPY busybox /bin/busybox\nCOPY nonce /nonce\n'
-                  b'RUN ["/bin/busybox", "sleep", "6"]\n',
+                  b'RUN ["/bin/busybox", "sleep", "8"]\n',
     "busybox": Path(images.BUSYBOX).read_bytes(), "nonce": uuid.uuid4().bytes})
 
 
@@ -191,7 +191,7 @@ def test_pushes_beyond_the_caps_are_refused_and_the_running_ones_finish(
         refused(push_now(capped, c), 503, "--max-pushes 3")
         refused(push_now(capped, b), 503, "--max-pushes 3")
         assert releases(capped, c) == []
-        assert building.result == [], "the build should still run (it sleeps 6 s)"
+        assert building.result == [], "the build should still run (it sleeps 8 s)"
 
         held_a.let_go()
         held_b.let_go()
