@@ -97,3 +97,16 @@ def backtracking_dockerignore(*, stars: int) -> bytes:
     deep = "/".join(["a"] * 30) + "/y"
     return tar_of([(".dockerignore", (line + "\n").encode(), tarfile.REGTYPE, ""),
                    (deep, b"data", tarfile.REGTYPE, "")])
+
+
+def zstd_frame(data: bytes) -> bytes:
+    """`data` as a valid zstd frame of raw blocks (what `zstd -dc` reads back), made here so
+    no zstd library or binary is needed. At least 256 bytes, at most 64 KiB + 256."""
+    out = (0xFD2FB528).to_bytes(4, "little") + bytes([0x60]) + \
+        (len(data) - 256).to_bytes(2, "little")
+    step = 1 << 17
+    for i in range(0, len(data), step):
+        block = data[i:i + step]
+        last = 1 if i + step >= len(data) else 0
+        out += ((len(block) << 3) | last).to_bytes(3, "little") + block
+    return out

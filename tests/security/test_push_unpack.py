@@ -1,11 +1,18 @@
 """Finding 1 of issue 11: a push must never write outside its own work directory. Each upload
 is pushed by an ordinary user to a real `edgefleet server run` process; afterwards nothing
 beside the server's data dir was created or changed, the answer is a 400 naming the member
-(never a server path), and the push's work directory is gone."""
+(never a server path), and the push's work directory is gone.
+
+Uploads in other compressions than gzip (bzip2, xz, zstd, zip, a gzip or zstd inside the gzip)
+get a 400 naming the format and the accepted ones, decided from the first bytes: a gzip bomb
+inside a gzip is never expanded."""
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import tarfile
 import uuid
 from pathlib import Path
@@ -13,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.security import hostile
-from tests.security.conftest import SecServer, push_raw
+from tests.security.conftest import MAX_PROJECT_MIB, SecServer, push_raw
 
 REG, DIR, SYM, LNK = tarfile.REGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE, tarfile.LNKTYPE
 ABSOLUTE = Path(f"/tmp/efsec-{uuid.uuid4().hex}")
@@ -69,4 +76,45 @@ def test_links_inside_the_project_are_kept(secserver: SecServer) -> None:
     assert events[0]["type"] == "release" and events[-1]["type"] == "done"
     assert "BOGUS" in events[-1]["error"].upper(), events[-1]
     assert secserver.outside_data_dir() == secserver.baseline
+    assert secserver.push_workdirs() == []
+
+
+ACCEPTED = "a tar archive, plain or gzipped once"
+PROJECT = hostile.tar_of([])  # a Dockerfile only
+
+
+@pytest.mark.parametrize(("name", "body", "named"), [
+    ("bzip2", bz2.compress(PROJECT), "bzip2-compressed"),
+    ("xz", lzma.compress(PROJECT), "xz-compressed"),
+    ("zstd", hostile.zstd_frame(PROJECT), "zstd-compressed"),
+    ("zstd-in-gzip", gzip.compress(hostile.zstd_frame(PROJECT)), "a zstd stream inside a gzip"),
+    ("gzip-in-gzip", gzip.compress(gzip.compress(PROJECT)), "a gzip stream inside a gzip"),
+    ("zip", b"PK\x03\x04" + bytes(600), "zip-compressed"),
+])
+def test_other_compressions_are_refused_naming_the_accepted_formats(
+        secserver: SecServer, name: str, body: bytes, named: str) -> None:
+    r = push_raw(secserver, body)
+    assert r.status_code == 400, (name, r.status_code, r.text[:300])
+    detail = r.json()["detail"]
+    assert named in detail and ACCEPTED in detail and "tar -czf" in detail, detail
+    assert secserver.push_workdirs() == []
+    assert secserver.outside_data_dir() == secserver.baseline
+
+
+def test_garbage_is_refused_naming_the_accepted_formats(secserver: SecServer) -> None:
+    r = push_raw(secserver, b"not an archive at all " * 100)
+    assert r.status_code == 400, r.text[:300]
+    assert "not a usable tar archive" in r.json()["detail"]
+    assert ACCEPTED in r.json()["detail"]
+
+
+def test_a_gzip_bomb_inside_a_gzip_is_not_expanded(secserver: SecServer) -> None:
+    inner = hostile.gzip_bomb(members=MAX_PROJECT_MIB * 2)  # past the cap, one layer down
+    body = gzip.compress(inner, 9)
+    assert len(body) < 2**20
+    before = secserver.rss_kib("VmRSS")
+    r = push_raw(secserver, body)
+    assert r.status_code == 400, r.text[:300]  # expanded, it would be a 413 (the cap)
+    assert "a gzip stream inside a gzip" in r.json()["detail"]
+    assert secserver.rss_kib("VmRSS") - before < 64 * 1024
     assert secserver.push_workdirs() == []

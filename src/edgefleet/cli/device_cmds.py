@@ -24,6 +24,7 @@ from edgefleet.cli.fleet_common import (
 )
 from edgefleet.model.config import save_config
 from edgefleet.model.errors import InvalidInput
+from edgefleet.model.secret_names import redact_urls
 
 device_app = typer.Typer(help="List, inspect, pin, rename and remove devices; make a "
                               "provisioning config.json.", no_args_is_help=True)
@@ -133,7 +134,7 @@ def device_config(
     except InvalidInput as exc:
         fail(str(exc))
     console.print(f"wrote {output} (fleet {doc['applicationName']}, {doc['deviceType']}, "
-                  f"server {doc['apiEndpoint']})")
+                  f"server {redact_urls(str(doc['apiEndpoint']))})")
 
 
 @env_app.command("set")

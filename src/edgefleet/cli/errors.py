@@ -53,6 +53,8 @@ def report_and_exit(exc: BaseException) -> None:
 
     if os.environ.get("EDGEFLEET_DEBUG"):
         raise exc
+    from edgefleet.model.secret_names import redact_urls
+
     code, message = explain(exc)
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {redact_urls(message)}", file=sys.stderr)
     sys.exit(code)

@@ -24,6 +24,7 @@ from edgefleet.cli.fleet_common import (
 )
 from edgefleet.cli.push_view import PushView
 from edgefleet.client import FleetClient, Login, save_login
+from edgefleet.model.secret_names import redact_urls
 
 fleet_app = typer.Typer(help="Create and inspect fleets.", no_args_is_help=True)
 release_app = typer.Typer(help="Inspect releases.", no_args_is_help=True)
@@ -44,7 +45,7 @@ def login(
     finally:
         c.close()
     save_login(Login(url=url, token=token))
-    console.print(f"logged in to {url} as [bold]{me['username']}[/]")
+    console.print(f"logged in to {redact_urls(url)} as [bold]{me['username']}[/]")
 
 
 def _fleet_table(fleets: list[dict[str, Any]]) -> Table:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from edgefleet.client import ApiError, FleetClient, load_login
+from edgefleet.model.secret_names import redact_urls
 from edgefleet.server.status import POLL_VARS
 
 console = Console()
@@ -23,7 +24,7 @@ JSON_OPT = typer.Option(False, "--json", help="Print JSON (for scripts).")
 def fail(message: str) -> None:
     """One line (however wide the terminal), then exit code 1."""
     Console(stderr=True, width=100_000, soft_wrap=True).print(
-        f"[red]error:[/] {message}", highlight=False)
+        f"[red]error:[/] {redact_urls(message)}", highlight=False)
     raise typer.Exit(1)
 
 

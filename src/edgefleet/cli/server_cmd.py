@@ -69,6 +69,14 @@ def run(
         help="MiB a pushed project may unpack to (its upload is capped alike)."),
     build_timeout: float = typer.Option(3600.0, "--build-timeout", min=1,
                                         help="Seconds a push's build may take."),
+    max_pushes: int = typer.Option(
+        4, "--max-pushes", min=1,
+        help="Pushes (upload, unpack, build) the server runs at once; more are refused with "
+             "503 and Retry-After, the running ones go on."),
+    max_pushes_per_user: int = typer.Option(
+        2, "--max-pushes-per-user", min=1,
+        help="Pushes one user may have running at once; more are refused with 429 and "
+             "Retry-After."),
     admin_token_file: Path | None = typer.Option(
         None, "--admin-token-file", help="Also write the first admin's token here (mode 600)."),
     ssh_port: int | None = typer.Option(
@@ -95,6 +103,7 @@ def run(
         engine_socket=engine_socket, public_url=public_url or _default_url(host, port),
         heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace,
         max_project_bytes=max_project_size * 2**20, build_timeout_s=build_timeout,
+        max_pushes=max_pushes, max_pushes_per_user=max_pushes_per_user,
         ssh_port=ssh_port, ssh_host=host)
     try:
         serve(settings=settings, host=host, port=port,

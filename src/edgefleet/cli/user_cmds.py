@@ -7,6 +7,7 @@ import sys
 import typer
 
 from edgefleet.cli.fleet_common import call, console, fail
+from edgefleet.model.secret_names import redact_urls
 
 app = typer.Typer(help="Users of the fleet server (dashboard passwords).",
                        no_args_is_help=True)
@@ -28,4 +29,4 @@ def passwd(
     who = username or str(call(lambda c: c.whoami())["username"])
     call(lambda c: c.set_password(username=who, password=password))
     url = call(lambda c: c.login.url)
-    console.print(f"password set for [bold]{who}[/]; sign in at {url}/ui/")
+    console.print(f"password set for [bold]{who}[/]; sign in at {redact_urls(url)}/ui/")

@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any
 
 from edgefleet.device.store import Store
+from edgefleet.model.secret_names import redact_urls
 from edgefleet.model.timeutil import now_ms
 
 _log = logging.getLogger("edgefleet.supervisor")
@@ -26,7 +27,9 @@ class LogSink:
 
     def system(self, message: str, *, app_uuid: str = "", service: str = "",
                error: bool = False) -> None:
-        """A supervisor event ("Installing service 'frontend'")."""
+        """A supervisor event ("Installing service 'frontend'"); URL credentials (an
+        apiEndpoint with user:password@) are redacted."""
+        message = redact_urls(message)
         self._add(message=message, app_uuid=app_uuid, service=service, is_system=True,
                   is_stderr=error, ts_ms=now_ms())
         if self.echo:

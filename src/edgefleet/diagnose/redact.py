@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterable
 
-from edgefleet.model.secret_names import is_secret_name
+from edgefleet.model.secret_names import is_secret_name, redact_urls
 
 __all__ = ["MIN_SECRET_LEN", "REDACTED", "is_secret_name", "redact_text"]
 
@@ -37,7 +37,6 @@ _SQUOTED = re.compile(r"'([^'\n]*)'")
 _WORD = re.compile(r"""(?:\\.|[^\s"'\\])+""")
 _JSON_SCALAR = re.compile(r"[^\s,}\]]+")
 _SCHEME_TOKEN = re.compile(r"\b(Bearer|bearer|BEARER|Basic|basic)[ \t]+([A-Za-z0-9._~+/=\-]{6,})")
-_URL_USERINFO = re.compile(r"\b([A-Za-z][A-Za-z0-9+.\-]*://)([^\s/@\"'<>]+)@")
 _PEM_BEGIN = re.compile(r"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----")
 # without an END marker: the rest of the line (or JSON string) and the base64 lines after it
 _PEM_REST = re.compile(r'(?:\\.|[^\n"\\])*(?:\n[A-Za-z0-9+/=]+)*')
@@ -50,7 +49,7 @@ def redact_text(text: str, *, secrets: Iterable[str] = ()) -> str:
     if forms:
         text = re.sub("|".join(re.escape(f) for f in forms), REDACTED, text)
     text = _redact_pem(text)
-    text = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    text = redact_urls(text)
     text = _SCHEME_TOKEN.sub(lambda m: m.group(1) + " " + REDACTED, text)
     return _redact_named(text)
 

@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from edgefleet.model.errors import InvalidInput, Problem
+from edgefleet.model.secret_names import redact_urls
 
 POLL_MIN_MS = 10_000
 POLL_MAX_MS = 86_400_000
@@ -231,10 +232,13 @@ def save_config(*, path: str | Path, config: DeviceConfig | dict[str, Any]) -> N
 
 
 def redact(*, data: Any) -> Any:
-    """A copy with every secret field replaced, at any depth."""
+    """A copy with every secret field replaced, at any depth, and the credentials of every
+    URL in a string value (`redact_urls`)."""
     if isinstance(data, dict):
         return {k: ("[REDACTED]" if is_secret_key(str(k)) and v not in (None, "")
                     else redact(data=v)) for k, v in data.items()}
     if isinstance(data, list):
         return [redact(data=v) for v in data]
+    if isinstance(data, str):  # apiEndpoint, registryEndpoint, ... with user:password@
+        return redact_urls(data)
     return data

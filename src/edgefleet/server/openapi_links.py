@@ -9,10 +9,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from edgefleet.model import openapi_links as links
+
 _FLEET = ("/api/v1/fleets/{fleet}", ("get", "patch", "delete"))
 _DEVICE = ("/api/v1/devices/{device}", ("get", "patch", "delete"))
 
-LINKS: tuple[tuple[str, str, str, str, str, tuple[tuple[str, tuple[str, ...]], ...]], ...] = (
+LINKS: tuple[links.Link, ...] = (
     # (method, path, status, JSON pointer into the reply, parameter, ((path, methods), ...))
     ("post", "/api/v1/fleets", "201", "/name", "fleet", (
         _FLEET, ("/api/v1/fleets/{fleet}/provisioning-keys", ("post",)),
@@ -30,23 +32,7 @@ LINKS: tuple[tuple[str, str, str, str, str, tuple[tuple[str, tuple[str, ...]], .
 
 def add_links(doc: dict[str, Any]) -> dict[str, Any]:
     """`doc` with the links of LINKS whose operations both exist (in place)."""
-    paths = doc.get("paths", {})
-    for method, path, status, pointer, param, targets in LINKS:
-        reply = paths.get(path, {}).get(method, {}).get("responses", {}).get(status)
-        if reply is None:
-            continue
-        links = reply.setdefault("links", {})
-        for target_path, methods in targets:
-            for target_method in methods:
-                op = paths.get(target_path, {}).get(target_method)
-                if op is None or "operationId" not in op:
-                    continue
-                links[op["operationId"]] = {
-                    "operationId": op["operationId"],
-                    "parameters": {param: f"$response.body#{pointer}"}}
-        if not links:
-            del reply["links"]
-    return doc
+    return links.add_links(doc, links=LINKS)
 
 
 def install(app: FastAPI) -> None:

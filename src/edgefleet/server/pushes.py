@@ -27,6 +27,7 @@ from edgefleet.server.access import user_fleet
 from edgefleet.server.builder import BuildFailed, BuildTarget, build_project
 from edgefleet.server.devicetypes import arch_of
 from edgefleet.server.project import Project, load_project, template_values
+from edgefleet.server.push_slots import PushSlot
 from edgefleet.server.releases import SINGLE_SERVICE, fail_release, finish_release, start_release
 from edgefleet.server.state import ServerState
 from edgefleet.server.unpack import Limits, TooLarge, unpack_file
@@ -60,8 +61,10 @@ def check_composition(project: Project) -> None:
 class PushJob:
     """One push: prepares the release, then builds it in a task the client only watches."""
 
-    def __init__(self, *, state: ServerState, user: keys.UserPrincipal, fleet: str) -> None:
+    def __init__(self, *, state: ServerState, user: keys.UserPrincipal, fleet: str,
+                 slot: PushSlot) -> None:
         self.state = state
+        self.slot = slot
         self.user = user
         self.fleet_name = fleet
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
@@ -125,6 +128,14 @@ class PushJob:
         await self.queue.put(event)
 
     def record(self, release_id: int, images: Any, error: str) -> None:
+        """Record the outcome; once more when a push of the same fleet running beside this
+        one added the same new service first (a unique conflict, committed by then)."""
+        try:
+            self._record(release_id, images, error)
+        except sa.exc.IntegrityError:
+            self._record(release_id, images, error)
+
+    def _record(self, release_id: int, images: Any, error: str) -> None:
         with self.state.db.session() as s:
             release = s.get(t.Release, release_id)
             assert release is not None
@@ -141,7 +152,10 @@ class PushJob:
         try:
             error = await self.build(project, release_id, target, subs)
         finally:  # whatever happened, even cancellation at shutdown
-            await asyncio.shield(asyncio.to_thread(shutil.rmtree, self.workdir, True))
+            try:
+                await asyncio.shield(asyncio.to_thread(shutil.rmtree, self.workdir, True))
+            finally:
+                self.slot.release()
         await self.queue.put({"type": "done", "commit": target.commit,
                               "status": "failed" if error else "success", "error": error})
         await self.queue.put(None)
@@ -182,12 +196,21 @@ class PushJob:
 _running: set[asyncio.Task[None]] = set()
 
 
-async def start(*, state: ServerState, user: keys.UserPrincipal, fleet: str, request: Request
-                ) -> tuple[PushJob, Project, int, BuildTarget]:
+def claim(*, state: ServerState, user: keys.UserPrincipal) -> PushSlot:
+    """A slot for one push of `user`, before anything of it is read (429 or 503 when this
+    user or the server already runs as many pushes as the settings allow)."""
+    settings = state.settings
+    return state.pushes.take(user_id=user.user_id, total=settings.max_pushes,
+                             per_user=settings.max_pushes_per_user)
+
+
+async def start(*, state: ServerState, user: keys.UserPrincipal, fleet: str, request: Request,
+                slot: PushSlot) -> tuple[PushJob, Project, int, BuildTarget]:
     """Receive and unpack a push, record its release and start the build in a task that goes
-    on even if the client goes away. Until that task owns it, the push's work directory is
-    removed here whatever happens. `fleet` is a fleet name or uuid of this user."""
-    job = PushJob(state=state, user=user, fleet=fleet)
+    on even if the client goes away. Until that task owns them, the push's work directory is
+    removed and its `slot` (from `claim`) given back here whatever happens. `fleet` is a
+    fleet name or uuid of this user."""
+    job = PushJob(state=state, user=user, fleet=fleet, slot=slot)
     started = False
     try:
         found = await run_in_threadpool(job.find_fleet)
@@ -197,17 +220,20 @@ async def start(*, state: ServerState, user: keys.UserPrincipal, fleet: str, req
         started = True
     finally:
         if not started:
-            await run_in_threadpool(shutil.rmtree, job.workdir, True)
+            try:
+                await run_in_threadpool(shutil.rmtree, job.workdir, True)
+            finally:
+                slot.release()
     _running.add(task)
     task.add_done_callback(_running.discard)
     return job, project, release_id, target
 
 
 async def push(*, state: ServerState, user: keys.UserPrincipal, fleet: str,
-               request: Request) -> StreamingResponse:
+               request: Request, slot: PushSlot) -> StreamingResponse:
     """Start a push and stream its events (NDJSON)."""
     job, project, _release_id, target = await start(state=state, user=user, fleet=fleet,
-                                                    request=request)
+                                                    request=request, slot=slot)
     first = {"type": "release", "commit": target.commit, "status": "building",
              "services": [b.service for b in project.builds] + list(project.images)}
     return StreamingResponse(job.events(first), media_type="application/x-ndjson")

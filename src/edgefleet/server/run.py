@@ -11,6 +11,7 @@ from pathlib import Path
 
 import uvicorn
 
+from edgefleet.model.secret_names import redact_urls
 from edgefleet.server.admin import ensure_admin
 from edgefleet.server.app import create_app
 from edgefleet.server.db import Database
@@ -30,26 +31,31 @@ def write_secret(*, path: Path, text: str) -> None:
 def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
           registry_port: int = 0, admin_token_file: Path | None = None,
           say: Callable[[str], None] = print) -> None:
-    """Run the server until interrupted (the registry it started stops with it)."""
+    """Run the server until interrupted (the registry it started stops with it). What it
+    says may go to a log: the credentials of URLs in it are redacted."""
+
+    def tell(message: str) -> None:
+        say(redact_urls(message))
+
     logging.getLogger("alembic").setLevel(logging.WARNING)
     settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     db = Database(url=settings.url)
     token = ensure_admin(db)
     if token and admin_token_file is not None:  # output may go to a log: no token there
         write_secret(path=admin_token_file, text=token)
-        say(f"first start: created user 'admin'; its API token is in {admin_token_file} "
-            "(mode 600)")
+        tell(f"first start: created user 'admin'; its API token is in {admin_token_file} "
+             "(mode 600)")
     elif token:
-        say(f"first start: created user 'admin'; its API token (shown once): {token}")
+        tell(f"first start: created user 'admin'; its API token (shown once): {token}")
     registry: OwnRegistry | None = None
     if own_registry:
         registry = start_registry(data_dir=settings.data_dir, port=registry_port)
         settings = replace(settings, registry=registry.address)
-        say(f"registry: docker-registry on {registry.address} (data in "
-            f"{settings.data_dir / 'registry'})")
+        tell(f"registry: docker-registry on {registry.address} (data in "
+             f"{settings.data_dir / 'registry'})")
     elif settings.registry and not registry_up(settings.registry):
         raise RegistryError(f"the registry {settings.registry} does not answer GET /v2/")
-    say(f"fleet server: {settings.public_url} (database {_safe(settings.url)})")
+    tell(f"fleet server: {settings.public_url} (database {settings.url})")
     try:
         # uvicorn re-raises SIGTERM after shutting down, so the registry is stopped from the
         # app's shutdown, not from a `finally` here
@@ -62,11 +68,3 @@ def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
             registry.stop()
         db.close()
 
-
-def _safe(url: str) -> str:
-    """A database URL without its password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url

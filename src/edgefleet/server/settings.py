@@ -47,6 +47,10 @@ class ServerSettings:
     """The most a pushed project may unpack to (the upload itself is capped alike)."""
     build_timeout_s: float = 3600.0
     """A push's build and image push taking longer than this fails."""
+    max_pushes: int = 4
+    """Pushes (upload, unpack, build, image push) this process runs at once; more get 503."""
+    max_pushes_per_user: int = 2
+    """Pushes one user may have running at once; more get 429."""
     auth_failures_per_minute: int = 30
     """Requests with a missing or unknown key one source address may make per minute; after
     that the address gets 429 until the minute is over."""

@@ -21,6 +21,7 @@ from edgefleet.model.timeutil import now_ms
 from edgefleet.server import keys
 from edgefleet.server import tables as t
 from edgefleet.server.db import Database
+from edgefleet.server.push_slots import PushSlots
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.target import (
     FleetView,
@@ -58,6 +59,8 @@ class ServerState:
     fleets: dict[int, tuple[int, FleetView]] = field(default_factory=dict)
     last_seen: dict[int, int] = field(default_factory=dict)
     log_events: dict[int, asyncio.Event] = field(default_factory=dict)
+    pushes: PushSlots = field(default_factory=PushSlots)
+    """The pushes running now (`server/push_slots.py`)."""
     writer: BatchWriter = field(init=False)
     _dirty: dict[int, int] = field(default_factory=dict)
     _view_lock: threading.Lock = field(default_factory=threading.Lock)

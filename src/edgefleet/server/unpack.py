@@ -37,6 +37,14 @@ HEADER_SLACK = 1536
 """Stream bytes allowed per member beyond its data (header, PAX record, padding)."""
 CHUNK = 1 * 2**20
 REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+ACCEPTED = "a tar archive, plain or gzipped once (.tar, .tar.gz, .tgz)"
+"""What a push may upload (named in every refusal of the format)."""
+OTHER_FORMATS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                 (b"\x28\xb5\x2f\xfd", "zstd"), (b"LZIP", "lzip"), (b"\x04\x22\x4d\x18", "lz4"),
+                 (b"PK\x03\x04", "zip"), (b"7z\xbc\xaf\x27\x1c", "7-Zip"),
+                 (b"\x1f\x9d", "compress (.Z)"))
+"""Magic numbers of compressed formats, refused from the first bytes (unless they are a
+valid tar header: a first member may be named `BZh...`)."""
 
 
 class TooLarge(InvalidInput):
@@ -75,6 +83,22 @@ class _Stream(io.RawIOBase):
         head = raw.read(2)
         self.pending = head
         self.inflate = zlib.decompressobj(wbits=47) if head == b"\x1f\x8b" else None
+        self.ahead = b""
+        while len(self.ahead) < tarfile.BLOCKSIZE and (more := self._next(CHUNK)):
+            self.ahead += more
+        self._refuse_other_formats()
+
+    def _refuse_other_formats(self) -> None:
+        """A bzip2, xz, zstd, ... stream (or a gzip inside the gzip) is refused from its
+        first bytes, before any more of it is read or decompressed."""
+        block = self.ahead[:tarfile.BLOCKSIZE]
+        if len(block) == tarfile.BLOCKSIZE and _checksum_ok(block):
+            return
+        for magic, name in OTHER_FORMATS:
+            if self.ahead.startswith(magic):
+                what = f"a {name} stream inside a gzip" if self.inflate else f"{name}-compressed"
+                raise refused("", f"the upload is {what}; the server accepts {ACCEPTED}: "
+                                  "pack the project with `tar -czf` (or `edgefleet push`)")
 
     def readable(self) -> bool:
         return True
@@ -86,6 +110,13 @@ class _Stream(io.RawIOBase):
         return len(data)
 
     def _read(self, size: int) -> bytes:
+        if self.ahead:
+            data, self.ahead = self.ahead[:size], self.ahead[size:]
+            return data
+        return self._next(size)
+
+    def _next(self, size: int) -> bytes:
+        """The next decompressed bytes (b"" at the end), counted against the cap."""
         while True:
             if self.inflate is None:
                 data = self.pending + self.raw.read(max(size - len(self.pending), 0))
@@ -105,6 +136,17 @@ class _Stream(io.RawIOBase):
             if self.total > self.limits.stream_bytes:
                 raise self.limits.too_large()
             return data
+
+
+def _checksum_ok(block: bytes) -> bool:
+    """Whether a 512-byte block is a tar header (its checksum field matches)."""
+    field = block[148:156].replace(b"\0", b" ").strip()
+    try:
+        stored = int(field, 8)
+    except ValueError:
+        return False
+    unsigned = sum(block[:148]) + 8 * 0x20 + sum(block[156:])
+    return stored == unsigned
 
 
 class _GuardedInfo(tarfile.TarInfo):
@@ -278,7 +320,8 @@ def unpack_file(*, archive: Path, into: Path, limits: Limits) -> None:
     except InvalidInput:
         raise
     except (tarfile.TarError, EOFError, ValueError, OverflowError) as exc:
-        raise refused(name, f"not a usable tar archive: {exc}") from None
+        raise refused(name, f"not a usable tar archive ({exc}); the server accepts {ACCEPTED}"
+                      ) from None
     except OSError as exc:  # never show the server's paths
         raise refused(name, f"cannot be unpacked: {exc.strerror or type(exc).__name__}"
                       ) from None

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from edgefleet.server import audit
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
-from edgefleet.server.pushes import push
+from edgefleet.server.pushes import claim, push
 from edgefleet.server.state import ServerState
 from edgefleet.server.user_api import ERRORS
 from edgefleet.server.user_schemas import ReleaseOut
@@ -57,7 +57,10 @@ def router(*, state: ServerState) -> APIRouter:
         200: {"description": "NDJSON build events, ending with {type: done, commit, status,"
                              " error}", "content": {"application/x-ndjson": {}}},
         400: {"description": "Not a usable project (nothing is recorded)"},
-        404: {}, 409: {"description": "No registry configured"}, 413: {}},
+        404: {}, 409: {"description": "No registry configured"}, 413: {},
+        429: {"description": "This user already runs as many pushes as allowed (Retry-After)"},
+        503: {"description": "The server already runs as many pushes as allowed "
+                             "(Retry-After)"}},
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
     async def push_release(fleet: str, request: Request,
@@ -67,8 +70,13 @@ def router(*, state: ServerState) -> APIRouter:
         Dockerfile.template): the server records a release, builds and pushes its images,
         and streams the build output. A failed build gives a failed release that no device
         ever gets."""
-        await run_in_threadpool(record_push, a, fleet)
-        return await push(state=state, user=a.user, fleet=fleet, request=request)
+        slot = claim(state=state, user=a.user)  # before the audit: a refused push is none
+        try:
+            await run_in_threadpool(record_push, a, fleet)
+        except BaseException:
+            slot.release()
+            raise
+        return await push(state=state, user=a.user, fleet=fleet, request=request, slot=slot)
 
     def record_push(a: Access, fleet: str) -> None:
         with db.session() as s:

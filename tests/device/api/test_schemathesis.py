@@ -1,16 +1,30 @@
 """schemathesis against the OpenAPI document the running supervisor serves: no input makes
-any endpoint answer 5xx. Bounded: 10 examples per operation, deterministic generation."""
+any endpoint answer 5xx. Bounded: 10 examples per operation, deterministic generation.
+
+The stateful phase follows the document's OpenAPI links (`/v2/state/status` names the running
+app's id and service into the app and service operations) against a real supervisor running
+a real app, and must reach that app with ids taken from replies."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis.checks import not_a_server_error
 
+from edgefleet.model import formats
+from tests.device.api.conftest import APP_A
 from tests.device.api.test_runtime import start_supervisor
-from tests.device.conftest import cleanup_scope
+from tests.device.conftest import cleanup_scope, test_images  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 ST = str(Path(sys.executable).parent / "st")
@@ -41,3 +55,84 @@ def test_no_generated_request_gets_a_server_error(tmp_path: Path, unique: str) -
         proc.terminate()
         proc.wait(timeout=30)
         cleanup_scope(scope)
+
+
+STATEFUL_SCENARIOS = int(os.environ.get("EDGEFLEET_FUZZ_SCENARIOS", "12"))
+APP_ID = 77
+
+
+def _wait_running(url: str) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        status = httpx.get(f"{url}/v2/state/status", timeout=10).json()
+        running = {c["serviceName"] for c in status["containers"] if c["appId"] == APP_ID
+                   and c["status"] == "Running"}
+        if status["appState"] == "applied" and running == {"main", "side"}:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the app did not start: {status}")
+
+
+def test_stateful_links_reach_the_running_app(
+        tmp_path: Path, unique: str, test_images: dict[str, Any]) -> None:  # noqa: F811
+    """An unmanaged supervisor (no key needed) runs app 77; schemathesis's state machine calls
+    `/v2/state/status` and follows its links into the app and service operations: no
+    sequence of calls makes a 5xx, and app 77 is reached by id from a reply (a generated id
+    would not be 77)."""
+    scope = f"sf{unique}"
+    img = test_images["sleeper"].ref
+    rel = formats.release_from_compose(compose_yaml=APP_A, images={"main": img, "side": img})
+    (tmp_path / "apps.json").write_text(json.dumps({"apps": {f"a{unique}": {
+        "id": APP_ID, "name": "appa", "releases": {"r1": rel.model_dump(mode="json")}}}}))
+    proc, port, lines = start_supervisor(
+        tmp_path, scope, {"deviceType": "generic-amd64"}, "--api-host", "127.0.0.1",
+        "--apps", str(tmp_path / "apps.json"))
+    url = f"http://127.0.0.1:{port}"
+    followed: list[tuple[str, str, int]] = []
+    server_errors: list[str] = []
+    try:
+        _wait_running(url)
+        doc = httpx.get(f"{url}/openapi.json").json()
+        links = doc["paths"]["/v2/state/status"]["get"]["responses"]["200"]["links"]
+        assert any(v["parameters"] == {"appId": "$response.body#/containers/0/appId"}
+                   for v in links.values()), links
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json").include(
+            path_regex=r"^/v(1/apps/|2/applications/\{|2/state/status|2/containerId)")
+
+        class Machine(schema.as_state_machine()):  # type: ignore[misc]
+            def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+                return {"base_url": url, "timeout": 60}
+
+            def after_call(self, response: Any, case: Any) -> None:
+                params = case.path_parameters if isinstance(case.path_parameters, dict) \
+                    else {}
+                query = case.query if isinstance(case.query, dict) else {}
+                if params.get("appId") == APP_ID or query.get("serviceName") == "main":
+                    followed.append((case.method.upper(), case.path, response.status_code))
+                if response.status_code >= 500:
+                    server_errors.append(f"{case.method} {case.formatted_path} {case.query} "
+                                         f"{str(case.body)[:300]} -> {response.status_code} "
+                                         f"{response.text[:300]}")
+
+            def validate_response(self, response: Any, case: Any,
+                                  additional_checks: Any = None, **kwargs: Any) -> None:
+                case.validate_response(response, checks=[not_a_server_error])
+
+        try:
+            Machine.run(settings=settings(
+                max_examples=STATEFUL_SCENARIOS, stateful_step_count=4, deadline=None,
+                database=None, phases=[Phase.generate],
+                derandomize=not os.environ.get("EDGEFLEET_FUZZ_RANDOM"),
+                suppress_health_check=list(HealthCheck)))
+        finally:
+            assert not server_errors, "\n".join(server_errors)
+        reached = {p for _m, p, code in followed if code < 300}
+        assert {"/v1/apps/{appId}", "/v2/applications/{appId}/state"} & reached, \
+            sorted(followed)
+        assert len(reached) >= 3, sorted(followed)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        cleanup_scope(scope)
+        if proc.returncode not in (0, -15):
+            print("".join(lines))

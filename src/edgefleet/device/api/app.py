@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from edgefleet.device.api import errors, local, v1, v2_apps, v2_device
+from edgefleet.device.api import errors, local, openapi_links, v1, v2_apps, v2_device
 from edgefleet.device.api.context import ApiContext
 from edgefleet.device.api.limits import BodyLimits
 
@@ -23,4 +23,5 @@ def create_app(*, ctx: ApiContext) -> FastAPI:
     app.add_middleware(BodyLimits)
     for router in (v1.router, v2_apps.router, v2_device.router, local.router):
         app.include_router(router)
+    openapi_links.install(app)
     return app

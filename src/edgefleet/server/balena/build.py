@@ -65,9 +65,14 @@ def router(*, state: ServerState) -> APIRouter:
         user = require_user(await state.principal(request.headers.get("authorization")))
         if dockerfilePath:
             raise HTTPException(400, "dockerfilePath is not supported by edgefleet's builder")
-        uuid = await run_in_threadpool(fleet_uuid, user, slug)
+        slot = pushes.claim(state=state, user=user)
+        try:
+            uuid = await run_in_threadpool(fleet_uuid, user, slug)
+        except BaseException:
+            slot.release()
+            raise
         job, project, release_id, target = await pushes.start(
-            state=state, user=user, fleet=uuid, request=request)
+            state=state, user=user, fleet=uuid, request=request, slot=slot)
         if headless:
             return JSONResponse({"started": True, "releaseId": release_id,
                                  "message": f"building release {target.commit}"})
