@@ -59,10 +59,10 @@ async def fake_device(stream: Stream) -> None:
         while (chunk := await stream.read()).kind != "eof":
             if chunk.kind == "resize":
                 await stream.write(f"resized {chunk.rows}x{chunk.cols}\r\n".encode())
-            elif b"exit" in chunk.data:
+            elif b"exit" in bytes(chunk.data):
                 break
             else:
-                await stream.write(chunk.data.upper())
+                await stream.write(bytes(chunk.data).upper())
         await stream.send_exit(3)
         await stream.write_eof()
         return
