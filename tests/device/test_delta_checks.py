@@ -44,16 +44,6 @@ pytestmark = [pytest.mark.engine]
 MB = 1 << 20
 
 
-def _pushed(repo: str, tag: str, blob: bytes) -> str:
-    ref = f"{images.REGISTRY}/{repo}:{tag}"
-    images.build(ref, files={"app.bin": blob},
-                 dockerfile=images.busybox_dockerfile(extra="COPY app.bin /app.bin"))
-    images.push(ref)
-    with images.engine_client() as c:
-        digests = c.get(f"/images/{ref}/json").json()["RepoDigests"]
-    images.remove_local(ref)
-    return str(next(d for d in digests if d.startswith(f"{images.REGISTRY}/{repo}@")))
-
 
 @dataclass
 class Setup:
@@ -72,7 +62,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     refs = []
     for n in range(4):
         blob[1000 + n] ^= 0xFF
-        refs.append(_pushed(repo, f"v{n}", bytes(blob)))
+        refs.append(images.pushed_with_file(repo, f"v{n}", bytes(blob)))
     with run_server(data_dir=data_dir, registry=images.REGISTRY) as server:
         tenant = new_tenant(server)
         fleet = new_fleet(tenant)

@@ -25,24 +25,14 @@ from tests.support.fleet_server import RunningServer
 pytestmark = [pytest.mark.engine]
 
 
-def _pushed(repo: str, tag: str, blob: bytes) -> str:
-    ref = f"{images.REGISTRY}/{repo}:{tag}"
-    images.build(ref, files={"app.bin": blob},
-                 dockerfile=images.busybox_dockerfile(extra="COPY app.bin /app.bin"))
-    images.push(ref)
-    with images.engine_client() as c:
-        digests = c.get(f"/images/{ref}/json").json()["RepoDigests"]
-    images.remove_local(ref)
-    return str(next(d for d in digests if d.startswith(f"{images.REGISTRY}/{repo}@")))
-
 
 @pytest.fixture(scope="module")
 def two_images(registry: str) -> tuple[str, str]:
     repo = f"deltatest{uuid.uuid4().hex[:8]}/app"
     blob = bytearray(os.urandom(4 << 20))
-    a = _pushed(repo, "v1", bytes(blob))
+    a = images.pushed_with_file(repo, "v1", bytes(blob))
     blob[1_000_000:1_000_010] = b"0123456789"
-    return a, _pushed(repo, "v2", bytes(blob))
+    return a, images.pushed_with_file(repo, "v2", bytes(blob))
 
 
 def _ask(dev: DeviceInfo, src: str, dest: str) -> httpx.Response:

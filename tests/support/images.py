@@ -126,3 +126,16 @@ def build_and_push(
     if not keep_local:
         remove_local(ref, sock=sock)
     return BuiltImage(ref=ref, id=image_id)
+
+
+def pushed_with_file(repo: str, tag: str, blob: bytes) -> str:
+    """Build a busybox image with `blob` as /app.bin, push it, drop the local copy, and return
+    its by-digest reference (`REGISTRY/repo@sha256:...`), as a release names images."""
+    ref = f"{REGISTRY}/{repo}:{tag}"
+    build(ref, files={"app.bin": blob},
+          dockerfile=busybox_dockerfile(extra="COPY app.bin /app.bin"))
+    push(ref)
+    with engine_client() as c:
+        digests = c.get(f"/images/{ref}/json").json()["RepoDigests"]
+    remove_local(ref)
+    return str(next(d for d in digests if d.startswith(f"{REGISTRY}/{repo}@")))
