@@ -15,6 +15,7 @@ from schemathesis.checks import not_a_server_error
 
 from tests.server.conftest import DeviceInfo, Tenant, new_fleet, new_tenant, register
 from tests.support.fleet_server import RunningServer
+from tests.support.fuzz import note_server_error
 
 EXAMPLES = int(os.environ.get("EDGEFLEET_FUZZ_EXAMPLES", "12"))
 schemathesis.serializer.alias("application/x-tar", "application/octet-stream")
@@ -103,10 +104,7 @@ def test_stateful_links_no_server_errors(server: RunningServer) -> None:
             params = case.path_parameters if isinstance(case.path_parameters, dict) else {}
             if self.device.uuid in params.values() or self.device.fleet.name in params.values():
                 followed.append((case.method.upper(), case.path, response.status_code))
-            if response.status_code >= 500:  # kept: a replay against changed state may differ
-                server_errors.append(f"{case.method} {case.formatted_path} {case.query} "
-                                     f"{str(case.body)[:300]} -> {response.status_code} "
-                                     f"{response.text[:300]}")
+            note_server_error(server_errors, response, case)
 
         def validate_response(self, response: Any, case: Any,
                               additional_checks: Any = None, **kwargs: Any) -> None:
