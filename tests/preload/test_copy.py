@@ -79,3 +79,29 @@ def test_copy_refuses_a_changed_source_file_and_the_same_root(
     with pytest.raises(PreloadError, match="both"):
         inject(options=InjectOptions(data_root=engine_a.data_root,
                                      from_root=engine_a.data_root, refs=(worker,)))
+
+
+def test_copy_layers_names_the_file_without_crcs_on_the_first_pass(
+    engine_a: EngineA, tmp_path: Path
+) -> None:
+    """copy_layers skips the CRC-64s (the sha256 is the check) and, on a mismatch, reads the
+    layer again with them: the error still names the file (here one flipped byte)."""
+    from edgefleet.preload.errors import NoProgress
+    from edgefleet.preload.layercopy import LayerCopy, copy_layers
+
+    worker = engine_a.image_refs()[1]
+    sel = select(data_root=engine_a.data_root, refs=[worker])
+    chain = sel.images[0].layers[-2]  # COPY blob /blob (12 MB)
+    rec = sel.layers[chain]
+    src = tmp_path / "diff"
+    subprocess.run(["cp", "-a", str(sel.diff_dir(chain)), str(src)], check=True)
+    with (src / "blob").open("r+b") as fh:
+        fh.seek(6 << 20)
+        byte = fh.read(1)
+        fh.seek(6 << 20)
+        fh.write(bytes([byte[0] ^ 1]))
+    layer = LayerCopy(image=worker, chain_id=chain, diff_id=rec.diff_id, src=src,
+                      dst=tmp_path / "copy", tar_split=sel.layerdb(chain) / "tar-split.json.gz",
+                      bytes=rec.bytes, entries=rec.files)
+    with pytest.raises(PreloadError, match=r"file blob: content differs"):
+        copy_layers(layers=[layer], verify=True, progress=NoProgress())

@@ -32,7 +32,7 @@ _OPAQUE = ".wh..wh..opq"
 
 
 def write_stream(*, tar_split: Path, diff_dir: Path, dst: Path,
-                 advance: Callable[[int], None]) -> str:
+                 advance: Callable[[int], None], crc: bool = True) -> str:
     """Write the layer's tar stream to a new file `dst`; its diffId as recomputed (every file
     checked against its CRC-64 on the way: LayerMismatch names one that is not). Segments
     (headers, padding) are written from memory; each file's content, once read, hashed and
@@ -56,7 +56,7 @@ def write_stream(*, tar_split: Path, diff_dir: Path, dst: Path,
 
     try:
         return layer_digest(tar_split=tar_split, diff_dir=diff_dir, progress=advance,
-                            on_file=content, sink=segment, sink_files=False)
+                            on_file=content, sink=segment, sink_files=False, crc=crc)
     finally:
         os.close(out)
 
