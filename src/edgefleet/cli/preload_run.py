@@ -106,11 +106,13 @@ def inject(*, static_ip: str | None = None, gateway: str | None = None,
     from edgefleet.preload.errors import PreloadError
     from edgefleet.preload.inject import InjectOptions
     from edgefleet.preload.inject import inject as run
-    from edgefleet.preload.netconf import parse_static_ip
-
     try:
-        net = parse_static_ip(address=static_ip, gateway=gateway, dns=dns,
-                              interface=interface) if static_ip else None
+        net = None
+        if static_ip:
+            from edgefleet.preload.netconf import parse_static_ip
+
+            net = parse_static_ip(address=static_ip, gateway=gateway, dns=dns,
+                                  interface=interface)
         opts: InjectOptions = InjectOptions(static_ip=net, **options)
         with Bar() as bar:
             result = run(options=opts, progress=bar)

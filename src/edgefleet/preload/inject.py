@@ -38,12 +38,12 @@ from edgefleet.preload.appsjson import (
 from edgefleet.preload.bundle import FORMAT, Manifest, read_manifest
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
 from edgefleet.preload.layercopy import LayerCopy, copy_layers
-from edgefleet.preload.netconf import StaticIp, boot_check, write_keyfile
 from edgefleet.preload.source import RootSource, Source
 from edgefleet.preload.target import check_not_running, check_space, check_target_root
 
 if TYPE_CHECKING:
     from edgefleet.model import formats
+    from edgefleet.preload.netconf import StaticIp
 
 
 @dataclass(frozen=True)
@@ -179,6 +179,8 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
     if opts.static_ip is not None:
         if opts.boot is None:
             raise PreloadError("--static-ip needs --boot (the mounted boot partition)")
+        from edgefleet.preload.netconf import boot_check  # only then: uuid, ipaddress
+
         boot_check(opts.boot)
     try:
         present = {c for c in manifest.layers
@@ -214,6 +216,8 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
 
     _write(opts, src, to_copy, progress, result, finish=finish, undo_finish=undo_finish)
     if opts.static_ip is not None and opts.boot is not None:
+        from edgefleet.preload.netconf import write_keyfile
+
         result.keyfile = write_keyfile(boot=opts.boot, cfg=opts.static_ip)
     return result
 
