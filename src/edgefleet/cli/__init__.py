@@ -90,13 +90,13 @@ def main() -> None:
         from edgefleet.cli.lean import skip_unused_imports
 
         skip_unused_imports()
-    if words[:1] == ["preload"]:  # the commands a preload script runs: start without Typer
-        from edgefleet.cli.preload_fast import run
-
-        code = run(sys.argv[1:])
-        if code is not None:
-            sys.exit(code)
     try:
+        if words[:1] == ["preload"]:  # the commands a preload script runs: start without Typer
+            from edgefleet.cli.preload_fast import run
+
+            code = run(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
         build_app(only=first if first in _GROUPS else None)()
     except KeyboardInterrupt:
         sys.exit(130)
