@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from functools import cache
-
-import typer
+from typing import TYPE_CHECKING
 
 from edgefleet import __version__
+
+if TYPE_CHECKING:  # imported when the command tree is built: `preload copy` starts without it
+    import typer
 
 # command groups, imported only when used: `edgefleet preload ...` starts without loading
 # the fleet client, the server or the supervisor
@@ -17,21 +20,31 @@ _GROUPS = {"supervisor": "supervisor_cmd", "server": "server_cmd", "diagnose": "
 
 
 def _version(value: bool) -> None:
+    import typer
+
     if value:
         typer.echo(__version__)
         raise typer.Exit()
 
 
-def _root(
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    """edgefleet: supervisor, fleet server, diagnostics and preload in one command."""
+def _root_callback() -> Callable[..., None]:
+    import typer
+
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version, is_eager=True,
+            help="Print the version and exit."
+        ),
+    ) -> None:
+        """edgefleet: supervisor, fleet server, diagnostics and preload in one command."""
+
+    return _root
 
 
 def build_app(*, only: str | None = None) -> typer.Typer:
     """The command tree; with `only`, just that group (what `main` runs for `edgefleet <group>`)."""
+    import typer
+
     root = typer.Typer(
         name="edgefleet",
         help="Keep multi-container applications running on fleets of Linux edge devices.",
@@ -51,7 +64,7 @@ def build_app(*, only: str | None = None) -> typer.Typer:
         from edgefleet.cli import remote_cmds
 
         remote_cmds.register(root)
-    root.callback()(_root)
+    root.callback()(_root_callback())
     from edgefleet.cli.help_text import decorate
 
     decorate(root)
@@ -78,6 +91,12 @@ def main() -> None:
 
         skip_unused_imports()
     try:
+        if words[:1] == ["preload"]:  # the commands a preload script runs: start without Typer
+            from edgefleet.cli.preload_fast import run
+
+            code = run(sys.argv[1:])
+            if code is not None:
+                sys.exit(code)
         build_app(only=first if first in _GROUPS else None)()
     except KeyboardInterrupt:
         sys.exit(130)

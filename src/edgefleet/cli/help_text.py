@@ -76,6 +76,8 @@ EXAMPLES = {
     "preload extract": "edgefleet preload extract web:1.0 -o bundle/",
     "preload inject": "edgefleet preload inject --from bundle/ --data-root /mnt/data/docker"
                       " --apps apps.json",
+    "preload copy": "edgefleet preload copy web:1.0 --from-root /var/lib/docker"
+                    " --data-root /mnt/data/docker",
     "preload release": "edgefleet preload release kiosks --data-root /mnt/data/docker --pin",
     "ssh": "edgefleet ssh 3f2a1b9",
     "tunnel": "edgefleet tunnel 3f2a1b9 8080:80",

@@ -1,15 +1,15 @@
 """`edgefleet preload ...`: extract images from an engine's data root, inject them (with
-apps.json) into another, or preload a whole release."""
+apps.json) into another (or both in one step: copy), or preload a whole release."""
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
-from types import TracebackType
-from typing import Any
 
 import typer
+
+from edgefleet.cli import preload_run
+from edgefleet.cli.preload_run import Bar as _Bar
+from edgefleet.cli.preload_run import say as _say
 
 app = typer.Typer(help="Preload images and apps.json onto a device's data partition "
                        "(first boot without network).", no_args_is_help=True)
@@ -18,67 +18,14 @@ NO_VERIFY_HELP = ("Skip recomputing each layer's diffId from its files and tar-s
                   "match).")
 
 
-def _say(message: str) -> None:
-    typer.echo(message, err=True)
-
-
-class _Bar:
-    """Progress per phase (bytes verified and copied): a rich bar on a terminal, else one line
-    per phase when it ends (rich is imported only for the bar: it costs start-up time)."""
-
-    def __init__(self) -> None:
-        self._rich: Any = None
-        self._task: Any = None
-        self._line: tuple[str, int, float] | None = None
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            self._rich = Progress(TextColumn("{task.description:>11}"), BarColumn(),
-                                  DownloadColumn(), TransferSpeedColumn(),
-                                  TimeRemainingColumn(), console=Console(stderr=True),
-                                  transient=False)
-
-    def __enter__(self) -> _Bar:
-        if self._rich is not None:
-            self._rich.start()
-        return self
-
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        if self._rich is not None:
-            self._rich.stop()
-        elif e is None:
-            self._end_line()
-
-    def _end_line(self) -> None:
-        if self._line is not None:
-            name, total, start = self._line
-            _say(f"{name:>11}: {total / 2**20:.1f} MB in {time.monotonic() - start:.2f} s")
-            self._line = None
-
-    def phase(self, name: str, total: int) -> None:
-        if self._rich is not None:
-            self._task = self._rich.add_task(name, total=max(total, 1))
-            return
-        self._end_line()
-        self._line = (name, total, time.monotonic())
-
-    def advance(self, n: int) -> None:
-        if self._task is not None:
-            self._rich.advance(self._task, n)
-
-
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg="red", err=True)
     raise typer.Exit(2)
+
+
+def _exit(code: int) -> None:
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command()
@@ -98,22 +45,8 @@ def extract(
     Works while the engine runs. Layers are found by computing chain ids from the image's
     diffIds; each layer's diffId is recomputed from its overlay2 diff and tar-split first.
     """
-    if layers not in ("stream", "tree"):
-        _fail(f"--layers {layers!r}: use 'stream' or 'tree'")
-    from edgefleet.preload.errors import PreloadError
-    from edgefleet.preload.extract import extract as run
-
-    try:
-        with _Bar() as bar:
-            manifest = run(data_root=data_root, out=out, refs=images, verify=not no_verify,
-                           progress=bar, streams=layers == "stream")
-    except PreloadError as exc:
-        _fail(str(exc))
-        return
-    total = sum(x.bytes for x in manifest.layers.values())
-    _say(f"extracted {len(manifest.images)} image(s), {len(manifest.layers)} layer(s), "
-                  f"{total / 2**20:.1f} MB into {out}"
-                  + ("" if manifest.verified else " (not verified)"))
+    _exit(preload_run.extract(images=images, data_root=data_root, out=out,
+                              verify=not no_verify, layers=layers))
 
 
 @app.command()
@@ -145,31 +78,40 @@ def inject(
     present. Checks the engine is stopped, apps.json, integrity and free space before writing.
     Start the supervisor with `--apps <data root>/../apps.json` (balenaOS: /mnt/data/apps.json).
     """
-    from edgefleet.preload.errors import PreloadError
-    from edgefleet.preload.inject import InjectOptions
-    from edgefleet.preload.inject import inject as run
-    from edgefleet.preload.netconf import parse_static_ip
+    _exit(preload_run.inject(data_root=data_root, bundle=bundle, apps=apps, merge=merge,
+                             apps_dest=apps_dest, boot=boot, static_ip=static_ip,
+                             gateway=gateway, dns=dns, interface=interface,
+                             verify=not no_verify, pidfiles=tuple(engine_pidfile)))
 
-    try:
-        net = parse_static_ip(address=static_ip, gateway=gateway, dns=dns,
-                              interface=interface) if static_ip else None
-        opts = InjectOptions(data_root=data_root, bundle=bundle, apps=apps, merge=merge,
-                             apps_dest=apps_dest, boot=boot, static_ip=net,
-                             verify=not no_verify, pidfiles=tuple(engine_pidfile))
-        with _Bar() as bar:
-            result = run(options=opts, progress=bar)
-    except PreloadError as exc:
-        _fail(str(exc))
-        return
-    _say(f"injected {len(result.images)} image(s): {result.layers_copied} layer(s) "
-                  f"copied ({result.bytes_copied / 2**20:.1f} MB), {result.layers_skipped} "
-                  f"already present")
-    for ref in result.moved_tags:
-        _say(f"tag {ref} now names the injected image")
-    if result.apps_json:
-        _say(f"apps.json written to {result.apps_json}")
-    if result.keyfile:
-        _say(f"static IP connection written to {result.keyfile}")
+
+@app.command()
+def copy(
+    images: list[str] = typer.Argument(..., help="Images by name (repo:tag), full or short id."),
+    from_root: Path = typer.Option(Path("/var/lib/docker"), "--from-root",
+                                   help="The source engine's data root (live or an offline "
+                                        "copy)."),
+    data_root: Path = typer.Option(..., "--data-root",
+                                   help="The target engine's data root, e.g. "
+                                        "<mounted data partition>/docker (engine stopped)."),
+    apps: Path | None = typer.Option(None, "--apps", help="apps.json to write beside the data "
+                                     "root (<data root>/../apps.json), validated first."),
+    merge: bool = typer.Option(False, "--merge", help="Merge with an apps.json already there."),
+    apps_dest: Path | None = typer.Option(None, "--apps-dest", help="Write apps.json here "
+                                          "instead of <data root>/../apps.json."),
+    engine_pidfile: list[Path] = typer.Option([], "--engine-pidfile",
+                                              help="Also refuse when this pidfile's engine runs."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+) -> None:
+    """Extract + inject in one step: images straight from one data root into another.
+
+    No bundle in between: each layer's files are read once from the source's overlay2 diff,
+    verified against its tar-split and diffId, and copied into the target, with the same
+    checks as inject (target engine stopped, apps.json, integrity, free space; nothing kept on
+    a failure). Use extract + inject when the target is elsewhere (the bundle travels).
+    """
+    _exit(preload_run.inject(data_root=data_root, from_root=from_root, refs=tuple(images),
+                             apps=apps, merge=merge, apps_dest=apps_dest,
+                             verify=not no_verify, pidfiles=tuple(engine_pidfile)))
 
 
 @app.command()

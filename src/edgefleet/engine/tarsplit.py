@@ -92,13 +92,15 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
                  progress: Callable[[int], None] | None = None,
                  on_file: FileHook | None = None,
                  sink: Callable[[bytes | memoryview], object] | None = None,
-                 sink_files: bool = True) -> str:
+                 sink_files: bool = True, crc: bool = True) -> str:
     """`sha256:<hex>` of the layer's reassembled tar stream; raises LayerMismatch naming the
     file whose content is missing, of the wrong size, or fails its CRC-64. `on_file` gets each
     file that passed its CRC-64, before it is closed; `sink` gets the stream itself, in order
     (a file's chunks before its CRC-64 is checked: a sink's output counts only once this
     returns), or with `sink_files=False` only the segments between files (`on_file` then
-    writes each file's content, e.g. by a kernel copy from its descriptor)."""
+    writes each file's content, e.g. by a kernel copy from its descriptor). With `crc=False`
+    the CRC-64s are not computed (the sha256 of the whole stream still covers every byte; a
+    caller that finds it wrong can run this again with them to name the file)."""
     digest = hashlib.sha256()
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
@@ -118,7 +120,7 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError as exc:
             raise LayerMismatch(file=shown, reason=f"cannot read ({exc.strerror})") from None
-        crc: int | None = None
+        crc64: int | None = None
         left = entry.size
         try:
             if os.fstat(fd).st_size != entry.size:
@@ -132,11 +134,13 @@ def layer_digest(*, tar_split: Path, diff_dir: Path,
                 digest.update(chunk)
                 if sink is not None and sink_files:
                     sink(chunk)
-                crc = int(_CRC64.calc(chunk) if crc is None else _CRC64.calc(chunk, crc))
+                if crc:
+                    crc64 = int(_CRC64.calc(chunk) if crc64 is None
+                                else _CRC64.calc(chunk, crc64))
                 left -= n
                 if progress is not None:
                     progress(n)
-            if (crc or 0).to_bytes(8, "big") != entry.payload:
+            if crc and (crc64 or 0).to_bytes(8, "big") != entry.payload:
                 raise LayerMismatch(file=shown, reason="content differs from the layer's "
                                                        "record (CRC-64 mismatch)")
             if on_file is not None:

@@ -130,7 +130,7 @@ def _copier(files: dict[bytes, tuple[str, str, os.stat_result]],
 
 
 def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None],
-              tar_split: Path | None = None) -> str | None:
+              tar_split: Path | None = None, crc: bool = True) -> str | None:
     """Copy `src` to a new `dst` exactly (run as root to keep owners and trusted.* xattrs).
     With `tar_split`, verify while copying: returns the layer's diffId as recomputed from what
     was copied (LayerMismatch names a file that does not match its record)."""
@@ -169,7 +169,7 @@ def copy_tree(*, src: Path, dst: Path, advance: Callable[[int], None],
     digest = None
     if tar_split is not None:
         digest = layer_digest(tar_split=tar_split, diff_dir=src, progress=advance,
-                              on_file=_copier(files, done))
+                              on_file=_copier(files, done), crc=crc)
     for s, d, st in files.values():  # what the stream did not carry: empty files, hard links
         key = (st.st_dev, st.st_ino)
         if done.get(key, d) != d:

@@ -21,7 +21,6 @@ from edgefleet.client import ApiError, FleetClient, Login
 from edgefleet.engine import build, tempengine
 from edgefleet.engine.errors import EngineError
 from edgefleet.preload.errors import PreloadError, Progress
-from edgefleet.preload.extract import extract
 from edgefleet.preload.inject import InjectOptions, InjectResult, inject
 
 
@@ -99,7 +98,8 @@ def preload_server_release(*, spec: ServerRelease, data_root: Path, verify: bool
                            merge: bool = False, progress: Progress | None = None,
                            on_line: Callable[[str], None] | None = None
                            ) -> tuple[str, list[str], bool, InjectResult]:
-    """Fetch, pull where needed, extract, inject. Returns (commit, refs, pulled, result)."""
+    """Fetch, pull where needed, copy (extract + inject in one step). Returns (commit, refs,
+    pulled, result)."""
     commit, apps, refs = fetch_apps_json(spec=spec)
     work = Path(tempfile.mkdtemp(prefix="edgefleet-preload-"))
     try:
@@ -116,11 +116,11 @@ def preload_server_release(*, spec: ServerRelease, data_root: Path, verify: bool
                     tempengine.pull(socket=engine.socket, ref=ref, on_line=on_line)
                 source = engine.data_root
             (work / "apps.json").write_text(json.dumps(apps, indent=2))
-            extract(data_root=source, out=work / "bundle", refs=refs, verify=verify,
-                    progress=progress)
-        result = inject(options=InjectOptions(data_root=data_root, bundle=work / "bundle",
-                                              apps=work / "apps.json", merge=merge,
-                                              verify=verify), progress=progress)
+            # straight from the source root (`preload copy`), while a temporary engine's
+            # root still exists
+            result = inject(options=InjectOptions(
+                data_root=data_root, from_root=source, refs=tuple(refs),
+                apps=work / "apps.json", merge=merge, verify=verify), progress=progress)
     except EngineError as exc:
         raise PreloadError(f"release {commit}: {exc}") from None
     finally:

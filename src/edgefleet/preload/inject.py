@@ -8,7 +8,12 @@ writing, removes what this run added.
 Ids from the bundle never choose where a write lands: the manifest accepts ids only in their
 exact forms (bundle.Manifest), and every path written in the data root is made by
 `rootwrite.inside`, which refuses anything that would leave it. apps.json and the keyfile go
-where the operator's options say (beside the data root, into --boot), never a bundle's."""
+where the operator's options say (beside the data root, into --boot), never a bundle's.
+
+With `from_root` instead of a bundle (`preload copy`), the images are read straight out of
+another engine's data root (preload/source.RootSource): the same checks, the same verified
+copy (each layer's files read once, hashed and CRC-checked against its tar-split, copied by
+the kernel from the page cache), and no bundle written in between."""
 
 from __future__ import annotations
 
@@ -30,16 +35,15 @@ from edgefleet.preload.appsjson import (
     service_images,
     write_apps,
 )
-from edgefleet.preload.bundle import Manifest, config_path, layer_dir, read_manifest
-from edgefleet.preload.copytree import TreeUsage, tree_usage
+from edgefleet.preload.bundle import FORMAT, Manifest, read_manifest
 from edgefleet.preload.errors import NoProgress, PreloadError, Progress
 from edgefleet.preload.layercopy import LayerCopy, copy_layers
-from edgefleet.preload.netconf import StaticIp, boot_check, write_keyfile
-from edgefleet.preload.streams import STREAM
+from edgefleet.preload.source import RootSource, Source
 from edgefleet.preload.target import check_not_running, check_space, check_target_root
 
 if TYPE_CHECKING:
     from edgefleet.model import formats
+    from edgefleet.preload.netconf import StaticIp
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,11 @@ class InjectOptions:
     """What `preload inject` was asked to do."""
 
     data_root: Path
-    bundle: Path
+    bundle: Path | None = None
+    """A bundle directory (`preload extract --out`) ..."""
+    from_root: Path | None = None
+    """... or another engine's data root to read `refs` from (`preload copy`)."""
+    refs: tuple[str, ...] = ()
     apps: Path | None = None
     merge: bool = False
     apps_dest: Path | None = None
@@ -100,40 +108,47 @@ def _plan_apps(opts: InjectOptions, manifest: Manifest, existing_tags: set[str]
     return apps, dest
 
 
-def _bundle_copies(bundle: Path, manifest: Manifest, dests: dict[str, Path]
-                   ) -> list[LayerCopy]:
+def _bundle_copies(src: Source, dests: dict[str, Path]) -> list[LayerCopy]:
+    manifest = src.manifest
     user = {c: img.asked_as for img in reversed(manifest.images) for c in img.layers}
     return [LayerCopy(image=user.get(c, "?"), chain_id=c, diff_id=manifest.layers[c].diff_id,
-                      src=_stored(bundle, manifest, c), dst=dst,
-                      tar_split=layer_dir(bundle=bundle, chain_id=c) / "layerdb"
-                      / "tar-split.json.gz", bytes=manifest.layers[c].bytes,
-                      entries=manifest.layers[c].files,
-                      how="from-stream" if manifest.streams else "tree")
+                      src=src.stored(c), dst=dst,
+                      tar_split=src.layerdb(c) / "tar-split.json.gz",
+                      bytes=manifest.layers[c].bytes, entries=manifest.layers[c].files,
+                      how="from-stream" if src.streams else "tree")
             for c, dst in dests.items()]
 
 
-def _stored(bundle: Path, manifest: Manifest, chain_id: str) -> Path:
-    """Where the bundle holds a layer: its tar stream (format 2) or its diff dir (format 1)."""
-    return layer_dir(bundle=bundle, chain_id=chain_id) / (STREAM if manifest.streams
-                                                           else "diff")
+def _open_source(opts: InjectOptions) -> Source:
+    """The bundle, or (`from_root`) the source engine's data root, with its checked manifest."""
+    if opts.from_root is None:
+        if opts.bundle is None:
+            raise PreloadError("name a bundle (--from) or a source data root (--from-root)")
+        return Source(path=opts.bundle, manifest=read_manifest(opts.bundle))
+    from edgefleet.preload.extract import select
+
+    if opts.from_root.resolve() == opts.data_root.resolve():
+        raise PreloadError(f"--from-root and --data-root are both {opts.data_root}: copy "
+                           "into another engine's data root")
+    sel = select(data_root=opts.from_root, refs=opts.refs)
+    manifest = Manifest(source=str(opts.from_root), verified=opts.verify, images=sel.images,
+                        layers=sel.layers, format=FORMAT)
+    try:  # ids become file names in the target: a damaged source root must not choose them
+        manifest.check()
+    except ValueError as exc:
+        raise PreloadError(f"{opts.from_root} holds an id that is not in its exact form, "
+                           f"nothing was written: {exc}") from None
+    return RootSource(path=opts.from_root, manifest=manifest, image_dir=sel.root.image_dir)
 
 
-def _usage(bundle: Path, manifest: Manifest, chain_id: str) -> TreeUsage:
-    """What writing the layer's tree needs (for a stream: its size bounds the file bytes)."""
-    path = _stored(bundle, manifest, chain_id)
-    if not manifest.streams:
-        return tree_usage(path)
-    size, files = path.stat().st_size, manifest.layers[chain_id].files
-    return TreeUsage(bytes=size, entries=files, disk=size + 4096 * (files + 1))
-
-
-def _check_configs(bundle: Path, manifest: Manifest) -> None:
+def _check_configs(src: Source) -> None:
     """Each image config must hash to its image id (the id the diffIds hang from)."""
+    manifest = src.manifest
     for img in manifest.images:
         try:
-            raw = config_path(bundle=bundle, image_id=img.id).read_bytes()
+            raw = src.config(img.id).read_bytes()
         except OSError as exc:
-            raise PreloadError(f"bundle {bundle} lacks the config of {img.asked_as}: "
+            raise PreloadError(f"{src.path} lacks the config of {img.asked_as}: "
                                f"{exc.strerror}") from None
         if "sha256:" + hashlib.sha256(raw).hexdigest() != img.id:
             raise PreloadError(f"integrity check failed, nothing was written: image "
@@ -149,7 +164,8 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
     """Check everything, then write the layers, image configs, tags, apps.json and keyfile."""
     progress = progress or NoProgress()
     opts = options
-    manifest = read_manifest(opts.bundle)
+    src = _open_source(opts)
+    manifest = src.manifest
     is_root = check_target_root(data_root=opts.data_root)
     check_not_running(data_root=opts.data_root, pidfiles=opts.pidfiles)
     tags: set[str] = set()
@@ -163,6 +179,8 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
     if opts.static_ip is not None:
         if opts.boot is None:
             raise PreloadError("--static-ip needs --boot (the mounted boot partition)")
+        from edgefleet.preload.netconf import boot_check  # only then: uuid, ipaddress
+
         boot_check(opts.boot)
     try:
         present = {c for c in manifest.layers
@@ -171,12 +189,12 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
         raise PreloadError(str(exc)) from None
     to_copy = [c for c in manifest.layers if c not in present]
     for c in to_copy:
-        stored = _stored(opts.bundle, manifest, c)
-        if not (stored.is_file() if manifest.streams else stored.is_dir()):
-            raise PreloadError(f"bundle {opts.bundle} lacks layer {c}: extract it again")
+        stored = src.stored(c)
+        if not (stored.is_file() if src.streams else stored.is_dir()):
+            raise PreloadError(f"{src.path} lacks layer {c} ({stored}): extract it again")
     if opts.verify:
-        _check_configs(opts.bundle, manifest)
-    usages = [_usage(opts.bundle, manifest, c) for c in to_copy]
+        _check_configs(src)
+    usages = [src.usage(c) for c in to_copy]
     check_space(data_root=opts.data_root,
                 needed=sum(u.disk for u in usages) + 64 * 1024 * (len(to_copy) + 4),
                 inodes=sum(u.entries for u in usages) + 8 * len(to_copy) + 32)
@@ -196,16 +214,19 @@ def inject(*, options: InjectOptions, progress: Progress | None = None) -> Injec
             else:
                 apps_dest.write_bytes(previous)
 
-    _write(opts, manifest, to_copy, progress, result, finish=finish, undo_finish=undo_finish)
+    _write(opts, src, to_copy, progress, result, finish=finish, undo_finish=undo_finish)
     if opts.static_ip is not None and opts.boot is not None:
+        from edgefleet.preload.netconf import write_keyfile
+
         result.keyfile = write_keyfile(boot=opts.boot, cfg=opts.static_ip)
     return result
 
 
-def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], progress: Progress,
+def _write(opts: InjectOptions, src: Source, to_copy: list[str], progress: Progress,
            result: InjectResult, *, finish: Callable[[], None],
            undo_finish: Callable[[], None]) -> None:
     root = opts.data_root
+    manifest = src.manifest
     made_dirs: list[Path] = []
     cache_ids: dict[str, str] = {}
     committed: list[Path] = []
@@ -219,12 +240,12 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], progress
             rootwrite.inside(root, "overlay2", cache_id).mkdir(mode=0o710)
             cache_ids[chain] = cache_id
         # verified while copied: a mismatch raises here, and the except below undoes it all
-        copy_layers(layers=_bundle_copies(opts.bundle, manifest, {
+        copy_layers(layers=_bundle_copies(src, {
             c: rootwrite.inside(root, "overlay2", cache_ids[c], "diff") for c in to_copy}),
             verify=opts.verify, progress=progress)
         for chain in to_copy:  # bottom first: a layer's `lower` names its parent's link
             rec = manifest.layers[chain]
-            src = layer_dir(bundle=opts.bundle, chain_id=chain)
+            layerdb = src.layerdb(chain)
             cache_id = cache_ids[chain]
             parent_cache = None
             if rec.parent is not None:
@@ -232,8 +253,8 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], progress
                     root=root, chain_id=rec.parent)
             rootwrite.finish_overlay_layer(root=root, cache_id=cache_id,
                                            parent_cache_id=parent_cache)
-            files = {name: (src / "layerdb" / name).read_bytes()
-                     for name in rootwrite.LAYERDB_FILES if (src / "layerdb" / name).exists()}
+            files = {name: (layerdb / name).read_bytes()
+                     for name in rootwrite.LAYERDB_FILES if (layerdb / name).exists()}
             files["cache-id"] = cache_id.encode()
             files["diff"] = rec.diff_id.encode()  # the checked manifest's ids, not the bundle's
             if rec.parent is not None:
@@ -242,7 +263,7 @@ def _write(opts: InjectOptions, manifest: Manifest, to_copy: list[str], progress
             result.layers_copied += 1
             result.bytes_copied += rec.bytes
         for img in manifest.images:
-            raw = config_path(bundle=opts.bundle, image_id=img.id).read_bytes()
+            raw = src.config(img.id).read_bytes()
             if rootwrite.write_image_config(root=root, image_id=img.id, config=raw, parent=None):
                 configs.append(rootwrite.inside(root, "image", "overlay2", "imagedb", "content",
                                                 "sha256", img.id.removeprefix("sha256:")))

@@ -20,7 +20,6 @@ import yaml
 from edgefleet.engine import build
 from edgefleet.engine.errors import EngineError
 from edgefleet.preload.errors import PreloadError, Progress
-from edgefleet.preload.extract import extract
 from edgefleet.preload.inject import InjectOptions, InjectResult, inject
 
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.yaml", "compose.yml", "compose.yaml")
@@ -132,7 +131,8 @@ def preload_local_release(*, spec: LocalRelease, data_root: Path, verify: bool =
                           merge: bool = False, progress: Progress | None = None,
                           on_line: Callable[[str], None] | None = None
                           ) -> tuple[BuiltRelease, InjectResult]:
-    """Build, write apps.json, extract from the local engine's data root, inject."""
+    """Build, write apps.json, copy the images from the local engine's data root into the
+    target's (extract + inject in one step, `preload copy`)."""
     try:
         source_root = build.data_root(socket=spec.socket)
     except EngineError as exc:
@@ -142,12 +142,10 @@ def preload_local_release(*, spec: LocalRelease, data_root: Path, verify: bool =
     try:
         apps_path = work / "apps.json"
         apps_path.write_text(json.dumps(built.apps_json, indent=2))
-        bundle = work / "bundle"
-        extract(data_root=source_root, out=bundle, refs=sorted(set(built.images.values())),
-                verify=verify, progress=progress)
-        result = inject(options=InjectOptions(data_root=data_root, bundle=bundle,
-                                              apps=apps_path, merge=merge, verify=verify),
-                        progress=progress)
+        result = inject(options=InjectOptions(  # straight from the engine's root: no bundle
+            data_root=data_root, from_root=source_root,
+            refs=tuple(sorted(set(built.images.values()))), apps=apps_path, merge=merge,
+            verify=verify), progress=progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return built, result
