@@ -38,7 +38,12 @@ services:
       - "127.0.0.1:{port}:1234"
     environment:
       GREETING: "{greeting}"
-    command: ["sh", "-c", "echo $$GREETING >> /backend-persistence/somedata; httpd -f -p 1234 -h /"]
+    command:
+      - sh
+      - -c
+      - >-
+        trap exit TERM; echo $$GREETING >> /backend-persistence/somedata;
+        httpd -f -p 1234 -h / & wait
     volumes:
       - 'a-second-volume:/backend-persistence'
 volumes:
