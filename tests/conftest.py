@@ -115,10 +115,14 @@ def unique() -> str:
 
 @pytest.fixture
 def private_dockerd() -> Iterator[Dockerd]:
-    """A started private dockerd with its own roots; cleaned up afterwards."""
+    """A started private dockerd with its own roots; cleaned up afterwards (its containers
+    force-removed first: a clean engine stops at once)."""
     d = new_dockerd()
     d.start()
     try:
         yield d
     finally:
-        d.cleanup()
+        try:
+            d.remove_containers()
+        finally:
+            d.cleanup()

@@ -21,11 +21,11 @@ from tests.support.dockerd import Dockerd, new_dockerd
 from tests.support.loopfs import loop_mount
 
 pytestmark = pytest.mark.engine
-LOOP = ["sh", "-c", "while true; do sleep 1; done"]
+LOOP = ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
 COMPOSE = """
 services:
   app:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
 """
 
 
@@ -39,6 +39,7 @@ def loop_dockerd(tmp_path: Path) -> Iterator[Dockerd]:
                 d.start()
                 yield d
             finally:
+                d.remove_containers()  # a clean engine stops at once
                 d.cleanup()  # stops dockerd, then unmounts everything under its data root
     finally:
         d.cleanup()  # (again, harmless) when the mount itself was refused

@@ -1,5 +1,12 @@
 """An engine SIGKILLed during updates: the supervisor notices, reconnects with backoff and
-converges once the engine is back; volume data survives (issue 3, fault tolerance)."""
+converges once the engine is back; volume data survives (issue 3, fault tolerance).
+
+The services ignore SIGTERM (pid 1) and have a 4 s stop_grace_period, not the default 10 s:
+the restarted engine stops what it finds running after 4 s, and so do the supervisor's kills.
+4 s, not less: the kill, 1-3 s after the supervisor starts, must land while it is stopping
+the old containers (or before), as with 10 s. A kill while it starts a container leaves
+dockerd 20.10 with a stale task: every later start fails "task ... already exists" (seen
+with 1 s; a supervisor recovery for that is not done yet)."""
 
 from __future__ import annotations
 
@@ -28,10 +35,12 @@ COMPOSE = """
 services:
   keeper:
     command: ["sh", "-c", "test -f /d/marker || echo kept > /d/marker; exec sleep 100000"]
+    stop_grace_period: 4s
     volumes: ["d:/d"]
     environment: {ROUND: "{n}"}
   other:
     command: ["sh", "-c", "exec sleep 100000"]
+    stop_grace_period: 4s
     environment: {ROUND: "{n}"}
 volumes:
   d:

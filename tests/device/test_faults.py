@@ -31,14 +31,16 @@ services:
     command:
       - sh
       - -c
-      - test -f /data/marker || echo kept > /data/marker; while true; do sleep 1; done
+      - >-
+        trap exit TERM; test -f /data/marker || echo kept > /data/marker;
+        while true; do sleep 1; done
     volumes: ["data:/data"]
     environment: {ROUND: "{n}"}
   reader:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
     volumes: ["data:/data"]
   other:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
     environment: {ROUND: "{n}"}
 volumes:
   data:

@@ -18,10 +18,10 @@ def compose(label: str) -> str:
     return f"""
 services:
   web:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
     networks: [backend]
   other:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
 networks:
   backend:
     labels: {{tier: "{label}"}}

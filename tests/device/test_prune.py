@@ -17,11 +17,11 @@ from tests.support import images
 from tests.support.dockerd import Dockerd
 
 pytestmark = pytest.mark.engine
-LOOP = ["sh", "-c", "while true; do sleep 1; done"]
+LOOP = ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
 COMPOSE = """
 services:
   app:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
 """
 
 

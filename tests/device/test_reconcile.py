@@ -26,7 +26,7 @@ services:
     command:
       - sh
       - -c
-      - echo First volume >> /frontend-data/somedata; while true; do sleep 1; done
+      - echo First volume >> /frontend-data/somedata; trap exit TERM; while true; do sleep 1; done
     volumes:
       - 'my-first-volume:/frontend-data'
       - 'a-second-volume:/backend-data'
@@ -38,7 +38,12 @@ services:
       - "127.0.0.1:{port}:1234"
     environment:
       GREETING: "{greeting}"
-    command: ["sh", "-c", "echo $$GREETING >> /backend-persistence/somedata; httpd -f -p 1234 -h /"]
+    command:
+      - sh
+      - -c
+      - >-
+        trap exit TERM; echo $$GREETING >> /backend-persistence/somedata;
+        httpd -f -p 1234 -h / & wait
     volumes:
       - 'a-second-volume:/backend-persistence'
 volumes:
@@ -134,8 +139,8 @@ async def test_same_target_twice_and_supervisor_restart_recreate_nothing(
 ) -> None:
     compose = """
 services:
-  a: {command: ["sh", "-c", "while true; do sleep 1; done"], restart: always}
-  b: {command: ["sh", "-c", "while true; do sleep 1; done"], environment: {X: "1"}}
+  a: {command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"], restart: always}
+  b: {command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"], environment: {X: "1"}}
 """
     imgs = {"a": test_images["sleeper"].ref, "b": test_images["sleeper"].ref}
     target = device.compose_target(compose, imgs)
@@ -165,7 +170,8 @@ services:
 async def test_bad_target_is_rejected_and_the_running_release_keeps_running(
     device: Device, test_images: dict[str, Any]
 ) -> None:
-    compose = 'services:\n  a: {command: ["sh", "-c", "while true; do sleep 1; done"]}\n'
+    compose = ('services:\n  a: {command: ["sh", "-c",'
+               ' "trap exit TERM; while true; do sleep 1; done"]}\n')
     imgs = {"a": test_images["sleeper"].ref}
     device.supervisor.set_target(target=device.compose_target(compose, imgs),
         source=TargetSource.DIRECT)
@@ -235,7 +241,7 @@ async def test_restart_no_is_respected_without_a_replace_loop(
 services:
   once: {restart: "no"}
   failing: {restart: on-failure}
-  keep: {command: ["sh", "-c", "while true; do sleep 1; done"]}
+  keep: {command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]}
 """
     imgs = {"once": test_images["exiter"].ref, "failing": test_images["exiter"].ref,
             "keep": test_images["sleeper"].ref}

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.engine
 COMPOSE = """
 services:
   app:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
 """
 
 

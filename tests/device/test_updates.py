@@ -14,14 +14,14 @@ from tests.device.conftest import Device
 
 pytestmark = pytest.mark.engine
 
-LOOP = ["sh", "-c", "while true; do sleep 1; done"]
+LOOP = ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
 
 
 def compose(strategy: str, env: str) -> str:
     return f"""
 services:
   app:
-    command: ["sh", "-c", "while true; do sleep 1; done"]
+    command: ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
     labels: {{io.balena.update.strategy: {strategy}}}
     environment: {{V: "{env}"}}
 """
@@ -96,8 +96,9 @@ async def test_hand_over_keeps_the_old_container_until_the_new_one_signals(
     await device.converge()
     old = (await device.containers())["app"]
     signalling = compose("hand-over", "1").replace(
-        '"while true; do sleep 1; done"',
-        '"sleep 2; touch /tmp/balena/handover-complete; while true; do sleep 1; done"')
+        '"trap exit TERM; while true; do sleep 1; done"',
+        '"sleep 2; touch /tmp/balena/handover-complete; trap exit TERM;'
+        ' while true; do sleep 1; done"')
     device.supervisor.set_target(target=unique_target(device,
         signalling, {"app": v2.ref}, commit="c2", release_id=2), source=TargetSource.DIRECT)
     for _ in range(3):  # pull, then start the new one beside the old one

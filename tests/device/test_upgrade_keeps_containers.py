@@ -34,7 +34,7 @@ def free_port() -> int:
 
 
 def apps_json(image: str, port: int, unique: str) -> dict[str, Any]:
-    loop = ["sh", "-c", "while true; do sleep 1; done"]
+    loop = ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]
     web = {"command": loop, "ports": [f"127.0.0.1:{port}:8080", "127.0.0.1::9090/udp"],
            "volumes": ["data:/data", {"type": "tmpfs", "target": "/scratch"}],
            "networks": {"back": {"aliases": ["db-front"]}},

@@ -44,9 +44,12 @@ services:
 
 
 def write_project(root: Path, *, worker_version: str) -> Path:
-    """A two-service compose project built FROM scratch with the host's static busybox."""
-    cmds = {"main": ["sh", "-c", 'while true; do echo "main says $GREETING"; sleep 2; done'],
-            "worker": ["sh", "-c", f"echo worker {worker_version} started;"
+    """A two-service compose project built FROM scratch with the host's static busybox. The
+    services exit on SIGTERM (a shell as pid 1 ignores it without a trap): each update's stop
+    then takes a second, not the 10 s grace period."""
+    cmds = {"main": ["sh", "-c", "trap 'exit 0' TERM;"
+                                 ' while true; do echo "main says $GREETING"; sleep 1; done'],
+            "worker": ["sh", "-c", f"trap 'exit 0' TERM; echo worker {worker_version} started;"
                                    " while true; do sleep 1; done"]}
     shutil.rmtree(root, ignore_errors=True)
     for service, cmd in cmds.items():

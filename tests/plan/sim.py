@@ -101,7 +101,8 @@ def apply(state: EngineState, plan: Plan, *, registry: Iterable[str]) -> EngineS
             containers[cid] = ContainerState(
                 id=cid, name=spec.container_name, image=spec.image, image_id=img.id,
                 labels={**spec.labels, naming.CONFIG_HASH: spec.config_hash()},
-                status="created", networks=tuple(spec.networks))
+                status="created", networks=tuple(spec.networks),
+                stop_timeout_s=int(spec.stop_grace_period_s))  # as translate sets StopTimeout
         elif isinstance(step, StartContainer):
             c = next(c for c in containers.values()
                      if step.container in (c.id, c.name))

@@ -87,6 +87,22 @@ stop:<web_689_1_c1> [stop]"""
     assert after["db"] == before["db"] and after["web"] != before["web"]
 
 
+def test_a_replaced_container_is_stopped_with_its_own_grace_period() -> None:
+    """The kill of an update waits the stop_grace_period the old container was created with
+    (its StopTimeout), not the engine's default 10 s; a container without one gets 10 s."""
+    short = {"restart": "always", "stop_grace_period": "2s"}
+    state, _ = converge(EngineState(), desired({"a1": {"web": short, "db": APP["db"]}}))
+    want = desired({"a1": {"web": {**short, "env": {"X": "1"}},
+                           "db": {"restart": "always", "env": {"X": "1"}}}})
+    p = plan(observed=state, desired=want, context=PlanContext())
+    stops = {s.service_name: s.timeout_s for s in p.steps if isinstance(s, StopContainer)}
+    assert stops == {"web": 2, "db": 10}
+    unknown = state.model_copy(update={"containers": tuple(
+        c.model_copy(update={"stop_timeout_s": None}) for c in state.containers)})
+    p = plan(observed=unknown, desired=want, context=PlanContext())
+    assert {s.timeout_s for s in p.steps if isinstance(s, StopContainer)} == {10}
+
+
 def test_commit_change_only_renames() -> None:
     state, _ = converge(EngineState(), desired({"a1": APP}))
     p = plan(observed=state, desired=desired({"a1": APP}, commit="c2", release_id=2),

@@ -131,6 +131,19 @@ class Dockerd:
                 self.proc.send_signal(sig)
             self.proc.wait(timeout=60)
 
+    def remove_containers(self) -> None:
+        """Force-remove every container (teardown of an engine nobody reuses): dockerd's own
+        shutdown would give each running one its full grace period (10 s by default)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=self.sock),
+                              base_url="http://docker", timeout=30) as c:
+                for ctr in c.get("/containers/json", params={"all": "1"}).json():
+                    c.delete(f"/containers/{ctr['Id']}", params={"force": "1"})
+        except httpx.HTTPError:
+            pass
+
     def stop(self) -> None:
         """Stop dockerd cleanly (SIGTERM), killing containers it leaves behind."""
         self.kill(signal.SIGTERM)

@@ -136,6 +136,7 @@ class DockerEngine:
             finished_at=state.get("FinishedAt"),
             health=health if health in ("starting", "healthy", "unhealthy") else None,
             networks=tuple(sorted((data.get("NetworkSettings") or {}).get("Networks") or {})),
+            stop_timeout_s=data["Config"].get("StopTimeout"),
         )
 
     def forget(self, ref: str) -> None:

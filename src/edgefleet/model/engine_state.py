@@ -36,6 +36,9 @@ class ContainerState(_Observed):
     health: Literal["starting", "healthy", "unhealthy"] | None = None
     networks: tuple[str, ...] = ()
     """Engine names of the networks it is attached to."""
+    stop_timeout_s: float | None = None
+    """Its own grace period (Config.StopTimeout, from the service's `stop_grace_period` when
+    it was created); None when the engine reports none (its default, 10 s, applies)."""
 
     @property
     def app_uuid(self) -> str:

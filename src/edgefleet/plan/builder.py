@@ -34,7 +34,8 @@ class Builder:
                       waiting_for=LOCKED))
 
     def kill(self, c: ContainerState, reason: str, *, gated: bool = True) -> str | None:
-        """Stop (grace period) then remove a container: two steps, one engine call each.
+        """Stop (its own grace period: the `stop_grace_period` it was created with) then
+        remove a container: two steps, one engine call each.
         Returns the id of the removal (None when the app's lock forbids it)."""
         if gated and self.context.is_locked(c.app_uuid):
             self.wait_locked(c.app_uuid)
@@ -43,7 +44,8 @@ class Builder:
         if c.is_running:
             after = frozenset({self.add(StopContainer(
                 id=f"stop:{c.id}", container=c.id, service_name=c.service_name,
-                app_uuid=c.app_uuid, reason=reason))})
+                app_uuid=c.app_uuid, reason=reason,
+                timeout_s=10.0 if c.stop_timeout_s is None else c.stop_timeout_s))})
         return self.add(RemoveContainer(id=f"remove:{c.id}", container=c.id,
                                         service_name=c.service_name, app_uuid=c.app_uuid,
                                         reason=reason, after=after))
