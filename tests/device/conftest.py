@@ -108,7 +108,7 @@ async def device(registry: str, unique: str, tmp_path: Path) -> AsyncIterator[De
 @pytest.fixture(scope="session")
 def test_images(registry: str) -> dict[str, Any]:
     """Images in the local registry (not on the engine), built once per session."""
-    loop = "while true; do sleep 1; done"
+    loop = "trap exit TERM; while true; do sleep 1; done"
     return {
         "web": images.build_and_push("ef-dev-web", "v1",
                                      cmd=["sh", "-c", f"httpd -p 8080; {loop}"]),

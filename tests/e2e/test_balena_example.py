@@ -56,7 +56,7 @@ def test_device_tags_example_is_pushed_and_runs_with_the_device_key(
     device.start()
     project = tmp_path / "project"
     (project / "device_tags_node").mkdir(parents=True)
-    cmd = ["sh", "-c", 'echo "tags for $DEVICE_NAME"; while true; do sleep 1; done']
+    cmd = ["sh", "-c", 'trap exit TERM; echo "tags for $DEVICE_NAME"; while true; do sleep 1; done']
     (project / "device_tags_node" / "Dockerfile").write_text(DOCKERFILE.format(
         cmd=json.dumps(cmd)))
     shutil.copy2("/bin/busybox", project / "device_tags_node" / "busybox")

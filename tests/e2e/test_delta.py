@@ -34,7 +34,7 @@ RUN ["/bin/busybox", "--install", "-s", "/bin"]
 ENV DEPS_BUILD={deps_build}
 COPY deps/ /deps/
 COPY app/ /app/
-CMD ["sh", "-c", "cat /app/version.txt; while true; do sleep 1; done"]
+CMD ["sh", "-c", "trap exit TERM; cat /app/version.txt; while true; do sleep 1; done"]
 """
 
 

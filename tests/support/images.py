@@ -58,7 +58,7 @@ def busybox_dockerfile(*, cmd: list[str] | None = None, extra: str = "") -> str:
     ]
     if extra:
         lines.append(extra)
-    lines.append(f"CMD {json.dumps(cmd or ['sh', '-c', 'while true; do sleep 1; done'])}")
+    lines.append(f"CMD {json.dumps(cmd or ['sh', '-c', 'trap exit TERM; while true; do sleep 1; done'])}")
     return "\n".join(lines) + "\n"
 
 
