@@ -49,7 +49,7 @@ def write_project(root: Path, *, version: str = "v1") -> Path:
     """Two services built FROM scratch with the host's static busybox; both stop at once on
     SIGTERM (so variable changes restart them quickly)."""
     loops = {"main": 'while true; do echo "main says $GREETING"; sleep 1; done',
-             "worker": f"trap exit TERM; echo worker {version} started; while true; do sleep 1; done"}
+             "worker": f"echo worker {version} started; while true; do sleep 1; done"}
     for service, loop in loops.items():
         (root / service).mkdir(parents=True)
         cmd = ["sh", "-c", f"trap 'exit 0' TERM; {loop} & wait"]

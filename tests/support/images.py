@@ -58,7 +58,8 @@ def busybox_dockerfile(*, cmd: list[str] | None = None, extra: str = "") -> str:
     ]
     if extra:
         lines.append(extra)
-    lines.append(f"CMD {json.dumps(cmd or ['sh', '-c', 'trap exit TERM; while true; do sleep 1; done'])}")
+    default = ["sh", "-c", "trap exit TERM; while true; do sleep 1; done"]  # stops at once
+    lines.append(f"CMD {json.dumps(cmd or default)}")
     return "\n".join(lines) + "\n"
 
 
