@@ -8,34 +8,17 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.devices import CLI, E2EDevice, running_device, wait_for
+from tests.e2e.devices import CLI, E2EDevice, wait_for
 from tests.e2e.tunnel_support import Server, provision
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 GRANT_S = 12
 """Long enough to start the session and check the rules, short enough to wait out."""
 
-
-@pytest.fixture
-def server(tmp_path: Path, registry: str) -> Iterator[Server]:
-    srv = Server(root=tmp_path, registry=registry)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def device(tmp_path: Path) -> Iterator[E2EDevice]:
-    with running_device("dev1", tmp_path / "dev1") as dev:
-        yield dev
 
 
 def test_support_session_ends_with_the_grant(server: Server, device: E2EDevice) -> None:

@@ -12,35 +12,19 @@ import signal
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e.devices import CLI, E2EDevice, running_device, wait_for
+from tests.e2e.devices import CLI, E2EDevice, wait_for
 from tests.e2e.tunnel_support import Server, provision, write_project
 from tests.support.fleet import free_port
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 TEN_MINUTES_MS = 600_000
 
-
-@pytest.fixture
-def server(tmp_path: Path, registry: str) -> Iterator[Server]:
-    srv = Server(root=tmp_path, registry=registry)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture
-def device(tmp_path: Path) -> Iterator[E2EDevice]:
-    with running_device("dev1", tmp_path / "dev1") as dev:
-        yield dev
 
 
 def sha(path: Path) -> str:

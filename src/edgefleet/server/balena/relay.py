@@ -7,7 +7,6 @@ the supervisor's answer (status and body) comes back as it is."""
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -18,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
+from edgefleet.server.balena.provisioning import json_body
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel.actions import Target, audited_call, device_target, held_elsewhere
 from edgefleet.server.tunnel.forward import forward_http
@@ -73,12 +73,7 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
         if not PATH.fullmatch(path):
             raise HTTPException(404, f"/supervisor/{path[:100]} is not relayed: only /ping, "
                                      "/v1/... and /v2/... of the supervisor API are")
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise HTTPException(400, "the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise HTTPException(400, "the body must be a JSON object")
+        body = await json_body(request)
         method = str(body.get("method") or "POST").upper()
         if method not in METHODS:
             raise HTTPException(400, f"method {method[:20]!r}: one of {', '.join(METHODS)}")

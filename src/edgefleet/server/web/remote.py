@@ -22,7 +22,7 @@ from edgefleet.server import tables as t
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel import audit
 from edgefleet.server.tunnel.action_routes import without_values
-from edgefleet.server.tunnel.actions import ACTIONS, Target, audited_call
+from edgefleet.server.tunnel.actions import ACTIONS, Target, audited_call, target_for
 from edgefleet.server.tunnel.forward import FORWARDED, HostGone, forward_websocket, holder
 from edgefleet.server.tunnel.hub import NotConnected, TunnelHub
 from edgefleet.server.web import auth, diagview
@@ -49,13 +49,7 @@ def router(*, state: ServerState, current: UserDep) -> APIRouter:
     def target_of(user: WebUser, uuid: str, permission: Permission) -> Target:
         with db.session() as s:
             d, _fleet = device_for(s, user, uuid, permission)
-            reported = json.loads(d.reported or "{}")
-        key, port = reported.get("api_secret"), reported.get("api_port")
-        if not key or not port:
-            raise HTTPException(409, f"device {d.uuid[:7]} has not reported its supervisor "
-                                     "API key yet (it does with its first state report)")
-        return Target(device_id=d.id, uuid=d.uuid, app_id=d.fleet_id, api_port=int(port),
-                      api_key=str(key), tunnel_host=d.tunnel_host)
+            return target_for(d)
 
     async def elsewhere(request: Request, user: WebUser, target: Target,
                         form: dict[str, str]) -> Response | None:
