@@ -8,8 +8,10 @@ needs it running)."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import time
 from typing import Any
 
 import pytest
@@ -21,6 +23,8 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 FORBIDDEN = ("Reboot", "Shut down", "Purge data", "Stop ", "Start ", "Set variable", "Pin",
              "Grant support access", "Revoke")
 """Buttons (by the start of their name) the support agent must not be offered."""
+EXPIRY_S = 10
+"""A grant short enough to wait out, long enough for the checks made before it ends."""
 
 
 def support_agent(dash: Dash) -> tuple[str, str]:
@@ -124,3 +128,41 @@ def test_support_agent_sees_the_device_without_variables_or_forbidden_actions(
     expect(agent.locator("main")).not_to_contain_text(dash.fleet_name)
     assert forged(f"{base}/notes", text="after revoke") == 404
     agent.context.close()
+
+
+def test_a_grant_allowing_reboot_offers_it_until_it_expires(browser: Any, dash: Dash) -> None:
+    """A grant made with "allow reboot" (here from the CLI, for a few seconds) gives the agent
+    the Reboot button and nothing else that stops the device, and the server takes the reboot
+    past the permission check; when the grant expires (nobody revokes it) the agent's next page
+    is a 404 and the owner's page says there is no support access."""
+    uuid = dash.device.uuid
+    name, password = support_agent(dash)
+    grant = json.loads(dash.fleet.cli("support", "grant", uuid, "--for", f"{EXPIRY_S}s",
+                                      "--allow-reboot", "--json"))
+    agent = sign_in(browser, dash, username=name, password=password)
+    agent.goto(f"{dash.url}/ui/devices/{uuid}")
+    expect(agent.get_by_role("button", name="Reboot")).to_have_count(1)
+    for label in ("Shut down", "Purge data", "Stop ", "Set variable", "Pin",
+                  "Grant support access", "Revoke"):
+        expect(agent.get_by_role("button", name=re.compile(f"^{label}"))).to_have_count(0)
+    csrf = agent.locator('input[name="csrf"]').first.get_attribute("value") or ""
+    base = f"{dash.url}/ui/devices/{uuid}/actions/reboot"
+    post = agent.context.request.post
+    unconfirmed = post(base, form={"csrf": csrf, "note": "hung"}, max_redirects=0)
+    assert unconfirmed.status == 428, "a reboot needs its confirmation"
+    confirmed = post(base, form={"csrf": csrf, "confirm": "true", "note": "hung"},
+                     max_redirects=0)
+    assert confirmed.status not in (401, 403, 404, 428), \
+        f"the grant lets the agent reboot: {confirmed.status} {confirmed.text()[:200]}"
+    assert time.time() * 1000 < grant["expires_ms"], "the checks took longer than the grant"
+
+    time.sleep(max(0.0, grant["expires_ms"] / 1000 - time.time()) + 0.5)
+    gone = agent.goto(f"{dash.url}/ui/devices/{uuid}")
+    assert gone is not None and gone.status == 404, "the grant expired: the device is gone"
+    assert post(base, form={"csrf": csrf, "confirm": "true", "note": "late"},
+                max_redirects=0).status == 404
+    agent.context.close()
+    owner = sign_in(browser, dash)
+    owner.goto(f"{dash.url}/ui/devices/{uuid}")
+    expect(owner.locator("#support")).to_contain_text("No support access")
+    close(owner)
