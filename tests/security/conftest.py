@@ -75,7 +75,9 @@ class SecServer:
         raise AssertionError(f"no {field_name} for the server process")
 
 
-def start_server(box: Path, *extra: str) -> SecServer:
+def start_server(box: Path, *extra: str, admin_token: str = "") -> SecServer:
+    """A real `edgefleet server run` in `box`; `admin_token` for a second process on a
+    database whose admin exists (it writes no token file)."""
     data_dir = box / "data"
     data_dir.mkdir(parents=True)
     (box / "victim.txt").write_text("the server must not change this\n")
@@ -100,7 +102,7 @@ def start_server(box: Path, *extra: str) -> SecServer:
             proc.kill()
             raise RuntimeError(f"the server did not start:\n{log.read_text()}")
         time.sleep(0.1)
-    token = (data_dir / "admin.token").read_text().strip()
+    token = admin_token or (data_dir / "admin.token").read_text().strip()
     return SecServer(url=url, proc=proc, box=box, data_dir=data_dir, log=log,
                      admin_token=token)
 

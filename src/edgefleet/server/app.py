@@ -31,6 +31,7 @@ from edgefleet.server.delta.service import DeltaService
 from edgefleet.server.delta.warm import warm_loop
 from edgefleet.server.fastpoll import FastPoll
 from edgefleet.server.limits import Limits
+from edgefleet.server.push_cluster import ClusterSlots
 from edgefleet.server.pushes import fail_interrupted
 from edgefleet.server.settings import ServerSettings
 from edgefleet.server.state import ServerState
@@ -47,6 +48,7 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
     `on_shutdown` runs when the server stops (e.g. to stop the registry it started)."""
     database = db or Database(url=settings.url)
     state = ServerState(settings=settings, db=database)
+    state.pushes.cluster = ClusterSlots.for_url(database.url)  # caps across processes
     deltas = DeltaService(data_dir=settings.data_dir, registry=settings.registry)
     hub = TunnelHub(state=state)
 
@@ -76,6 +78,8 @@ def create_app(*, settings: ServerSettings, db: Database | None = None,
                 await sshd.stop()
             await hub.stop()
             warming.cancel()
+            if state.pushes.cluster is not None:
+                state.pushes.cluster.close()
             with contextlib.suppress(asyncio.CancelledError):
                 await warming
             await state.stop()

@@ -196,11 +196,11 @@ class PushJob:
 _running: set[asyncio.Task[None]] = set()
 
 
-def claim(*, state: ServerState, user: keys.UserPrincipal) -> PushSlot:
+async def claim(*, state: ServerState, user: keys.UserPrincipal) -> PushSlot:
     """A slot for one push of `user`, before anything of it is read (429 or 503 when this
     user or the server already runs as many pushes as the settings allow)."""
     settings = state.settings
-    return state.pushes.take(user_id=user.user_id, total=settings.max_pushes,
+    return await state.pushes.claim(user_id=user.user_id, total=settings.max_pushes,
                              per_user=settings.max_pushes_per_user)
 
 

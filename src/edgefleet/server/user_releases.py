@@ -70,7 +70,7 @@ def router(*, state: ServerState) -> APIRouter:
         Dockerfile.template): the server records a release, builds and pushes its images,
         and streams the build output. A failed build gives a failed release that no device
         ever gets."""
-        slot = claim(state=state, user=a.user)  # before the audit: a refused push is none
+        slot = await claim(state=state, user=a.user)  # before the audit: a refused push is none
         try:
             await run_in_threadpool(record_push, a, fleet)
         except BaseException:

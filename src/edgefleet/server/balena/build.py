@@ -65,7 +65,7 @@ def router(*, state: ServerState) -> APIRouter:
         user = require_user(await state.principal(request.headers.get("authorization")))
         if dockerfilePath:
             raise HTTPException(400, "dockerfilePath is not supported by edgefleet's builder")
-        slot = pushes.claim(state=state, user=user)
+        slot = await pushes.claim(state=state, user=user)
         try:
             uuid = await run_in_threadpool(fleet_uuid, user, slug)
         except BaseException:
