@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from edgefleet.device.cloud import CloudClient, RegistrationRefused
 from edgefleet.device.logs import LogSink
 from edgefleet.device.logstream import LogStreamer, OfflineBuffer
-from edgefleet.device.poll import Poller
+from edgefleet.device.poll import EXPECT_TRIES, Poller
 from edgefleet.device.provision import ensure_registered, pending_identity
 from edgefleet.device.report import ReportPolicy
 from edgefleet.device.reporter import Reporter
@@ -243,6 +243,44 @@ async def test_poll_now_fetches_at_once_between_long_intervals(
                 break
             await asyncio.sleep(0.05)
         assert poller.polls == 2 and poller.not_modified == 1
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await engine.close()
+
+
+async def test_an_announced_target_not_yet_served_is_polled_for_again(
+        server: LiveServer, client: CloudClient, tmp_path: Path) -> None:
+    """The tunnel's "poll now" names the new target's ETag; a server process that has not yet
+    seen the change answers 304 with the old one (several processes behind a proxy), so the
+    device polls again shortly — a few times, not forever — instead of waiting out its
+    interval (seen to fail before: one poll, then the hour)."""
+    config_path, store = await registered(server, client, tmp_path, "expect")
+    cfg = load_config(path=config_path)
+    engine = DockerEngine(scope="never-used")
+    sup = Supervisor(engine=engine, store=store, logs=LogSink(store=store),
+                     device=DeviceContext(uuid=str(cfg.uuid), lock_root=str(tmp_path / "l")))
+    poller = Poller(supervisor=sup, client=client, uuid=str(cfg.uuid),
+                    api_key=str(cfg.device_api_key), default_interval_s=3600,
+                    expect_retry_s=0.05)
+    task = asyncio.create_task(poller.run())
+    try:
+        for _ in range(100):
+            if poller.polls:
+                break
+            await asyncio.sleep(0.05)
+        poller.poll_now(expect="an ETag this server has not served yet")
+        for _ in range(200):
+            if poller.polls >= 4:
+                break
+            await asyncio.sleep(0.05)
+        assert poller.polls >= 4, "the device polls again while the announced target is not there"
+        for _ in range(100):  # 0.05 + 0.1 + 0.2 + 0.4 + 0.8 s of retries, then the interval
+            if poller.polls == 2 + EXPECT_TRIES:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+        assert poller.polls == 2 + EXPECT_TRIES, "and gives up after a few tries"
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

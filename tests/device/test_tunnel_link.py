@@ -49,7 +49,7 @@ async def test_devices_reconnect_spread_out_after_a_server_restart(tmp_path: Pat
     logs = LogSink(store=store, echo=False)
     links = [TunnelLink(endpoint=server.url, uuid=u, api_key=k, logs=logs,
                         ctx=SessionContext(engine_socket="/nonexistent", scope="t"),
-                        on_poll=lambda: None)
+                        on_poll=lambda _etag: None)
              for u, k in await asyncio.to_thread(register, server, DEVICES)]
     tasks = [asyncio.create_task(link.run()) for link in links]
     try:

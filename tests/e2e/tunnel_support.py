@@ -54,6 +54,8 @@ class Server:
     host: str = "127.0.0.1"
     proc: subprocess.Popen[bytes] | None = None
     token: str = ""
+    extra: tuple[str, ...] = ()
+    """More `server run` options (e.g. `--database-url`, `--public-url`)."""
 
     @property
     def url(self) -> str:
@@ -68,11 +70,13 @@ class Server:
         self.proc = subprocess.Popen(
             [*CLI, "server", "run", "--data-dir", str(self.root / "server"), "--port",
              str(self.port), "--registry", self.registry, "--admin-token-file",
-             str(token_file), "--ssh-port", str(self.ssh_port), "--host", self.host],
+             str(token_file), "--ssh-port", str(self.ssh_port), "--host", self.host,
+             *self.extra],
             stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         wait_for("the fleet server",
                  lambda: httpx.get(f"{self.url}/ping", timeout=2).text == "OK", timeout=60)
-        self.token = token_file.read_text().strip()
+        if token_file.exists():  # a second process on a database with an admin writes none
+            self.token = token_file.read_text().strip()
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

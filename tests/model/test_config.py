@@ -67,6 +67,9 @@ def test_bad_required_field_is_refused_and_named(field: str, value: object) -> N
     ("listenPort", 70000, "listen_port", 48484),
     ("dnsServers", "127.0.0.1#5399", "dns_servers", None),
     ("localMode", "maybe", "local_mode", False),
+    ("balenaRootCA", "bm90IGEgY2VydGlmaWNhdGU=", "balena_root_ca", None),
+    ("balenaRootCA", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+     "balena_root_ca", None),
 ])
 def test_bad_optional_field_uses_the_default_and_says_so(
         field: str, value: object, attribute: str, default: object) -> None:
@@ -136,3 +139,28 @@ def test_redact_at_any_depth() -> None:
         assert f'"{secret}"' not in out
     assert "api.example.test" in out and "abc123" in out
     assert DeviceConfig.model_validate(SAMPLE).device_api_key == "dk-secret"  # input untouched
+
+
+def test_balena_root_ca_is_read_base64_or_plain() -> None:
+    """balena writes balenaRootCA base64-encoded; a plain PEM is taken too; the device trusts
+    it beside the standard bundle (device/trust.py)."""
+    import base64
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    pem = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+           .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+           .not_valid_after(now + datetime.timedelta(days=1))
+           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+           .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+    for value in (base64.b64encode(pem.encode()).decode(), pem):
+        cfg = parse_config(data={**SAMPLE, "balenaRootCA": value})
+        assert cfg.ignored == [] and cfg.root_ca == pem
+    assert parse_config(data=SAMPLE).root_ca is None

@@ -47,6 +47,12 @@ def run(
     public_url: str | None = typer.Option(
         None, "--public-url", help="URL devices use (apiEndpoint in config.json); default "
                                    "http://HOST:PORT."),
+    process_url: str | None = typer.Option(
+        None, "--process-url", envvar="EDGEFLEET_PROCESS_URL",
+        help="How the other server processes on the same database reach this one (they "
+             "forward remote sessions to the process holding a device's tunnel); default "
+             "http://HOST:PORT. Never the public URL: behind a load balancer it reaches any "
+             "process."),
     registry: str | None = typer.Option(
         None, "--registry", help="HOST:PORT of an existing registry (devices pull from this "
                                  "name); default: start Debian's docker-registry on "
@@ -104,7 +110,7 @@ def run(
         heartbeat_timeout_s=heartbeat_timeout, offline_grace_s=offline_grace,
         max_project_bytes=max_project_size * 2**20, build_timeout_s=build_timeout,
         max_pushes=max_pushes, max_pushes_per_user=max_pushes_per_user,
-        ssh_port=ssh_port, ssh_host=host)
+        ssh_port=ssh_port, ssh_host=host, process_url=process_url or _default_url(host, port))
     try:
         serve(settings=settings, host=host, port=port,
               own_registry=registry is None and not no_registry,

@@ -4,6 +4,7 @@ state with ETag, state reports and log lines. Only this module speaks HTTP to th
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -84,10 +85,13 @@ class CloudClient:
     """One device's connection to its fleet server (`apiEndpoint` of config.json)."""
 
     def __init__(self, *, endpoint: str, transport: httpx.AsyncBaseTransport | None = None,
-                 timeout_s: float = TIMEOUT_S) -> None:
+                 timeout_s: float = TIMEOUT_S, tls: ssl.SSLContext | None = None) -> None:
+        """`tls`: whom to trust for an https endpoint (`device/trust.py`; default: the
+        standard CA bundle)."""
         self.endpoint = endpoint.rstrip("/")
         self._http = httpx.AsyncClient(base_url=self.endpoint, transport=transport,
-                                       timeout=httpx.Timeout(timeout_s, connect=10.0))
+                                       timeout=httpx.Timeout(timeout_s, connect=10.0),
+                                       verify=tls if tls is not None else True)
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -22,6 +22,7 @@ from edgefleet.device.reporter import Reporter
 from edgefleet.device.supervisor import Supervisor
 from edgefleet.device.supervisor_state import backoff_s
 from edgefleet.device.tasks import cancel_and_wait
+from edgefleet.device.trust import server_tls
 from edgefleet.model.config import DeviceConfig
 
 NETWORK_REFRESH_S = 30.0
@@ -38,7 +39,9 @@ class CloudLink:
         self.supervisor = supervisor
         self.config = config
         self.config_path = config_path
-        self.client = CloudClient(endpoint=config.api_endpoint, transport=transport)
+        self.tls = server_tls(config)
+        self.client = CloudClient(endpoint=config.api_endpoint, transport=transport,
+                                  tls=self.tls)
         self.metrics = Metrics(data_dir=data_dir)
         self.report_policy = report_policy or ReportPolicy()
         self.registered = asyncio.Event()
@@ -56,10 +59,11 @@ class CloudLink:
         self._os_version = os_version()
 
     # --- for the supervisor API ------------------------------------------------------------
-    def poll_now(self) -> None:
-        """Fetch the target state at once (POST /v1/update)."""
+    def poll_now(self, expect: str | None = None) -> None:
+        """Fetch the target state at once (POST /v1/update; the tunnel's "poll now" also
+        says which ETag to expect)."""
         if self.poller is not None:
-            self.poller.poll_now()
+            self.poller.poll_now(expect)
         else:
             self._poll_requested = True
 
@@ -226,7 +230,7 @@ class CloudLink:
         tunnel = TunnelLink(endpoint=str(self.config.api_endpoint), uuid=uuid, api_key=api_key,
                             ctx=SessionContext(engine_socket=device.engine_socket,
                                                scope=device.scope),
-                            logs=self.supervisor.logs, on_poll=self.poll_now)
+                            logs=self.supervisor.logs, on_poll=self.poll_now, tls=self.tls)
         self.tunnel = tunnel
         while True:
             try:

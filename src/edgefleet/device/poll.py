@@ -43,11 +43,18 @@ def next_delay_s(*, interval_s: float, failures: int, rand: float) -> float:
     return interval_s * (1 - JITTER * rand)
 
 
+EXPECT_RETRY_S = 0.5
+EXPECT_TRIES = 5
+"""Polls again after 0.5, 1, 2, 4 and 8 s while the announced target has not come back (a
+server process's cache follows the database within `cache_refresh_s`, 1 s by default)."""
+
+
 class Poller:
     """Fetches this device's target state and hands changes to the supervisor."""
 
     def __init__(self, *, supervisor: Supervisor, client: CloudClient, uuid: str, api_key: str,
-                 default_interval_s: float, rand: Callable[[], float] = random.random) -> None:
+                 default_interval_s: float, rand: Callable[[], float] = random.random,
+                 expect_retry_s: float = EXPECT_RETRY_S) -> None:
         self.supervisor = supervisor
         self.client = client
         self.uuid = uuid
@@ -59,14 +66,32 @@ class Poller:
         self.polls = 0
         self.not_modified = 0
         self._now = asyncio.Event()
+        self._expect: str | None = None
+        """The ETag the server announced (tunnel "poll now"), until a poll returns it."""
+        self._expect_tries = 0
+        self.expect_retry_s = expect_retry_s
 
     @property
     def interval_s(self) -> float:
         return poll_interval_s(default_s=self.default_interval_s, target=self.supervisor.target)
 
-    def poll_now(self) -> None:
-        """Poll at once (POST /v1/update)."""
+    def poll_now(self, expect: str | None = None) -> None:
+        """Poll at once (POST /v1/update, or the server's "poll now" with the ETag of the new
+        target: then poll again, briefly, until that is what comes back — with several server
+        processes, the one answering may not have seen the change yet)."""
+        if expect is not None and expect != self.etag:
+            self._expect, self._expect_tries = expect, 0
         self._now.set()
+
+    def _expect_delay(self, delay: float) -> float:
+        """The delay before the next poll while an announced target has not come back."""
+        if self._expect is None:
+            return delay
+        if self.etag == self._expect or self._expect_tries >= EXPECT_TRIES:
+            self._expect = None
+            return delay
+        self._expect_tries += 1
+        return min(delay, self.expect_retry_s * 2.0 ** (self._expect_tries - 1))
 
     async def poll_once(self) -> bool:
         """One conditional GET; True when a new target was adopted. Raises CloudError."""
@@ -113,6 +138,7 @@ class Poller:
                     interval_s=self.interval_s, failures=self.failures, rand=self.rand()))
             else:
                 self.failures = 0
-                delay = next_delay_s(interval_s=self.interval_s, failures=0, rand=self.rand())
+                delay = self._expect_delay(next_delay_s(interval_s=self.interval_s,
+                                                        failures=0, rand=self.rand()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._now.wait(), timeout=delay)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -35,15 +33,6 @@ def check_config(*, config: DeviceConfig | None, refused: InvalidInput | None = 
             map(str, config.ignored)) + f"; the device runs with the default meanwhile; {fix}")
     notes = "".join(f"; {p}" for p in config.adjusted)
     return CheckResult("check_config", True, f"config.json is valid{notes}")
-
-
-def _root_ca(config: DeviceConfig) -> str | None:
-    if not config.balena_root_ca:
-        return None
-    try:
-        return base64.b64decode(config.balena_root_ca).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return config.balena_root_ca
 
 
 def _registry_credentials(config: DeviceConfig) -> tuple[str, str] | None:
@@ -84,7 +73,7 @@ def run_device_checks(*, host: Host, config: DeviceConfig | None,
         futures = [
             pool.submit(netchecks.check_supervisor, port=config.listen_port),
             pool.submit(netchecks.check_networking, api_endpoint=config.api_endpoint,
-                        root_ca_pem=_root_ca(config),
+                        root_ca_pem=config.root_ca,
                         registry_endpoint=config.registry_endpoint, host=host,
                         registry_credentials=_registry_credentials(config)),
         ]

@@ -6,9 +6,12 @@ field named and the file left untouched.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import os
+import ssl
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,16 @@ OPTIONAL_FIELDS = frozenset({
     "appUpdatePollInterval", "listenPort", "dnsServers", "persistentLogging", "localMode",
     "lockOverride", "hostname", "vpnEndpoint", "vpnPort", "deltaEndpoint", "registryEndpoint",
     "balenaRootCA", "lanTunnelPort"})
+
+
+def root_ca_pem(value: str) -> str:
+    """balenaRootCA's PEM: balena writes it base64-encoded; a plain PEM is taken as it is."""
+    if "-----BEGIN" in value:
+        return value
+    try:
+        return base64.b64decode(value, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("neither PEM nor base64") from None
 
 
 def is_secret_key(key: str) -> bool:
@@ -112,6 +125,23 @@ class DeviceConfig(BaseModel):
                 raise ValueError(f"{part.strip()!r} is not an IP address (comma-separated"
                                  " list of IP addresses expected)") from None
         return v
+
+    @field_validator("balena_root_ca")
+    @classmethod
+    def _root_ca(cls, v: str | None) -> str | None:
+        if v:
+            try:
+                ssl.create_default_context().load_verify_locations(cadata=root_ca_pem(v))
+            except (ssl.SSLError, ValueError) as exc:
+                raise ValueError(f"is not a PEM CA certificate, plain or base64-encoded as "
+                                 f"balena writes it ({exc}); only the standard CA bundle is "
+                                 "trusted meanwhile") from None
+        return v
+
+    @property
+    def root_ca(self) -> str | None:
+        """The extra CA certificate (PEM) the device trusts for its server, if any."""
+        return root_ca_pem(self.balena_root_ca) if self.balena_root_ca else None
 
     @property
     def is_managed(self) -> bool:

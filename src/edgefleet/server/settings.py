@@ -30,7 +30,8 @@ class ServerSettings:
     """How often last-seen times held in memory are written to the database."""
     process_url: str | None = None
     """How other server processes reach this one (several API processes on one PostgreSQL
-    forward remote sessions to the process holding the device's tunnel); None = public_url."""
+    forward remote sessions to the process holding the device's tunnel); None = public_url
+    (right for one process; `server run` always sets it to its own address)."""
     ssh_port: int | None = None
     """Serve the SSH front door on this port (0 = any free port); None = no SSH server."""
     ssh_host: str = "127.0.0.1"

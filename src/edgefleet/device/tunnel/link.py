@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,8 +49,11 @@ class TunnelLink:
     """Keeps this device's tunnel open until cancelled."""
 
     def __init__(self, *, endpoint: str, uuid: str, api_key: str, ctx: SessionContext,
-                 logs: LogSink, on_poll: Callable[[], None]) -> None:
+                 logs: LogSink, on_poll: Callable[[str | None], None],
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = tunnel_url(endpoint, uuid)
+        self.tls = tls if self.url.startswith("wss:") else None
+        """Whom to trust for a wss:// server (None: the default, the system's CAs)."""
         self.api_key = api_key
         self.ctx = ctx
         self.logs = logs
@@ -61,7 +65,8 @@ class TunnelLink:
 
     def _control(self, doc: dict[str, Any]) -> None:
         if doc.get("op") == "poll":
-            self.on_poll()
+            etag = doc.get("etag")
+            self.on_poll(etag if isinstance(etag, str) else None)
 
     async def _serve(self, stream: Stream) -> None:
         await serve(stream, ctx=self.ctx)
@@ -80,7 +85,7 @@ class TunnelLink:
         async with websockets.connect(
                 self.url, additional_headers={"Authorization": f"Bearer {self.api_key}"},
                 ping_interval=None, max_size=1 << 20, write_limit=WRITE_LIMIT, open_timeout=20,
-                compression=None) as conn:
+                compression=None, ssl=self.tls) as conn:
             mux = Mux(WebsocketsTransport(conn), initiator=True, handler=self._serve,
                       on_control=self._control)
             mux.close_reason = "the tunnel to the server closed"
@@ -88,7 +93,7 @@ class TunnelLink:
             self.connects += 1
             self.connected_at = time.monotonic()
             self.logs.system("Tunnel connected")
-            self.on_poll()  # a change may have been announced while the link was down
+            self.on_poll(None)  # a change may have been announced while the link was down
             pinger = asyncio.create_task(self._pinger(mux))
             try:
                 await mux.run()

@@ -118,7 +118,7 @@ class TunnelHub:
             if etag != link.etag:
                 link.etag = etag
                 with contextlib.suppress(Exception):
-                    await link.mux.control({"op": "poll"})
+                    await link.mux.control({"op": "poll", "etag": etag})
                     told += 1
         return told
 
