@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -219,34 +220,44 @@ async def test_a_target_the_device_cannot_run_is_rejected_and_the_last_good_one_
         db.close()
 
 
-async def test_poll_now_fetches_at_once_between_long_intervals(
-        server: LiveServer, client: CloudClient, tmp_path: Path) -> None:
-    config_path, store = await registered(server, client, tmp_path, "pollnow")
+@asynccontextmanager
+async def running_poller(server: LiveServer, client: CloudClient, tmp_path: Path, name: str,
+                         **options: Any) -> AsyncIterator[Poller]:
+    """A registered device's poller (an hour's interval) running until the block ends, after
+    its first poll."""
+    config_path, store = await registered(server, client, tmp_path, name)
     cfg = load_config(path=config_path)
     engine = DockerEngine(scope="never-used")
     sup = Supervisor(engine=engine, store=store, logs=LogSink(store=store),
                      device=DeviceContext(uuid=str(cfg.uuid), lock_root=str(tmp_path / "l")))
     poller = Poller(supervisor=sup, client=client, uuid=str(cfg.uuid),
-                    api_key=str(cfg.device_api_key), default_interval_s=3600)
+                    api_key=str(cfg.device_api_key), default_interval_s=3600, **options)
     task = asyncio.create_task(poller.run())
     try:
-        for _ in range(100):
-            if poller.polls:
-                break
-            await asyncio.sleep(0.05)
-        assert poller.polls == 1, "the first poll happens at start"
-        await asyncio.sleep(0.3)
-        assert poller.polls == 1, "then the next one waits for the interval (an hour)"
-        poller.poll_now()  # what POST /v1/update calls
-        for _ in range(100):
-            if poller.polls == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert poller.polls == 2 and poller.not_modified == 1
+        await polls_reach(poller, 1)
+        yield poller
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await engine.close()
+
+
+async def polls_reach(poller: Poller, count: int, timeout_s: float = 10.0) -> None:
+    for _ in range(int(timeout_s / 0.05)):
+        if poller.polls >= count:
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_poll_now_fetches_at_once_between_long_intervals(
+        server: LiveServer, client: CloudClient, tmp_path: Path) -> None:
+    async with running_poller(server, client, tmp_path, "pollnow") as poller:
+        assert poller.polls == 1, "the first poll happens at start"
+        await asyncio.sleep(0.3)
+        assert poller.polls == 1, "then the next one waits for the interval (an hour)"
+        poller.poll_now()  # what POST /v1/update calls
+        await polls_reach(poller, 2)
+        assert poller.polls == 2 and poller.not_modified == 1
 
 
 async def test_an_announced_target_not_yet_served_is_polled_for_again(
@@ -255,36 +266,14 @@ async def test_an_announced_target_not_yet_served_is_polled_for_again(
     seen the change answers 304 with the old one (several processes behind a proxy), so the
     device polls again shortly — a few times, not forever — instead of waiting out its
     interval (seen to fail before: one poll, then the hour)."""
-    config_path, store = await registered(server, client, tmp_path, "expect")
-    cfg = load_config(path=config_path)
-    engine = DockerEngine(scope="never-used")
-    sup = Supervisor(engine=engine, store=store, logs=LogSink(store=store),
-                     device=DeviceContext(uuid=str(cfg.uuid), lock_root=str(tmp_path / "l")))
-    poller = Poller(supervisor=sup, client=client, uuid=str(cfg.uuid),
-                    api_key=str(cfg.device_api_key), default_interval_s=3600,
-                    expect_retry_s=0.05)
-    task = asyncio.create_task(poller.run())
-    try:
-        for _ in range(100):
-            if poller.polls:
-                break
-            await asyncio.sleep(0.05)
+    async with running_poller(server, client, tmp_path, "expect",
+                              expect_retry_s=0.05) as poller:
         poller.poll_now(expect="an ETag this server has not served yet")
-        for _ in range(200):
-            if poller.polls >= 4:
-                break
-            await asyncio.sleep(0.05)
+        await polls_reach(poller, 4)
         assert poller.polls >= 4, "the device polls again while the announced target is not there"
-        for _ in range(100):  # 0.05 + 0.1 + 0.2 + 0.4 + 0.8 s of retries, then the interval
-            if poller.polls == 2 + EXPECT_TRIES:
-                break
-            await asyncio.sleep(0.05)
+        await polls_reach(poller, 2 + EXPECT_TRIES)  # 0.05 + 0.1 + 0.2 + 0.4 + 0.8 s
         await asyncio.sleep(1.0)
         assert poller.polls == 2 + EXPECT_TRIES, "and gives up after a few tries"
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await engine.close()
 
 
 # --- state reports ---------------------------------------------------------------------------
