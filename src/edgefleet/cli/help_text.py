@@ -63,6 +63,11 @@ EXAMPLES = {
     "supervisor api-key": "curl -H \"Authorization: Bearer $(edgefleet supervisor api-key)\""
                           " http://127.0.0.1:48484/v2/applications/state",
     "server run": "edgefleet server run --data-dir /var/lib/edgefleet-server",
+    "server unit": "edgefleet server unit --database-url postgresql+psycopg://ef:pw@db/ef"
+                   " > /etc/systemd/system/edgefleet-server.service",
+    "supervisor unit": "edgefleet supervisor unit --config /mnt/boot/config.json"
+                       " > /etc/systemd/system/edgefleet-supervisor.service"
+                       " && systemctl enable --now edgefleet-supervisor",
     "diagnose checks": "edgefleet diagnose checks --config /mnt/boot/config.json",
     "diagnose report": "edgefleet diagnose report -o report.txt",
     "diagnose state": "edgefleet diagnose state",

@@ -119,3 +119,14 @@ def run(
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+
+
+@app.command("unit", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})
+def unit(ctx: typer.Context) -> None:
+    """Print a systemd unit that runs the fleet server at boot and restarts it if it stops:
+    `server run` with the options given here (checked now), under this Python."""
+    from edgefleet.cli.units import SERVER, unit_for
+
+    typer.echo(unit_for(ctx, name="server",
+                        template=SERVER), nl=False)

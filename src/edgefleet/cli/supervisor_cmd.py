@@ -239,3 +239,14 @@ def api_key(
     if not key:
         _fail(f"no API key in {data_dir}: start `edgefleet supervisor run` once first")
     typer.echo(key)
+
+
+@app.command("unit", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})
+def unit(ctx: typer.Context) -> None:
+    """Print a systemd unit that runs the device supervisor at boot and restarts it if it stops:
+    `supervisor run` with the options given here (checked now), under this Python."""
+    from edgefleet.cli.units import SUPERVISOR, unit_for
+
+    typer.echo(unit_for(ctx, name="supervisor",
+                        template=SUPERVISOR), nl=False)
