@@ -1,6 +1,7 @@
-"""Which TLS certificates a device trusts for its fleet server: the standard CA bundle (the
-one httpx uses), plus config.json's `balenaRootCA` when it has one, as balenaOS does for a
-self-hosted server with its own CA (openBalena) or a network that re-signs TLS."""
+"""Which TLS certificates a device trusts for its fleet server: the machine's own CA store
+(what `update-ca-certificates` installs, and what the engine trusts), the standard bundle
+httpx ships with (certifi), and config.json's `balenaRootCA` when it has one, as balenaOS does
+for a self-hosted server with its own CA (openBalena) or a network that re-signs TLS."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from edgefleet.model.config import DeviceConfig
 
 
 def server_tls(config: DeviceConfig) -> ssl.SSLContext | None:
-    """An SSL context trusting the bundle and `balenaRootCA`; None without one (then every
-    client keeps its default: the bundle). A bad balenaRootCA never gets here: config.json's
-    validation ignores it and says so."""
-    pem = config.root_ca
-    if pem is None:
+    """An SSL context for the device's API calls and tunnel; None for a plain-HTTP server (no
+    certificates loaded). A bad balenaRootCA never gets here: config.json's validation ignores
+    it and says so."""
+    if not (config.api_endpoint or "").startswith("https://"):
         return None
-    ctx = ssl.create_default_context(cafile=certifi.where())
-    ctx.load_verify_locations(cadata=pem)
+    ctx = ssl.create_default_context()  # the system's store
+    ctx.load_verify_locations(cafile=certifi.where())
+    if config.root_ca is not None:
+        ctx.load_verify_locations(cadata=config.root_ca)
     return ctx
