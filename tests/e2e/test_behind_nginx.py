@@ -8,7 +8,9 @@ ssh` reaches it; the CLI trusts the CA through SSL_CERT_FILE."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -22,10 +24,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from websockets.typing import Origin
 
 from tests.e2e.devices import CLI, E2EDevice, running_device, wait_for
 from tests.e2e.tunnel_support import Server, write_project
@@ -142,8 +146,8 @@ def test_a_device_and_the_cli_work_through_the_readmes_nginx(
     server, public, ca = proxied
     env = {**server.env(), "EDGEFLEET_SERVER": public, "SSL_CERT_FILE": str(ca)}
 
-    def cli(*args: str) -> str:
-        out = subprocess.run([*CLI, *args], env=env, capture_output=True,
+    def cli(*args: str, stdin: bytes | None = None) -> str:
+        out = subprocess.run([*CLI, *args], env=env, capture_output=True, input=stdin,
                              timeout=180, check=False)
         assert out.returncode == 0, f"edgefleet {' '.join(args)}:\n{out.stdout!r}\n{out.stderr!r}"
         return out.stdout.decode()
@@ -171,3 +175,69 @@ def test_a_device_and_the_cli_work_through_the_readmes_nginx(
     assert cli("ssh", uuid, "--", "echo", "through nginx") == "through nginx\n"
     assert "certificate verify failed" not in dev.log_path.read_text()
 
+    # the dashboard through the proxy: a Secure session cookie, and the web terminal's
+    # websocket passes the origin check on a port other than 443
+    cli("user", "passwd", "admin", "--password-stdin", stdin=b"through the proxy\n")
+    trust = ssl.create_default_context(cafile=str(ca))
+    with httpx.Client(base_url=public, verify=trust, timeout=30) as web:
+        login = web.get("/ui/login")
+        r = web.post("/ui/login", data={"username": "admin", "password": "through the proxy",
+                                         "csrf": form_csrf(login.text), "next": "/ui/"})
+        assert r.status_code == 303, r.text[:300]
+        cookie = next(c for c in r.headers.get_list("set-cookie")
+                      if c.startswith("edgefleet_session="))
+        assert "secure" in [a.strip().lower() for a in cookie.split(";")[1:]], \
+            f"the session cookie is Secure behind TLS: {cookie}"
+        csrf = form_csrf(web.get(f"/ui/devices/{uuid}").text)
+        session = web.cookies.get("edgefleet_session") or ""
+    out = asyncio.run(terminal_echo(public, uuid, csrf=csrf, session=session, trust=trust))
+    assert "terminal-through-nginx" in out, out
+
+
+def form_csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF field in the page"
+    return found.group(1)
+
+
+async def terminal_echo(public: str, uuid: str, *, csrf: str, session: str,
+                        trust: ssl.SSLContext) -> str:
+    """Open the dashboard's host terminal over wss through the proxy, type a command, and
+    return what came back once its output shows (or after 20 s)."""
+    url = "wss://" + public.removeprefix("https://") + f"/ui/devices/{uuid}/terminal/ws"
+    seen = ""
+    async with websockets.connect(f"{url}?csrf={csrf}&rows=24&cols=80", ssl=trust,
+                                  origin=Origin(public),
+                                  additional_headers={"Cookie": f"edgefleet_session={session}"}
+                                  ) as ws:
+        await ws.send(b"echo terminal-through-$((40+2))nginx; exit\n")
+        with contextlib.suppress(websockets.ConnectionClosed, TimeoutError):
+            async with asyncio.timeout(20):
+                while "terminal-through-42nginx" not in seen:
+                    frame = await ws.recv()
+                    seen += frame.decode(errors="replace") if isinstance(frame, bytes) else frame
+    return seen.replace("terminal-through-42nginx", "terminal-through-nginx")
+
+
+
+def test_one_clients_failed_logins_do_not_lock_out_the_others(
+        proxied: tuple[Server, str, Path]) -> None:
+    """The per-address brake on failed logins sees each client's own address through the
+    proxy (clients here connect from 127.0.0.2 and 127.0.0.3), and a forged X-Forwarded-For
+    does not give the guesser fresh addresses."""
+    _server, public, ca = proxied
+    trust = ssl.create_default_context(cafile=str(ca))
+
+    def client(source: str) -> httpx.Client:
+        return httpx.Client(base_url=public, timeout=30, transport=httpx.HTTPTransport(
+            verify=trust, local_address=source))
+
+    with client("127.0.0.2") as guesser, client("127.0.0.3") as other:
+        statuses = []
+        for n in range(70):  # the brake: 30 unknown keys a minute per address and process
+            r = guesser.get("/api/v1/fleets", headers={
+                "Authorization": f"Bearer guess-{n}", "X-Forwarded-For": f"10.9.{n}.1"})
+            statuses.append(r.status_code)
+        assert statuses[0] == 401 and statuses[-4:] == [429] * 4, statuses
+        r = other.get("/api/v1/fleets", headers={"Authorization": "Bearer honest-mistake"})
+        assert r.status_code == 401, f"another client is not locked out: {r.status_code}"
