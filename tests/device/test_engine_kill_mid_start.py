@@ -4,8 +4,9 @@ already exists"; "id already in use" when the kill lands in runc's start). The s
 recovers by removing and recreating the container (same config; volumes are kept).
 
 The kill lands inside the start deterministically: the private engine's default runtime is a
-wrapper around runc that, while armed, sleeps in `runc create` (the moment containerd has made
-the task and dockerd has not yet recorded it)."""
+wrapper around runc that, while armed, sleeps in `runc create` (containerd has made the task,
+dockerd has not recorded it: "task <id>: already exists" after) or in `runc start` (runc's
+state is left behind: "id already in use" after)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ volumes:
 """
 SLOW_RUNC = """#!/bin/sh
 for a in "$@"; do
-  if [ "$a" = create ] && [ -e {armed} ]; then touch {entered}; sleep 2; fi
+  if [ "$a" = {phase} ] && [ -e {armed} ]; then touch {entered}; sleep 2; fi
 done
 exec runc "$@"
 """
@@ -63,14 +64,15 @@ def _wait(check: Any, *, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.parametrize("phase", ["create", "start"])
 def test_engine_killed_mid_start_the_container_is_recreated(
-    tmp_path: Path, test_images: dict[str, Any]
+    tmp_path: Path, test_images: dict[str, Any], phase: str
 ) -> None:
     armed, entered = tmp_path / "armed", tmp_path / "entered"
     engine = new_dockerd()
     wrapper = engine.root / "slowrunc"
     engine.root.mkdir(parents=True, exist_ok=True)
-    wrapper.write_text(SLOW_RUNC.format(armed=armed, entered=entered))
+    wrapper.write_text(SLOW_RUNC.format(armed=armed, entered=entered, phase=phase))
     wrapper.chmod(0o755)
     engine.extra_args = (f"--add-runtime=slowrunc={wrapper}", "--default-runtime=slowrunc")
     config = tmp_path / "config.json"
