@@ -139,9 +139,10 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
                                              unique: str) -> None:
     """`balena tag set` creates or overwrites (Pine's upsert), `balena tag list` shows,
     `balena tag rm` removes, on a device, a fleet and a release (also `push --release-tag`);
-    another user can neither see nor set them."""
+    another user can neither see nor set them. And `balena device note`, which adds to the
+    device's running notes."""
     name = f"tg{unique}"
-    alice, _ = logged_in(server, tmp_path / "alice", name)
+    alice, token = logged_in(server, tmp_path / "alice", name)
     bob, _ = logged_in(server, tmp_path / "bob", f"tb{unique}")
     fleet = f"{name}/tagged"
     alice("fleet", "create", "tagged", "--type", "generic-amd64")
@@ -172,3 +173,8 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
     bob("tag", "rm", "site", "--fleet", fleet, ok=None)
     assert "south pole" in alice("tag", "list", "--device", device.group(1))
     assert "south pole" in alice("tag", "list", "--fleet", fleet)
+
+    alice("device", "note", "fan replaced", "--device", device.group(1))
+    assert re.search(r"NOTE:\s+fan replaced", alice("device", device.group(1)))
+    notes = server.api(f"/devices/{device.group(1)}/notes", token=token)
+    assert [(n["author"], n["text"]) for n in notes] == [(name, "fan replaced")], notes

@@ -57,6 +57,13 @@ def _application() -> View:
     ).join(o.Organization, o.Organization.id == t.Fleet.organization_id)
 
 
+def _latest_note() -> sa.ColumnElement[str]:
+    """The device's newest note (`balena device note`, `edgefleet device note`), or ""."""
+    newest = (sa.select(t.DeviceNote.text).where(t.DeviceNote.device_id == t.Device.id)
+              .order_by(t.DeviceNote.id.desc()).limit(1).correlate(t.Device).scalar_subquery())
+    return sa.func.coalesce(newest, "")
+
+
 def _device() -> View:
     return sa.select(
         t.Device.id.label("id"), t.Device.uuid.label("uuid"),
@@ -70,7 +77,7 @@ def _device() -> View:
         t.Device.status.label("provisioning_state"),
         t.Device.vpn_connected.label("is_connected_to_vpn"),
         t.Device.created_ms.label("created_at"), sa.true().label("is_active"),
-        sa.false().label("is_web_accessible"), sa.literal("").label("note"),
+        sa.false().label("is_web_accessible"), _latest_note().label("note"),
         sa.literal("").label("location"), sa.literal("").label("public_address"),
         t.Device.last_seen_ms.label("_last_seen"), t.Device.fleet_id.label("_fleet"),
         t.Device.reported.label("_reported"), t.Fleet.organization_id.label("_owner"),

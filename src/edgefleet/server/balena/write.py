@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from edgefleet.model.timeutil import now_ms
+from edgefleet.server import audit, roles
 from edgefleet.server import org_tables as o
-from edgefleet.server import roles
 from edgefleet.server import tables as t
 from edgefleet.server.balena import write_keys, write_tags
 from edgefleet.server.balena import write_release as wr
@@ -219,6 +219,8 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
                 if not isinstance(name, str) or not 0 < len(name) <= 255:
                     raise ODataError("device_name: 1-255 characters")
                 device.name = name
+            if "note" in body:
+                _add_note(s, device, body["note"], user_id)
             if "is_pinned_on__release" in body:
                 pin = body["is_pinned_on__release"]
                 device.pinned_release_id = None if pin is None else _release(
@@ -235,6 +237,19 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
         else:
             raise ODataError(f"PATCH /v7/{resource} is not supported by edgefleet",
                              status=405, code="MethodNotAllowed")
+
+
+def _add_note(s: Session, device: t.Device, text: Any, user_id: int) -> None:
+    """`balena device note`: a line of the device's running notes (those of `edgefleet
+    device note` and the dashboard); the newest is the device's `note`."""
+    if not isinstance(text, str) or len(text) > MAX_VALUE:
+        raise ODataError(f"note: a string of at most {MAX_VALUE} characters is needed")
+    user = s.get(t.User, user_id)
+    name = user.username if user is not None else str(user_id)
+    note = t.DeviceNote(device_id=device.id, username=name, created_ms=now_ms(), text=text)
+    s.add(note)
+    s.flush()
+    audit.record(s, actor=name, action="device.note", device=device, target=f"note {note.id}")
 
 
 def _release(s: Session, fleet: t.Fleet, release_id: Any) -> int:
