@@ -1,8 +1,8 @@
 """More of the real balena CLI against a real `edgefleet server run` (see
-test_balena_cli_cloud.py for the main tour): `balena device restart --service` on a real
-device, `balena ssh-key list|add|rm` on edgefleet's own SSH keys (those of `edgefleet key
-add`, which the SSH front door accepts), and `balena tag set|rm` / `balena tags` on fleets,
-devices and releases."""
+test_balena_cli_cloud.py for the main tour): `device restart --service` and `fleet restart`
+on a real device; `ssh-key list|add|rm|<id>` on edgefleet's own SSH keys (those of
+`edgefleet key add`, which the SSH front door accepts); `tag set|rm|list` on fleets, devices
+and releases (and `push --release-tag`); `device note`."""
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def logged_in(server: Server, home: Path, name: str) -> tuple[Balena, str]:
 def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
                                     unique: str) -> None:
     """`balena device restart <uuid> --service main` reads the device's image installs and
-    asks its supervisor (through the relay and the tunnel) to restart main only."""
+    asks its supervisor (through the relay and the tunnel) to restart main only; `balena
+    fleet restart` restarts every service of the fleet's devices."""
     name = f"rs{unique}"
     alice, _token = logged_in(server, tmp_path / "alice", name)
     fleet = f"{name}/svc"
@@ -101,6 +102,11 @@ def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
         assert started()["worker"] == before["worker"], "worker was not restarted"
         refused = alice("device", "restart", uuid, "--service", "nosuch", ok=False)
         assert "not found on device" in refused, refused
+
+        before = started()
+        alice("fleet", "restart", fleet)  # every service of every device of the fleet
+        wait_for("both services to restart", lambda: all(
+            started()[s] != before[s] for s in ("main", "worker")), timeout=60)
 
 
 def test_ssh_keys_are_edgefleets_own(server: Server, tmp_path: Path, unique: str) -> None:
