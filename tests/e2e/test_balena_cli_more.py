@@ -158,6 +158,8 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
     commit = release_of(alice, fleet, image, tmp_path / "project",
                         "--release-tag", "owner", name)
     assert re.search(rf"TAGS:\s+owner={name}", alice("release", commit))
+    refused = alice("release", "invalidate", commit, ok=False)  # was "invalidated", a no-op
+    assert "keeps no invalid releases" in refused, refused
     alice("tag", "rm", "owner", "--release", commit)
 
     for where in (("--device", device.group(1)), ("--fleet", fleet), ("--release", commit)):
