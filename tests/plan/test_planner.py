@@ -301,3 +301,24 @@ def test_intents_are_planned_and_gated_like_kills() -> None:
 remove:<db_984_1_c1> [remove] forced
 remove:<web_689_1_c1> [remove] forced"""
     assert all(s.intent == "purge#2" for s in p.steps)
+
+
+def test_a_container_the_engine_cannot_start_is_removed_and_recreated_even_when_locked() -> None:
+    want = desired({"a1": APP})
+    state, _ = converge(EngineState(), want)
+    web = next(c for c in state.containers if c.service_name == "web")
+    web = web.model_copy(update={"status": "created"})  # its start failed: a stale task
+    state = state.model_copy(update={"containers": (
+        *(c for c in state.containers if c.service_name != "web"), web)})
+    assert kinds(plan(observed=state, desired=want, context=PlanContext())) == [
+        "StartContainer"]
+    # a lock of another service of the app does not hold back a container that never ran
+    ctx = PlanContext(broken_containers={web.id: "task x: already exists"},
+                      locked=frozenset({"a1"}))
+    p = plan(observed=state, desired=want, context=ctx)
+    assert text(p, state) == f"""\
+create:a1:web [create] <- remove:<{web.name}>
+remove:<{web.name}> [remove]
+start:a1:web [start] <- create:a1:web"""
+    assert next(s.reason for s in p.steps if isinstance(s, RemoveContainer)).startswith(
+        "recreating it")

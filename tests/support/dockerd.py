@@ -157,6 +157,9 @@ class Dockerd:
                  "xargs -r -n1 umount -l"],
                 check=False,
             )
+        # shims of tasks the engine lost track of (it died while starting them) outlive it
+        subprocess.run(["pkill", "-KILL", "-f", f"containerd-shim.* -address {self.root}/exec/"],
+                       check=False)
         shutil.rmtree(self.root, ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
         if self.index_fd >= 0:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from edgefleet.device.engine_port import Engine, PullProgress
 from edgefleet.device.logs import LogSink
+from edgefleet.engine.errors import StaleTask
 from edgefleet.plan.steps import (
     ConnectNetwork,
     CreateContainer,
@@ -39,6 +40,8 @@ class ExecutionResult:
     skipped: list[str] = field(default_factory=list)
     tolerated: dict[str, str] = field(default_factory=dict)
     """Best-effort steps that failed harmlessly (their dependents ran)."""
+    broken: dict[str, str] = field(default_factory=dict)
+    """Container id → why the engine cannot start it (`StaleTask`): to recreate."""
 
     @property
     def ok(self) -> bool:
@@ -99,6 +102,14 @@ class Executor:
                 result.failed[step.id] = str(exc)
                 self.logs.system(f"Failed to {_verb(step)}: {exc}", app_uuid=step.app_uuid,
                                  service=svc, error=True)
+                if isinstance(exc, StaleTask) and isinstance(step, StartContainer
+                                                              | RestartContainer):
+                    result.broken[step.container] = str(exc)
+                    self.logs.system(
+                        f"Service '{svc}' cannot start: the engine kept a stale task for its"
+                        " container (left when the engine died while starting it); removing"
+                        " and recreating the container (same config, volumes kept)",
+                        app_uuid=step.app_uuid, service=svc, error=True)
             finally:
                 events[step.id].set()
 

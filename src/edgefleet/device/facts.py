@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from edgefleet.device import locks
 from edgefleet.device.engine_port import Engine
@@ -22,7 +22,8 @@ WAKING = ("start", "die", "destroy", "health_status: healthy", "health_status: u
 
 def plan_context(*, observed: EngineState, desired: DesiredState, device: DeviceContext,
                  logs: LogSink, managed: frozenset[str], force: bool,
-                 stopped: frozenset[tuple[str, str]]) -> PlanContext:
+                 stopped: frozenset[tuple[str, str]],
+                 broken: Mapping[str, str] | None = None) -> PlanContext:
     """The round's PlanContext; a lock whose owner no longer runs is cleared (and logged)."""
     locked: set[str] = set()
     root = device.lock_root
@@ -43,7 +44,7 @@ def plan_context(*, observed: EngineState, desired: DesiredState, device: Device
     return PlanContext(
         scope=device.scope, now_ms=now_ms(), locked=frozenset(locked), force=force,
         stopped_services=stopped, handover_complete=frozenset(handover), cleanup_images=True,
-        managed_images=managed,
+        managed_images=managed, broken_containers=dict(broken or {}),
     )
 
 

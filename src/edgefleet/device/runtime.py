@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
+import time
 import uuid as uuidlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +34,7 @@ from edgefleet.model import formats
 from edgefleet.model.config import DeviceConfig, load_config
 from edgefleet.model.context import DeviceContext
 from edgefleet.model.errors import InvalidInput, Problem
+from edgefleet.model.timeutil import backoff_s
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -126,28 +129,48 @@ async def _bridge_gateway(*, engine: DockerEngine, options: RunOptions,
         return "127.0.0.1"
 
 
+API_RETRY_BASE_S = 0.5
+API_RETRY_CAP_S = 30.0
+
+
+def api_retry_delay_s(*, attempt: int, rng: random.Random) -> float:
+    """The wait before bind attempt `attempt + 1`: exponential from 0.5 s, capped at 30 s,
+    jittered to 50-100% (supervisors restarted together do not retry in step)."""
+    return backoff_s(attempt, base_s=API_RETRY_BASE_S, cap_s=API_RETRY_CAP_S) * rng.uniform(
+        0.5, 1.0)
+
+
 async def _serve_api(*, app: FastAPI, host: str, port: int, sock: socket.socket | None,
                      logs: LogSink, gateway: str, started: Callable[[int], None] | None,
                      servers: list[ApiServer]) -> None:
-    """Serve the API; while its port is taken, say so once and retry every 10 s (the
-    supervisor keeps the apps running without its API meanwhile)."""
+    """Serve the API. While its port is taken, retry with a jittered backoff, saying what
+    holds the port (when it changes); the reconcile loop runs meanwhile, without the API."""
+    from edgefleet.device.api.port_holder import port_holder
     from edgefleet.device.api.server import ApiServer, bind
 
-    warned = False
+    rng = random.Random()
+    attempt, said, since = 0, None, time.monotonic()
     while sock is None:
         try:
             sock = bind(host=host, port=port)
         except OSError as exc:
-            if not warned:
+            holder = await asyncio.to_thread(port_holder, port=port)
+            delay = api_retry_delay_s(attempt=attempt, rng=rng)
+            if holder != said:
                 logs.system(f"Supervisor API cannot listen on {host}:{port}"
-                            f" ({exc.strerror or exc}; another supervisor on this port?);"
-                            " running without it, retrying every 10 s", error=True)
-                warned = True
-            await asyncio.sleep(10)
+                            f" ({exc.strerror or exc}; held by {holder or 'an unknown socket'});"
+                            " the apps are supervised without it meanwhile. Retrying with"
+                            f" backoff (up to {API_RETRY_CAP_S:.0f} s), next in {delay:.1f} s",
+                            error=True)
+                said = holder
+            attempt += 1
+            await asyncio.sleep(delay)
     server = ApiServer(app=app, sockets=[sock])
     servers.append(server)
+    after = (f" (the port was free after {attempt + 1} attempts,"
+             f" {time.monotonic() - since:.1f} s)") if attempt else ""
     logs.system(f"Supervisor API listening on {host}:{server.port}"
-                f" (services on bridges reach it at {gateway}:{server.port})")
+                f" (services on bridges reach it at {gateway}:{server.port}){after}")
     if started is not None:
         started(server.port)
     await server.run()

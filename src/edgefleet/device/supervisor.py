@@ -55,6 +55,11 @@ class Supervisor:
         self.state = SupervisorState()
         self.stopped_services: set[tuple[str, str]] = set()
         self.force_once = False
+        self.broken: dict[str, str] = {}
+        """Container id → why the engine cannot start it: the planner recreates these."""
+        self._broken_refs: dict[str, str] = {}
+        """Containers (name or id, as the failed step named them) newly found broken."""
+        self._quick_retries = 0
         self.intents = IntentQueue()
         """API actions waiting for a round of the plan."""
         self.busy = asyncio.Lock()
@@ -164,6 +169,7 @@ class Supervisor:
     async def _round(self, intents: tuple[Intent, ...]) -> Plan:
         observed = await self.engine.observe()
         self.state.observed = observed
+        self._resolve_broken(observed)
         desired = self.desired
         context = dataclasses.replace(self._context(observed), intents=intents)
         the_plan = plan(observed=observed, desired=desired, context=context)
@@ -193,6 +199,7 @@ class Supervisor:
             if any(isinstance(s, FetchImage) for s in the_plan.actionable):
                 self.state.apply_download_ms += now_ms() - started
         self._settle_intents(intents, the_plan, result)
+        self._broken_refs.update(result.broken)
         fetched = {s.app_uuid for s in the_plan.steps
                    if isinstance(s, FetchImage) and s.id in result.done}
         failed = {s.app_uuid for s in the_plan.steps
@@ -205,12 +212,23 @@ class Supervisor:
             raise RuntimeError("; ".join(f"{k}: {v}" for k, v in sorted(result.failed.items())))
         return the_plan
 
+    def _resolve_broken(self, observed: EngineState) -> None:
+        """Key the containers found broken by id (a step may have named one by name), and
+        forget those that are gone (removed: their recreation has no stale task)."""
+        for c in observed.containers:
+            why = self._broken_refs.get(c.id) or self._broken_refs.get(c.name)
+            if why and c.status == "created":
+                self.broken[c.id] = why
+        self._broken_refs.clear()
+        present = {c.id for c in observed.containers}
+        self.broken = {cid: why for cid, why in self.broken.items() if cid in present}
+
     def _context(self, observed: EngineState) -> PlanContext:
         return facts.plan_context(
             observed=observed, desired=self.desired, device=self.device, logs=self.logs,
             managed=frozenset(r.ref for r in self.store.images()),
             force=self.lock_override or self.force_once,
-            stopped=frozenset(self.stopped_services))
+            stopped=frozenset(self.stopped_services), broken=self.broken)
 
     def _settled(self, desired: DesiredState, the_plan: Plan) -> None:
         waiting = bool(the_plan.steps)
@@ -250,6 +268,7 @@ class Supervisor:
                 async with self.busy:
                     the_plan = await self.reconcile_once()
                 self.state.failures = 0
+                self._quick_retries = 0
                 self.state.last_error = ""
                 if the_plan.actionable:
                     delay = 0
@@ -260,6 +279,9 @@ class Supervisor:
                 self.state.failures += 1
                 self.state.last_error = str(exc)
                 delay = backoff_s(failures=self.state.failures, cap_s=self.poll_interval_s)
+                if self._broken_refs and self._quick_retries < 3:  # recreate them now
+                    self._quick_retries += 1
+                    delay = 0.5
                 self.logs.system(f"Failed to apply target state, retrying in {delay:.1f}s:"
                                  f" {exc}", error=True)
             if delay:

@@ -21,6 +21,7 @@ from edgefleet.engine.errors import (
     EngineUnavailable,
     NotFound,
     PullFailed,
+    StaleTask,
 )
 from edgefleet.model import naming
 from edgefleet.model.engine_events import EngineEvent, LogLine, PullProgress
@@ -252,8 +253,12 @@ class DockerEngine:
                                           "EndpointConfig": translate.endpoint(attachment)}))
 
     async def start_container(self, ref: str) -> None:
+        """Start; raises StaleTask when the engine's leftover task makes every start fail."""
         self.forget(ref)
-        await self._call(f"container {ref}", f"containers/{ref}/start")
+        try:
+            await self._call(f"container {ref}", f"containers/{ref}/start")
+        except EngineError as exc:
+            raise StaleTask.recognise(exc) from None
 
     async def stop_container(self, ref: str, *, timeout_s: float) -> None:
         self.forget(ref)
@@ -262,8 +267,11 @@ class DockerEngine:
 
     async def restart_container(self, ref: str, *, timeout_s: float) -> None:
         self.forget(ref)
-        await self._call(f"container {ref}", f"containers/{ref}/restart",
-                         params={"t": str(int(timeout_s))})
+        try:
+            await self._call(f"container {ref}", f"containers/{ref}/restart",
+                             params={"t": str(int(timeout_s))})
+        except EngineError as exc:
+            raise StaleTask.recognise(exc) from None
 
     async def kill_container(self, ref: str, *, signal: str = "SIGKILL") -> None:
         await self._call(f"container {ref}", f"containers/{ref}/kill", params={"signal": signal})

@@ -31,3 +31,19 @@ class PullFailed(EngineError):
         self.image = image
         self.cause = cause
         super().__init__(f"image {image}", f"pull failed: {cause}")
+
+
+class StaleTask(EngineError):
+    """The engine keeps runtime state (a containerd task or runc state) for a container it
+    believes is not running, so every start fails ("task <id>: already exists", "id already
+    in use"). Left by an engine that died while starting the container; it does not clear
+    itself for minutes. Cure: remove the container and create it again (same config)."""
+
+    MARKERS = ("already exists", "id already in use")
+
+    @classmethod
+    def recognise(cls, exc: EngineError) -> EngineError:
+        """`exc` as a StaleTask when a start failed that way, else `exc` unchanged."""
+        if exc.status == 500 and any(m in str(exc) for m in cls.MARKERS):
+            return cls(exc.obj, str(exc).removeprefix(f"{exc.obj}: "), status=exc.status)
+        return exc

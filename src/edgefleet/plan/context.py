@@ -31,6 +31,9 @@ class PlanContext:
     cleanup_images: bool = False
     managed_images: frozenset[str] = frozenset()
     """Image refs this supervisor pulled: the only images it may ever delete."""
+    broken_containers: Mapping[str, str] = field(default_factory=dict)
+    """Container id → why the engine cannot start it (a stale task left by an engine that
+    died mid-start): such a container is removed and created again."""
     intents: tuple[Intent, ...] = ()
     """Changes asked for from outside the loop (API actions); an app with one is planned
     from its intents alone in this round, and reconciled in the next."""

@@ -185,7 +185,7 @@ def _plan_service(b: Builder, *, spec: ServiceSpec, mine: list[ContainerState],
 
     def good(c: ContainerState) -> bool:
         return spec.hash_matches(c.config_hash) and image_id is not None \
-            and c.image_id == image_id
+            and c.image_id == image_id and c.id not in ctx.broken_containers
 
     matching = sorted((c for c in mine if good(c)),
                       key=lambda c: (not c.is_running, c.name != spec.container_name, c.id))
@@ -207,8 +207,9 @@ def _plan_service(b: Builder, *, spec: ServiceSpec, mine: list[ContainerState],
         ):
             pass  # the new container starts beside the old one
         elif image_id is None or all_present:
-            for c in old:
-                kid = b.kill(c, _why(c, spec))
+            for c in old:  # a broken one never ran: removing it disturbs nothing
+                kid = b.kill(c, _why(b, c, spec),
+                             gated=c.is_running or c.id not in ctx.broken_containers)
                 if kid is None:
                     blocked = True
                 else:
@@ -232,7 +233,7 @@ def _plan_service(b: Builder, *, spec: ServiceSpec, mine: list[ContainerState],
         return None
     cid = b.add(CreateContainer(id=f"create:{app}:{spec.service_name}", service=spec,
                                 app_uuid=app, after=frozenset(create_after | kills),
-                                reason="new" if not old else _why(old[0], spec)))
+                                reason="new" if not old else _why(b, old[0], spec)))
     for net, att in list(spec.networks.items())[1:]:
         b.add(ConnectNetwork(id=f"connect:{app}:{spec.service_name}:{net}",
                              container=spec.container_name, network=net, attachment=att,
@@ -270,7 +271,9 @@ def _keep(b: Builder, *, spec: ServiceSpec, best: ContainerState, old: list[Cont
     return best
 
 
-def _why(c: ContainerState, spec: ServiceSpec) -> str:
+def _why(b: Builder, c: ContainerState, spec: ServiceSpec) -> str:
+    if c.id in b.context.broken_containers:
+        return "recreating it: the engine cannot start this container"
     return "config changed" if not spec.hash_matches(c.config_hash) else "image changed"
 
 

@@ -248,3 +248,36 @@ class DeviceDiagnostics(Base):
     report: Mapped[str] = mapped_column(sa.Text, default="")
     state: Mapped[str] = mapped_column(sa.Text, default="")
     """Target vs current state, from the supervisor API (JSON)."""
+
+
+class DeviceTag(Base):
+    """A tag (key → value) on a device, as balena's `device_tag` (`balena tag set`)."""
+
+    __tablename__ = "device_tags"
+    __table_args__ = (sa.UniqueConstraint("device_id", "tag_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    device_id: Mapped[int] = mapped_column(sa.ForeignKey("devices.id", ondelete="CASCADE"))
+    tag_key: Mapped[str] = mapped_column(sa.String(100))
+    value: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class FleetTag(Base):
+    """A tag on a fleet, as balena's `application_tag`."""
+
+    __tablename__ = "fleet_tags"
+    __table_args__ = (sa.UniqueConstraint("fleet_id", "tag_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    fleet_id: Mapped[int] = mapped_column(sa.ForeignKey("fleets.id", ondelete="CASCADE"))
+    tag_key: Mapped[str] = mapped_column(sa.String(100))
+    value: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class ReleaseTag(Base):
+    """A tag on a release, as balena's `release_tag`."""
+
+    __tablename__ = "release_tags"
+    __table_args__ = (sa.UniqueConstraint("release_id", "tag_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(sa.ForeignKey("releases.id", ondelete="CASCADE"))
+    tag_key: Mapped[str] = mapped_column(sa.String(100))
+    value: Mapped[str] = mapped_column(sa.Text, default="")

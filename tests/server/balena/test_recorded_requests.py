@@ -1,7 +1,8 @@
 """Replays the requests the real balena CLI sent in tests/e2e/test_balena_cli_cloud.py
-(tests/compat/balena-cli/requests.jsonl) against a fresh server: every query shape must still
-be understood (a GET answers 200 in Pine's shape; nothing is refused as malformed or
-unsupported, nothing fails with a 5xx), without running the CLI."""
+(tests/compat/balena-cli/requests.jsonl) and tests/e2e/test_balena_cli_more.py
+(requests-more.jsonl: restart of a service, SSH keys, tags) against a fresh server: every
+query shape must still be understood (a GET answers 200 in Pine's shape; nothing is refused
+as malformed or unsupported, nothing fails with a 5xx), without running the CLI."""
 
 from __future__ import annotations
 
@@ -9,16 +10,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.server.conftest import Tenant
 from tests.support.fleet_server import RunningServer
 
 RECORDING = Path(__file__).resolve().parents[2] / "compat/balena-cli/requests.jsonl"
+MORE = RECORDING.with_name("requests-more.jsonl")
 SKIP = ("/v3/build", "/device/register", "/device/v2/")
 """Needing a project upload or a device of their own: covered by the end-to-end test."""
 
 
-def recorded() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in RECORDING.read_text().splitlines() if line.strip()]
+def recorded(path: Path = RECORDING) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_the_recording_is_there_and_was_all_answered() -> None:
@@ -30,9 +34,19 @@ def test_the_recording_is_there_and_was_all_answered() -> None:
     assert all(e["status"] < 400 for e in entries), [e for e in entries if e["status"] >= 400]
 
 
-def test_replay(server: RunningServer, tenant: Tenant) -> None:
+def test_the_second_recording_has_restart_keys_and_tags() -> None:
+    entries = recorded(MORE)
+    paths = {e["path"].split("(")[0] for e in entries}
+    assert {"/v7/user__has__public_key", "/v7/device_tag", "/v7/application_tag",
+            "/v7/release_tag"} <= paths
+    assert any("image_install" in e["query"] for e in entries)
+    assert all(e["status"] < 400 or e["status"] == 409 for e in entries)  # 409: tag upserts
+
+
+@pytest.mark.parametrize("path", [RECORDING, MORE], ids=["main", "more"])
+def test_replay(server: RunningServer, tenant: Tenant, path: Path) -> None:
     problems = []
-    for entry in recorded():
+    for entry in recorded(path):
         if entry["path"].startswith(SKIP):
             continue
         url = entry["path"] + (f"?{entry['query']}" if entry["query"] else "")

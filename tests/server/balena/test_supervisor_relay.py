@@ -17,7 +17,7 @@ import websockets
 from edgefleet.tunnel.mux import Mux
 from edgefleet.tunnel.stream import Stream
 from edgefleet.tunnel.websocket import WebsocketsTransport
-from tests.server.conftest import DeviceInfo, new_tenant
+from tests.server.conftest import DeviceInfo, new_tenant, register
 from tests.support.fleet_server import RunningServer
 
 SECRET = "r" * 32
@@ -129,3 +129,41 @@ async def test_the_supervisor_relay_reaches_the_device(server: RunningServer,
         (f"relay /v2/applications/{app_id}/restart-service",
          f"POST /v2/applications/{app_id}/restart-service", "HTTP 200")]
     assert all(a["username"] == device.fleet.tenant.username for a in audit)
+
+
+async def test_fleet_restart_restarts_each_connected_device(server: RunningServer,
+                                                            device: DeviceInfo) -> None:
+    """`POST /application/<id>/restart` (`balena fleet restart`): `/v1/restart` with the
+    fleet's appId on each connected device; the others are listed offline; another user's
+    fleet is not found."""
+    http = device.fleet.tenant.http
+    app_id = device.fleet.id
+    spare = register(server, device.fleet)  # never connects nor reports
+    await asyncio.to_thread(device.http.patch, "/device/v3/state", json={
+        device.uuid: {"api_port": 48484, "api_secret": SECRET}})
+    seen: list[dict[str, Any]] = []
+    url = server.url.replace("http://", "ws://") + f"/device/v3/{device.uuid}/tunnel"
+    async with websockets.connect(url, additional_headers={
+            "Authorization": f"Bearer {device.api_key}"}) as conn:
+        mux = Mux(WebsocketsTransport(conn), initiator=True, handler=supervisor(seen))
+        runner = asyncio.create_task(mux.run())
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                r = await asyncio.to_thread(http.post, f"/application/{app_id}/restart")
+                if r.status_code != 200 or r.json()["restarted"] or \
+                        time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)  # the tunnel is not registered yet
+            assert r.status_code == 200, r.text
+            assert r.json() == {"restarted": [device.uuid], "offline": [spare.uuid]}
+            assert [(c["path"], json.loads(c["body"])) for c in seen] == [
+                ("/v1/restart", {"appId": app_id})]
+            other = new_tenant(server).http
+            r = await asyncio.to_thread(other.post, f"/application/{app_id}/restart")
+            assert r.status_code == 404, r.text
+            assert len(seen) == 1
+        finally:
+            await mux.close()
+            await runner
+            spare.http.close()

@@ -20,7 +20,8 @@ from edgefleet.server.balena.odata import (
     ODataError,
     Path,
 )
-from edgefleet.server.balena.schema import RESOURCES, Resource
+from edgefleet.server.balena.resource import Resource
+from edgefleet.server.balena.schema import RESOURCES
 from edgefleet.server.rights import member_orgs
 
 Cond = sa.ColumnElement[bool]

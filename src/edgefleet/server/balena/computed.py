@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from edgefleet.server import status as st
 from edgefleet.server import tables as t
 from edgefleet.server.balena.read import Compute, Row, iso
-from edgefleet.server.balena.schema import Resource
+from edgefleet.server.balena.resource import Resource
 from edgefleet.server.state import ServerState
 
 BUSY = ("downloading", "installing", "updating", "starting", "stopping", "configuring")

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from edgefleet.server.balena.compile import FilterCompiler, Source
 from edgefleet.server.balena.odata import Expand, ODataError, Options, Query
-from edgefleet.server.balena.schema import Resource
+from edgefleet.server.balena.resource import Resource
 
 Row = dict[str, Any]
 CHUNK = 5000

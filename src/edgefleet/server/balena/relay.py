@@ -3,13 +3,17 @@ CLI's `device restart`, `reboot`, `shutdown`, `purge`, `identify`, `start-servic
 device's supervisor API. The body names the device (`uuid` or `deviceId`), and carries the
 supervisor call's `data` (and its `method`, POST unless said). The call goes through the
 device's tunnel with the tunnel actions' machinery (same access check, same audit trail) and
-the supervisor's answer (status and body) comes back as it is."""
+the supervisor's answer (status and body) comes back as it is.
+
+`POST /application/<id>/restart` (the CLI's `fleet restart`) is the same call, `/v1/restart`,
+to every connected device of the fleet."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +24,7 @@ from edgefleet.server.authz import Access, allow
 from edgefleet.server.balena.provisioning import json_body
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel.actions import Target, audited_call, device_target, held_elsewhere
-from edgefleet.server.tunnel.forward import forward_http
+from edgefleet.server.tunnel.forward import FORWARDED, HostGone, forward_http
 from edgefleet.server.tunnel.hub import TunnelHub
 
 METHODS = ("GET", "POST", "PATCH", "DELETE")
@@ -92,4 +96,68 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
             return Response(reply.body, status_code=reply.status, media_type="text/plain")
         return JSONResponse(answer, status_code=reply.status)
 
+    @api.post("/application/{app_id}/restart", responses={403: {}, 404: {}, 502: {}},
+              response_model=None)
+    async def restart_fleet(app_id: int, request: Request,
+                            a: Access = Depends(allow(state, "device.action"))) -> Response:
+        """balena's fleet restart: `/v1/restart` on each device of the fleet that is
+        connected (here or through the server process holding its tunnel). Answers which
+        were restarted, which are offline, and (502) which failed."""
+        uuids = await run_in_threadpool(fleet_devices, state, a, app_id)
+        done: dict[str, list[str]] = {"restarted": [], "offline": []}
+        failed: dict[str, str] = {}
+        for uuid in uuids:
+            try:
+                target, terms = await run_in_threadpool(
+                    device_target, state, a, device=uuid, action="restart", confirmed=True)
+                status = await restart_one(target, terms, request, app_id=app_id, a=a)
+            except HTTPException as exc:
+                if exc.status_code in (409, 503):  # never reported its API key / no tunnel
+                    done["offline"].append(uuid)
+                    continue
+                failed[uuid] = f"HTTP {exc.status_code}: {exc.detail}"
+                continue
+            if status < 300:
+                done["restarted"].append(uuid)
+            else:
+                failed[uuid] = f"the supervisor answered HTTP {status}"
+        if failed:
+            return JSONResponse({"message": "restart failed on " + "; ".join(
+                f"{u}: {why}" for u, why in failed.items()), **done, "failed": failed},
+                status_code=502)
+        return JSONResponse(done)
+
+    async def restart_one(target: Target, terms: dict[str, Any], request: Request, *,
+                          app_id: int, a: Access) -> int:
+        """One device's `/v1/restart`: its HTTP status (503 raised when not connected)."""
+        host = held_elsewhere(state, hub, target=target, request=request)
+        if host is not None:
+            headers = {FORWARDED: "1", "Authorization": request.headers.get("authorization",
+                                                                            "")}
+            try:
+                async with httpx.AsyncClient(timeout=httpx.Timeout(120.0, connect=10.0)) as c:
+                    r = await c.post(f"{host}/supervisor/v1/restart", headers=headers,
+                                     json={"uuid": target.uuid, "data": {"appId": app_id}})
+            except (HostGone, httpx.ConnectError):
+                await hub.forget_host(host)
+                raise HTTPException(503, "not connected") from None
+            if r.status_code in (409, 503):
+                raise HTTPException(r.status_code, "not connected")
+            return r.status_code
+        reply = await audited_call(
+            state, hub, user=a.user, target=target, kind="action", what="relay /v1/restart",
+            method="POST", path="/v1/restart", body={"appId": app_id}, terms=terms)
+        return reply.status
+
     return api
+
+
+def fleet_devices(state: ServerState, a: Access, app_id: int) -> list[str]:
+    """The uuids of a fleet's devices (404 when the user does not see the fleet)."""
+    with state.db.session() as s:
+        fleet = s.get(t.Fleet, app_id)
+        if fleet is None:
+            raise HTTPException(404, f"no application {app_id}")
+        a.fleet(s, fleet.uuid)
+        return [str(u) for u in s.execute(sa.select(t.Device.uuid).where(
+            t.Device.fleet_id == fleet.id).order_by(t.Device.id)).scalars()]

@@ -8,7 +8,6 @@ balena's ids (1 administrator = owner, 2 member = the others)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,43 +15,15 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
+from edgefleet.server.balena import resources_more
+from edgefleet.server.balena.resource import INSTALL_FACTOR, Nav, Resource, View
+from edgefleet.server.balena.resource import many as _m
+from edgefleet.server.balena.resource import one as _o
 from edgefleet.server.devicetypes import DEVICE_TYPES
 
-View = sa.Select[*tuple[Any, ...]]
-"""A resource's SELECT (any columns)."""
-SERVICE_INSTALL_FACTOR = 1_000_000
-"""A service install (device x service) has id `device id * FACTOR + service id`."""
+SERVICE_INSTALL_FACTOR = INSTALL_FACTOR
 DT_IDS = {slug: i + 1 for i, slug in enumerate(sorted(DEVICE_TYPES))}
 ARCH_IDS = {arch: i + 1 for i, arch in enumerate(sorted(set(DEVICE_TYPES.values())))}
-
-
-@dataclass(frozen=True)
-class Nav:
-    """A navigation property: rows of `target` whose `remote` column equals this row's
-    `local` column; `many` for one-to-many."""
-
-    target: str
-    local: str
-    remote: str
-    many: bool
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One `/v7/<name>` resource."""
-
-    name: str
-    select: Callable[[], View]
-    navs: dict[str, Nav] = field(default_factory=dict)
-    fks: frozenset[str] = frozenset()
-    """Fields holding another resource's id: `{"__id": n}` unless expanded."""
-    dates: frozenset[str] = frozenset()
-    """Fields held as epoch ms, shown as ISO 8601."""
-    bools: frozenset[str] = frozenset()
-    json_fields: frozenset[str] = frozenset()
-    computed: frozenset[str] = frozenset()
-    """Fields filled in after the query (see `computed.py`); not filterable."""
-    public: bool = False
 
 
 def _dt_case(column: sa.ColumnElement[str] | InstrumentedAttribute[str]) -> sa.ColumnElement[int]:
@@ -86,6 +57,13 @@ def _application() -> View:
     ).join(o.Organization, o.Organization.id == t.Fleet.organization_id)
 
 
+def _latest_note() -> sa.ColumnElement[str]:
+    """The device's newest note (`balena device note`, `edgefleet device note`), or ""."""
+    newest = (sa.select(t.DeviceNote.text).where(t.DeviceNote.device_id == t.Device.id)
+              .order_by(t.DeviceNote.id.desc()).limit(1).correlate(t.Device).scalar_subquery())
+    return sa.func.coalesce(newest, "")
+
+
 def _device() -> View:
     return sa.select(
         t.Device.id.label("id"), t.Device.uuid.label("uuid"),
@@ -99,7 +77,7 @@ def _device() -> View:
         t.Device.status.label("provisioning_state"),
         t.Device.vpn_connected.label("is_connected_to_vpn"),
         t.Device.created_ms.label("created_at"), sa.true().label("is_active"),
-        sa.false().label("is_web_accessible"), sa.literal("").label("note"),
+        sa.false().label("is_web_accessible"), _latest_note().label("note"),
         sa.literal("").label("location"), sa.literal("").label("public_address"),
         t.Device.last_seen_ms.label("_last_seen"), t.Device.fleet_id.label("_fleet"),
         t.Device.reported.label("_reported"), t.Fleet.organization_id.label("_owner"),
@@ -246,26 +224,9 @@ def _application_type() -> View:
                      [(1, "microservices", "Microservices", True, False)])
 
 
-def _tags(parent: str) -> Callable[[], View]:
-    """Tags are not kept by edgefleet: always empty (writing one is refused)."""
-    def build() -> View:
-        return sa.select(sa.literal(0).label("id"), sa.literal(0).label(parent),
-                         sa.literal("").label("tag_key"), sa.literal("").label("value"),
-                         sa.literal(0).label("_owner")).where(sa.false())
-    return build
-
-
 def _var(name: str, parent: str, kind: str, device: bool, service: bool) -> Resource:
     return Resource(name, _variables(kind=kind, device=device, service=service),
                     navs={parent: Nav(parent, parent, "id", False)}, fks=frozenset({parent}))
-
-
-def _m(target: str, remote: str) -> Nav:
-    return Nav(target, "id", remote, True)
-
-
-def _o(target: str, local: str) -> Nav:
-    return Nav(target, local, "id", False)
 
 
 _VARS = [
@@ -304,6 +265,7 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
         "device_environment_variable": _m("device_environment_variable", "device"),
         "device_config_variable": _m("device_config_variable", "device"),
         "service_install": _m("service_install", "device"),
+        "image_install": _m("image_install", "device"),
     }, fks=frozenset({"belongs_to__application", "is_of__device_type", "is_running__release",
                       "is_pinned_on__release"}),
         dates=DATE, bools=frozenset({"is_connected_to_vpn", "is_active", "is_web_accessible"}),
@@ -363,6 +325,5 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
     Resource("cpu_architecture", _arch, public=True),
     Resource("application_type", _application_type, public=True,
              bools=frozenset({"supports_multicontainer", "is_legacy"})),
-    *(Resource(f"{parent}_tag", _tags(parent), navs={parent: _o(parent, parent)},
-               fks=frozenset({parent})) for parent in ("device", "application", "release")),
 ]}
+RESOURCES.update(resources_more.RESOURCES)

@@ -6,23 +6,26 @@ from __future__ import annotations
 import re
 import uuid as uuidlib
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from edgefleet.model.timeutil import now_ms
+from edgefleet.server import audit, roles
 from edgefleet.server import org_tables as o
-from edgefleet.server import roles
 from edgefleet.server import tables as t
+from edgefleet.server.balena import write_keys, write_tags
 from edgefleet.server.balena import write_release as wr
 from edgefleet.server.balena.compile import FilterCompiler, Source
 from edgefleet.server.balena.odata import ODataError, Query
 from edgefleet.server.balena.read import key_condition
 from edgefleet.server.balena.schema import DT_IDS, SERVICE_INSTALL_FACTOR
+from edgefleet.server.balena.write_access import PERMISSION as PERMISSION
+from edgefleet.server.balena.write_access import device_for as _device
+from edgefleet.server.balena.write_access import fleet_for as _fleet
 from edgefleet.server.devicetypes import DEVICE_TYPES
-from edgefleet.server.rights import Rights, may
+from edgefleet.server.rights import Rights
 from edgefleet.server.views import resolve_release
 
 VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_:]{0,254}$")
@@ -73,34 +76,14 @@ WRITE_PERMISSIONS: dict[tuple[str, str], str] = {
 }
 """The permission (`roles`) a `/v7` write of a resource needs; variables need
 `variable.write`, release parts `release.push` (see `permission_for`)."""
-PERMISSION: ContextVar[str] = ContextVar("balena_write_permission", default="fleet.read")
-"""The permission of the write being done (set by the route, read by `_fleet`)."""
-
-
 def permission_for(method: str, resource: str) -> str:
+    if resource in write_tags.TAGS:
+        return write_tags.TAGS[resource].permission
     if resource in VARIABLES:
         return "variable.write"
     if resource in DEPLOY or resource in wr.IGNORED or resource in ("release", "image"):
         return "release.push"
     return WRITE_PERMISSIONS.get((method, resource), "fleet.read")
-
-
-def _fleet(s: Session, fleet_id: Any, user_id: int) -> t.Fleet:
-    fleet = s.get(t.Fleet, fleet_id) if isinstance(fleet_id, int) else None
-    if fleet is None or not may(s, user_id, fleet, "fleet.read"):
-        raise ODataError(f"no application {fleet_id!r}", status=404, code="NotFound")
-    if not may(s, user_id, fleet, PERMISSION.get()):
-        raise ODataError(f"your role may not {PERMISSION.get()} on {fleet.name!r}",
-                         status=403, code="Forbidden")
-    return fleet
-
-
-def _device(s: Session, device_id: Any, user_id: int) -> t.Device:
-    device = s.get(t.Device, device_id) if isinstance(device_id, int) else None
-    if device is None:
-        raise ODataError(f"no device {device_id!r}", status=404, code="NotFound")
-    _fleet(s, device.fleet_id, user_id)
-    return device
 
 
 def create(s: Session, *, resource: str, body: dict[str, Any], user_id: int,
@@ -114,6 +97,10 @@ def create(s: Session, *, resource: str, body: dict[str, Any], user_id: int,
         return _create_application(s, body, user_id)
     if resource in VARIABLES:
         return _create_variable(s, resource, body, user_id)
+    if resource == write_keys.RESOURCE:
+        return write_keys.create_key(s, body, user_id)
+    if resource in write_tags.TAGS:
+        return write_tags.create_tag(s, resource, body, user_id)
     raise ODataError(f"POST /v7/{resource} is not supported by edgefleet",
                      status=405, code="MethodNotAllowed")
 
@@ -210,6 +197,9 @@ def _create_variable(s: Session, resource: str, body: dict[str, Any], user_id: i
 
 def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
            user_id: int) -> None:
+    if resource in write_tags.TAGS:
+        write_tags.update_tags(s, resource, ids, body, user_id)
+        return
     for row_id in ids:
         if resource == "application":
             _allowed(body, resource, {"app_name", "should_track_latest_release",
@@ -229,6 +219,8 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
                 if not isinstance(name, str) or not 0 < len(name) <= 255:
                     raise ODataError("device_name: 1-255 characters")
                 device.name = name
+            if "note" in body:
+                _add_note(s, device, body["note"], user_id)
             if "is_pinned_on__release" in body:
                 pin = body["is_pinned_on__release"]
                 device.pinned_release_id = None if pin is None else _release(
@@ -247,6 +239,19 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
                              status=405, code="MethodNotAllowed")
 
 
+def _add_note(s: Session, device: t.Device, text: Any, user_id: int) -> None:
+    """`balena device note`: a line of the device's running notes (those of `edgefleet
+    device note` and the dashboard); the newest is the device's `note`."""
+    if not isinstance(text, str) or len(text) > MAX_VALUE:
+        raise ODataError(f"note: a string of at most {MAX_VALUE} characters is needed")
+    user = s.get(t.User, user_id)
+    name = user.username if user is not None else str(user_id)
+    note = t.DeviceNote(device_id=device.id, username=name, created_ms=now_ms(), text=text)
+    s.add(note)
+    s.flush()
+    audit.record(s, actor=name, action="device.note", device=device, target=f"note {note.id}")
+
+
 def _release(s: Session, fleet: t.Fleet, release_id: Any) -> int:
     rel = s.get(t.Release, release_id) if isinstance(release_id, int) else None
     if rel is None or rel.fleet_id != fleet.id:
@@ -256,6 +261,12 @@ def _release(s: Session, fleet: t.Fleet, release_id: Any) -> int:
 
 
 def delete(s: Session, *, resource: str, ids: list[int], user_id: int) -> None:
+    if resource == write_keys.RESOURCE:
+        write_keys.delete_keys(s, ids, user_id)
+        return
+    if resource in write_tags.TAGS:
+        write_tags.delete_tags(s, resource, ids, user_id)
+        return
     for row_id in ids:
         if resource == "application":
             s.delete(_fleet(s, row_id, user_id))

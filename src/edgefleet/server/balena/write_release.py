@@ -146,8 +146,16 @@ def update_image(s: Session, image_id: int, body: dict[str, Any], user_id: int) 
 
 def update_release(s: Session, release_id: int, body: dict[str, Any], user_id: int) -> None:
     """`status: success` makes the release runnable (its v3 target); `failed` or
-    `cancelled` records the failure. A release already finished is left as it is."""
+    `cancelled` records the failure. A release already finished is left as it is.
+    Invalidating a release or making it a draft is refused (edgefleet has neither)."""
     rel, _fleet = _release_of(s, release_id, user_id)
+    if body.get("is_invalidated") is True:  # `balena release invalidate`
+        raise ODataError("is_invalidated: edgefleet keeps no invalid releases; to keep devices"
+                         " off this one, pin the fleet or the devices to another release"
+                         " (balena fleet pin / balena device pin)", code="NotImplemented")
+    if body.get("is_final") is False:
+        raise ODataError("is_final: edgefleet releases are final once built (no drafts)",
+                         code="NotImplemented")
     status = body.get("status")
     if rel.status != "building" or status in (None, "running"):
         return
