@@ -32,7 +32,6 @@ from edgefleet.engine.delta import (
     LayerPlan,
     check_layer,
     decompress_layer,
-    prefix_of,
 )
 from edgefleet.engine.storage import DataRoot
 
@@ -133,16 +132,16 @@ class Decoder:
     diffId, or raises why not; `stop()` ends the threads early (the upload failed)."""
 
     def __init__(self, *, path: Path, offset: int, header: Header,
-                 refs: dict[tuple[str, ...], bytes]) -> None:
-        """`refs` (the reference streams by their layers' diffIds) is emptied as the
-        decoder takes them over."""
+                 prefixes: dict[tuple[str, ...], object]) -> None:
+        """`prefixes`: the zstd prefixes (`prefix_of` the reference streams) by their
+        layers' diffIds."""
         self.decoded: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.q: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.stopped = threading.Event()
         self.decode_s = 0.0
         self._threads = [
             threading.Thread(target=self._decode, name="delta-decode", daemon=True,
-                             args=(path, offset, header, refs)),
+                             args=(path, offset, header, prefixes)),
             threading.Thread(target=self._hash, name="delta-hash", daemon=True,
                              args=(header,))]
         for thread in self._threads:
@@ -166,11 +165,9 @@ class Decoder:
         return _DONE
 
     def _decode(self, path: Path, offset: int, header: Header,
-                refs: dict[tuple[str, ...], bytes]) -> None:
+                prefixes: dict[tuple[str, ...], object]) -> None:
         t = time.perf_counter()
         try:
-            prefixes = {k: prefix_of(refs.pop(k)) for k in list(refs)}  # (the bytes are
-            # copied into zstd's dictionary: let them go)
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 for plan in header.layers:
@@ -235,16 +232,31 @@ def _padding(size: int) -> bytes:
     return b"\0" * (-size % 512)
 
 
+def _names(header: Header) -> tuple[str, list[str], bytes]:
+    """The image id's hex, the layers' file names and manifest.json of the image's archive."""
+    dest_hex = header.dest.removeprefix("sha256:")
+    names = [f"{p.diff_id.removeprefix('sha256:')}/layer.tar" for p in header.layers]
+    manifest = json.dumps([{"Config": f"{dest_hex}.json", "RepoTags": None,
+                            "Layers": names}]).encode()
+    return dest_hex, names, manifest
+
+
+def config_archive(header: Header) -> bytes:
+    """A `docker save` archive of the image without any layer file: loads only when the engine
+    has every layer (registers the image config, by id, untagged)."""
+    dest_hex, _, manifest = _names(header)
+    return (_tar_header(f"{dest_hex}.json", len(header.config)) + header.config
+            + _padding(len(header.config)) + _tar_header("manifest.json", len(manifest))
+            + manifest + _padding(len(manifest)) + b"\0" * 1024)
+
+
 async def archive(header: Header, decoder: Decoder,
                   times: dict[str, float]) -> AsyncIterator[bytes]:
     """A `docker save` archive of the image: the config, each new layer as the decoder makes
     it (its diffId checked before the next entry), then manifest.json. Layers the engine has
     are listed only (`docker load` opens a layer file only when it lacks that layer).
     `times["sent"]` is set when the last byte is handed over."""
-    dest_hex = header.dest.removeprefix("sha256:")
-    names = [f"{p.diff_id.removeprefix('sha256:')}/layer.tar" for p in header.layers]
-    manifest = json.dumps([{"Config": f"{dest_hex}.json", "RepoTags": None,
-                            "Layers": names}]).encode()
+    dest_hex, names, manifest = _names(header)
     yield _tar_header(f"{dest_hex}.json", len(header.config)) + header.config \
         + _padding(len(header.config))
     for plan, name in zip(header.layers, names, strict=True):
