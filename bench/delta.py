@@ -332,12 +332,13 @@ nothing to download, decode or check), timed the same way in the same runs.
 
 Where each delta transport's time goes (medians): download = asking the server and receiving
 the delta (one request when it is ready); reference = rebuilding the source layers' streams
-from the data root into zstd's reference (a worker thread; the registry transport runs it
-while the engine starts its pull); registry: pull = from starting the local registry until
+from the data root into zstd's reference (a worker thread: both transports start handing the
+image to the engine meanwhile, the first layer byte waits for it); registry: pull = from
+starting the local registry until
 the engine's pull of the new layers ended (decoding as the engine fetches), register =
 `POST /images/load` of the image config alone and its check; load: decode = zstd against the
 reference, in a worker thread, overlapping send; send = streaming the archive until its last
-byte; engine = `docker load`'s own work after the last byte and the check that it lists the
+byte (from the start of the upload, which begins before the reference is ready); engine = `docker load`'s own work after the last byte and the check that it lists the
 image:
 
 {chr(10).join(where)}

@@ -97,3 +97,21 @@ def test_a_header_whose_config_does_not_hash_to_its_id_is_refused() -> None:
         + forged[13:]
     with pytest.raises(DeltaError, match="does not hash"):
         read_header(io.BytesIO(forged))
+
+
+def test_each_rebuilt_layer_refers_to_the_layer_it_replaces_only() -> None:
+    """Two layers rebuilt (new timestamps): each frame's reference is the source layer in the
+    same place, so a device rebuilds the references apart (the first layer decodes while the
+    second reference is rebuilt); with another layer count, every changed layer is the
+    reference."""
+    lib = [("deps/lib.so", os.urandom(300 * KB))]
+    deps, new_deps = _tar(lib), _tar(lib, mtime=5000)
+    new_app = _tar(FILES, mtime=5000)
+    delta, streams = _delta([BASE, deps, APP], [BASE, new_deps, new_app])
+    header = read_header(io.BytesIO(delta))
+    assert [p.ref for p in header.layers] == [(), (_id(deps),), (_id(APP),)]
+    assert len(delta) < 8 * KB
+    assert _apply(delta, streams) == [BASE, new_deps, new_app]
+    delta, streams = _delta([BASE, deps, APP], [BASE, new_app])
+    assert [p.ref for p in read_header(io.BytesIO(delta)).layers][1] == (_id(deps), _id(APP))
+    assert _apply(delta, streams) == [BASE, new_app]

@@ -40,12 +40,19 @@ from typing import Any
 
 import httpx
 
-from edgefleet.device.delta_apply import Decoder, archive, config_archive, diagnose, reference
+from edgefleet.device.delta_apply import (
+    Decoder,
+    Prefixes,
+    archive,
+    build_prefixes,
+    config_archive,
+    diagnose,
+)
 from edgefleet.device.delta_blobs import plan_blobs
 from edgefleet.device.delta_fetch import DeltaSettings, delta_need, download, server_client
 from edgefleet.device.delta_registry import LocalRegistry
 from edgefleet.device.logs import LogSink
-from edgefleet.engine.delta import DeltaError, Header, check_manifest, prefix_of, read_header
+from edgefleet.engine.delta import DeltaError, Header, check_manifest, read_header
 from edgefleet.engine.docker import DockerEngine
 from edgefleet.engine.storage import DataRoot
 from edgefleet.model.delta import DELTA_VARS, delta_enabled
@@ -64,7 +71,6 @@ first, so the engine's share is no smaller, and the registry transport adds the 
 registration and a second request round. Its verdict line in bench/RESULTS.md says which is
 faster on the machine it runs on."""
 
-Prefixes = dict[tuple[str, ...], object]
 
 
 class _EngineSide(Exception):
@@ -220,9 +226,9 @@ class DeltaEngine(DockerEngine):
         it stays in the engine."""
         if await self._has(header.dest):
             return "present"
-        prefixes: Future[Prefixes] = Future()
-        build = asyncio.create_task(asyncio.to_thread(_build, prefixes, header, src_id, root,
-                                                      phases))
+        prefixes: Prefixes = {ids: Future() for ids in dict.fromkeys(
+            p.ref for p in header.layers if p.kind == "zstd")}
+        build = asyncio.create_task(asyncio.to_thread(_build, prefixes, root, src_id, phases))
         used = tuple(d for p in header.layers if p.kind == "zstd" for d in p.ref)
         ways = [w for w in self.transports if w != "registry" or self._registry_ok]
         try:
@@ -232,8 +238,7 @@ class DeltaEngine(DockerEngine):
                         await self._via_registry(header, path, offset, root, src_id, prefixes,
                                                  phases)
                     else:
-                        await self._via_load(header, path, offset,
-                                             await asyncio.wrap_future(prefixes), phases)
+                        await self._via_load(header, path, offset, prefixes, phases)
                     return how
                 except _EngineSide as exc:
                     if n + 1 == len(ways):
@@ -255,7 +260,7 @@ class DeltaEngine(DockerEngine):
             await asyncio.wait([build])
 
     async def _via_registry(self, header: Header, path: Path, offset: int, root: DataRoot,
-                            src_id: str, prefixes: Future[Prefixes],
+                            src_id: str, prefixes: Prefixes,
                             phases: dict[str, float]) -> None:
         """The engine pulls the new layers from a loopback registry (delta_registry.py) under
         a carrier image; the image is then registered by its config, the carrier removed."""
@@ -318,9 +323,10 @@ class DeltaEngine(DockerEngine):
     async def _has(self, image_id: str) -> bool:
         return (await self.http.get(f"/images/{image_id}/json")).status_code == 200
 
-    async def _via_load(self, header: Header, path: Path, offset: int, prefixes: Prefixes,
-                        phases: dict[str, float]) -> None:
-        """Decode and load in one stream (device/delta_apply.py)."""
+    async def _via_load(self, header: Header, path: Path, offset: int,
+                        prefixes: Prefixes, phases: dict[str, float]) -> None:
+        """Decode and load in one stream (device/delta_apply.py); the upload starts while
+        the reference is rebuilt."""
         decoder = Decoder(path=path, offset=offset, header=header, prefixes=prefixes)
         times: dict[str, float] = {}
         t = time.perf_counter()
@@ -359,19 +365,7 @@ def _header(path: Path, src_id: str) -> tuple[Header, int]:
     return header, offset
 
 
-def _prefixes(header: Header, src_id: str, root: DataRoot) -> Prefixes:
-    """The zstd prefixes of the reference streams the delta's frames use, each rebuilt once
-    (the rebuilt bytes are copied into zstd's prefix and let go)."""
-    return {ids: prefix_of(reference(root, src_id, ids))
-            for ids in dict.fromkeys(p.ref for p in header.layers if p.kind == "zstd")}
-
-
-def _build(out: Future[Prefixes], header: Header, src_id: str, root: DataRoot,
-           phases: dict[str, float]) -> None:
-    """`_prefixes` into `out` (in a worker thread: the registry's layers wait on it)."""
+def _build(out: Prefixes, root: DataRoot, src_id: str, phases: dict[str, float]) -> None:
     t = time.perf_counter()
-    try:
-        out.set_result(_prefixes(header, src_id, root))
-    except BaseException as exc:
-        out.set_exception(exc)
+    build_prefixes(out, root, src_id)
     phases["reference"] = time.perf_counter() - t

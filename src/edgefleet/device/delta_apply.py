@@ -24,6 +24,7 @@ import tarfile
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from pathlib import Path
 
 from edgefleet.engine.delta import (
@@ -32,6 +33,7 @@ from edgefleet.engine.delta import (
     LayerPlan,
     check_layer,
     decompress_layer,
+    prefix_of,
 )
 from edgefleet.engine.storage import DataRoot
 
@@ -102,6 +104,25 @@ def _content(fd: int, size: int, diff_id: str, path: bytes,
     return data
 
 
+Prefixes = dict[tuple[str, ...], "Future[object]"]
+"""The zstd prefix of each reference (by its layers' diffIds), resolved once rebuilt."""
+
+
+def build_prefixes(out: Prefixes, root: DataRoot, src_id: str) -> None:
+    """Rebuild each reference (in the order of `out`: the first layer's first) and resolve
+    its future with its zstd prefix (the rebuilt bytes are copied into it and let go), so
+    the first layer can be decoded while the next reference is rebuilt. Runs in a worker
+    thread."""
+    for ids, fut in out.items():
+        try:
+            fut.set_result(prefix_of(reference(root, src_id, ids)))
+        except BaseException as exc:
+            for rest in out.values():
+                if not rest.done():
+                    rest.set_exception(exc)
+            return
+
+
 def diagnose(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> str:
     """Why a reference may be wrong: the first source layer whose files fail their CRC-64 or
     whose stream does not hash to its diffId; "" when all of them check out."""
@@ -132,9 +153,9 @@ class Decoder:
     diffId, or raises why not; `stop()` ends the threads early (the upload failed)."""
 
     def __init__(self, *, path: Path, offset: int, header: Header,
-                 prefixes: dict[tuple[str, ...], object]) -> None:
-        """`prefixes`: the zstd prefixes (`prefix_of` the reference streams) by their
-        layers' diffIds."""
+                 prefixes: Prefixes) -> None:
+        """`prefixes`: the references' zstd prefixes, each waited for when a layer needs
+        it (the upload starts meanwhile)."""
         self.decoded: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.q: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.stopped = threading.Event()
@@ -165,22 +186,26 @@ class Decoder:
         return _DONE
 
     def _decode(self, path: Path, offset: int, header: Header,
-                prefixes: dict[tuple[str, ...], object]) -> None:
-        t = time.perf_counter()
+                prefixes: Prefixes) -> None:
         try:
+            waited = 0.0
+            t = time.perf_counter()
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 for plan in header.layers:
                     if plan.kind != "zstd":
                         continue
-                    for chunk in decompress_layer(plan=plan, prefix=prefixes[plan.ref], fh=fh):
+                    t1 = time.perf_counter()
+                    prefix = prefixes[plan.ref].result(timeout=_WAIT_S)
+                    waited += time.perf_counter() - t1
+                    for chunk in decompress_layer(plan=plan, prefix=prefix, fh=fh):
                         if not self._put(self.decoded, chunk):
                             return
                     if not self._put(self.decoded, _LAYER_END):
                         return
                 if fh.read(1):
                     raise DeltaError("the delta has bytes after its last frame")
-            self.decode_s = time.perf_counter() - t
+            self.decode_s = time.perf_counter() - t - waited
             self._put(self.decoded, _DONE)
         except BaseException as exc:  # handed on to the upload, which raises it
             self._put(self.decoded, exc)

@@ -22,10 +22,10 @@ import json
 import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgefleet.device.delta_apply import Prefixes
 from edgefleet.engine.delta import (
     DeltaError,
     Header,
@@ -122,7 +122,7 @@ def known_digest(root: DataRoot, diff_id: str) -> str | None:
 
 
 def new_layer(plan_index: int, header: Header, path: Path, offset: int,
-              prefixes: Future[dict[tuple[str, ...], object]]) -> Blob:
+              prefixes: Prefixes) -> Blob:
     """The blob of a new layer: its frame (at `offset` in the delta file) decoded against the
     reference in this worker thread, and hashed in a second one (zstd and hashlib release the
     GIL), which hands on `OK` only once the layer hashed to its diffId."""
@@ -134,7 +134,7 @@ def new_layer(plan_index: int, header: Header, path: Path, offset: int,
                                   name="delta-hash")
         hasher.start()
         try:
-            prefix = prefixes.result(timeout=_WAIT_S)[plan.ref]
+            prefix = prefixes[plan.ref].result(timeout=_WAIT_S)
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 for chunk in decompress_layer(plan=plan, prefix=prefix, fh=fh):
@@ -209,8 +209,7 @@ def old_layer(root: DataRoot, src_id: str, diff_id: str) -> Blob:
 
 
 def plan_blobs(header: Header, *, root: DataRoot, src_id: str, path: Path, offset: int,
-               prefixes: Future[dict[tuple[str, ...], object]]
-               ) -> tuple[bytes, bytes, dict[str, Blob]]:
+               prefixes: Prefixes) -> tuple[bytes, bytes, dict[str, Blob]]:
     """(carrier config, manifest, blobs by digest) for pulling the delta's image."""
     config = carrier_config(header.config)
     layers: list[tuple[str, str, int]] = []

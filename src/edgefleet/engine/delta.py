@@ -154,9 +154,7 @@ def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
     dest_id = "sha256:" + hashlib.sha256(dest_config).hexdigest()
     src_ids, dest_ids = diff_ids_of(src_config), diff_ids_of(dest_config)
     have = set(src_ids)
-    new = [d for d in dest_ids if d not in have]
-    ref_ids = tuple(d for d in src_ids if d not in set(dest_ids)) or tuple(src_ids)
-    ref = b"".join(src_stream(d) for d in ref_ids) if new else b""
+    refs: dict[tuple[str, ...], bytes] = {}
     frames: list[bytes] = []
     plans: list[LayerPlan] = []
     for n, diff_id in enumerate(dest_ids):
@@ -166,6 +164,10 @@ def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
         data = dest_stream(diff_id)
         if "sha256:" + hashlib.sha256(data).hexdigest() != diff_id:
             raise DeltaError(f"layer {diff_id} of {dest_id} does not hash to its diffId")
+        ref_ids = reference_ids(src_ids, dest_ids, n)
+        if ref_ids not in refs:
+            refs[ref_ids] = b"".join(src_stream(d) for d in ref_ids)
+        ref = refs[ref_ids]
         frame = compress(ref, data)
         frames.append(frame)
         plans.append(LayerPlan(diff_id=diff_id, kind="zstd", ref=ref_ids, size=len(data),
@@ -179,6 +181,18 @@ def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
     for frame in frames:
         out.write(frame)
     return header
+
+
+def reference_ids(src_ids: list[str], dest_ids: list[str], n: int) -> tuple[str, ...]:
+    """The source layers B's new layer `n` is encoded against: A's layer at the same place
+    when both images have as many layers and that one changed (a rebuilt layer is most like
+    the one it replaces; a device then rebuilds each reference apart and decodes the first
+    new layer while it rebuilds the next one's), else every layer of A that B lacks (all of
+    A's when none)."""
+    changed = tuple(d for d in src_ids if d not in set(dest_ids)) or tuple(src_ids)
+    if len(src_ids) == len(dest_ids) and src_ids[n] in changed:
+        return (src_ids[n],)
+    return changed
 
 
 def read_header(fh: IO[bytes]) -> Header:
