@@ -254,6 +254,9 @@ async def test_the_registry_transport_leaves_the_image_as_the_load_transport_doe
     a, b, _, _ = setup.refs
     job = _ready(setup, a, b)
     async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+        with images.engine_client(engine_dockerd.sock) as e:  # as a crash mid-apply leaves it
+            e.post(f"/images/{a}/tag", params={"repo": "127.0.0.1:9/edgefleet-delta-0",
+                                                "tag": "left"}).raise_for_status()
         seen = {}
         for transport in ("registry", "load"):
             engine.transports = (transport,)
@@ -262,6 +265,9 @@ async def test_the_registry_transport_leaves_the_image_as_the_load_transport_doe
             assert engine.stats["via"][transport] == 1 and engine.stats["fallbacks"] == 0, \
                 engine.stats
             ids, seen[transport] = _state(engine_dockerd.sock, got)
+            with images.engine_client(engine_dockerd.sock) as e:
+                assert e.get("/images/127.0.0.1:9/edgefleet-delta-0:left/json"
+                             ).status_code == 404, "a carrier's reference left is removed"
             assert len(ids) == 2 and got in ids, f"{transport}: only a and b stay: {ids}"
             found = (await engine.observe()).image_for(b)
             assert found is not None and found.id == got

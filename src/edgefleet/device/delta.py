@@ -50,7 +50,7 @@ from edgefleet.device.delta_apply import (
 )
 from edgefleet.device.delta_blobs import plan_blobs
 from edgefleet.device.delta_fetch import DeltaSettings, delta_need, download, server_client
-from edgefleet.device.delta_registry import LocalRegistry
+from edgefleet.device.delta_registry import REPO_PREFIX, LocalRegistry
 from edgefleet.device.logs import LogSink
 from edgefleet.engine.delta import DeltaError, Header, check_manifest, read_header
 from edgefleet.engine.docker import DockerEngine
@@ -265,6 +265,10 @@ class DeltaEngine(DockerEngine):
         """The engine pulls the new layers from a loopback registry (delta_registry.py) under
         a carrier image; the image is then registered by its config, the carrier removed."""
         t = time.perf_counter()
+        for image in (await self.observe()).images:  # carriers a crash may have left
+            for ref in (*image.repo_digests, *image.repo_tags):
+                if ref.startswith("127.0.0.1:") and f"/{REPO_PREFIX}" in ref:
+                    await self._drop(ref)
         _, manifest, blobs = await asyncio.to_thread(plan_blobs, header, root=root,
                                                      src_id=src_id, path=path, offset=offset,
                                                      prefixes=prefixes)
