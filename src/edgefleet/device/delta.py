@@ -42,6 +42,7 @@ import httpx
 
 from edgefleet.device.delta_apply import (
     Decoder,
+    OldFiles,
     Prefixes,
     archive,
     build_prefixes,
@@ -229,16 +230,18 @@ class DeltaEngine(DockerEngine):
         prefixes: Prefixes = {ids: Future() for ids in dict.fromkeys(
             p.ref for p in header.layers if p.kind == "zstd")}
         build = asyncio.create_task(asyncio.to_thread(_build, prefixes, root, src_id, phases))
-        used = tuple(d for p in header.layers if p.kind == "zstd" for d in p.ref)
+        used = tuple(dict.fromkeys([*(d for p in header.layers for d in p.ref),
+                                    *(o[1] for p in header.layers for o in p.ops if o[1])]))
+        files = await asyncio.to_thread(OldFiles, root, src_id)
         ways = [w for w in self.transports if w != "registry" or self._registry_ok]
         try:
             for n, how in enumerate(ways):
                 try:
                     if how == "registry":
                         await self._via_registry(header, path, offset, root, src_id, prefixes,
-                                                 phases)
+                                                 files, phases)
                     else:
-                        await self._via_load(header, path, offset, prefixes, phases)
+                        await self._via_load(header, path, offset, prefixes, files, phases)
                     return how
                 except _EngineSide as exc:
                     if n + 1 == len(ways):
@@ -260,7 +263,7 @@ class DeltaEngine(DockerEngine):
             await asyncio.wait([build])
 
     async def _via_registry(self, header: Header, path: Path, offset: int, root: DataRoot,
-                            src_id: str, prefixes: Prefixes,
+                            src_id: str, prefixes: Prefixes, files: OldFiles,
                             phases: dict[str, float]) -> None:
         """The engine pulls the new layers from a loopback registry (delta_registry.py) under
         a carrier image; the image is then registered by its config, the carrier removed."""
@@ -271,7 +274,7 @@ class DeltaEngine(DockerEngine):
                     await self._drop(ref)
         _, manifest, blobs = await asyncio.to_thread(plan_blobs, header, root=root,
                                                      src_id=src_id, path=path, offset=offset,
-                                                     prefixes=prefixes)
+                                                     prefixes=prefixes, files=files)
         reg = LocalRegistry(manifest=manifest, blobs=blobs)
         try:
             async with reg:
@@ -328,10 +331,12 @@ class DeltaEngine(DockerEngine):
         return (await self.http.get(f"/images/{image_id}/json")).status_code == 200
 
     async def _via_load(self, header: Header, path: Path, offset: int,
-                        prefixes: Prefixes, phases: dict[str, float]) -> None:
+                        prefixes: Prefixes, files: OldFiles,
+                        phases: dict[str, float]) -> None:
         """Decode and load in one stream (device/delta_apply.py); the upload starts while
         the reference is rebuilt."""
-        decoder = Decoder(path=path, offset=offset, header=header, prefixes=prefixes)
+        decoder = Decoder(path=path, offset=offset, header=header, prefixes=prefixes,
+                          files=files)
         times: dict[str, float] = {}
         t = time.perf_counter()
         try:

@@ -23,9 +23,10 @@ import queue
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
 from pathlib import Path
+from typing import IO
 
 from edgefleet.engine.delta import (
     DeltaError,
@@ -33,10 +34,12 @@ from edgefleet.engine.delta import (
     LayerPlan,
     check_layer,
     decompress_layer,
+    literal_bytes,
     prefix_of,
 )
 from edgefleet.engine.storage import DataRoot
 
+_CHUNK = 1 << 20
 _QUEUE = 16
 """Decoded chunks (up to 1 MiB each) buffered between the decoder and the upload."""
 _WAIT_S = 120.0
@@ -123,6 +126,99 @@ def build_prefixes(out: Prefixes, root: DataRoot, src_id: str) -> None:
             return
 
 
+class OldFiles:
+    """The source image's files "tar" plans copy (engine/delta_tar.py): a name the delta gives
+    is opened only when the device's own tar-split of that layer lists it with that size."""
+
+    def __init__(self, root: DataRoot, src_id: str) -> None:
+        self.root = root
+        self.layers = {x.diff_id: x for x in root.image(src_id).layers}
+        self._known: dict[str, dict[bytes, int]] = {}
+        self._lock = threading.Lock()
+
+    def open(self, diff_id: str, name: str, size: int) -> int:
+        from edgefleet.engine.tarsplit import FILE_ENTRY, LayerMismatch, entries, relative_name
+
+        layer = self.layers.get(diff_id)
+        if layer is None:
+            raise DeltaError(f"the source image has no layer {diff_id}")
+        try:
+            with self._lock:
+                files = self._known.get(diff_id)
+                if files is None:
+                    files = {relative_name(e.name): e.size for e in entries(
+                        _tar_split(self.root, layer.chain_id)) if e.type == FILE_ENTRY}
+                    self._known[diff_id] = files
+            rel = relative_name(os.fsencode(name))
+        except LayerMismatch as exc:
+            raise DeltaError(f"source layer {diff_id}: {exc}") from None
+        if files.get(rel) != size:
+            raise DeltaError(f"source layer {diff_id} has no file {name!r} of {size} bytes")
+        path = os.path.join(os.fsencode(layer.diff_dir), rel)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError as exc:
+            raise DeltaError(f"source layer {diff_id}: cannot read {name} ({exc.strerror})"
+                             ) from None
+        if os.fstat(fd).st_size != size:
+            os.close(fd)
+            raise DeltaError(f"source layer {diff_id}: {name} is not {size} bytes on disk")
+        return fd
+
+    def read(self, diff_id: str, name: str, size: int) -> bytes:
+        fd = self.open(diff_id, name, size)
+        try:
+            return _read_all(fd, size)
+        finally:
+            os.close(fd)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    parts = []
+    while size:
+        chunk = os.read(fd, min(size, _CHUNK))
+        if not chunk:
+            raise DeltaError("a source file ended early")
+        parts.append(chunk)
+        size -= len(chunk)
+    return b"".join(parts)
+
+
+def layer_chunks(plan: LayerPlan, *, fh: IO[bytes], prefixes: Prefixes,
+                 files: OldFiles) -> Iterator[bytes]:
+    """A new layer's tar stream in chunks, NOT hashed (the caller checks its diffId), from its
+    frame (the next `plan.length` bytes of `fh`): zstd against its reference (waited for),
+    or, for a "tar" plan, its literal bytes between the old files it copies."""
+    if plan.kind != "tar":
+        prefix = prefixes[plan.ref].result(timeout=_WAIT_S)
+        yield from decompress_layer(plan=plan, prefix=prefix, fh=fh)
+        return
+    ref = b"".join(files.read(d, name, size) for kind, d, name, size in plan.ops
+                   if kind == "ref")
+    data = memoryview(literal_bytes(plan=plan, fh=fh, ref=ref))
+    del ref
+    pos = 0
+    for kind, diff_id, name, size in plan.ops:
+        if kind == "ref":
+            continue
+        if kind == "data":
+            for at in range(pos, pos + size, _CHUNK):
+                yield bytes(data[at:min(at + _CHUNK, pos + size)])
+            pos += size
+            continue
+        fd = files.open(diff_id, name, size)
+        try:
+            left = size
+            while left:
+                chunk = os.read(fd, min(left, _CHUNK))
+                if not chunk:
+                    raise DeltaError(f"source layer {diff_id}: {name} ended early")
+                left -= len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
+
+
 def diagnose(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> str:
     """Why a reference may be wrong: the first source layer whose files fail their CRC-64 or
     whose stream does not hash to its diffId; "" when all of them check out."""
@@ -153,16 +249,16 @@ class Decoder:
     diffId, or raises why not; `stop()` ends the threads early (the upload failed)."""
 
     def __init__(self, *, path: Path, offset: int, header: Header,
-                 prefixes: Prefixes) -> None:
+                 prefixes: Prefixes, files: OldFiles) -> None:
         """`prefixes`: the references' zstd prefixes, each waited for when a layer needs
-        it (the upload starts meanwhile)."""
+        it (the upload starts meanwhile); `files`: what "tar" plans copy."""
         self.decoded: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.q: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.stopped = threading.Event()
         self.decode_s = 0.0
         self._threads = [
             threading.Thread(target=self._decode, name="delta-decode", daemon=True,
-                             args=(path, offset, header, prefixes)),
+                             args=(path, offset, header, prefixes, files)),
             threading.Thread(target=self._hash, name="delta-hash", daemon=True,
                              args=(header,))]
         for thread in self._threads:
@@ -186,33 +282,29 @@ class Decoder:
         return _DONE
 
     def _decode(self, path: Path, offset: int, header: Header,
-                prefixes: Prefixes) -> None:
+                prefixes: Prefixes, files: OldFiles) -> None:
         try:
-            waited = 0.0
             t = time.perf_counter()
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 for plan in header.layers:
-                    if plan.kind != "zstd":
+                    if plan.kind == "reuse":
                         continue
-                    t1 = time.perf_counter()
-                    prefix = prefixes[plan.ref].result(timeout=_WAIT_S)
-                    waited += time.perf_counter() - t1
-                    for chunk in decompress_layer(plan=plan, prefix=prefix, fh=fh):
+                    for chunk in layer_chunks(plan, fh=fh, prefixes=prefixes, files=files):
                         if not self._put(self.decoded, chunk):
                             return
                     if not self._put(self.decoded, _LAYER_END):
                         return
                 if fh.read(1):
                     raise DeltaError("the delta has bytes after its last frame")
-            self.decode_s = time.perf_counter() - t - waited
+            self.decode_s = time.perf_counter() - t
             self._put(self.decoded, _DONE)
         except BaseException as exc:  # handed on to the upload, which raises it
             self._put(self.decoded, exc)
 
     def _hash(self, header: Header) -> None:
         """Each new layer's chunks on to the upload, hashed; its diffId checked at its end."""
-        for plan in (p for p in header.layers if p.kind == "zstd"):
+        for plan in (p for p in header.layers if p.kind != "reuse"):
             sha = hashlib.sha256()
             total = 0
             while True:
@@ -285,7 +377,7 @@ async def archive(header: Header, decoder: Decoder,
     yield _tar_header(f"{dest_hex}.json", len(header.config)) + header.config \
         + _padding(len(header.config))
     for plan, name in zip(header.layers, names, strict=True):
-        if plan.kind != "zstd":
+        if plan.kind == "reuse":
             continue
         yield _tar_header(name, plan.size)
         async for chunk in _layer(plan, decoder):

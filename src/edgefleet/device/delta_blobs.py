@@ -25,13 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefleet.device.delta_apply import Prefixes
+from edgefleet.device.delta_apply import OldFiles, Prefixes, layer_chunks
 from edgefleet.engine.delta import (
     DeltaError,
     Header,
     LayerPlan,
     check_layer,
-    decompress_layer,
 )
 from edgefleet.engine.storage import DataRoot
 
@@ -122,7 +121,7 @@ def known_digest(root: DataRoot, diff_id: str) -> str | None:
 
 
 def new_layer(plan_index: int, header: Header, path: Path, offset: int,
-              prefixes: Prefixes) -> Blob:
+              prefixes: Prefixes, files: OldFiles) -> Blob:
     """The blob of a new layer: its frame (at `offset` in the delta file) decoded against the
     reference in this worker thread, and hashed in a second one (zstd and hashlib release the
     GIL), which hands on `OK` only once the layer hashed to its diffId."""
@@ -134,10 +133,9 @@ def new_layer(plan_index: int, header: Header, path: Path, offset: int,
                                   name="delta-hash")
         hasher.start()
         try:
-            prefix = prefixes[plan.ref].result(timeout=_WAIT_S)
             with open(path, "rb") as fh:
                 fh.seek(offset)
-                for chunk in decompress_layer(plan=plan, prefix=prefix, fh=fh):
+                for chunk in layer_chunks(plan, fh=fh, prefixes=prefixes, files=files):
                     if not pipe.put(chunk):
                         return
                     hashed.put(chunk)
@@ -209,7 +207,7 @@ def old_layer(root: DataRoot, src_id: str, diff_id: str) -> Blob:
 
 
 def plan_blobs(header: Header, *, root: DataRoot, src_id: str, path: Path, offset: int,
-               prefixes: Prefixes) -> tuple[bytes, bytes, dict[str, Blob]]:
+               prefixes: Prefixes, files: OldFiles) -> tuple[bytes, bytes, dict[str, Blob]]:
     """(carrier config, manifest, blobs by digest) for pulling the delta's image."""
     config = carrier_config(header.config)
     layers: list[tuple[str, str, int]] = []
@@ -222,10 +220,10 @@ def plan_blobs(header: Header, *, root: DataRoot, src_id: str, path: Path, offse
                                                                   produce=give_config)}
     below_new = False
     for n, plan in enumerate(header.layers):
-        if plan.kind == "zstd":
+        if plan.kind != "reuse":
             below_new = True
             layers.append((LAYER_TYPE, plan.diff_id, plan.size))
-            blobs[plan.diff_id] = new_layer(n, header, path, offset, prefixes)
+            blobs[plan.diff_id] = new_layer(n, header, path, offset, prefixes, files)
             offset += plan.length
             continue
         known = None if below_new else known_digest(root, plan.diff_id)
