@@ -42,8 +42,6 @@ import httpx
 
 from edgefleet.device.delta_apply import (
     Decoder,
-    OldFiles,
-    Prefixes,
     archive,
     build_prefixes,
     config_archive,
@@ -51,6 +49,7 @@ from edgefleet.device.delta_apply import (
 )
 from edgefleet.device.delta_blobs import plan_blobs
 from edgefleet.device.delta_fetch import DeltaSettings, delta_need, download, server_client
+from edgefleet.device.delta_layers import OldFiles, Prefixes
 from edgefleet.device.delta_registry import REPO_PREFIX, LocalRegistry
 from edgefleet.device.logs import LogSink
 from edgefleet.engine.delta import DeltaError, Header, check_manifest, read_header

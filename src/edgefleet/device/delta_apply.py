@@ -23,18 +23,15 @@ import queue
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import Future
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO
 
+from edgefleet.device.delta_layers import OldFiles, Prefixes, layer_chunks, tar_split
 from edgefleet.engine.delta import (
     DeltaError,
     Header,
     LayerPlan,
     check_layer,
-    decompress_layer,
-    literal_bytes,
     prefix_of,
 )
 from edgefleet.engine.storage import DataRoot
@@ -63,7 +60,7 @@ def reference(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> bytes:
             if layer is None:
                 raise DeltaError(f"the source image has no layer {diff_id}")
             base = os.fsencode(layer.diff_dir)
-            for entry in entries(_tar_split(root, layer.chain_id)):
+            for entry in entries(tar_split(root, layer.chain_id)):
                 if entry.type != FILE_ENTRY:
                     parts.append(entry.payload)
                     continue
@@ -107,10 +104,6 @@ def _content(fd: int, size: int, diff_id: str, path: bytes,
     return data
 
 
-Prefixes = dict[tuple[str, ...], "Future[object]"]
-"""The zstd prefix of each reference (by its layers' diffIds), resolved once rebuilt."""
-
-
 def build_prefixes(out: Prefixes, root: DataRoot, src_id: str) -> None:
     """Rebuild each reference (in the order of `out`: the first layer's first) and resolve
     its future with its zstd prefix (the rebuilt bytes are copied into it and let go), so
@@ -126,99 +119,6 @@ def build_prefixes(out: Prefixes, root: DataRoot, src_id: str) -> None:
             return
 
 
-class OldFiles:
-    """The source image's files "tar" plans copy (engine/delta_tar.py): a name the delta gives
-    is opened only when the device's own tar-split of that layer lists it with that size."""
-
-    def __init__(self, root: DataRoot, src_id: str) -> None:
-        self.root = root
-        self.layers = {x.diff_id: x for x in root.image(src_id).layers}
-        self._known: dict[str, dict[bytes, int]] = {}
-        self._lock = threading.Lock()
-
-    def open(self, diff_id: str, name: str, size: int) -> int:
-        from edgefleet.engine.tarsplit import FILE_ENTRY, LayerMismatch, entries, relative_name
-
-        layer = self.layers.get(diff_id)
-        if layer is None:
-            raise DeltaError(f"the source image has no layer {diff_id}")
-        try:
-            with self._lock:
-                files = self._known.get(diff_id)
-                if files is None:
-                    files = {relative_name(e.name): e.size for e in entries(
-                        _tar_split(self.root, layer.chain_id)) if e.type == FILE_ENTRY}
-                    self._known[diff_id] = files
-            rel = relative_name(os.fsencode(name))
-        except LayerMismatch as exc:
-            raise DeltaError(f"source layer {diff_id}: {exc}") from None
-        if files.get(rel) != size:
-            raise DeltaError(f"source layer {diff_id} has no file {name!r} of {size} bytes")
-        path = os.path.join(os.fsencode(layer.diff_dir), rel)
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError as exc:
-            raise DeltaError(f"source layer {diff_id}: cannot read {name} ({exc.strerror})"
-                             ) from None
-        if os.fstat(fd).st_size != size:
-            os.close(fd)
-            raise DeltaError(f"source layer {diff_id}: {name} is not {size} bytes on disk")
-        return fd
-
-    def read(self, diff_id: str, name: str, size: int) -> bytes:
-        fd = self.open(diff_id, name, size)
-        try:
-            return _read_all(fd, size)
-        finally:
-            os.close(fd)
-
-
-def _read_all(fd: int, size: int) -> bytes:
-    parts = []
-    while size:
-        chunk = os.read(fd, min(size, _CHUNK))
-        if not chunk:
-            raise DeltaError("a source file ended early")
-        parts.append(chunk)
-        size -= len(chunk)
-    return b"".join(parts)
-
-
-def layer_chunks(plan: LayerPlan, *, fh: IO[bytes], prefixes: Prefixes,
-                 files: OldFiles) -> Iterator[bytes]:
-    """A new layer's tar stream in chunks, NOT hashed (the caller checks its diffId), from its
-    frame (the next `plan.length` bytes of `fh`): zstd against its reference (waited for),
-    or, for a "tar" plan, its literal bytes between the old files it copies."""
-    if plan.kind != "tar":
-        prefix = prefixes[plan.ref].result(timeout=_WAIT_S)
-        yield from decompress_layer(plan=plan, prefix=prefix, fh=fh)
-        return
-    ref = b"".join(files.read(d, name, size) for kind, d, name, size in plan.ops
-                   if kind == "ref")
-    data = memoryview(literal_bytes(plan=plan, fh=fh, ref=ref))
-    del ref
-    pos = 0
-    for kind, diff_id, name, size in plan.ops:
-        if kind == "ref":
-            continue
-        if kind == "data":
-            for at in range(pos, pos + size, _CHUNK):
-                yield bytes(data[at:min(at + _CHUNK, pos + size)])
-            pos += size
-            continue
-        fd = files.open(diff_id, name, size)
-        try:
-            left = size
-            while left:
-                chunk = os.read(fd, min(left, _CHUNK))
-                if not chunk:
-                    raise DeltaError(f"source layer {diff_id}: {name} ended early")
-                left -= len(chunk)
-                yield chunk
-        finally:
-            os.close(fd)
-
-
 def diagnose(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> str:
     """Why a reference may be wrong: the first source layer whose files fail their CRC-64 or
     whose stream does not hash to its diffId; "" when all of them check out."""
@@ -228,18 +128,13 @@ def diagnose(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> str:
         layers = {x.diff_id: x for x in root.image(src_id).layers}
         for diff_id in diff_ids:
             layer = layers[diff_id]
-            got = layer_digest(tar_split=_tar_split(root, layer.chain_id),
+            got = layer_digest(tar_split=tar_split(root, layer.chain_id),
                                diff_dir=layer.diff_dir)
             if got != diff_id:
                 return f"source layer {diff_id} on disk rebuilds to {got}"
     except (LayerMismatch, OSError, KeyError, ValueError) as exc:
         return f"the source image on disk is damaged: {exc}"
     return ""
-
-
-def _tar_split(root: DataRoot, chain_id: str) -> Path:
-    return (root.image_dir / "layerdb" / "sha256" / chain_id.removeprefix("sha256:")
-            / "tar-split.json.gz")
 
 
 class Decoder:

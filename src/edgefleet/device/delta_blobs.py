@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefleet.device.delta_apply import OldFiles, Prefixes, layer_chunks
+from edgefleet.device.delta_layers import OldFiles, Prefixes, layer_chunks
 from edgefleet.engine.delta import (
     DeltaError,
     Header,
