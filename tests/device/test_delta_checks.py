@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import socket
 import time
@@ -26,11 +27,13 @@ import pytest
 
 from edgefleet.device import delta as device_delta
 from edgefleet.device.delta import TRANSPORTS, DeltaEngine, DeltaSettings
+from edgefleet.device.delta_layers import OldFiles
 from edgefleet.device.delta_registry import LocalRegistry
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.delta import MAGIC, DeltaError, compress, encode
+from edgefleet.engine.storage import DataRoot
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
 from edgefleet.server.delta.blobs import Registry
@@ -310,3 +313,25 @@ async def test_an_engine_that_cannot_reach_the_local_registry_gets_the_archive(
             assert engine.stats["transport_fallbacks"] == 1
     finally:
         closed.close()
+
+
+async def test_a_tar_plan_copies_only_files_the_device_own_layer_lists(
+    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path
+) -> None:
+    """The files a "tar" plan copies come from the delta (the server): the device opens one
+    only when its own tar-split of that layer lists that name with that size, so a delta
+    cannot make it read anything else (another path, a symlink, a size it does not have)."""
+    a = setup.refs[0]
+    async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+        image_id = (await engine.image_inspect(a))["Id"]
+        files = OldFiles(DataRoot(engine_dockerd.data_root), image_id)
+        top = list(files.layers)[-1]
+        size = 24 * MB
+        os.close(files.open(top, "app.bin", size))  # the real one
+        os.close(files.open(top, "./app.bin", size))  # (names are normalised)
+        for diff_id, name, n, why in (
+                (top, "app.bin", size + 1, "no file"), (top, "etc/passwd", 0, "no file"),
+                (top, "../../../../etc/passwd", 10, "escapes"),
+                ("sha256:" + "0" * 64, "app.bin", size, "no layer")):
+            with pytest.raises(DeltaError, match=why):
+                files.open(diff_id, name, n)
