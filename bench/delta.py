@@ -308,11 +308,14 @@ Command: `.venv/bin/python bench/delta.py --runs {runs}` (2-core VM shared with 
 1-minute load average {load[0]:.1f} at the start, {load[1]:.1f} at the end; dockerd 20.10;
 server, registry and device engine on loopback). A real `edgefleet server run` builds three
 releases of one service FROM scratch (busybox, a 16 MB dependency layer, a 50 MB application
-layer of random data); the device engine is a private dockerd holding the previous release,
-and applies each delta with `edgefleet.device.delta`: the delta downloaded, its manifest
-checked against the release's digest, the source layers it refers to rebuilt from the data
-root, then the new layers handed to the engine, each decoded as it streams and its diffId
-checked before its last byte goes. Two transports do that last step: {mine} (the
+layer of random data in 5 MB files); the device engine is a private dockerd holding the
+previous release, and applies each delta with `edgefleet.device.delta`: the delta downloaded,
+its manifest checked against the release's digest, then the new layers handed to the engine,
+each decoded as it streams and its diffId checked before its last byte goes. Here the server
+makes "tar" plans (engine/delta_tar.py: literal tar headers and changed files, the unchanged
+files copied by the device from its data root), so no zstd reference is rebuilt; a layer of
+another shape gets a zstd frame against the old layer, whose rebuilding is the "reference"
+phase below. Two transports do that last step: {mine} (the
 supervisor's default: {WHAT[mine]}) and {other} ({WHAT[other]}); both are timed.
 Delta bytes: what the server sent (its own count); pull bytes: the registry's sizes of the
 compressed blobs the engine lacks. Times: medians of {runs} runs per path, the four paths
