@@ -228,6 +228,17 @@ class Decoder:
             raise item
         return item
 
+    async def next_async(self) -> object:
+        """`next()` for the event loop: what is ready at once, else waited for in a thread
+        (a thread hop per chunk cost more than the chunk while the decoder is ahead)."""
+        try:
+            item = self.q.get_nowait()
+        except queue.Empty:
+            return await asyncio.to_thread(self.next)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
     def stop(self) -> None:
         self.stopped.set()
         for thread in self._threads:
@@ -278,7 +289,7 @@ async def archive(header: Header, decoder: Decoder,
         async for chunk in _layer(plan, decoder):
             yield chunk
         yield _padding(plan.size)
-    item = await asyncio.to_thread(decoder.next)
+    item = await decoder.next_async()
     if item is not _DONE:
         raise DeltaError("the delta's frames do not match its header")
     times["sent"] = time.perf_counter()
@@ -291,7 +302,7 @@ async def _layer(plan: LayerPlan, decoder: Decoder) -> AsyncIterator[bytes]:
     (the decoder raises here when it did not)."""
     total = 0
     while True:
-        item = await asyncio.to_thread(decoder.next)
+        item = await decoder.next_async()
         if item is _LAYER_END:
             break
         if not isinstance(item, bytes):
