@@ -20,6 +20,7 @@ from edgefleet.engine.delta import (
     read_header,
     reference_ids,
 )
+from edgefleet.engine.delta_tar import check_ops
 
 KB = 1024
 
@@ -160,3 +161,11 @@ def test_a_tar_plan_whose_ops_do_not_add_up_is_refused() -> None:
     with pytest.raises(DeltaError, match="add up"):
         read_header(io.BytesIO(bytes(forged)))
     assert header.layers[1].kind == "tar"
+
+
+def test_a_tar_plan_that_would_hold_too_much_in_memory_is_refused() -> None:
+    big = 1 << 30
+    assert "literal bytes" in check_ops((("data", "", "", big),), big)
+    assert "reference" in check_ops((("ref", "sha256:a", "f", 65 << 20),
+                                     ("data", "", "", 10)), 10)
+    assert check_ops((("data", "", "", 10), ("copy", "sha256:a", "f", big)), big + 10) == ""

@@ -103,7 +103,15 @@ def check_ops(ops: tuple[Op, ...], size: int) -> str:
         if len(op) != 4 or op[0] not in ("data", "copy", "ref") or op[3] < 0:
             return f"bad op {op!r}"
         total += op[3] if op[0] != "ref" else 0
-    return "" if total == size else f"ops add up to {total} bytes, not {size}"
+    if total != size:
+        return f"ops add up to {total} bytes, not {size}"
+    # a device holds the literal bytes and their reference in memory: bounded (well above
+    # what a server makes: MAX_LITERAL or 5%, MAX_REF)
+    if literal_size(ops) > max(4 * MAX_LITERAL, size // 10):
+        return f"{literal_size(ops)} literal bytes is more than a tar plan may hold"
+    if sum(op[3] for op in ops if op[0] == "ref") > MAX_REF:
+        return f"its reference is larger than {MAX_REF} bytes"
+    return ""
 
 
 def literal_size(ops: tuple[Op, ...]) -> int:
