@@ -37,8 +37,10 @@ from edgefleet.engine.delta import (
 from edgefleet.engine.storage import DataRoot
 
 _CHUNK = 1 << 20
-_QUEUE = 16
-"""Decoded chunks (up to 1 MiB each) buffered between the decoder and the upload."""
+_QUEUE = 4
+"""Decoded chunks (1 MiB from zstd, up to 4 MiB copied from old files) buffered in each of the
+two queues between the decoder and the upload (at most 32 MiB in all, as with 16 chunks of
+1 MiB before, with a quarter of the hand-overs for copied files)."""
 _WAIT_S = 120.0
 """Longest wait for the decoder's next chunk before giving up (bounds a stuck thread)."""
 _MAP_MIN = 256 << 10

@@ -15,7 +15,8 @@ from typing import IO
 from edgefleet.engine.delta import DeltaError, LayerPlan, decompress_layer, literal_bytes
 from edgefleet.engine.storage import DataRoot
 
-_CHUNK = 1 << 20
+_CHUNK = 4 << 20
+"""Reads of old files and literal bytes (each chunk is handed between threads and queued)."""
 _WAIT_S = 120.0
 """Longest wait for a reference being rebuilt."""
 Prefixes = dict[tuple[str, ...], "Future[object]"]
