@@ -64,12 +64,12 @@ __all__ = ["DELTA_VARS", "DeltaEngine", "DeltaSettings", "delta_enabled", "delta
 TRANSPORTS = ("load", "registry")
 DEFAULT_TRANSPORTS = ("load",)
 """Measured by bench/delta.py (both transports timed in the same runs, on dockerd 20.10): the
-load transport was the faster in every run set of this work (one-file change 0.75 s vs 0.80 s,
-identical rebuild 0.96 s vs 1.05 s, medians of 5, load average 3-6). A pull writes each blob
-to a temporary file and hashes it before extracting it, as `docker load` unpacks its archive
-first, so the engine's share is no smaller, and the registry transport adds the image's
-registration and a second request round. Its verdict line in bench/RESULTS.md says which is
-faster on the machine it runs on."""
+load transport was the faster in every run of this work, e.g. one-file change 0.50 s vs
+0.62 s through the registry, identical rebuild 0.61 s vs 0.68 s (medians of 5, load average
+4.4-5.9). A pull writes each blob to a temporary file and hashes it before extracting it, as
+`docker load` unpacks its archive first, so the engine's share is no smaller, and the
+registry transport adds the image's registration and more requests. Its verdict line in
+bench/RESULTS.md says which is faster on the machine it runs on."""
 
 
 
