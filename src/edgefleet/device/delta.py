@@ -72,7 +72,6 @@ registry transport adds the image's registration and more requests. Its verdict 
 bench/RESULTS.md says which is faster on the machine it runs on."""
 
 
-
 class _EngineSide(Exception):
     """The registry pull failed for a reason other than the delta itself."""
 
