@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,11 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.device.delta import DeltaEngine, DeltaSettings
+from edgefleet.device import delta as device_delta
+from edgefleet.device.delta import TRANSPORTS, DeltaEngine, DeltaSettings
+from edgefleet.device.delta_layers import OldFiles
+from edgefleet.device.delta_registry import LocalRegistry
 from edgefleet.device.logs import LogSink
 from edgefleet.device.store import Store
 from edgefleet.device.update_gate import UpdateGate
 from edgefleet.engine.delta import MAGIC, DeltaError, compress, encode
+from edgefleet.engine.storage import DataRoot
 from edgefleet.plan.context import PlanContext
 from edgefleet.plan.planner import plan
 from edgefleet.server.delta.blobs import Registry
@@ -191,13 +197,18 @@ def _tampered(s: Setup, src: str, dest: str) -> None:
         "size": len(body), "new_bytes": sum(p.size for p in plans if p.kind == "zstd")}))
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_layer_that_does_not_hash_to_its_diff_id_is_never_loaded(
-    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path
+    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path, transport: str
 ) -> None:
+    """Through either transport: the layer's stream is cut short before its last chunk (an
+    archive never completed; a blob the engine never completes), so no image, no layer and,
+    for the registry transport, no carrier image or reference stays in the engine."""
     a, _, _, d = setup.refs
     (setup.data_dir / "deltas").mkdir(exist_ok=True)
     _tampered(setup, a, d)
     async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+        engine.transports = (transport,)
         settings = engine.settings()
         assert settings is not None
         source = await engine._source(d)
@@ -205,8 +216,10 @@ async def test_a_layer_that_does_not_hash_to_its_diff_id_is_never_loaded(
         with pytest.raises(DeltaError, match="not to its diffId"):
             await engine._via_delta(d, source, settings)
         with images.engine_client(engine_dockerd.sock) as e:
-            ids = [i["Id"] for i in e.get("/images/json", params={"all": "1"}).json()]
-            assert ids == [source[1]], "only the source image: nothing of the refused delta"
+            listed = e.get("/images/json", params={"all": "1"}).json()
+            assert [i["Id"] for i in listed] == [source[1]], \
+                "only the source image: nothing of the refused delta"
+            assert listed[0]["RepoDigests"] == [a], "no reference of the local registry"
         got = await engine.pull(d)  # as the supervisor does it: refused, then pulled
         assert engine.stats["fallbacks"] == 1 and "diffId" in engine.stats["last_fallback"]
         with images.engine_client(engine_dockerd.sock) as e:
@@ -224,3 +237,101 @@ def test_a_delta_cached_by_an_older_server_is_made_again(setup: Setup) -> None:
         "key": key, "src": b, "dest": c, "status": "ready", "size": 4}))
     job = _ready(setup, b, c)
     assert job["format"] == FORMAT and job["size"] != 4, job
+
+
+def _state(sock: str, image_id: str) -> tuple[list[str], dict[str, object]]:
+    """Every image id in the engine, and what it says of one image that a caller could use."""
+    with images.engine_client(sock) as e:
+        ids = sorted(i["Id"] for i in e.get("/images/json", params={"all": "1"}).json())
+        info = e.get(f"/images/{image_id}/json").json()
+    return ids, {k: info[k] for k in ("Id", "RepoTags", "RepoDigests", "Config", "RootFS")}
+
+
+async def test_the_registry_transport_leaves_the_image_as_the_load_transport_does(
+    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path
+) -> None:
+    """The engine pulls the new layers from the supervisor's loopback registry: the image
+    ends up with the release's image id, untagged and without any digest, exactly as after
+    the load transport, and nothing of the local registry (carrier image, reference) stays;
+    the supervisor finds the image under the release's ref."""
+    a, b, _, _ = setup.refs
+    job = _ready(setup, a, b)
+    async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+        with images.engine_client(engine_dockerd.sock) as e:  # as a crash mid-apply leaves it
+            e.post(f"/images/{a}/tag", params={"repo": "127.0.0.1:9/edgefleet-delta-0",
+                                                "tag": "left"}).raise_for_status()
+        seen = {}
+        for transport in ("registry", "load"):
+            engine.transports = (transport,)
+            got = await engine.pull(b)
+            assert got == job["image_id"], f"{transport}: {got}"
+            assert engine.stats["via"][transport] == 1 and engine.stats["fallbacks"] == 0, \
+                engine.stats
+            ids, seen[transport] = _state(engine_dockerd.sock, got)
+            with images.engine_client(engine_dockerd.sock) as e:
+                assert e.get("/images/127.0.0.1:9/edgefleet-delta-0:left/json"
+                             ).status_code == 404, "a carrier's reference left is removed"
+            assert len(ids) == 2 and got in ids, f"{transport}: only a and b stay: {ids}"
+            found = (await engine.observe()).image_for(b)
+            assert found is not None and found.id == got
+            with images.engine_client(engine_dockerd.sock) as e:
+                assert e.delete(f"/images/{got}").status_code == 200
+        assert seen["registry"] == seen["load"]
+        assert seen["registry"]["RepoTags"] == [] and seen["registry"]["RepoDigests"] == []
+
+
+async def test_an_engine_that_cannot_reach_the_local_registry_gets_the_archive(
+    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the engine cannot reach the supervisor's 127.0.0.1 (e.g. it runs in another
+    network namespace), the registry transport fails without a request reaching it: the
+    load transport takes over at once, it is logged and counted, and the registry transport
+    is not tried again by this process."""
+    a, b, c, _ = setup.refs
+    _ready(setup, a, b)
+    _ready(setup, a, c)
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    port = closed.getsockname()[1]
+
+    class Unreachable(LocalRegistry):
+        def __init__(self, **kw: object) -> None:
+            super().__init__(**kw)  # type: ignore[arg-type]
+            self.ref = f"127.0.0.1:{port}/" + self.ref.split("/", 1)[1]
+
+    monkeypatch.setattr(device_delta, "LocalRegistry", Unreachable)
+    try:
+        async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+            engine.transports = ("registry", "load")
+            assert await engine.pull(b) == _ready(setup, a, b)["image_id"]
+            assert engine.stats["via"] == {"load": 1, "registry": 0}, engine.stats
+            assert engine.stats["transport_fallbacks"] == 1 and engine.stats["fallbacks"] == 0
+            assert str(port) in engine.stats["last_transport_fallback"]
+            assert engine._registry_ok is False
+            await engine.pull(c)  # straight to the archive: no second failed pull
+            assert engine.stats["via"] == {"load": 2, "registry": 0}
+            assert engine.stats["transport_fallbacks"] == 1
+    finally:
+        closed.close()
+
+
+async def test_a_tar_plan_copies_only_files_the_device_own_layer_lists(
+    setup: Setup, engine_dockerd: Dockerd, tmp_path: Path
+) -> None:
+    """The files a "tar" plan copies come from the delta (the server): the device opens one
+    only when its own tar-split of that layer lists that name with that size, so a delta
+    cannot make it read anything else (another path, a symlink, a size it does not have)."""
+    a = setup.refs[0]
+    async for engine in _engine(setup, engine_dockerd.sock, tmp_path):
+        image_id = (await engine.image_inspect(a))["Id"]
+        files = OldFiles(DataRoot(engine_dockerd.data_root), image_id)
+        top = list(files.layers)[-1]
+        size = 24 * MB
+        os.close(files.open(top, "app.bin", size))  # the real one
+        os.close(files.open(top, "./app.bin", size))  # (names are normalised)
+        for diff_id, name, n, why in (
+                (top, "app.bin", size + 1, "no file"), (top, "etc/passwd", 0, "no file"),
+                (top, "../../../../etc/passwd", 10, "escapes"),
+                ("sha256:" + "0" * 64, "app.bin", size, "no layer")):
+            with pytest.raises(DeltaError, match=why):
+                files.open(diff_id, name, n)

@@ -26,18 +26,21 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from edgefleet.device.delta_layers import OldFiles, Prefixes, layer_chunks, tar_split
 from edgefleet.engine.delta import (
     DeltaError,
     Header,
     LayerPlan,
     check_layer,
-    decompress_layer,
     prefix_of,
 )
 from edgefleet.engine.storage import DataRoot
 
-_QUEUE = 16
-"""Decoded chunks (up to 1 MiB each) buffered between the decoder and the upload."""
+_CHUNK = 1 << 20
+_QUEUE = 4
+"""Decoded chunks (1 MiB from zstd, up to 4 MiB copied from old files) buffered in each of the
+two queues between the decoder and the upload (at most 32 MiB in all, as with 16 chunks of
+1 MiB before, with a quarter of the hand-overs for copied files)."""
 _WAIT_S = 120.0
 """Longest wait for the decoder's next chunk before giving up (bounds a stuck thread)."""
 _MAP_MIN = 256 << 10
@@ -59,7 +62,7 @@ def reference(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> bytes:
             if layer is None:
                 raise DeltaError(f"the source image has no layer {diff_id}")
             base = os.fsencode(layer.diff_dir)
-            for entry in entries(_tar_split(root, layer.chain_id)):
+            for entry in entries(tar_split(root, layer.chain_id)):
                 if entry.type != FILE_ENTRY:
                     parts.append(entry.payload)
                     continue
@@ -103,6 +106,21 @@ def _content(fd: int, size: int, diff_id: str, path: bytes,
     return data
 
 
+def build_prefixes(out: Prefixes, root: DataRoot, src_id: str) -> None:
+    """Rebuild each reference (in the order of `out`: the first layer's first) and resolve
+    its future with its zstd prefix (the rebuilt bytes are copied into it and let go), so
+    the first layer can be decoded while the next reference is rebuilt. Runs in a worker
+    thread."""
+    for ids, fut in out.items():
+        try:
+            fut.set_result(prefix_of(reference(root, src_id, ids)))
+        except BaseException as exc:
+            for rest in out.values():
+                if not rest.done():
+                    rest.set_exception(exc)
+            return
+
+
 def diagnose(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> str:
     """Why a reference may be wrong: the first source layer whose files fail their CRC-64 or
     whose stream does not hash to its diffId; "" when all of them check out."""
@@ -112,18 +130,13 @@ def diagnose(root: DataRoot, src_id: str, diff_ids: tuple[str, ...]) -> str:
         layers = {x.diff_id: x for x in root.image(src_id).layers}
         for diff_id in diff_ids:
             layer = layers[diff_id]
-            got = layer_digest(tar_split=_tar_split(root, layer.chain_id),
+            got = layer_digest(tar_split=tar_split(root, layer.chain_id),
                                diff_dir=layer.diff_dir)
             if got != diff_id:
                 return f"source layer {diff_id} on disk rebuilds to {got}"
     except (LayerMismatch, OSError, KeyError, ValueError) as exc:
         return f"the source image on disk is damaged: {exc}"
     return ""
-
-
-def _tar_split(root: DataRoot, chain_id: str) -> Path:
-    return (root.image_dir / "layerdb" / "sha256" / chain_id.removeprefix("sha256:")
-            / "tar-split.json.gz")
 
 
 class Decoder:
@@ -133,16 +146,16 @@ class Decoder:
     diffId, or raises why not; `stop()` ends the threads early (the upload failed)."""
 
     def __init__(self, *, path: Path, offset: int, header: Header,
-                 refs: dict[tuple[str, ...], bytes]) -> None:
-        """`refs` (the reference streams by their layers' diffIds) is emptied as the
-        decoder takes them over."""
+                 prefixes: Prefixes, files: OldFiles) -> None:
+        """`prefixes`: the references' zstd prefixes, each waited for when a layer needs
+        it (the upload starts meanwhile); `files`: what "tar" plans copy."""
         self.decoded: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.q: queue.Queue[object] = queue.Queue(maxsize=_QUEUE)
         self.stopped = threading.Event()
         self.decode_s = 0.0
         self._threads = [
             threading.Thread(target=self._decode, name="delta-decode", daemon=True,
-                             args=(path, offset, header, refs)),
+                             args=(path, offset, header, prefixes, files)),
             threading.Thread(target=self._hash, name="delta-hash", daemon=True,
                              args=(header,))]
         for thread in self._threads:
@@ -166,17 +179,15 @@ class Decoder:
         return _DONE
 
     def _decode(self, path: Path, offset: int, header: Header,
-                refs: dict[tuple[str, ...], bytes]) -> None:
-        t = time.perf_counter()
+                prefixes: Prefixes, files: OldFiles) -> None:
         try:
-            prefixes = {k: prefix_of(refs.pop(k)) for k in list(refs)}  # (the bytes are
-            # copied into zstd's dictionary: let them go)
+            t = time.perf_counter()
             with open(path, "rb") as fh:
                 fh.seek(offset)
                 for plan in header.layers:
-                    if plan.kind != "zstd":
+                    if plan.kind == "reuse":
                         continue
-                    for chunk in decompress_layer(plan=plan, prefix=prefixes[plan.ref], fh=fh):
+                    for chunk in layer_chunks(plan, fh=fh, prefixes=prefixes, files=files):
                         if not self._put(self.decoded, chunk):
                             return
                     if not self._put(self.decoded, _LAYER_END):
@@ -190,7 +201,7 @@ class Decoder:
 
     def _hash(self, header: Header) -> None:
         """Each new layer's chunks on to the upload, hashed; its diffId checked at its end."""
-        for plan in (p for p in header.layers if p.kind == "zstd"):
+        for plan in (p for p in header.layers if p.kind != "reuse"):
             sha = hashlib.sha256()
             total = 0
             while True:
@@ -219,6 +230,17 @@ class Decoder:
             raise item
         return item
 
+    async def next_async(self) -> object:
+        """`next()` for the event loop: what is ready at once, else waited for in a thread
+        (a thread hop per chunk cost more than the chunk while the decoder is ahead)."""
+        try:
+            item = self.q.get_nowait()
+        except queue.Empty:
+            return await asyncio.to_thread(self.next)
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
     def stop(self) -> None:
         self.stopped.set()
         for thread in self._threads:
@@ -235,26 +257,41 @@ def _padding(size: int) -> bytes:
     return b"\0" * (-size % 512)
 
 
+def _names(header: Header) -> tuple[str, list[str], bytes]:
+    """The image id's hex, the layers' file names and manifest.json of the image's archive."""
+    dest_hex = header.dest.removeprefix("sha256:")
+    names = [f"{p.diff_id.removeprefix('sha256:')}/layer.tar" for p in header.layers]
+    manifest = json.dumps([{"Config": f"{dest_hex}.json", "RepoTags": None,
+                            "Layers": names}]).encode()
+    return dest_hex, names, manifest
+
+
+def config_archive(header: Header) -> bytes:
+    """A `docker save` archive of the image without any layer file: loads only when the engine
+    has every layer (registers the image config, by id, untagged)."""
+    dest_hex, _, manifest = _names(header)
+    return (_tar_header(f"{dest_hex}.json", len(header.config)) + header.config
+            + _padding(len(header.config)) + _tar_header("manifest.json", len(manifest))
+            + manifest + _padding(len(manifest)) + b"\0" * 1024)
+
+
 async def archive(header: Header, decoder: Decoder,
                   times: dict[str, float]) -> AsyncIterator[bytes]:
     """A `docker save` archive of the image: the config, each new layer as the decoder makes
     it (its diffId checked before the next entry), then manifest.json. Layers the engine has
     are listed only (`docker load` opens a layer file only when it lacks that layer).
     `times["sent"]` is set when the last byte is handed over."""
-    dest_hex = header.dest.removeprefix("sha256:")
-    names = [f"{p.diff_id.removeprefix('sha256:')}/layer.tar" for p in header.layers]
-    manifest = json.dumps([{"Config": f"{dest_hex}.json", "RepoTags": None,
-                            "Layers": names}]).encode()
+    dest_hex, names, manifest = _names(header)
     yield _tar_header(f"{dest_hex}.json", len(header.config)) + header.config \
         + _padding(len(header.config))
     for plan, name in zip(header.layers, names, strict=True):
-        if plan.kind != "zstd":
+        if plan.kind == "reuse":
             continue
         yield _tar_header(name, plan.size)
         async for chunk in _layer(plan, decoder):
             yield chunk
         yield _padding(plan.size)
-    item = await asyncio.to_thread(decoder.next)
+    item = await decoder.next_async()
     if item is not _DONE:
         raise DeltaError("the delta's frames do not match its header")
     times["sent"] = time.perf_counter()
@@ -267,7 +304,7 @@ async def _layer(plan: LayerPlan, decoder: Decoder) -> AsyncIterator[bytes]:
     (the decoder raises here when it did not)."""
     total = 0
     while True:
-        item = await asyncio.to_thread(decoder.next)
+        item = await decoder.next_async()
         if item is _LAYER_END:
             break
         if not isinstance(item, bytes):

@@ -25,6 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from edgefleet.engine.delta_tar import Op, check_ops, literal_size, tar_plan
+
 if TYPE_CHECKING:
     import pyzstd
 
@@ -46,6 +48,8 @@ class LayerPlan:
     ref: tuple[str, ...] = ()
     size: int = 0
     length: int = 0
+    ops: tuple[Op, ...] = ()
+    """kind "tar": the layer told as literal bytes and old files (engine/delta_tar.py)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class Header:
                            "config": base64.b64encode(self.config).decode(),
                            "manifest": base64.b64encode(self.manifest).decode(),
                            "layers": [{"diffId": p.diff_id, "kind": p.kind, "ref": list(p.ref),
-                                       "size": p.size, "length": p.length}
+                                       "size": p.size, "length": p.length,
+                                       **({"ops": [list(o) for o in p.ops]} if p.ops else {})}
                                       for p in self.layers]}).encode()
 
     @classmethod
@@ -73,12 +78,14 @@ class Header:
             layers = tuple(LayerPlan(diff_id=str(x["diffId"]), kind=str(x["kind"]),
                                      ref=tuple(str(r) for r in x.get("ref") or ()),
                                      size=int(x.get("size") or 0),
-                                     length=int(x.get("length") or 0))
+                                     length=int(x.get("length") or 0),
+                                     ops=tuple((str(o[0]), str(o[1]), str(o[2]), int(o[3]))
+                                               for o in x.get("ops") or ()))
                            for x in doc["layers"])
             header = cls(src=str(doc["src"]), dest=str(doc["dest"]),
                          config=base64.b64decode(doc["config"], validate=True), layers=layers,
                          manifest=base64.b64decode(doc.get("manifest") or "", validate=True))
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise DeltaError(f"the delta's header is not valid: {exc}") from None
         header.check()
         return header
@@ -94,8 +101,11 @@ class Header:
         if diff_ids != [p.diff_id for p in self.layers]:
             raise DeltaError("the delta's layers differ from its image config's diff_ids")
         for p in self.layers:
-            if p.kind not in ("reuse", "zstd") or p.size < 0 or p.length < 0:
+            if p.kind not in ("reuse", "zstd", "tar") or p.size < 0 or p.length < 0:
                 raise DeltaError(f"layer {p.diff_id}: unknown kind {p.kind!r} or bad sizes")
+            why = check_ops(p.ops, p.size) if p.kind == "tar" else ""
+            if why:
+                raise DeltaError(f"layer {p.diff_id}: {why}")
 
 
 def check_manifest(header: Header, ref: str) -> None:
@@ -154,9 +164,14 @@ def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
     dest_id = "sha256:" + hashlib.sha256(dest_config).hexdigest()
     src_ids, dest_ids = diff_ids_of(src_config), diff_ids_of(dest_config)
     have = set(src_ids)
-    new = [d for d in dest_ids if d not in have]
-    ref_ids = tuple(d for d in src_ids if d not in set(dest_ids)) or tuple(src_ids)
-    ref = b"".join(src_stream(d) for d in ref_ids) if new else b""
+    refs: dict[tuple[str, ...], bytes] = {}
+    streams: dict[str, bytes] = {}
+
+    def old(diff_id: str) -> bytes:
+        if diff_id not in streams:
+            streams[diff_id] = src_stream(diff_id)
+        return streams[diff_id]
+
     frames: list[bytes] = []
     plans: list[LayerPlan] = []
     for n, diff_id in enumerate(dest_ids):
@@ -166,10 +181,20 @@ def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
         data = dest_stream(diff_id)
         if "sha256:" + hashlib.sha256(data).hexdigest() != diff_id:
             raise DeltaError(f"layer {diff_id} of {dest_id} does not hash to its diffId")
-        frame = compress(ref, data)
+        ref_ids = reference_ids(src_ids, dest_ids, n)
+        told = tar_plan(data, {d: old(d) for d in ref_ids})
+        if told is not None:  # mostly old files: literal bytes and file copies
+            frame = compress(told[2], told[1])
+            plan = LayerPlan(diff_id=diff_id, kind="tar", size=len(data), length=len(frame),
+                             ops=tuple(told[0]))
+        else:
+            if ref_ids not in refs:
+                refs[ref_ids] = b"".join(old(d) for d in ref_ids)
+            frame = compress(refs[ref_ids], data)
+            plan = LayerPlan(diff_id=diff_id, kind="zstd", ref=ref_ids, size=len(data),
+                             length=len(frame))
         frames.append(frame)
-        plans.append(LayerPlan(diff_id=diff_id, kind="zstd", ref=ref_ids, size=len(data),
-                               length=len(frame)))
+        plans.append(plan)
         if progress is not None:
             progress(n + 1, len(dest_ids))
     header = Header(src=src_id, dest=dest_id, config=dest_config, layers=tuple(plans),
@@ -179,6 +204,18 @@ def encode(*, src_id: str, src_config: bytes, dest_config: bytes,
     for frame in frames:
         out.write(frame)
     return header
+
+
+def reference_ids(src_ids: list[str], dest_ids: list[str], n: int) -> tuple[str, ...]:
+    """The source layers B's new layer `n` is encoded against: A's layer at the same place
+    when both images have as many layers and that one changed (a rebuilt layer is most like
+    the one it replaces; a device then rebuilds each reference apart and decodes the first
+    new layer while it rebuilds the next one's), else every layer of A that B lacks (all of
+    A's when none)."""
+    changed = tuple(d for d in src_ids if d not in set(dest_ids)) or tuple(src_ids)
+    if len(src_ids) == len(dest_ids) and src_ids[n] in changed:
+        return (src_ids[n],)
+    return changed
 
 
 def read_header(fh: IO[bytes]) -> Header:
@@ -234,6 +271,28 @@ def decompress_layer(*, plan: LayerPlan, prefix: object, fh: IO[bytes]) -> Itera
     if total != plan.size:
         raise DeltaError(f"layer {plan.diff_id}: the delta holds {total} bytes, not "
                          f"{plan.size}")
+
+
+def literal_bytes(*, plan: LayerPlan, fh: IO[bytes], ref: bytes) -> bytes:
+    """The literal bytes of a "tar" plan, from its frame (the next `plan.length` bytes of
+    `fh`) and its reference (the old files its "ref" ops name, concatenated); raises
+    DeltaError unless they are exactly what its ops take."""
+    import pyzstd
+
+    want = literal_size(plan.ops)
+    frame = fh.read(plan.length)
+    if len(frame) != plan.length:
+        raise DeltaError(f"layer {plan.diff_id}: the delta ends inside its frame")
+    dctx = pyzstd.ZstdDecompressor(zstd_dict=_prefix(ref),
+                                   option={pyzstd.DParameter.windowLogMax: MAX_WINDOW_LOG})
+    try:
+        data = dctx.decompress(frame, max_length=want + 1)
+    except pyzstd.ZstdError as exc:
+        raise DeltaError(f"layer {plan.diff_id}: the delta's frame is damaged ({exc})") from None
+    if len(data) != want or not dctx.eof or dctx.unused_data:
+        raise DeltaError(f"layer {plan.diff_id}: its frame does not hold its {want} literal "
+                         "bytes")
+    return data
 
 
 def check_layer(plan: LayerPlan, sha: Any, total: int) -> None:

@@ -47,8 +47,9 @@ class Job:
         return asdict(self)
 
 
-FORMAT = 2
-"""2: the header carries the destination's manifest (devices check it against the ref)."""
+FORMAT = 3
+"""2: the header carries the destination's manifest (devices check it against the ref);
+3: layers may be "tar" plans (engine/delta_tar.py)."""
 
 
 def job_key(src: str, dest: str) -> str:
@@ -121,8 +122,8 @@ class DeltaService:
                                 progress=progress, dest_manifest=dest.manifest)
             tmp.rename(self.path(job.key))
             job.size = self.path(job.key).stat().st_size
-            job.new_bytes = sum(p.size for p in header.layers if p.kind == "zstd")
-            job.layers = {p.diff_id: p.length for p in header.layers if p.kind == "zstd"}
+            job.new_bytes = sum(p.size for p in header.layers if p.kind != "reuse")
+            job.layers = {p.diff_id: p.length for p in header.layers if p.kind != "reuse"}
             job.cpu_s, job.wall_s = _thread_cpu() - c0, time.monotonic() - t0
             job.progress, job.status = 1.0, "ready"
             (self.dir / f"{job.key}.json").write_text(json.dumps(job.public()))
