@@ -173,7 +173,22 @@ def test_a_device_and_the_cli_work_through_the_readmes_nginx(
              lambda: httpx.get(f"http://127.0.0.1:{http_port}/", timeout=2).text == "hello\n",
              timeout=120)
     assert cli("ssh", uuid, "--", "echo", "through nginx") == "through nginx\n"
-    assert "certificate verify failed" not in dev.log_path.read_text()
+
+    # release 2 through a delta, fetched over https from the private-CA server
+    cli("env", "set", "BALENA_SUPERVISOR_DELTA", "1", "--fleet", "behind-tls", "--config")
+    project = tmp_path / "proj"
+    (project / "web" / "extra.txt").write_text("a new layer\n")
+    dockerfile = project / "web" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text().replace(
+        "ENV GREETING=hello", "COPY extra.txt /extra.txt\nENV GREETING=hello2"))
+    cli("push", "behind-tls", str(project))
+    wait_for("release 2 to run on the device (through a delta)",
+             lambda: httpx.get(f"http://127.0.0.1:{http_port}/", timeout=2).text == "hello2\n",
+             timeout=120)
+    log = dev.log_path.read_text(errors="replace")
+    assert "Applied delta for image" in log and "pulling the image instead" not in log, \
+        dev.log_tail()
+    assert "certificate verify failed" not in log
 
     # the dashboard through the proxy: a Secure session cookie, and the web terminal's
     # websocket passes the origin check on a port other than 443

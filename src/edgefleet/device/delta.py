@@ -163,7 +163,8 @@ class DeltaEngine(DockerEngine):
         """The client for the delta server (one, made again if the endpoint changes)."""
         if self._server_http is None or str(self._server_http.base_url).rstrip("/") \
                 != settings.endpoint.rstrip("/"):
-            old, self._server_http = self._server_http, server_client(settings.endpoint)
+            old, self._server_http = self._server_http, server_client(settings.endpoint,
+                                                                      settings.root_ca)
             if old is not None:
                 asyncio.get_running_loop().create_task(old.aclose())
         return self._server_http

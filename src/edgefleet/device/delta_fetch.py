@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from edgefleet.device.trust import tls_context
 from edgefleet.engine.delta import DeltaError
 
 WAIT_S = 600.0
@@ -23,6 +24,8 @@ _CHUNK = 1 << 20
 class DeltaSettings:
     endpoint: str
     api_key: str
+    root_ca: str | None = None
+    """config.json's balenaRootCA (PEM), trusted for an https delta server."""
 
 
 def delta_need(size: int, new_bytes: int) -> int:
@@ -33,11 +36,13 @@ def delta_need(size: int, new_bytes: int) -> int:
     return size + 2 * new_bytes + (64 << 20)
 
 
-def server_client(endpoint: str) -> httpx.AsyncClient:
+def server_client(endpoint: str, root_ca: str | None = None) -> httpx.AsyncClient:
     """A client for the delta server, kept for the process: making one loads the CA bundle
-    (about 30 ms here, a tenth of an update's time), skipped for a plain-HTTP endpoint."""
-    return httpx.AsyncClient(base_url=endpoint, timeout=60,
-                             verify=not endpoint.startswith("http://"))
+    (about 30 ms here, a tenth of an update's time), skipped for a plain-HTTP endpoint; an
+    https one trusts what the device's API calls trust (`device/trust.py`)."""
+    if endpoint.startswith("http://"):
+        return httpx.AsyncClient(base_url=endpoint, timeout=60, verify=False)
+    return httpx.AsyncClient(base_url=endpoint, timeout=60, verify=tls_context(root_ca))
 
 
 async def download(http: httpx.AsyncClient, settings: DeltaSettings, src: str, dest: str,

@@ -207,7 +207,8 @@ def delta_settings(*, options: RunOptions, supervisor: Supervisor) -> DeltaSetti
     endpoint = cfg.delta_endpoint or cfg.api_endpoint
     if not endpoint or not cfg.device_api_key:
         return None
-    return DeltaSettings(endpoint=endpoint.rstrip("/"), api_key=cfg.device_api_key)
+    return DeltaSettings(endpoint=endpoint.rstrip("/"), api_key=cfg.device_api_key,
+                         root_ca=cfg.root_ca)
 
 
 async def run_supervisor(*, options: RunOptions, echo: bool = True,

@@ -18,8 +18,13 @@ def server_tls(config: DeviceConfig) -> ssl.SSLContext | None:
     it and says so."""
     if not (config.api_endpoint or "").startswith("https://"):
         return None
-    ctx = ssl.create_default_context()  # the system's store
+    return tls_context(config.root_ca)
+
+
+def tls_context(root_ca: str | None) -> ssl.SSLContext:
+    """The system's store, certifi, and `root_ca` (PEM) when given."""
+    ctx = ssl.create_default_context()
     ctx.load_verify_locations(cafile=certifi.where())
-    if config.root_ca is not None:
-        ctx.load_verify_locations(cadata=config.root_ca)
+    if root_ca is not None:
+        ctx.load_verify_locations(cadata=root_ca)
     return ctx
