@@ -16,6 +16,7 @@ import websockets
 from edgefleet.device.logs import LogSink
 from edgefleet.device.tunnel.sessions import SessionContext, serve
 from edgefleet.tunnel.mux import Mux
+from edgefleet.tunnel.process import tune_malloc
 from edgefleet.tunnel.stream import Stream
 from edgefleet.tunnel.websocket import WRITE_LIMIT, WebsocketsTransport
 
@@ -100,6 +101,7 @@ class TunnelLink:
                 self.mux = None
 
     async def run(self) -> None:
+        tune_malloc()  # this process relays tunnel bytes now
         failures = 0
         while True:
             started = time.monotonic()
