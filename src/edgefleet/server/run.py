@@ -17,6 +17,7 @@ from edgefleet.server.app import create_app
 from edgefleet.server.db import Database
 from edgefleet.server.registry import OwnRegistry, RegistryError, registry_up, start_registry
 from edgefleet.server.settings import ServerSettings
+from edgefleet.server.wsprotocol import websocket_protocol
 from edgefleet.tunnel.process import tune_malloc
 
 
@@ -63,7 +64,7 @@ def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
         # app's shutdown, not from a `finally` here
         uvicorn.run(create_app(settings=settings, db=db,
                                on_shutdown=registry.stop if registry else None),
-                    host=host, port=port,
+                    host=host, port=port, ws=websocket_protocol(),
                     log_level="warning", access_log=False)
     finally:
         if registry is not None:

@@ -18,7 +18,11 @@ from edgefleet.device.tunnel.sessions import SessionContext, serve
 from edgefleet.tunnel.mux import Mux
 from edgefleet.tunnel.process import tune_malloc
 from edgefleet.tunnel.stream import Stream
-from edgefleet.tunnel.websocket import WRITE_LIMIT, WebsocketsTransport
+from edgefleet.tunnel.websocket import (
+    WRITE_LIMIT,
+    ChunkedClientConnection,
+    WebsocketsTransport,
+)
 
 PING_S = 15.0
 PING_TIMEOUT_S = 20.0
@@ -81,6 +85,7 @@ class TunnelLink:
         async with websockets.connect(
                 self.url, additional_headers={"Authorization": f"Bearer {self.api_key}"},
                 ping_interval=None, max_size=1 << 20, write_limit=WRITE_LIMIT, open_timeout=20,
+                create_connection=ChunkedClientConnection,
                 compression=None) as conn:
             mux = Mux(WebsocketsTransport(conn), initiator=True, handler=self._serve,
                       on_control=self._control)
