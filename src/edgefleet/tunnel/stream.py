@@ -130,6 +130,18 @@ class Stream:
             await self._send(HEADER.pack(kind, self.id) + view[:n])
             view = view[n:]
 
+    async def write_parts(self, parts: list[bytes]) -> None:
+        """`write` the concatenation of `parts`; when they fit one frame and the credit,
+        header and parts are joined in one copy."""
+        total = sum(map(len, parts))
+        if (total <= min(self._credit, MAX_PAYLOAD) and self.reset_reason is None
+                and not self.eof_sent):
+            self._credit -= total
+            self.bytes_out += total
+            await self._send(b"".join([HEADER.pack(Kind.DATA, self.id), *parts]))
+        else:
+            await self.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
     async def write_eof(self) -> None:
         """Say that nothing more will be written (the peer's reads then end with `eof`)."""
         if self.eof_sent or self.reset_reason is not None:
