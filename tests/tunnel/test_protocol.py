@@ -183,8 +183,8 @@ async def test_write_parts_sends_one_frame_or_falls_back_to_the_credit() -> None
         sent: list[bytes] = []
         send = stream._send
 
-        async def recording(data: bytes) -> None:
-            sent.append(data)
+        async def recording(data: bytes | list[bytes | memoryview]) -> None:
+            sent.append(b"".join(data) if isinstance(data, list) else data)
             await send(data)
 
         stream._send = recording
