@@ -1,17 +1,22 @@
-"""ChunkReader: websockets' StreamReader interface without copying every byte in and out."""
+"""ChunkReader (websockets' StreamReader interface without copying every byte in and out)
+and ChunkedClientConnection.send_parts (a message written from its pieces)."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import Generator
 from typing import Any
 
+import websockets
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.asyncio.server import ServerConnection, serve
 from websockets.frames import Frame, Opcode
 from websockets.streams import StreamReader
 
+from edgefleet.tunnel.websocket import ChunkedClientConnection, WebsocketsTransport, masked_frame
 from edgefleet.tunnel.wsreader import ChunkReader
 
 
@@ -71,3 +76,41 @@ def test_frames_parse_from_any_chunking() -> None:
         got = [run(Frame.parse(reader.read_exact, mask=True), reader, feed).data
                for _ in payloads]
         assert got == payloads
+
+
+@settings(max_examples=100, deadline=None)
+@given(parts=st.lists(st.binary(max_size=300), max_size=6), big=st.sampled_from([0, 70_000]))
+def test_a_message_sent_as_parts_is_one_masked_frame(parts: list[bytes], big: int) -> None:
+    parts = [*parts, os.urandom(big)]
+    wire = masked_frame(parts, os.urandom(4))
+    reader = ChunkReader()
+    frame = run(Frame.parse(reader.read_exact, mask=True), reader, [wire])
+    assert (frame.opcode, frame.fin, frame.data) == (Opcode.BINARY, True, b"".join(parts))
+
+
+async def test_send_parts_over_a_real_websocket() -> None:
+    """A client connection writes messages given as pieces; a stock websockets server reads
+    them (and the connection still answers pings and closes cleanly)."""
+    got: list[bytes] = []
+
+    async def handler(conn: ServerConnection) -> None:
+        async for message in conn:
+            got.append(bytes(message) if not isinstance(message, str) else message.encode())
+        await conn.wait_closed()
+
+    async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with websockets.connect(f"ws://127.0.0.1:{port}", compression=None,
+                                      create_connection=ChunkedClientConnection) as conn:
+            transport = WebsocketsTransport(conn)
+            messages: list[list[bytes | memoryview]] = [
+                [b"\x04\x00\x00\x00\x01", os.urandom(300_000)], [b"a", b"bc", b""],
+                [memoryview(b"xyz")[1:]]]
+            for parts in messages:
+                await transport.send_parts(parts)
+            await conn.ping()
+        for _ in range(100):
+            if len(got) == len(messages):
+                break
+            await asyncio.sleep(0.05)
+    assert got == [b"".join(bytes(p) for p in parts) for parts in messages]
