@@ -1,7 +1,7 @@
 """Settings of the processes that relay tunnel bytes (`edgefleet ssh`/`tunnel`, the server,
 the device's tunnel link).
 
-Each relayed frame passes through a few short-lived buffers of about a frame's size (256 KiB).
+Each relayed frame passes through a few short-lived buffers of about a frame's size (1 MiB).
 With glibc's default malloc settings those come from fresh `mmap`s, or from heap memory that
 was just given back to the kernel, so every 4 KiB page of every buffer costs a page fault:
 about one fault per page relayed. `tune_malloc` keeps such buffers in the heap and the heap's
