@@ -37,3 +37,28 @@ def test_frame_sized_buffers_stop_faulting_in_pages() -> None:
     assert default > 50_000, default  # the problem is there to fix on this libc
     assert tuned < 1_000, tuned
 
+
+
+KEEP_THEN_RELEASE = """
+import sys
+from edgefleet.tunnel.process import release_memory, tune_malloc
+assert tune_malloc()
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+held = [bytearray(b"x" * (256 * 1024)) for _ in range(24)]  # 6 MiB of transfer buffers
+del held
+kept = rss()
+release_memory()
+print(kept - rss())
+"""
+
+
+@pytest.mark.skipif(not os.confstr("CS_GNU_LIBC_VERSION"), reason="glibc's malloc only")
+def test_release_memory_gives_the_kept_buffers_back() -> None:
+    """Tuned, the freed buffers of a transfer stay mapped (below the trim threshold) until
+    `release_memory`, which the device link calls when its last stream ends."""
+    out = subprocess.run([sys.executable, "-c", KEEP_THEN_RELEASE], check=True,
+                         capture_output=True, text=True, timeout=60)
+    assert int(out.stdout.strip()) > 4 * 1024, out.stdout  # KB given back

@@ -28,12 +28,13 @@ most a relaying process keeps mapped for later frames once a transfer is over)."
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _tuned: bool | None = None
+_libc: Any = None
 
 
 def tune_malloc() -> bool:
     """Set glibc's malloc thresholds for this process (once); False where malloc is not
     glibc's (nothing is changed there)."""
-    global _tuned
+    global _tuned, _libc
     if _tuned is not None:
         return _tuned
     _tuned = False
@@ -45,14 +46,26 @@ def tune_malloc() -> bool:
     import ctypes
 
     try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):  # pragma: no cover - glibc always has it
+        libc = ctypes.CDLL(None)
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):  # pragma: no cover - glibc always has them
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    _libc = libc
     _tuned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
                   and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _tuned
+
+
+def release_memory() -> None:
+    """Give the heap's free memory back to the kernel now (glibc `malloc_trim`), so that
+    what `tune_malloc` keeps mapped during a transfer is not kept after it (the device link
+    calls this when its last stream ends)."""
+    if _tuned and _libc is not None:
+        _libc.malloc_trim(0)
 
 
 def run(main: Coroutine[Any, Any, T]) -> T:

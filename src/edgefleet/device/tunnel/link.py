@@ -16,7 +16,7 @@ import websockets
 from edgefleet.device.logs import LogSink
 from edgefleet.device.tunnel.sessions import SessionContext, serve
 from edgefleet.tunnel.mux import Mux
-from edgefleet.tunnel.process import tune_malloc
+from edgefleet.tunnel.process import release_memory, tune_malloc
 from edgefleet.tunnel.stream import Stream
 from edgefleet.tunnel.websocket import (
     WRITE_LIMIT,
@@ -69,7 +69,12 @@ class TunnelLink:
             self.on_poll()
 
     async def _serve(self, stream: Stream) -> None:
-        await serve(stream, ctx=self.ctx)
+        try:
+            await serve(stream, ctx=self.ctx)
+        finally:
+            mux = self.mux
+            if mux is not None and all(s is stream for s in mux.streams.values()):
+                release_memory()  # the last stream ended: the transfer buffers go back
 
     async def _pinger(self, mux: Mux) -> None:
         while True:
