@@ -44,6 +44,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start(args: list[str], **kw: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(args, env=ENV, **kw)
 
@@ -174,12 +180,18 @@ def main() -> None:
         total = a.mb << 20
         copy(ports["sink"], 16 << 20), copy(local["sink"], 16 << 20)  # warm up
         direct_s = statistics.median(copy(ports["sink"], total) for _ in range(3))
+        relays = {"edgefleet tunnel (CLI)": fwd.pid, "server (relay)": server.pid,
+                  "device tunnel link": device.pid, "sink on the device": servers.pid}
+        cpu_before = {name: cpu_s(pid) for name, pid in relays.items()}
         tunnel_s = statistics.median(copy(local["sink"], total) for _ in range(3))
+        cpu = {name: (cpu_s(pid) - cpu_before[name]) / 3 for name, pid in relays.items()}
         device_peak = rss_kb(device.pid)
         direct_echo = echo(ports["echo"], a.echo)
         tunnel_echo = echo(local["echo"], a.echo)
         stall = stalled(local["source"], server.pid, a.stall_mb << 20, stall_s=5)
         device_peak = max(device_peak, rss_kb(device.pid))
+        time.sleep(1)
+        device_after = rss_kb(device.pid)
 
         fwd.terminate()
         time.sleep(1)
@@ -204,7 +216,7 @@ def main() -> None:
         write(a, direct_s=direct_s, tunnel_s=tunnel_s, total=total,
               direct_echo=direct_echo, tunnel_echo=tunnel_echo, stall=stall,
               idle=(before, middle, after), counts=(few, connected), vpn=vpn,
-              dev_mem=dev_mem, device_peak=device_peak)
+              dev_mem=dev_mem, device_peak=device_peak, device_after=device_after, cpu=cpu)
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -226,7 +238,8 @@ def _up(url: str) -> bool:
 def write(a: argparse.Namespace, *, direct_s: float, tunnel_s: float, total: int,
           direct_echo: list[float], tunnel_echo: list[float], stall: dict[str, float],
           idle: tuple[int, int, int], counts: tuple[int, int], vpn: int,
-          dev_mem: dict[str, int], device_peak: int) -> None:
+          dev_mem: dict[str, int], device_peak: int, device_after: int,
+          cpu: dict[str, float]) -> None:
     def mbps(seconds: float) -> float:
         return total / seconds / 1e6
 
@@ -244,6 +257,7 @@ def write(a: argparse.Namespace, *, direct_s: float, tunnel_s: float, total: int
     added = dev_mem["rss_connected_kb"] - dev_mem["rss_before_kb"]
     stall_growth = (stall["peak_kb"] - stall["base_kb"]) / 1024
     load = os.getloadavg()[0]
+    cpu_rows = "\n".join(f"- {name}: {seconds:.2f} s" for name, seconds in cpu.items())
     section = f"""## tunnel
 
 Command: `.venv/bin/python bench/tunnel.py --mb {a.mb} --devices {a.devices} --echo {a.echo} --stall-mb {a.stall_mb}`
@@ -261,6 +275,11 @@ on loopback. The direct figure is the same client to the same server over loopba
 | idle device tunnels held ({connected} by one separate process; {vpn} shown VPN Only) | {idle_before / 1024:.1f} -> {idle_middle / 1024:.1f} ({few} devices) -> {idle_after / 1024:.1f} MB server RSS | | {per_dev:.1f} KB per device from none to {connected} (target < 50 KB: {verdict(per_dev < 50)}); {first_per_dev:.1f} KB per device from none to {few}; {slope:.1f} KB per device from {few} to {connected} (the cost of one more device, without the fixed cost of the first ones: {verdict(slope < 50)}) |
 | device RSS added by the tunnel (import + connected link) | +{added / 1024:.2f} MB | | target < 5 MB: {verdict(added < 5 * 1024)} |
 | device tunnel-link process RSS peak during the copies | {device_peak / 1024:.1f} MB | | |
+| device tunnel-link process RSS once the transfers ended | {device_after / 1024:.1f} MB | | {(device_after - dev_mem["rss_connected_kb"]) / 1024:+.1f} MB against the connected, idle link |
+
+CPU seconds (user + system, from /proc) per {a.mb} MB copied through the tunnel, each process
+on the path (mean of the 3 copies; a load-independent view of the relays' cost):
+{cpu_rows}
 """
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
     start_at = text.find("## tunnel")

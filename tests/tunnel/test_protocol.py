@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import websockets
 
+from edgefleet.tunnel.frames import HEADER, Kind
 from edgefleet.tunnel.mux import Mux, StreamRefused, Transport
 from edgefleet.tunnel.pipe import pipe
 from edgefleet.tunnel.stream import Stream, StreamReset
@@ -171,3 +172,28 @@ async def test_a_reset_from_the_peer_ends_what_serves_the_stream() -> None:
         await client.close()
         await device.close()
         await asyncio.wait(tasks, timeout=5)
+
+
+async def test_write_parts_sends_one_frame_or_falls_back_to_the_credit() -> None:
+    """Parts that fit the credit and a frame go as one frame; more than the credit is cut
+    to it (the writer waits for the rest), and every byte arrives in order."""
+    a, b = pipe()
+    async with linked(a, b) as (client, _device):
+        stream = await client.open({"kind": "echo"})
+        sent: list[bytes] = []
+        send = stream._send
+
+        async def recording(data: bytes | list[bytes | memoryview]) -> None:
+            sent.append(b"".join(data) if isinstance(data, list) else data)
+            await send(data)
+
+        stream._send = recording
+        parts = [b"a" * 1000, b"b" * 2000, b"c"]
+        await stream.write_parts(parts)
+        assert stream.bytes_out == 3001
+        assert sent == [HEADER.pack(Kind.DATA, stream.id) + b"".join(parts)]
+        big = [os.urandom(WINDOW // 2), os.urandom(WINDOW)]  # more than the credit
+        await stream.write_parts(big)
+        await stream.write_eof()
+        out, _err, _code = await read_all(stream)
+        assert out == b"".join(parts + big)

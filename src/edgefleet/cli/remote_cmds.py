@@ -3,7 +3,6 @@ in `remote_device_cmds`)."""
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from edgefleet.server.tunnel.remote import (
     parse_forward,
     run_command,
 )
+from edgefleet.tunnel.process import run as run_loop
 
 errors = Console(stderr=True)
 
@@ -71,12 +71,12 @@ def ssh(device: str = typer.Argument(..., help="Device uuid, prefix or name."),
     login = _login()
     try:
         if command:
-            code = asyncio.run(run_command(login, device=device, service=service,
+            code = run_loop(run_command(login, device=device, service=service,
                                            command=" ".join(command), route=route))
         else:
             from edgefleet.server.tunnel.terminal import run_shell
 
-            code = asyncio.run(run_shell(login, device=device, service=service,
+            code = run_loop(run_shell(login, device=device, service=service,
                                          route=route))
     except RemoteError as exc:
         fail(str(exc))
@@ -108,7 +108,7 @@ def tunnel(device: str = typer.Argument(..., help="Device uuid, prefix or name."
         console.file.flush()
 
     try:
-        asyncio.run(forward_ports(_login(), device=device, forwards=forwards, bind=bind,
+        run_loop(forward_ports(_login(), device=device, forwards=forwards, bind=bind,
                                   ready=ready))
     except RemoteError as exc:
         fail(str(exc))

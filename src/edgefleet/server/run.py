@@ -17,6 +17,8 @@ from edgefleet.server.app import create_app
 from edgefleet.server.db import Database
 from edgefleet.server.registry import OwnRegistry, RegistryError, registry_up, start_registry
 from edgefleet.server.settings import ServerSettings
+from edgefleet.server.wsprotocol import websocket_protocol
+from edgefleet.tunnel.process import tune_malloc
 
 
 def write_secret(*, path: Path, text: str) -> None:
@@ -56,12 +58,13 @@ def serve(*, settings: ServerSettings, host: str, port: int, own_registry: bool,
     elif settings.registry and not registry_up(settings.registry):
         raise RegistryError(f"the registry {settings.registry} does not answer GET /v2/")
     tell(f"fleet server: {settings.public_url} (database {settings.url})")
+    tune_malloc()  # the server relays tunnel bytes
     try:
         # uvicorn re-raises SIGTERM after shutting down, so the registry is stopped from the
         # app's shutdown, not from a `finally` here
         uvicorn.run(create_app(settings=settings, db=db,
                                on_shutdown=registry.stop if registry else None),
-                    host=host, port=port,
+                    host=host, port=port, ws=websocket_protocol(),
                     log_level="warning", access_log=False)
     finally:
         if registry is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 HEADER = struct.Struct("!BI")
-MAX_PAYLOAD = 256 * 1024
+MAX_PAYLOAD = (1 << 20) - HEADER.size
 """Largest DATA payload a sender puts in one frame."""
 
 

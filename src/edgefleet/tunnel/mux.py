@@ -39,6 +39,11 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+Parts = list[bytes | memoryview]
+"""One message given as the pieces it is made of (a transport with `send_parts(parts)` writes
+them without joining them first)."""
+
+
 Handler = Callable[[Stream], Awaitable[None]]
 """Serves a stream the peer opened (its request is `stream.request`); must accept or reject."""
 
@@ -68,13 +73,22 @@ class Mux:
         self.closed = asyncio.Event()
         self.close_reason = "the tunnel link closed"
         self.last_received = time.monotonic()
+        self._send_parts: Callable[[Parts], Awaitable[None]] | None = getattr(
+            transport, "send_parts", None)
 
-    async def send_raw(self, data: bytes) -> None:
+    async def send_raw(self, data: bytes | Parts) -> None:
+        """Send one message (bytes, or the list of pieces it is made of)."""
         if self.closed.is_set():
             raise StreamReset(self.close_reason)
         async with self._send_lock:
             try:
-                await self.transport.send(data)
+                if isinstance(data, list):
+                    if self._send_parts is not None:
+                        await self._send_parts(data)
+                    else:
+                        await self.transport.send(b"".join(data))
+                else:
+                    await self.transport.send(data)
             except Exception as exc:
                 raise StreamReset(f"{self.close_reason} ({type(exc).__name__})") from None
 

@@ -78,27 +78,30 @@ class SocketPipe(asyncio.Protocol):
     async def read(self, size: int = MAX_PAYLOAD) -> bytes:
         """What arrived (up to about `size` bytes), b"" at EOF; ConnectionError if the
         connection broke."""
+        parts = await self.read_parts(size)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_parts(self, size: int = MAX_PAYLOAD) -> list[bytes]:
+        """`read`, as the chunks that arrived (not joined: the caller joins them with a
+        header in one copy); [] at EOF."""
         while not self._chunks:
             if self._eof:
                 if self._error is not None:
                     raise ConnectionResetError(str(self._error))
-                return b""
+                return []
             self._readable = asyncio.get_running_loop().create_future()
             await self._readable
             self._readable = None
-        data = self._chunks.popleft()
-        if self._chunks and len(data) + len(self._chunks[0]) <= size:
-            parts = [data]
-            total = len(data)
-            while self._chunks and total + len(self._chunks[0]) <= size:
-                total += len(self._chunks[0])
-                parts.append(self._chunks.popleft())
-            data = b"".join(parts)
-        self._queued -= len(data)
+        parts = [self._chunks.popleft()]
+        total = len(parts[0])
+        while self._chunks and total + len(self._chunks[0]) <= size:
+            total += len(self._chunks[0])
+            parts.append(self._chunks.popleft())
+        self._queued -= total
         if self._reading_paused and self._queued <= READ_LIMIT // 2 and self.transport:
             self._reading_paused = False
             self.transport.resume_reading()
-        return data
+        return parts
 
     def write(self, data: bytes | memoryview) -> None:
         if self.transport is not None and not self._lost:

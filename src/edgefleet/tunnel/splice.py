@@ -67,8 +67,8 @@ async def stream_to_socket(stream: Stream, sock: SocketPipe) -> None:
 
 async def socket_to_stream(sock: SocketPipe, stream: Stream) -> None:
     """Socket bytes into the stream, then EOF."""
-    while data := await sock.read(MAX_PAYLOAD):
-        await stream.write(data)
+    while parts := await sock.read_parts(MAX_PAYLOAD):
+        await stream.write_parts(parts)
     await stream.write_eof()
 
 

@@ -39,7 +39,8 @@ class Stream:
     """A bidirectional stream of a `Mux`. Reads deliver chunks in order; writes wait for
     credit, so a slow reader at the other end holds the writer instead of filling memory."""
 
-    def __init__(self, *, stream_id: int, send: Callable[[bytes], Awaitable[None]],
+    def __init__(self, *, stream_id: int,
+                 send: Callable[[bytes | list[bytes | memoryview]], Awaitable[None]],
                  window: int, request: dict[str, Any]) -> None:
         self.id = stream_id
         self.request = request
@@ -127,8 +128,21 @@ class Stream:
             n = min(len(view), self._credit, MAX_PAYLOAD)
             self._credit -= n
             self.bytes_out += n
-            await self._send(HEADER.pack(kind, self.id) + view[:n])
+            await self._send([HEADER.pack(kind, self.id), view[:n]])
             view = view[n:]
+
+    async def write_parts(self, parts: list[bytes]) -> None:
+        """`write` the concatenation of `parts`; when they fit one frame and the credit,
+        header and parts go to the transport as they are (joined there in at most one
+        copy)."""
+        total = sum(map(len, parts))
+        if (total <= min(self._credit, MAX_PAYLOAD) and self.reset_reason is None
+                and not self.eof_sent):
+            self._credit -= total
+            self.bytes_out += total
+            await self._send([HEADER.pack(Kind.DATA, self.id), *parts])
+        else:
+            await self.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     async def write_eof(self) -> None:
         """Say that nothing more will be written (the peer's reads then end with `eof`)."""

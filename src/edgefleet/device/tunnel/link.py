@@ -17,8 +17,13 @@ import websockets
 from edgefleet.device.logs import LogSink
 from edgefleet.device.tunnel.sessions import SessionContext, serve
 from edgefleet.tunnel.mux import Mux
+from edgefleet.tunnel.process import release_memory, tune_malloc
 from edgefleet.tunnel.stream import Stream
-from edgefleet.tunnel.websocket import WRITE_LIMIT, WebsocketsTransport
+from edgefleet.tunnel.websocket import (
+    WRITE_LIMIT,
+    ChunkedClientConnection,
+    WebsocketsTransport,
+)
 
 PING_S = 15.0
 PING_TIMEOUT_S = 20.0
@@ -69,7 +74,12 @@ class TunnelLink:
             self.on_poll(etag if isinstance(etag, str) else None)
 
     async def _serve(self, stream: Stream) -> None:
-        await serve(stream, ctx=self.ctx)
+        try:
+            await serve(stream, ctx=self.ctx)
+        finally:
+            mux = self.mux
+            if mux is not None and all(s is stream for s in mux.streams.values()):
+                release_memory()  # the last stream ended: the transfer buffers go back
 
     async def _pinger(self, mux: Mux) -> None:
         while True:
@@ -85,6 +95,7 @@ class TunnelLink:
         async with websockets.connect(
                 self.url, additional_headers={"Authorization": f"Bearer {self.api_key}"},
                 ping_interval=None, max_size=1 << 20, write_limit=WRITE_LIMIT, open_timeout=20,
+                create_connection=ChunkedClientConnection,
                 compression=None, ssl=self.tls) as conn:
             mux = Mux(WebsocketsTransport(conn), initiator=True, handler=self._serve,
                       on_control=self._control)
@@ -105,6 +116,7 @@ class TunnelLink:
                 self.mux = None
 
     async def run(self) -> None:
+        tune_malloc()  # this process relays tunnel bytes now
         failures = 0
         while True:
             started = time.monotonic()

@@ -19,7 +19,11 @@ from edgefleet.tunnel.mux import Mux, StreamRefused
 from edgefleet.tunnel.sockets import SocketPipe, serve_sockets
 from edgefleet.tunnel.splice import join_socket
 from edgefleet.tunnel.stream import Stream, StreamReset
-from edgefleet.tunnel.websocket import WRITE_LIMIT, WebsocketsTransport
+from edgefleet.tunnel.websocket import (
+    WRITE_LIMIT,
+    ChunkedClientConnection,
+    WebsocketsTransport,
+)
 
 READ_SIZE = 64 * 1024
 
@@ -65,6 +69,7 @@ async def connect(login: Login, device: str) -> AsyncIterator[Remote]:
             relay_url(login, device), additional_headers={"Authorization":
                                                           f"Bearer {login.token}"},
             max_size=1 << 20, compression=None, write_limit=WRITE_LIMIT, open_timeout=30,
+            create_connection=ChunkedClientConnection,
             ping_interval=20, ping_timeout=60)
     except (OSError, websockets.InvalidHandshake, TimeoutError) as exc:
         raise RemoteError(f"cannot open the relay at {login.url}: {exc}") from None

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from edgefleet.server.wsprotocol import SEND_PARTS
 from edgefleet.tunnel.mux import TransportClosed
 
 
@@ -15,11 +18,20 @@ class StarletteTransport:
     def __init__(self, websocket: WebSocket) -> None:
         self.websocket = websocket
         self._closed = False
+        extension: Any = websocket.scope.get("extensions", {}).get(SEND_PARTS) or {}
+        self._send_parts: Callable[[Sequence[bytes | memoryview]], Awaitable[bool]] | None = (
+            extension.get("send"))
 
     async def send(self, data: bytes) -> None:
+        await self.send_parts([data])
+
+    async def send_parts(self, parts: Sequence[bytes | memoryview]) -> None:
+        """One binary message made of `parts`, written without joining them when the
+        server offers it (server/wsprotocol.py)."""
         if self._closed:
             raise TransportClosed("websocket closed")
-        await self.websocket.send_bytes(data)
+        if self._send_parts is None or not await self._send_parts(parts):
+            await self.websocket.send_bytes(b"".join(parts))
 
     async def recv(self) -> bytes:
         if self._closed:
