@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from edgefleet.cli.units import add_unit_command
+
 app = typer.Typer(help="Run the fleet server (fleets, releases, variables, device link).",
                   no_args_is_help=True)
 
@@ -121,12 +123,4 @@ def run(
         raise typer.Exit(2) from None
 
 
-@app.command("unit", context_settings={"allow_extra_args": True,
-                                       "ignore_unknown_options": True})
-def unit(ctx: typer.Context) -> None:
-    """Print a systemd unit that runs the fleet server at boot and restarts it if it stops:
-    `server run` with the options given here (checked now), under this Python."""
-    from edgefleet.cli.units import SERVER, unit_for
-
-    typer.echo(unit_for(ctx, name="server",
-                        template=SERVER), nl=False)
+add_unit_command(app, "server")

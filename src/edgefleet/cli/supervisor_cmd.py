@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from edgefleet.cli.units import add_unit_command
 from edgefleet.model.errors import InvalidInput
 
 app = typer.Typer(help="Run and inspect the device supervisor.", no_args_is_help=True)
@@ -241,12 +242,4 @@ def api_key(
     typer.echo(key)
 
 
-@app.command("unit", context_settings={"allow_extra_args": True,
-                                       "ignore_unknown_options": True})
-def unit(ctx: typer.Context) -> None:
-    """Print a systemd unit that runs the device supervisor at boot and restarts it if it stops:
-    `supervisor run` with the options given here (checked now), under this Python."""
-    from edgefleet.cli.units import SUPERVISOR, unit_for
-
-    typer.echo(unit_for(ctx, name="supervisor",
-                        template=SUPERVISOR), nl=False)
+add_unit_command(app, "supervisor")

@@ -10,12 +10,11 @@ from typing import Any
 
 import typer
 
-SUPERVISOR = """\
+TEMPLATE = """\
 [Unit]
-Description=edgefleet device supervisor
-# the engine may start later or restart: the supervisor waits for it and carries on
-After=docker.service network-online.target
-Wants=docker.service network-online.target
+Description=edgefleet {description}
+{comment}After={after}
+Wants={wants}
 
 [Service]
 Type=simple
@@ -23,30 +22,36 @@ ExecStart={exec}
 Environment=PYTHONUNBUFFERED=1
 Restart=always
 RestartSec=5
-# SIGTERM: the supervisor stops its loops and leaves the containers running
+# SIGTERM: it stops its loops (a supervisor leaves the containers running)
 TimeoutStopSec=60
 
 [Install]
 WantedBy=multi-user.target
 """
+UNITS = {
+    "supervisor": {
+        "description": "device supervisor",
+        "comment": "# the engine may start later or restart: the supervisor waits for it\n",
+        "after": "docker.service network-online.target",
+        "wants": "docker.service network-online.target"},
+    "server": {
+        "description": "fleet server", "comment": "",
+        "after": "network-online.target postgresql.service docker.service",
+        "wants": "network-online.target"},
+}
 
-SERVER = """\
-[Unit]
-Description=edgefleet fleet server
-After=network-online.target postgresql.service docker.service
-Wants=network-online.target
 
-[Service]
-Type=simple
-ExecStart={exec}
-Environment=PYTHONUNBUFFERED=1
-Restart=always
-RestartSec=5
-TimeoutStopSec=60
+def add_unit_command(app: typer.Typer, name: str) -> None:
+    """`edgefleet NAME unit [RUN OPTIONS]` on the NAME group's `app`."""
 
-[Install]
-WantedBy=multi-user.target
-"""
+    @app.command("unit", context_settings={"allow_extra_args": True,
+                                           "ignore_unknown_options": True})
+    def unit(ctx: typer.Context) -> None:
+        typer.echo(unit_for(ctx, name=name), nl=False)
+
+    unit.__doc__ = (f"Print a systemd unit that runs the {UNITS[name]['description']} at "
+                    f"boot and restarts it if it stops: `{name} run` with the options given "
+                    "here (checked now), under this Python.")
 
 
 def exec_line(args: list[str]) -> str:
@@ -55,7 +60,7 @@ def exec_line(args: list[str]) -> str:
     return " ".join(shlex.quote(a).replace("%", "%%").replace("$", "$$") for a in args)
 
 
-def unit_for(ctx: typer.Context, *, name: str, template: str) -> str:
+def unit_for(ctx: typer.Context, *, name: str) -> str:
     """The unit running `edgefleet NAME run ARGS` with this interpreter; exits 2 with the
     parser's message when ARGS are not valid `run` options."""
     args = list(ctx.args)
@@ -67,5 +72,5 @@ def unit_for(ctx: typer.Context, *, name: str, template: str) -> str:
         reason = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: not valid options of `edgefleet {name} run`: {reason}", err=True)
         raise typer.Exit(2) from None
-    return template.format(exec=exec_line([sys.executable, "-m", "edgefleet", name, "run",
-                                           *args]))
+    command = [sys.executable, "-m", "edgefleet", name, "run", *args]
+    return TEMPLATE.format(**UNITS[name], exec=exec_line(command))
