@@ -12,10 +12,11 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.balena_cli import Balena, Server, balena_for, balena_server
+from tests.e2e.balena_cli import Balena, Server, balena_for, balena_server, with_ssh
 from tests.e2e.devices import running_device, wait_for
 from tests.support import images
 
@@ -69,9 +70,10 @@ def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
                                     unique: str) -> None:
     """`balena device restart <uuid> --service main` reads the device's image installs and
     asks its supervisor (through the relay and the tunnel) to restart main only; `balena
-    fleet restart` restarts every service of the fleet's devices."""
+    fleet restart` restarts every service of the fleet's devices; `balena device ssh <uuid>
+    <service>` (see `service_ssh`)."""
     name = f"rs{unique}"
-    alice, _token = logged_in(server, tmp_path / "alice", name)
+    alice, token = logged_in(server, tmp_path / "alice", name)
     fleet = f"{name}/svc"
     alice("fleet", "create", "svc", "--type", "generic-amd64")
     conf = tmp_path / "config.json"
@@ -107,6 +109,23 @@ def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
         alice("fleet", "restart", fleet)  # every service of every device of the fleet
         wait_for("both services to restart", lambda: all(
             started()[s] != before[s] for s in ("main", "worker")), timeout=60)
+        service_ssh(with_ssh(server, alice, token), server, uuid, dev.containers())
+
+
+def service_ssh(alice: Balena, server: Server, uuid: str,
+                containers: dict[str, dict[str, Any]]) -> None:
+    """`balena device ssh <uuid> <service>`: the CLI runs `docker ps` on the device's host
+    through the front door (`host <uuid> "$(...)" ps --format ...`: the host session's
+    `docker` talks to the device's own engine), picks the service's container by its name
+    and asks for `enter <uuid> <container id>`; commands piped in run in that container."""
+    port = str(server.ssh_port)
+    for service in ("main", "worker"):
+        out = alice("device", "ssh", uuid, service, "-p", port, timeout=90,
+                    input="echo in-$BALENA_SERVICE_NAME-$(hostname); exit 0\n")
+        assert f"in-{service}-{containers[service]['Config']['Hostname']}" in out, out
+    missing = alice("device", "ssh", uuid, "nosuch", "-p", port, ok=False, timeout=90)
+    assert 'Could not find a container matching service name "nosuch"' in missing, missing
+    assert re.search(r"Available services:\s+main\s+worker|worker\s+main", missing), missing
 
 
 def test_ssh_keys_are_edgefleets_own(server: Server, tmp_path: Path, unique: str) -> None:
