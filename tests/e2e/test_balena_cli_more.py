@@ -71,7 +71,9 @@ def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
     """`balena device restart <uuid> --service main` reads the device's image installs and
     asks its supervisor (through the relay and the tunnel) to restart main only; `balena
     fleet restart` restarts every service of the fleet's devices; `balena device ssh <uuid>
-    <service>` (see `service_ssh`)."""
+    <service>` (see `service_ssh`); `balena device move` to a fleet of a compatible device
+    type (not to another architecture's, nor to another user's fleet), after which the
+    device runs that fleet's release."""
     name = f"rs{unique}"
     alice, token = logged_in(server, tmp_path / "alice", name)
     fleet = f"{name}/svc"
@@ -110,6 +112,24 @@ def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
         wait_for("both services to restart", lambda: all(
             started()[s] != before[s] for s in ("main", "worker")), timeout=60)
         service_ssh(with_ssh(server, alice, token), server, uuid, dev.containers())
+
+        # `balena device move`: to a fleet of another device type of the same architecture
+        other = f"{name}/nuc"
+        alice("fleet", "create", "nuc", "--type", "intel-nuc")
+        moved = release_of(alice, other, image, tmp_path / "project2")
+        alice("fleet", "create", "pi", "--type", "raspberrypi4-64")
+        refused = alice("device", "move", uuid, "--fleet", f"{name}/pi", ok=False)
+        assert "Incompatible application" in refused, refused  # the SDK checks first (the
+        # server's own refusal: tests/server/balena/test_device_move.py)
+        bob, _ = logged_in(server, tmp_path / "bob", f"rb{unique}")
+        bob("fleet", "create", "mine", "--type", "generic-amd64")
+        bob("device", "move", uuid, "--fleet", f"rb{unique}/mine", ok=False)
+        alice("device", "move", uuid, "--fleet", f"rb{unique}/mine", ok=False)
+        assert re.search(rf"{uuid[:7]}\s+.*\s+{fleet}\s+Online", alice("device", "list"))
+        out = alice("device", "move", uuid, "--fleet", other)
+        assert f"Device {uuid} was moved to fleet {other}" in out, out
+        wait_for("the device to run the other fleet's release", lambda: dev.running_commits()
+                 == {"main": moved, "worker": moved}, timeout=120)
 
 
 def service_ssh(alice: Balena, server: Server, uuid: str,

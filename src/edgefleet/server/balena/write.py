@@ -24,7 +24,7 @@ from edgefleet.server.balena.schema import DT_IDS, SERVICE_INSTALL_FACTOR
 from edgefleet.server.balena.write_access import PERMISSION as PERMISSION
 from edgefleet.server.balena.write_access import device_for as _device
 from edgefleet.server.balena.write_access import fleet_for as _fleet
-from edgefleet.server.devicetypes import DEVICE_TYPES
+from edgefleet.server.devicetypes import DEVICE_TYPES, arch_of, same_arch
 from edgefleet.server.rights import Rights
 from edgefleet.server.views import resolve_release
 
@@ -212,8 +212,11 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
             elif body.get("should_be_running__release") is not None:
                 fleet.target_release_id = _release(s, fleet, body["should_be_running__release"])
         elif resource == "device":
-            _allowed(body, resource, {"device_name", "is_pinned_on__release", "note"})
+            _allowed(body, resource, {"device_name", "is_pinned_on__release", "note",
+                                      "belongs_to__application"})
             device = _device(s, row_id, user_id)
+            if "belongs_to__application" in body:
+                _move(s, device, body["belongs_to__application"], user_id)
             if "device_name" in body:
                 name = body["device_name"]
                 if not isinstance(name, str) or not 0 < len(name) <= 255:
@@ -237,6 +240,30 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
         else:
             raise ODataError(f"PATCH /v7/{resource} is not supported by edgefleet",
                              status=405, code="MethodNotAllowed")
+
+
+def _move(s: Session, device: t.Device, fleet_id: Any, user_id: int) -> None:
+    """`balena device move`: the device joins another fleet the user may update devices of,
+    built for a device type of the same CPU architecture (as registering checks); its pin
+    (a release of the old fleet) is dropped and its own variables go with it."""
+    dest = _fleet(s, fleet_id, user_id)
+    if dest.id == device.fleet_id:
+        return
+    if not same_arch(device_type=device.device_type, fleet_type=dest.device_type):
+        raise ODataError(f"belongs_to__application: device {device.uuid[:7]} is a "
+                         f"{device.device_type} ({arch_of(device.device_type)}); fleet "
+                         f"{dest.name!r} is for {dest.device_type} "
+                         f"({arch_of(dest.device_type)}) devices: move it to a fleet for "
+                         f"{arch_of(device.device_type)} devices",
+                         status=400, code="BadRequest")
+    source = s.get(t.Fleet, device.fleet_id)
+    device.fleet_id, device.pinned_release_id = dest.id, None
+    s.execute(sa.update(t.Variable).where(t.Variable.device_id == device.id)
+              .values(fleet_id=dest.id))
+    user = s.get(t.User, user_id)
+    audit.record(s, actor=user.username if user is not None else str(user_id),
+                 action="device.move", device=device,
+                 target=f"from {source.name if source else '?'} to {dest.name}")
 
 
 def _add_note(s: Session, device: t.Device, text: Any, user_id: int) -> None:
