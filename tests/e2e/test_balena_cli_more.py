@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.e2e.balena_cli import Balena, Server, balena_for, balena_server, with_ssh
@@ -225,3 +226,29 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
     assert re.search(r"NOTE:\s+fan replaced", alice("device", device.group(1)))
     notes = server.api(f"/devices/{device.group(1)}/notes", token=token)
     assert [(n["author"], n["text"]) for n in notes] == [(name, "fan replaced")], notes
+
+
+def test_api_keys_are_edgefleets_tokens(server: Server, tmp_path: Path, unique: str) -> None:
+    """`balena api-key list` shows the user's API tokens (those of `edgefleet token list`),
+    never a secret; `balena api-key revoke` revokes them; another user sees and revokes none
+    of them."""
+    alice, token = logged_in(server, tmp_path / "alice", f"ak{unique}")
+    bob, _ = logged_in(server, tmp_path / "bob", f"kb{unique}")
+    r = httpx.post(f"{server.url}/api/v1/tokens", json={"name": "ci", "expires_in_s": 86400},
+                   headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 201, r.text
+    ci = r.json()["key"]
+    [ci_row] = [k for k in server.api("/tokens", token=token) if k["name"] == "ci"]
+
+    listing = alice("api-key", "list")
+    assert re.search(rf"^{ci_row['id']}\s+ci\s+\S+\s+N/a\s+\S+", listing, re.M), listing
+    assert token not in listing and ci not in listing, listing
+    assert "ci" not in bob("api-key", "list").split()
+    bob("api-key", "revoke", str(ci_row["id"]), ok=None)
+    assert httpx.get(f"{server.url}/api/v1/tokens", timeout=30,
+                     headers={"Authorization": f"Bearer {ci}"}).status_code == 200
+
+    assert "Successfully revoked" in alice("api-key", "revoke", str(ci_row["id"]))
+    assert httpx.get(f"{server.url}/api/v1/tokens", timeout=30,
+                     headers={"Authorization": f"Bearer {ci}"}).status_code == 401
+    assert not re.search(r"^\d+\s+ci\s", alice("api-key", "list"), re.M)

@@ -291,6 +291,9 @@ def delete(s: Session, *, resource: str, ids: list[int], user_id: int) -> None:
     if resource == write_keys.RESOURCE:
         write_keys.delete_keys(s, ids, user_id)
         return
+    if resource == write_keys.API_KEY:
+        write_keys.revoke_tokens(s, ids, user_id)
+        return
     if resource in write_tags.TAGS:
         write_tags.delete_tags(s, resource, ids, user_id)
         return
