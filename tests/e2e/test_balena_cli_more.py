@@ -252,3 +252,22 @@ def test_api_keys_are_edgefleets_tokens(server: Server, tmp_path: Path, unique: 
     assert httpx.get(f"{server.url}/api/v1/tokens", timeout=30,
                      headers={"Authorization": f"Bearer {ci}"}).status_code == 401
     assert not re.search(r"^\d+\s+ci\s", alice("api-key", "list"), re.M)
+
+
+def test_organization_create(server: Server, tmp_path: Path, unique: str) -> None:
+    """`balena organization create <name>` makes an edgefleet organization the user owns
+    (its handle made from the name); `organization list` shows it, another user's does not;
+    the same name again is refused."""
+    alice, token = logged_in(server, tmp_path / "alice", f"oa{unique}")
+    bob, _ = logged_in(server, tmp_path / "bob", f"ob{unique}")
+    out = alice("organization", "create", f"Acme {unique}")
+    handle = f"acme_{unique}".lower()
+    assert re.search(rf"HANDLE:\s+{handle}\b", out), out
+    assert {"handle": handle, "personal": False, "role": "owner"} in server.api(
+        "/orgs", token=token)
+    assert handle in alice("organization", "list")
+    assert handle not in bob("organization", "list")
+    again = alice("organization", "create", f"Acme {unique}", ok=False)
+    assert f"organization '{handle}' exists" in again, again
+    alice("fleet", "create", "widgets", "--type", "generic-amd64", "--organization", handle)
+    assert f"{handle}/widgets" in alice("fleet", "list")

@@ -15,7 +15,7 @@ from edgefleet.model.timeutil import now_ms
 from edgefleet.server import audit, roles
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
-from edgefleet.server.balena import write_keys, write_tags
+from edgefleet.server.balena import write_keys, write_orgs, write_tags
 from edgefleet.server.balena import write_release as wr
 from edgefleet.server.balena.compile import FilterCompiler, Source
 from edgefleet.server.balena.odata import ODataError, Query
@@ -99,6 +99,8 @@ def create(s: Session, *, resource: str, body: dict[str, Any], user_id: int,
         return _create_variable(s, resource, body, user_id)
     if resource == write_keys.RESOURCE:
         return write_keys.create_key(s, body, user_id)
+    if resource == write_orgs.RESOURCE:
+        return write_orgs.create_org(s, body, user_id)
     if resource in write_tags.TAGS:
         return write_tags.create_tag(s, resource, body, user_id)
     raise ODataError(f"POST /v7/{resource} is not supported by edgefleet",
