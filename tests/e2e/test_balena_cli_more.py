@@ -185,8 +185,9 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
                                              unique: str) -> None:
     """`balena tag set` creates or overwrites (Pine's upsert), `balena tag list` shows,
     `balena tag rm` removes, on a device, a fleet and a release (also `push --release-tag`);
-    another user can neither see nor set them. And `balena device note`, which adds to the
-    device's running notes."""
+    another user can neither see nor set them. `balena device deactivate` is refused (billing:
+    nothing to map it to), naming what to do instead. And `balena device note`, which adds to
+    the device's running notes."""
     name = f"tg{unique}"
     alice, token = logged_in(server, tmp_path / "alice", name)
     bob, _ = logged_in(server, tmp_path / "bob", f"tb{unique}")
@@ -221,6 +222,10 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
     bob("tag", "rm", "site", "--fleet", fleet, ok=None)
     assert "south pole" in alice("tag", "list", "--device", device.group(1))
     assert "south pole" in alice("tag", "list", "--fleet", fleet)
+
+    refused = alice("device", "deactivate", device.group(1), "--yes", ok=False)
+    assert "edgefleet does not deactivate devices" in refused, refused
+    assert f"balena device rm {device.group(1)}" in refused, refused
 
     alice("device", "note", "fan replaced", "--device", device.group(1))
     assert re.search(r"NOTE:\s+fan replaced", alice("device", device.group(1)))

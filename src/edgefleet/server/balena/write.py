@@ -214,6 +214,7 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
             elif body.get("should_be_running__release") is not None:
                 fleet.target_release_id = _release(s, fleet, body["should_be_running__release"])
         elif resource == "device":
+            _not_deactivated(s, row_id, body, user_id)
             _allowed(body, resource, {"device_name", "is_pinned_on__release", "note",
                                       "belongs_to__application"})
             device = _device(s, row_id, user_id)
@@ -242,6 +243,17 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
         else:
             raise ODataError(f"PATCH /v7/{resource} is not supported by edgefleet",
                              status=405, code="MethodNotAllowed")
+
+
+def _not_deactivated(s: Session, device_id: int, body: dict[str, Any], user_id: int) -> None:
+    """`balena device deactivate` (`is_active: false`) is about balenaCloud's billing, which
+    edgefleet has none of: refused, saying what to do instead."""
+    if "is_active" in body:
+        uuid = _device(s, device_id, user_id).uuid
+        raise ODataError("is_active: edgefleet does not deactivate devices (balena's "
+                         "deactivation is a billing state; edgefleet bills nothing). To stop "
+                         f"managing the device, remove it: balena device rm {uuid} (or "
+                         f"edgefleet device rm {uuid[:7]})", status=400, code="NotImplemented")
 
 
 def _move(s: Session, device: t.Device, fleet_id: Any, user_id: int) -> None:
