@@ -57,3 +57,23 @@ def test_only_own_devices_move_to_own_fleets(server: RunningServer, tenant: Tena
     finally:
         other.http.close()
     assert fleet_of(tenant, device) == device.fleet.name
+
+
+def test_moving_needs_device_update_in_both_fleets(server: RunningServer, tenant: Tenant,
+                                                   device: DeviceInfo) -> None:
+    """A viewer of the owner's organization may not move its devices (403, as the native
+    API answers); an operator may (`device.update`, as the dashboard's bulk move)."""
+    nuc = new_fleet(tenant, "intel-nuc")
+    member = new_tenant(server)
+    try:
+        for role, status in (("viewer", 403), ("operator", 200)):
+            r = tenant.http.put(f"/api/v1/orgs/{tenant.username}/members",
+                                json={"username": member.username, "role": role})
+            assert r.status_code == 200, r.text
+            r = member.http.patch(f"/v7/device({device.id})",
+                                  json={"belongs_to__application": nuc.id})
+            assert r.status_code == status, (role, r.text)
+            assert fleet_of(tenant, device) == (nuc.name if status == 200
+                                                else device.fleet.name)
+    finally:
+        member.http.close()
