@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.balena_cli import Balena, Server, balena_for, balena_server, with_ssh
+from tests.e2e.balena_cli import BALENA, Balena, Server, balena_for, balena_server, with_ssh
 from tests.e2e.devices import running_device, wait_for
 from tests.support import images
 
@@ -144,6 +144,20 @@ def service_ssh(alice: Balena, server: Server, uuid: str,
         out = alice("device", "ssh", uuid, service, "-p", port, timeout=90,
                     input="echo in-$BALENA_SERVICE_NAME-$(hostname); exit 0\n")
         assert f"in-{service}-{containers[service]['Config']['Hostname']}" in out, out
+    import pexpect  # a terminal, as a person types: the CLI asks for one (ssh -t)
+
+    child = pexpect.spawn(str(BALENA), ["device", "ssh", uuid, "main", "-p", port],
+                          env=alice.env, encoding="utf-8", timeout=60)
+    try:
+        child.expect(r"[#$] ")
+        child.sendline("echo tty-$BALENA_SERVICE_NAME-$(( 6 * 7 )); tty")
+        child.expect("tty-main-42")
+        child.expect("/dev/pts/")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus != 0  # the CLI reports the remote exit status
     missing = alice("device", "ssh", uuid, "nosuch", "-p", port, ok=False, timeout=90)
     assert 'Could not find a container matching service name "nosuch"' in missing, missing
     assert re.search(r"Available services:\s+main\s+worker|worker\s+main", missing), missing
