@@ -5,6 +5,7 @@ reaches a running service container of this supervisor's scope only."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,3 +74,14 @@ def test_host_sessions_reach_the_devices_engine(containers: dict[str, str],
         assert containers["mine"][:12] in out.stdout.split(), (program, out)
         out = subprocess.run(ps, env=gone, capture_output=True, text=True, timeout=60)
         assert out.returncode != 0 and "gone.sock" in out.stderr, (program, out)
+
+
+def test_engine_shims_come_back_when_removed() -> None:
+    """A /tmp cleaner removing the scripts' directory does not lose `balena-engine`: the
+    next host session gets a new private directory."""
+    ctx = SessionContext(engine_socket=SOCK, scope="x")
+    first = Path(ctx.host_env()["PATH"].rsplit(":", 1)[1])
+    assert (first / "balena-engine").is_file() and first.stat().st_mode & 0o077 == 0
+    shutil.rmtree(first)
+    second = Path(ctx.host_env()["PATH"].rsplit(":", 1)[1])
+    assert second != first and (second / "balena-engine").is_file()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import os
 import shutil
 import tempfile
@@ -38,18 +37,35 @@ class SessionContext:
 
 
 SHIM = '#!/bin/sh\nexec docker "$@"\n'
+SHIMS = ("balena-engine", "balena")
 
 
-@functools.cache
 def _engine_shims() -> str:
-    """A private directory (removed at exit) of `balena-engine` and `balena` scripts running
-    `docker`: balenaOS names its engine's CLI so; edgefleet's hosts run Docker."""
-    where = Path(tempfile.mkdtemp(prefix="edgefleet-engine-"))
-    atexit.register(shutil.rmtree, where, ignore_errors=True)
-    for name in ("balena-engine", "balena"):
-        (where / name).write_text(SHIM)
-        (where / name).chmod(0o755)
+    """A private directory (mode 700, removed at exit) of `balena-engine` and `balena`
+    scripts running `docker`: balenaOS names its engine's CLI so; edgefleet's hosts run
+    Docker. A new one is made if something (a /tmp cleaner) removed it."""
+    where = _SHIM_DIRS[-1] if _SHIM_DIRS else None
+    if where is None or not _intact(where):
+        where = Path(tempfile.mkdtemp(prefix="edgefleet-engine-"))
+        atexit.register(shutil.rmtree, where, ignore_errors=True)
+        for name in SHIMS:
+            (where / name).write_text(SHIM)
+            (where / name).chmod(0o755)
+        _SHIM_DIRS.append(where)
     return str(where)
+
+
+_SHIM_DIRS: list[Path] = []
+
+
+def _intact(where: Path) -> bool:
+    """Still the directory made here: ours, private, with both scripts."""
+    try:
+        info = where.stat()
+    except OSError:
+        return False
+    return (info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
+            and all((where / name).is_file() for name in SHIMS))
 
 
 async def serve(stream: Stream, *, ctx: SessionContext) -> None:
