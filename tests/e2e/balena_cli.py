@@ -57,9 +57,10 @@ class Balena:
     home: Path
     env: dict[str, str]
 
-    def __call__(self, *args: str, ok: bool | None = True, timeout: float = 240) -> str:
+    def __call__(self, *args: str, ok: bool | None = True, timeout: float = 240,
+                 input: str | None = None) -> str:
         out = subprocess.run([str(BALENA), *args], capture_output=True, text=True,
-                             timeout=timeout, env=self.env)
+                             timeout=timeout, env=self.env, input=input)
         text = ANSI.sub("", out.stdout + out.stderr)
         assert ok is None or (out.returncode == 0) == ok, \
             f"balena {' '.join(args)} -> {out.returncode}:\n{text}"
@@ -117,3 +118,22 @@ def balena_server(root: Path, registry: str) -> Iterator[Server]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def with_ssh(server: Server, cli: Balena, token: str) -> Balena:
+    """The CLI with an SSH key registered for its user, and `ssh` run with an ssh config
+    that maps ssh.edgefleet.test (`ssh.<BALENARC_PROXY_URL>`) to the server's SSH front door,
+    as a user's DNS would."""
+    key = cli.home / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    r = httpx.post(f"{server.url}/api/v1/ssh-keys", json={
+        "name": "laptop", "public_key": key.with_suffix(".pub").read_text()},
+        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 201, r.text
+    config, bin_dir = cli.home / "ssh_config", cli.home / "bin"
+    config.write_text(f"Host ssh.edgefleet.test\n  HostName 127.0.0.1\n"
+                      f"  IdentityFile {key}\n  IdentitiesOnly yes\n")
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "ssh").write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
+    (bin_dir / "ssh").chmod(0o755)
+    return Balena(home=cli.home, env={**cli.env, "PATH": f"{bin_dir}:{os.environ['PATH']}"})

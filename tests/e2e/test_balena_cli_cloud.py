@@ -14,14 +14,12 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.e2e.balena_cli import BALENA, Balena, Server, balena_for, balena_server
+from tests.e2e.balena_cli import Balena, Server, balena_for, balena_server, with_ssh
 from tests.e2e.devices import E2EDevice, running_device, wait_for
 from tests.support import images
 
@@ -91,25 +89,12 @@ def device_actions(alice: Balena, dev: E2EDevice, uuid: str, rebooted: Path) -> 
 
 def device_ssh(server: Server, alice: Balena, token: str, uuid: str) -> None:
     """`balena device ssh <uuid>`: the CLI runs `ssh -p PORT <user>@ssh.<proxy URL> host
-    <uuid>`, answered by the server's SSH front door with the user's registered key. The
-    name ssh.edgefleet.test is mapped to the server by an ssh config, as a user's DNS would."""
-    key = alice.home / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    r = httpx.post(f"{server.url}/api/v1/ssh-keys", json={
-        "name": "laptop", "public_key": key.with_suffix(".pub").read_text()},
-        headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    assert r.status_code == 201, r.text
-    config, bin_dir = alice.home / "ssh_config", alice.home / "bin"
-    config.write_text(f"Host ssh.edgefleet.test\n  HostName 127.0.0.1\n"
-                      f"  IdentityFile {key}\n  IdentitiesOnly yes\n")
-    bin_dir.mkdir(exist_ok=True)
-    (bin_dir / "ssh").write_text(f'#!/bin/sh\nexec /usr/bin/ssh -F {config} "$@"\n')
-    (bin_dir / "ssh").chmod(0o755)
-    env = {**alice.env, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    out = subprocess.run([str(BALENA), "device", "ssh", uuid, "-p", str(server.ssh_port)],
-                         input="echo via-balena-ssh $((6*7)); exit 0\n", capture_output=True,
-                         text=True, timeout=60, env=env)
-    assert out.returncode == 0 and "via-balena-ssh 42" in out.stdout, out
+    <uuid>`, answered by the server's SSH front door with the user's registered key (see
+    `with_ssh`)."""
+    out = with_ssh(server, alice, token)("device", "ssh", uuid, "-p", str(server.ssh_port),
+                                         input="echo via-balena-ssh $((6*7)); exit 0\n",
+                                         timeout=60)
+    assert "via-balena-ssh 42" in out, out
 
 
 def test_balena_cli_drives_the_fleet_server(server: Server, device: E2EDevice,

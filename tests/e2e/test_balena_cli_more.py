@@ -12,10 +12,12 @@ import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.e2e.balena_cli import Balena, Server, balena_for, balena_server
+from tests.e2e.balena_cli import BALENA, Balena, Server, balena_for, balena_server, with_ssh
 from tests.e2e.devices import running_device, wait_for
 from tests.support import images
 
@@ -69,9 +71,12 @@ def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
                                     unique: str) -> None:
     """`balena device restart <uuid> --service main` reads the device's image installs and
     asks its supervisor (through the relay and the tunnel) to restart main only; `balena
-    fleet restart` restarts every service of the fleet's devices."""
+    fleet restart` restarts every service of the fleet's devices; `balena device ssh <uuid>
+    <service>` (see `service_ssh`); `balena device move` to a fleet of a compatible device
+    type (not to another architecture's, nor to another user's fleet), after which the
+    device runs that fleet's release."""
     name = f"rs{unique}"
-    alice, _token = logged_in(server, tmp_path / "alice", name)
+    alice, token = logged_in(server, tmp_path / "alice", name)
     fleet = f"{name}/svc"
     alice("fleet", "create", "svc", "--type", "generic-amd64")
     conf = tmp_path / "config.json"
@@ -107,6 +112,55 @@ def test_device_restart_one_service(server: Server, image: str, tmp_path: Path,
         alice("fleet", "restart", fleet)  # every service of every device of the fleet
         wait_for("both services to restart", lambda: all(
             started()[s] != before[s] for s in ("main", "worker")), timeout=60)
+        service_ssh(with_ssh(server, alice, token), server, uuid, dev.containers())
+
+        # `balena device move`: to a fleet of another device type of the same architecture
+        other = f"{name}/nuc"
+        alice("fleet", "create", "nuc", "--type", "intel-nuc")
+        moved = release_of(alice, other, image, tmp_path / "project2")
+        alice("fleet", "create", "pi", "--type", "raspberrypi4-64")
+        refused = alice("device", "move", uuid, "--fleet", f"{name}/pi", ok=False)
+        assert "Incompatible application" in refused, refused  # the SDK checks first (the
+        # server's own refusal: tests/server/balena/test_device_move.py)
+        bob, _ = logged_in(server, tmp_path / "bob", f"rb{unique}")
+        bob("fleet", "create", "mine", "--type", "generic-amd64")
+        bob("device", "move", uuid, "--fleet", f"rb{unique}/mine", ok=False)
+        alice("device", "move", uuid, "--fleet", f"rb{unique}/mine", ok=False)
+        assert re.search(rf"{uuid[:7]}\s+.*\s+{fleet}\s+Online", alice("device", "list"))
+        out = alice("device", "move", uuid, "--fleet", other)
+        assert f"Device {uuid} was moved to fleet {other}" in out, out
+        wait_for("the device to run the other fleet's release", lambda: dev.running_commits()
+                 == {"main": moved, "worker": moved}, timeout=120)
+
+
+def service_ssh(alice: Balena, server: Server, uuid: str,
+                containers: dict[str, dict[str, Any]]) -> None:
+    """`balena device ssh <uuid> <service>`: the CLI runs `docker ps` on the device's host
+    through the front door (`host <uuid> "$(...)" ps --format ...`: the host session's
+    `docker` talks to the device's own engine), picks the service's container by its name
+    and asks for `enter <uuid> <container id>`; commands piped in run in that container."""
+    port = str(server.ssh_port)
+    for service in ("main", "worker"):
+        out = alice("device", "ssh", uuid, service, "-p", port, timeout=90,
+                    input="echo in-$BALENA_SERVICE_NAME-$(hostname); exit 0\n")
+        assert f"in-{service}-{containers[service]['Config']['Hostname']}" in out, out
+    import pexpect  # a terminal, as a person types: the CLI asks for one (ssh -t)
+
+    child = pexpect.spawn(str(BALENA), ["device", "ssh", uuid, "main", "-p", port],
+                          env=alice.env, encoding="utf-8", timeout=60)
+    try:
+        child.expect(r"[#$] ")
+        child.sendline("echo tty-$BALENA_SERVICE_NAME-$(( 6 * 7 )); tty")
+        child.expect("tty-main-42")
+        child.expect("/dev/pts/")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus != 0  # the CLI reports the remote exit status
+    missing = alice("device", "ssh", uuid, "nosuch", "-p", port, ok=False, timeout=90)
+    assert 'Could not find a container matching service name "nosuch"' in missing, missing
+    assert re.search(r"Available services:\s+main\s+worker|worker\s+main", missing), missing
 
 
 def test_ssh_keys_are_edgefleets_own(server: Server, tmp_path: Path, unique: str) -> None:
@@ -145,8 +199,9 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
                                              unique: str) -> None:
     """`balena tag set` creates or overwrites (Pine's upsert), `balena tag list` shows,
     `balena tag rm` removes, on a device, a fleet and a release (also `push --release-tag`);
-    another user can neither see nor set them. And `balena device note`, which adds to the
-    device's running notes."""
+    another user can neither see nor set them. `balena device deactivate` is refused (billing:
+    nothing to map it to), naming what to do instead. And `balena device note`, which adds to
+    the device's running notes."""
     name = f"tg{unique}"
     alice, token = logged_in(server, tmp_path / "alice", name)
     bob, _ = logged_in(server, tmp_path / "bob", f"tb{unique}")
@@ -182,7 +237,56 @@ def test_tags_on_devices_fleets_and_releases(server: Server, image: str, tmp_pat
     assert "south pole" in alice("tag", "list", "--device", device.group(1))
     assert "south pole" in alice("tag", "list", "--fleet", fleet)
 
+    refused = alice("device", "deactivate", device.group(1), "--yes", ok=False)
+    assert "edgefleet does not deactivate devices" in refused, refused
+    assert f"balena device rm {device.group(1)}" in refused, refused
+
     alice("device", "note", "fan replaced", "--device", device.group(1))
     assert re.search(r"NOTE:\s+fan replaced", alice("device", device.group(1)))
     notes = server.api(f"/devices/{device.group(1)}/notes", token=token)
     assert [(n["author"], n["text"]) for n in notes] == [(name, "fan replaced")], notes
+
+
+def test_api_keys_are_edgefleets_tokens(server: Server, tmp_path: Path, unique: str) -> None:
+    """`balena api-key list` shows the user's API tokens (those of `edgefleet token list`),
+    never a secret; `balena api-key revoke` revokes them; another user sees and revokes none
+    of them."""
+    alice, token = logged_in(server, tmp_path / "alice", f"ak{unique}")
+    bob, _ = logged_in(server, tmp_path / "bob", f"kb{unique}")
+    r = httpx.post(f"{server.url}/api/v1/tokens", json={"name": "ci", "expires_in_s": 86400},
+                   headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 201, r.text
+    ci = r.json()["key"]
+    [ci_row] = [k for k in server.api("/tokens", token=token) if k["name"] == "ci"]
+
+    listing = alice("api-key", "list")
+    assert re.search(rf"^{ci_row['id']}\s+ci\s+\S+\s+N/a\s+\S+", listing, re.M), listing
+    assert token not in listing and ci not in listing, listing
+    assert "ci" not in bob("api-key", "list").split()
+    bob("api-key", "revoke", str(ci_row["id"]), ok=None)
+    assert httpx.get(f"{server.url}/api/v1/tokens", timeout=30,
+                     headers={"Authorization": f"Bearer {ci}"}).status_code == 200
+
+    assert "Successfully revoked" in alice("api-key", "revoke", str(ci_row["id"]))
+    assert httpx.get(f"{server.url}/api/v1/tokens", timeout=30,
+                     headers={"Authorization": f"Bearer {ci}"}).status_code == 401
+    assert not re.search(r"^\d+\s+ci\s", alice("api-key", "list"), re.M)
+
+
+def test_organization_create(server: Server, tmp_path: Path, unique: str) -> None:
+    """`balena organization create <name>` makes an edgefleet organization the user owns
+    (its handle made from the name); `organization list` shows it, another user's does not;
+    the same name again is refused."""
+    alice, token = logged_in(server, tmp_path / "alice", f"oa{unique}")
+    bob, _ = logged_in(server, tmp_path / "bob", f"ob{unique}")
+    out = alice("organization", "create", f"Acme {unique}")
+    handle = f"acme_{unique}".lower()
+    assert re.search(rf"HANDLE:\s+{handle}\b", out), out
+    assert {"handle": handle, "personal": False, "role": "owner"} in server.api(
+        "/orgs", token=token)
+    assert handle in alice("organization", "list")
+    assert handle not in bob("organization", "list")
+    again = alice("organization", "create", f"Acme {unique}", ok=False)
+    assert f"organization '{handle}' exists" in again, again
+    alice("fleet", "create", "widgets", "--type", "generic-amd64", "--organization", handle)
+    assert f"{handle}/widgets" in alice("fleet", "list")

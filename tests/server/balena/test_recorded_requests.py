@@ -1,6 +1,7 @@
 """Replays the requests the real balena CLI sent in tests/e2e/test_balena_cli_cloud.py
 (tests/compat/balena-cli/requests.jsonl) and tests/e2e/test_balena_cli_more.py
-(requests-more.jsonl: restart of a service, SSH keys, tags) against a fresh server: every
+(requests-more.jsonl: restart of a service, SSH keys, tags, device move, API keys,
+organizations) against a fresh server: every
 query shape must still be understood (a GET answers 200 in Pine's shape; nothing is refused
 as malformed or unsupported, nothing fails with a 5xx), without running the CLI."""
 
@@ -40,6 +41,9 @@ def test_the_second_recording_has_restart_keys_and_tags() -> None:
     assert {"/v7/user__has__public_key", "/v7/device_tag", "/v7/application_tag",
             "/v7/release_tag"} <= paths
     assert any("image_install" in e["query"] for e in entries)
+    assert {"/v7/api_key", "/v7/organization"} <= paths  # api-key list|revoke, org create
+    assert any(e["method"] == "PATCH" and "belongs_to__application" in (e.get("body") or {})
+               for e in entries)  # device move
     assert all(e["status"] < 400 or e["status"] == 409 for e in entries)  # 409: tag upserts
 
 

@@ -49,12 +49,13 @@ async def _reap(proc: asyncio.subprocess.Process) -> None:
 
 
 async def host_shell(stream: Stream, *, command: str | None, rows: int, cols: int,
-                     term: str) -> None:
-    """A PTY on the host running a login shell (or `command` in a shell)."""
+                     term: str, env: dict[str, str] | None = None) -> None:
+    """A PTY on the host running a login shell (or `command` in a shell), with `env` (the
+    device's environment for host sessions, see `sessions.host_env`)."""
     master, slave = os.openpty()
     set_winsize(master, rows=rows, cols=cols)
     argv = ["/bin/sh", "-c", command] if command else login_shell()
-    env = {**os.environ, "TERM": term}
+    env = {**(env or os.environ), "TERM": term}
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
@@ -125,12 +126,13 @@ async def host_shell(stream: Stream, *, command: str | None, rows: int, cols: in
         await _reap(proc)
 
 
-async def host_command(stream: Stream, *, command: str) -> None:
+async def host_command(stream: Stream, *, command: str,
+                       env: dict[str, str] | None = None) -> None:
     """`sh -c command` on the host with pipes: stdin and stdout byte-exact, stderr apart."""
     proc = await asyncio.create_subprocess_exec(
         "/bin/sh", "-c", command, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        start_new_session=True, cwd=os.environ.get("HOME", "/"))
+        start_new_session=True, cwd=os.environ.get("HOME", "/"), env=env)
     assert proc.stdin and proc.stdout and proc.stderr
     await stream.accept()
     stdin, stdout, stderr = proc.stdin, proc.stdout, proc.stderr

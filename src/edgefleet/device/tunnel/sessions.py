@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from edgefleet.device.tunnel.host import host_command, host_shell
 from edgefleet.device.tunnel.service import service_session
@@ -21,6 +26,46 @@ class SessionContext:
 
     engine_socket: str
     scope: str
+
+    def host_env(self) -> dict[str, str]:
+        """The environment of host shells and commands: `docker` (and the `balena-engine` /
+        `balena` names balenaOS gives it, when the host has no such program) talk to the
+        engine this supervisor runs the services on."""
+        path = os.environ.get("PATH", os.defpath)
+        return {**os.environ, "DOCKER_HOST": f"unix://{self.engine_socket}",
+                "PATH": f"{path}{os.pathsep}{_engine_shims()}"}
+
+
+SHIM = '#!/bin/sh\nexec docker "$@"\n'
+SHIMS = ("balena-engine", "balena")
+
+
+def _engine_shims() -> str:
+    """A private directory (mode 700, removed at exit) of `balena-engine` and `balena`
+    scripts running `docker`: balenaOS names its engine's CLI so; edgefleet's hosts run
+    Docker. A new one is made if something (a /tmp cleaner) removed it."""
+    where = _SHIM_DIRS[-1] if _SHIM_DIRS else None
+    if where is None or not _intact(where):
+        where = Path(tempfile.mkdtemp(prefix="edgefleet-engine-"))
+        atexit.register(shutil.rmtree, where, ignore_errors=True)
+        for name in SHIMS:
+            (where / name).write_text(SHIM)
+            (where / name).chmod(0o755)
+        _SHIM_DIRS.append(where)
+    return str(where)
+
+
+_SHIM_DIRS: list[Path] = []
+
+
+def _intact(where: Path) -> bool:
+    """Still the directory made here: ours, private, with both scripts."""
+    try:
+        info = where.stat()
+    except OSError:
+        return False
+    return (info.st_uid == os.getuid() and info.st_mode & 0o077 == 0
+            and all((where / name).is_file() for name in SHIMS))
 
 
 async def serve(stream: Stream, *, ctx: SessionContext) -> None:
@@ -40,9 +85,10 @@ async def serve(stream: Stream, *, ctx: SessionContext) -> None:
                                   term=str(req.get("term", "xterm")))
         elif kind == "shell":
             await host_shell(stream, command=command, rows=int(req.get("rows", 24)),
-                             cols=int(req.get("cols", 80)), term=str(req.get("term", "xterm")))
+                             cols=int(req.get("cols", 80)), term=str(req.get("term", "xterm")),
+                             env=ctx.host_env())
         elif kind == "command" and command:
-            await host_command(stream, command=command)
+            await host_command(stream, command=command, env=ctx.host_env())
         else:
             await stream.reject(f"this device cannot serve a {kind!r} stream")
     except EngineError as exc:

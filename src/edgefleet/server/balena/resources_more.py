@@ -1,7 +1,8 @@
 """balena resources beyond fleets, devices and releases: what a device has installed
 (`image_install`, for `balena device restart --service`), the user's SSH keys
-(`user__has__public_key`, for `balena ssh-key`), and tags on devices, fleets and releases
-(`balena tag set|rm`, `balena tags`)."""
+(`user__has__public_key`, for `balena ssh-key`), tags on devices, fleets and releases
+(`balena tag set|rm`, `balena tags`), and the user's API tokens (`api_key`, for `balena
+api-key list|revoke`)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,18 @@ def _public_key() -> View:
     ).join(o.Organization, o.Organization.personal_of == t.SshKey.user_id)
 
 
+def _api_key() -> View:
+    """A user's API tokens (those of `edgefleet token list`; never the secret, which only
+    its hash is kept of), seen by that user only; the actor is the user (as `whoami` says)."""
+    return sa.select(
+        t.ApiKey.id.label("id"), sa.func.nullif(t.ApiKey.name, "").label("name"),
+        sa.null().label("description"), t.ApiKey.created_ms.label("created_at"),
+        t.ApiKey.expires_ms.label("expiry_date"), t.ApiKey.user_id.label("is_of__actor"),
+        o.Organization.id.label("_owner"),
+    ).join(o.Organization, o.Organization.personal_of == t.ApiKey.user_id).where(
+        t.ApiKey.kind == "user")
+
+
 def _device_tags() -> View:
     tag = t.DeviceTag
     return sa.select(tag.id.label("id"), tag.device_id.label("device"),
@@ -71,6 +84,8 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
         "is_provided_by__release": one("release", "is_provided_by__release"),
     }, fks=frozenset({"device", "installs__image", "is_provided_by__release"}),
         dates=frozenset({"install_date", "created_at"})),
+    Resource("api_key", _api_key, fks=frozenset({"is_of__actor"}),
+             dates=frozenset({"created_at", "expiry_date"})),
     Resource("user__has__public_key", _public_key, navs={"user": one("user", "user")},
              fks=frozenset({"user"}), dates=frozenset({"created_at"})),
     *(Resource(f"{parent}_tag", view, navs={parent: one(parent, parent)},

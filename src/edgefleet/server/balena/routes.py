@@ -82,7 +82,7 @@ def router(*, state: ServerState) -> APIRouter:
                 else:
                     write.delete(s, resource=query.resource, ids=ids, user_id=user_id)
                 new_id = None
-            db.bump_generation(s, keys=method == "DELETE")
+            db.bump_generation(s, keys=method == "DELETE" or "belongs_to__application" in body)
         state.refresh_generation()
         if new_id is None:
             return None

@@ -249,7 +249,9 @@ RESOURCES: dict[str, Resource] = {r.name: r for r in [
         "is_for__device_type": _o("device_type", "is_for__device_type"),
         "organization": _o("organization", "organization"),
         "should_be_running__release": _o("release", "should_be_running__release"),
-        "is_directly_accessible_by__user": _o("user", "organization"),
+        # the fleets of the organizations the user is a member of: the user may see the
+        # fleet's organization (never a user id compared with an organization id)
+        "is_directly_accessible_by__user": _o("organization", "organization"),
         "application_type": _o("application_type", "application_type"),
         "application_tag": _m("application_tag", "application"),
     }, fks=frozenset({"is_for__device_type", "organization", "should_be_running__release",

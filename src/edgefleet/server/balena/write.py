@@ -15,7 +15,7 @@ from edgefleet.model.timeutil import now_ms
 from edgefleet.server import audit, roles
 from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
-from edgefleet.server.balena import write_keys, write_tags
+from edgefleet.server.balena import write_keys, write_orgs, write_tags
 from edgefleet.server.balena import write_release as wr
 from edgefleet.server.balena.compile import FilterCompiler, Source
 from edgefleet.server.balena.odata import ODataError, Query
@@ -24,7 +24,7 @@ from edgefleet.server.balena.schema import DT_IDS, SERVICE_INSTALL_FACTOR
 from edgefleet.server.balena.write_access import PERMISSION as PERMISSION
 from edgefleet.server.balena.write_access import device_for as _device
 from edgefleet.server.balena.write_access import fleet_for as _fleet
-from edgefleet.server.devicetypes import DEVICE_TYPES
+from edgefleet.server.devicetypes import DEVICE_TYPES, arch_of, same_arch
 from edgefleet.server.rights import Rights
 from edgefleet.server.views import resolve_release
 
@@ -99,6 +99,8 @@ def create(s: Session, *, resource: str, body: dict[str, Any], user_id: int,
         return _create_variable(s, resource, body, user_id)
     if resource == write_keys.RESOURCE:
         return write_keys.create_key(s, body, user_id)
+    if resource == write_orgs.RESOURCE:
+        return write_orgs.create_org(s, body, user_id)
     if resource in write_tags.TAGS:
         return write_tags.create_tag(s, resource, body, user_id)
     raise ODataError(f"POST /v7/{resource} is not supported by edgefleet",
@@ -212,8 +214,12 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
             elif body.get("should_be_running__release") is not None:
                 fleet.target_release_id = _release(s, fleet, body["should_be_running__release"])
         elif resource == "device":
-            _allowed(body, resource, {"device_name", "is_pinned_on__release", "note"})
+            _not_deactivated(s, row_id, body, user_id)
+            _allowed(body, resource, {"device_name", "is_pinned_on__release", "note",
+                                      "belongs_to__application"})
             device = _device(s, row_id, user_id)
+            if "belongs_to__application" in body:
+                _move(s, device, body["belongs_to__application"], user_id)
             if "device_name" in body:
                 name = body["device_name"]
                 if not isinstance(name, str) or not 0 < len(name) <= 255:
@@ -237,6 +243,41 @@ def update(s: Session, *, resource: str, ids: list[int], body: dict[str, Any],
         else:
             raise ODataError(f"PATCH /v7/{resource} is not supported by edgefleet",
                              status=405, code="MethodNotAllowed")
+
+
+def _not_deactivated(s: Session, device_id: int, body: dict[str, Any], user_id: int) -> None:
+    """`balena device deactivate` (`is_active: false`) is about balenaCloud's billing, which
+    edgefleet has none of: refused, saying what to do instead."""
+    if "is_active" in body:
+        uuid = _device(s, device_id, user_id).uuid
+        raise ODataError("is_active: edgefleet does not deactivate devices (balena's "
+                         "deactivation is a billing state; edgefleet bills nothing). To stop "
+                         f"managing the device, remove it: balena device rm {uuid} (or "
+                         f"edgefleet device rm {uuid[:7]})", status=400, code="NotImplemented")
+
+
+def _move(s: Session, device: t.Device, fleet_id: Any, user_id: int) -> None:
+    """`balena device move`: the device joins another fleet the user may update devices of,
+    built for a device type of the same CPU architecture (as registering checks); its pin
+    (a release of the old fleet) is dropped and its own variables go with it."""
+    dest = _fleet(s, fleet_id, user_id)
+    if dest.id == device.fleet_id:
+        return
+    if not same_arch(device_type=device.device_type, fleet_type=dest.device_type):
+        raise ODataError(f"belongs_to__application: device {device.uuid[:7]} is a "
+                         f"{device.device_type} ({arch_of(device.device_type)}); fleet "
+                         f"{dest.name!r} is for {dest.device_type} "
+                         f"({arch_of(dest.device_type)}) devices: move it to a fleet for "
+                         f"{arch_of(device.device_type)} devices",
+                         status=400, code="BadRequest")
+    source = s.get(t.Fleet, device.fleet_id)
+    device.fleet_id, device.pinned_release_id = dest.id, None
+    s.execute(sa.update(t.Variable).where(t.Variable.device_id == device.id)
+              .values(fleet_id=dest.id))
+    user = s.get(t.User, user_id)
+    audit.record(s, actor=user.username if user is not None else str(user_id),
+                 action="device.move", device=device,
+                 target=f"from {source.name if source else '?'} to {dest.name}")
 
 
 def _add_note(s: Session, device: t.Device, text: Any, user_id: int) -> None:
@@ -263,6 +304,9 @@ def _release(s: Session, fleet: t.Fleet, release_id: Any) -> int:
 def delete(s: Session, *, resource: str, ids: list[int], user_id: int) -> None:
     if resource == write_keys.RESOURCE:
         write_keys.delete_keys(s, ids, user_id)
+        return
+    if resource == write_keys.API_KEY:
+        write_keys.revoke_tokens(s, ids, user_id)
         return
     if resource in write_tags.TAGS:
         write_tags.delete_tags(s, resource, ids, user_id)

@@ -1,5 +1,6 @@
 """`user__has__public_key` writes (`balena ssh-key add|rm`): the user's own SSH keys, the
-same rows as `edgefleet key add` registers for the SSH front door."""
+same rows as `edgefleet key add` registers for the SSH front door; `api_key` deletes
+(`balena api-key revoke`): the user's own API tokens, as `edgefleet token revoke`."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from edgefleet.model.timeutil import now_ms
+from edgefleet.server import audit
+from edgefleet.server import org_tables as o
 from edgefleet.server import tables as t
 from edgefleet.server.balena.odata import ODataError
 from edgefleet.server.tunnel.ssh_keys import parse
 
 RESOURCE = "user__has__public_key"
+API_KEY = "api_key"
 FIELDS = {"title", "public_key", "user"}
 
 
@@ -55,3 +59,18 @@ def delete_keys(s: Session, ids: list[int], user_id: int) -> None:
     if ids:
         s.execute(sa.delete(t.SshKey).where(t.SshKey.id.in_(ids),
                                             t.SshKey.user_id == user_id))
+
+
+def revoke_tokens(s: Session, ids: list[int], user_id: int) -> None:
+    """Revoke API tokens of the user's (`ids` are those the user can see: their own); each
+    stops working at once, audited as `token.revoke` as `edgefleet token revoke` does."""
+    user = s.get(t.User, user_id)
+    handle = s.execute(sa.select(o.Organization.handle).where(
+        o.Organization.personal_of == user_id)).scalar() or ""
+    rows = s.execute(sa.select(t.ApiKey).where(
+        t.ApiKey.id.in_(ids), t.ApiKey.kind == "user", t.ApiKey.user_id == user_id)).scalars()
+    for row in list(rows):
+        audit.record(s, actor=user.username if user else str(user_id), action="token.revoke",
+                     organization=handle,
+                     target=row.name or str(row.id))
+        s.delete(row)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -31,23 +32,43 @@ log = logging.getLogger(__name__)
 USAGE = ("usage: host <uuid> | host -s <uuid> COMMAND | enter <uuid> <service> [COMMAND]\n")
 
 
+SERVICE_SHELL = "if [ -x /bin/bash ]; then exec /bin/bash; else exec /bin/sh; fi"
+"""A service's shell, run without a terminal when the client asked for none (as OpenSSH runs
+`ssh host < script`): `echo 'ls; exit' | balena device ssh <uuid> main`."""
+
+
 class UsageError(Exception):
     """The SSH command is not one this front door knows."""
 
 
 def parse_command(command: str | None) -> tuple[str, str | None, str | None]:
-    """(device, service or None, command or None) from `host ...` / `enter ...`."""
-    words = shlex.split(command or "")
+    """(device, service or None, command or None) from `host ...` / `enter ...`. The
+    command is the rest of the line as sent, for the device's shell to read (balena CLI
+    sends `host <uuid> "$(...)" ps --format "{{.ID}} {{.Names}}"`); a rest that is one
+    quoted word is that word (`host -s <uuid> 'echo a; exit 3'`)."""
+    raw = command or ""
+    words = shlex.split(raw)
     if len(words) >= 2 and words[0] == "host":
-        rest = words[1:]
-        if rest[0] == "-s":
-            rest = rest[1:]
-        if not rest:
+        skip = 3 if words[1] == "-s" else 2
+        if len(words) < skip:
             raise UsageError(USAGE)
-        return rest[0], None, " ".join(rest[1:]) or None
+        return words[skip - 1], None, _rest(raw, words, skip)
     if len(words) >= 3 and words[0] == "enter":
-        return words[1], words[2], " ".join(words[3:]) or None
+        return words[1], words[2], _rest(raw, words, 3)
     raise UsageError(USAGE)
+
+
+def _rest(raw: str, words: list[str], skip: int) -> str | None:
+    """What follows the first `skip` words of `raw`, unchanged (or its one word)."""
+    if len(words) <= skip:
+        return None
+    if len(words) == skip + 1:
+        return words[skip]
+    return _LEADING[skip].sub("", raw, count=1).strip() or None
+
+
+_LEADING = {n: re.compile(r"^\s*" + r"\S+\s+" * n) for n in (2, 3)}
+"""The first n words of a line (device references and service names hold no quotes)."""
 
 
 class _Server(asyncssh.SSHServer):
@@ -139,6 +160,8 @@ class SshFrontDoor:
             process.stderr.write(f"error: {exc.detail}\n".encode())
             return 1
         size = process.get_terminal_size()
+        if command is None and service and process.get_terminal_type() is None:
+            command = SERVICE_SHELL  # no terminal asked for (stdin piped): no TTY either
         interactive = command is None
         request: dict[str, Any] = {"kind": "shell" if interactive else "command",
                                    "service": service, "command": command}
