@@ -34,7 +34,7 @@ async def device(endpoint: str, uuid: str, key: str, data_dir: str) -> None:
 
     link = TunnelLink(endpoint=endpoint, uuid=uuid, api_key=key,
                       ctx=SessionContext(engine_socket="/nonexistent", scope="bench"),
-                      logs=logs, on_poll=lambda: None)
+                      logs=logs, on_poll=lambda _etag: None)
     task = asyncio.create_task(link.run())
     for _ in range(600):  # the link connects (bounded: 30 s)
         if link.mux is not None:
