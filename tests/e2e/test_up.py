@@ -32,8 +32,12 @@ def start_up(args: list[str], env: dict[str, str], *, until: str = "[up] running
                             stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
-    wait_for(f"edgefleet up to print {until!r}", lambda: any(
-        until in line for line in lines) or proc.poll() is not None, timeout=240)
+    try:
+        wait_for(f"edgefleet up to print {until!r}", lambda: any(
+            until in line for line in lines) or proc.poll() is not None, timeout=240)
+    except AssertionError as exc:
+        proc.kill()
+        raise AssertionError(f"{exc}; what up printed:\n{''.join(lines[-60:])}") from None
     assert proc.poll() is None, "".join(lines)
     return proc, lines
 

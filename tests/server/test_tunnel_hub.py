@@ -101,7 +101,10 @@ async def test_a_target_change_tells_the_device_to_poll(server: RunningServer,
         while not controls:
             assert time.monotonic() < deadline, "no poll-now message within 5 s"
             await asyncio.sleep(0.05)
-        assert controls[0] == {"op": "poll"}
+        assert controls[0]["op"] == "poll"
+        target = await asyncio.to_thread(device.http.get, f"/device/v3/{device.uuid}/state")
+        assert controls[0]["etag"] == target.headers["etag"], \
+            "the poll-now names the new target (a stale process is polled again)"
 
 
 async def test_a_session_to_an_unconnected_device_is_refused_clearly(

@@ -15,13 +15,14 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from edgefleet.server import tables as t
 from edgefleet.server.authz import Access, allow
 from edgefleet.server.balena.provisioning import json_body
+from edgefleet.server.org_schemas import MAX_ID
 from edgefleet.server.state import ServerState
 from edgefleet.server.tunnel.actions import Target, audited_call, device_target, held_elsewhere
 from edgefleet.server.tunnel.forward import FORWARDED, HostGone, forward_http
@@ -98,7 +99,7 @@ def router(*, state: ServerState, hub: TunnelHub) -> APIRouter:
 
     @api.post("/application/{app_id}/restart", responses={403: {}, 404: {}, 502: {}},
               response_model=None)
-    async def restart_fleet(app_id: int, request: Request,
+    async def restart_fleet(request: Request, app_id: int = Path(ge=1, le=MAX_ID),
                             a: Access = Depends(allow(state, "device.action"))) -> Response:
         """balena's fleet restart: `/v1/restart` on each device of the fleet that is
         connected (here or through the server process holding its tunnel). Answers which
