@@ -267,13 +267,14 @@ class DeltaEngine(DockerEngine):
         """The engine pulls the new layers from a loopback registry (delta_registry.py) under
         a carrier image; the image is then registered by its config, the carrier removed."""
         t = time.perf_counter()
-        for image in (await self.observe()).images:  # carriers a crash may have left
-            for ref in (*image.repo_digests, *image.repo_tags):
-                if ref.startswith("127.0.0.1:") and f"/{REPO_PREFIX}" in ref:
-                    await self._drop(ref)
-        _, manifest, blobs = await asyncio.to_thread(plan_blobs, header, root=root,
-                                                     src_id=src_id, path=path, offset=offset,
-                                                     prefixes=prefixes, files=files)
+        sweep = asyncio.create_task(self._sweep())
+        try:
+            _, manifest, blobs = await asyncio.to_thread(plan_blobs, header, root=root,
+                                                         src_id=src_id, path=path,
+                                                         offset=offset, prefixes=prefixes,
+                                                         files=files)
+        finally:
+            await sweep
         reg = LocalRegistry(manifest=manifest, blobs=blobs)
         try:
             async with reg:
@@ -298,6 +299,13 @@ class DeltaEngine(DockerEngine):
             phases["register"] = time.perf_counter() - t
         finally:
             await self._drop(reg.ref)
+
+    async def _sweep(self) -> None:
+        """Remove the carriers a crash may have left (every one of this supervisor's)."""
+        for image in (await self.observe()).images:
+            for ref in (*image.repo_digests, *image.repo_tags):
+                if ref.startswith("127.0.0.1:") and f"/{REPO_PREFIX}" in ref:
+                    await self._drop(ref)
 
     async def _register(self, header: Header) -> None:
         """Register the image by its config: every layer is in the engine's layer store."""
