@@ -64,11 +64,14 @@ __all__ = ["DELTA_VARS", "DeltaEngine", "DeltaSettings", "delta_enabled", "delta
 TRANSPORTS = ("load", "registry")
 DEFAULT_TRANSPORTS = ("load",)
 """Measured by bench/delta.py (both transports timed in the same runs, on dockerd 20.10): the
-load transport was the faster in every run of this work, e.g. one-file change 0.50 s vs
-0.62 s through the registry, identical rebuild 0.61 s vs 0.68 s (medians of 5, load average
-4.4-5.9). A pull writes each blob to a temporary file and hashes it before extracting it, as
-`docker load` unpacks its archive first, so the engine's share is no smaller, and the
-registry transport adds the image's registration and more requests. Its verdict line in
+load transport was the faster in every run of this work, also after the registry transport
+sends old files by sendfile, e.g. one-file change 0.45 s vs 0.60 s through the registry,
+identical rebuild 0.57 s vs 0.66 s (medians of 5, load average 1.2-1.7; an A/B of that change
+alone: identical rebuild 0.61 s vs 0.67 s before it). The registry transport is bound by the
+engine: it writes each blob to a temporary file and hashes it before extracting it (serving
+66 MB ends ~0.3 s in, the last layer's extraction takes ~0.3 s more), and the image must then
+be registered by its config (~0.05 s); serving the lowest layer first was tried and slower.
+Its verdict line in
 bench/RESULTS.md says which is faster on the machine it runs on."""
 
 
