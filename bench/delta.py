@@ -258,7 +258,8 @@ PHASES = {
 }
 WHAT = {
     "registry": "the engine pulls the new layers from a loopback registry the supervisor runs "
-                "for this one apply (uncompressed, decoded as the engine fetches them), then "
+                "for this one apply (uncompressed, decoded as the engine fetches them, large "
+                "old files sent from the data root by sendfile), then "
                 "the image is registered by its config (`device/delta_registry.py`)",
     "load": "an image archive streamed into `POST /images/load` while the layers are decoded "
             "(`device/delta_apply.py`)",

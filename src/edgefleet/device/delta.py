@@ -64,11 +64,14 @@ __all__ = ["DELTA_VARS", "DeltaEngine", "DeltaSettings", "delta_enabled", "delta
 TRANSPORTS = ("load", "registry")
 DEFAULT_TRANSPORTS = ("load",)
 """Measured by bench/delta.py (both transports timed in the same runs, on dockerd 20.10): the
-load transport was the faster in every run of this work, e.g. one-file change 0.50 s vs
-0.62 s through the registry, identical rebuild 0.61 s vs 0.68 s (medians of 5, load average
-4.4-5.9). A pull writes each blob to a temporary file and hashes it before extracting it, as
-`docker load` unpacks its archive first, so the engine's share is no smaller, and the
-registry transport adds the image's registration and more requests. Its verdict line in
+load transport was the faster in every run of this work, also after the registry transport
+sends old files by sendfile, e.g. one-file change 0.45 s vs 0.60 s through the registry,
+identical rebuild 0.57 s vs 0.66 s (medians of 5, load average 1.2-1.7; an A/B of that change
+alone: identical rebuild 0.61 s vs 0.67 s before it). The registry transport is bound by the
+engine: it writes each blob to a temporary file and hashes it before extracting it (serving
+66 MB ends ~0.3 s in, the last layer's extraction takes ~0.3 s more), and the image must then
+be registered by its config (~0.05 s); serving the lowest layer first was tried and slower.
+Its verdict line in
 bench/RESULTS.md says which is faster on the machine it runs on."""
 
 
@@ -267,13 +270,14 @@ class DeltaEngine(DockerEngine):
         """The engine pulls the new layers from a loopback registry (delta_registry.py) under
         a carrier image; the image is then registered by its config, the carrier removed."""
         t = time.perf_counter()
-        for image in (await self.observe()).images:  # carriers a crash may have left
-            for ref in (*image.repo_digests, *image.repo_tags):
-                if ref.startswith("127.0.0.1:") and f"/{REPO_PREFIX}" in ref:
-                    await self._drop(ref)
-        _, manifest, blobs = await asyncio.to_thread(plan_blobs, header, root=root,
-                                                     src_id=src_id, path=path, offset=offset,
-                                                     prefixes=prefixes, files=files)
+        sweep = asyncio.create_task(self._sweep())
+        try:
+            _, manifest, blobs = await asyncio.to_thread(plan_blobs, header, root=root,
+                                                         src_id=src_id, path=path,
+                                                         offset=offset, prefixes=prefixes,
+                                                         files=files)
+        finally:
+            await sweep
         reg = LocalRegistry(manifest=manifest, blobs=blobs)
         try:
             async with reg:
@@ -298,6 +302,13 @@ class DeltaEngine(DockerEngine):
             phases["register"] = time.perf_counter() - t
         finally:
             await self._drop(reg.ref)
+
+    async def _sweep(self) -> None:
+        """Remove the carriers a crash may have left (every one of this supervisor's)."""
+        for image in (await self.observe()).images:
+            for ref in (*image.repo_digests, *image.repo_tags):
+                if ref.startswith("127.0.0.1:") and f"/{REPO_PREFIX}" in ref:
+                    await self._drop(ref)
 
     async def _register(self, header: Header) -> None:
         """Register the image by its config: every layer is in the engine's layer store."""

@@ -11,6 +11,9 @@ the engine asks for it.
   parallel decode in parallel. A layer the device had (listed again because a new layer lies
   below it) is rebuilt from its tar-split. A blob's last chunk is handed on only once it
   hashed to its digest.
+- Old files of `SLICE_MIN` bytes or more go to the response as `FileSlice`s (sent by
+  sendfile): a new layer's hashing thread reads them on its own descriptor; an old layer's
+  files are hashed (read once) just before they are handed on.
 - The image config is a CARRIER's: the target's with a comment added (another image id),
   see device/delta_registry.py for why."""
 
@@ -19,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgefleet.device.delta_layers import OldFiles, Prefixes, layer_chunks
+from edgefleet.device.delta_layers import SLICE_MIN, FileSlice, OldFiles, Prefixes, layer_chunks
 from edgefleet.engine.delta import (
     DeltaError,
     Header,
@@ -41,7 +45,9 @@ GZIP_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 _WAIT_S = 120.0
 """Longest wait for a worker's next chunk (bounds a stuck thread)."""
 _DEPTH = 8
-"""Chunks (1 MiB each) in flight between a worker thread and the response."""
+"""Chunks (1 MiB each, or file slices) in flight between a worker thread and the response."""
+_HASH_DEPTH = 64
+"""Chunks or file slices waiting for the hashing thread of a new layer."""
 OK = object()
 """Put after a blob's last chunk once it hashed to its digest."""
 
@@ -65,6 +71,14 @@ class Pipe:
                     return False
                 return True
         return False
+
+    def drop(self) -> None:
+        """Stop the thread; close the file slices it queued and nobody will send."""
+        self.stopped.set()
+        while not self.q.empty():
+            item = self.q.get_nowait()
+            if isinstance(item, FileSlice):
+                item.close()
 
     async def get(self) -> object:
         try:
@@ -124,34 +138,58 @@ def new_layer(plan_index: int, header: Header, path: Path, offset: int,
               prefixes: Prefixes, files: OldFiles) -> Blob:
     """The blob of a new layer: its frame (at `offset` in the delta file) decoded against the
     reference in this worker thread, and hashed in a second one (zstd and hashlib release the
-    GIL), which hands on `OK` only once the layer hashed to its diffId."""
+    GIL), which hands on `OK` only once the layer hashed to its diffId. The old files a "tar"
+    plan copies go to the response as `FileSlice`s (sent by the kernel), which the hashing
+    thread reads on its own descriptor."""
     plan = header.layers[plan_index]
 
     def produce(pipe: Pipe) -> None:
-        hashed: queue.Queue[bytes | None] = queue.Queue()
+        hashed: queue.Queue[bytes | FileSlice | None] = queue.Queue(maxsize=_HASH_DEPTH)
         hasher = threading.Thread(target=_hash, args=(plan, hashed, pipe), daemon=True,
                                   name="delta-hash")
         hasher.start()
         try:
             with open(path, "rb") as fh:
                 fh.seek(offset)
-                for chunk in layer_chunks(plan, fh=fh, prefixes=prefixes, files=files):
-                    if not pipe.put(chunk):
+                for chunk in layer_chunks(plan, fh=fh, prefixes=prefixes, files=files,
+                                          slices=True):
+                    if not _put(hashed, chunk.dup() if isinstance(chunk, FileSlice)
+                                else chunk, pipe) or not pipe.put(chunk):
+                        _close(chunk)
                         return
-                    hashed.put(chunk)
-            hashed.put(None)
+            _put(hashed, None, pipe)
         except BaseException as exc:  # handed to the response, which is cut short
             pipe.put(exc)
         finally:
             if not pipe.stopped.is_set():
-                hashed.put(None)
+                _put(hashed, None, pipe)
 
     return Blob(size=lambda: plan.size, produce=produce)
 
 
-def _hash(plan: LayerPlan, chunks: queue.Queue[bytes | None], pipe: Pipe) -> None:
+def _put(q: queue.Queue[bytes | FileSlice | None], item: bytes | FileSlice | None,
+         pipe: Pipe) -> bool:
+    """Queue for the hashing thread (bounded: a slice holds a descriptor); False once the
+    response stopped (the item closed)."""
+    while not pipe.stopped.is_set():
+        try:
+            q.put(item, timeout=0.5)
+            return True
+        except queue.Full:
+            continue
+    _close(item)
+    return False
+
+
+def _close(item: object) -> None:
+    if isinstance(item, FileSlice):
+        item.close()
+
+
+def _hash(plan: LayerPlan, chunks: queue.Queue[bytes | FileSlice | None], pipe: Pipe) -> None:
     sha = hashlib.sha256()
     total = 0
+    view = memoryview(bytearray(1 << 20))
     while not pipe.stopped.is_set():
         try:
             chunk = chunks.get(timeout=0.5)
@@ -159,7 +197,14 @@ def _hash(plan: LayerPlan, chunks: queue.Queue[bytes | None], pipe: Pipe) -> Non
             continue
         if chunk is None:
             break
-        sha.update(chunk)
+        if isinstance(chunk, FileSlice):
+            try:
+                chunk.read_into(view, sha.update)
+            except (OSError, DeltaError) as exc:
+                pipe.put(DeltaError(f"reading a source file of layer {plan.diff_id}: {exc}"))
+                return
+        else:
+            sha.update(chunk)
         total += len(chunk)
     else:
         return
@@ -171,7 +216,10 @@ def _hash(plan: LayerPlan, chunks: queue.Queue[bytes | None], pipe: Pipe) -> Non
 
 
 def old_layer(root: DataRoot, src_id: str, diff_id: str) -> Blob:
-    """The blob of a layer the device has: its tar stream rebuilt from its tar-split."""
+    """The blob of a layer the device has: its tar stream rebuilt from its tar-split. Each
+    file is hashed first (read once), then goes to the response as a `FileSlice` (sent by the
+    kernel) when it is large; the stream's last bytes (the end-of-archive blocks) go only
+    once the whole stream hashed to the diffId."""
     from edgefleet.engine.tarsplit import FILE_ENTRY, entries, layer_digest
 
     layer = next(x for x in root.image(src_id).layers if x.diff_id == diff_id)
@@ -185,16 +233,34 @@ def old_layer(root: DataRoot, src_id: str, diff_id: str) -> Blob:
     def produce(pipe: Pipe) -> None:
         buf = bytearray()
 
-        def sink(data: bytes | memoryview) -> None:
-            buf.extend(data)
-            if len(buf) >= 1 << 20:
+        def flush() -> None:
+            if buf:
                 if not pipe.put(bytes(buf)):
                     raise DeltaError("the engine stopped reading")
                 buf.clear()
 
+        def sink(data: bytes | memoryview) -> None:  # the segments between files
+            buf.extend(data)
+            if len(buf) >= 1 << 20:
+                flush()
+
+        def on_file(rel: bytes, fd: int) -> None:  # hashed already, still open
+            size = os.fstat(fd).st_size
+            if size < SLICE_MIN:
+                data = os.pread(fd, size, 0)
+                if len(data) != size:
+                    raise DeltaError(f"source layer {diff_id}: {os.fsdecode(rel)} changed")
+                sink(data)
+                return
+            flush()
+            part = FileSlice(os.dup(fd), 0, size)
+            if not pipe.put(part):
+                part.close()
+                raise DeltaError("the engine stopped reading")
+
         try:
             got = layer_digest(tar_split=tar_split, diff_dir=layer.diff_dir, sink=sink,
-                               crc=False)
+                               sink_files=False, on_file=on_file, crc=False)
             if got != diff_id:
                 raise DeltaError(f"source layer {diff_id} on disk rebuilds to {got}")
             if buf:

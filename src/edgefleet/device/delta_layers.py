@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
-from typing import IO
+from typing import IO, Literal, overload
 
 from edgefleet.engine.delta import DeltaError, LayerPlan, decompress_layer, literal_bytes
 from edgefleet.engine.storage import DataRoot
@@ -19,6 +19,9 @@ _CHUNK = 4 << 20
 """Reads of old files and literal bytes (each chunk is handed between threads and queued)."""
 _WAIT_S = 120.0
 """Longest wait for a reference being rebuilt."""
+SLICE_MIN = 64 << 10
+"""Files at least this large go to the registry transport as `FileSlice`s (sent by the
+kernel); smaller ones are read (a sendfile per small file costs more than the copy)."""
 Prefixes = dict[tuple[str, ...], "Future[object]"]
 """The zstd prefix of each reference (by its layers' diffIds), resolved once rebuilt."""
 
@@ -70,6 +73,41 @@ class OldFiles:
             os.close(fd)
 
 
+class FileSlice:
+    """`count` bytes of an open file from `offset`, for the registry transport to send with
+    sendfile (device/delta_registry.py; h11 frames it by its `len`). Owns its file: closed
+    when sent, or when dropped."""
+
+    __slots__ = ("count", "file", "offset")
+
+    def __init__(self, fd: int, offset: int, count: int) -> None:
+        self.file = open(fd, "rb", buffering=0, closefd=True)  # noqa: SIM115
+        self.offset = offset
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def close(self) -> None:
+        self.file.close()
+
+    def dup(self) -> FileSlice:
+        """Another slice of the same bytes with its own descriptor (for the hashing thread)."""
+        return FileSlice(os.dup(self.file.fileno()), self.offset, self.count)
+
+    def read_into(self, view: memoryview, sink: Callable[[memoryview], object]) -> None:
+        """Read the slice through `view` (a buffer), each piece to `sink`; then close."""
+        with self.file:
+            at, left = self.offset, self.count
+            while left:
+                n = os.preadv(self.file.fileno(), [view[:min(left, len(view))]], at)
+                if n == 0:
+                    raise DeltaError("a source file ended early")
+                sink(view[:n])
+                at += n
+                left -= n
+
+
 def _read_all(fd: int, size: int) -> bytes:
     parts = []
     while size:
@@ -81,11 +119,18 @@ def _read_all(fd: int, size: int) -> bytes:
     return b"".join(parts)
 
 
+@overload
+def layer_chunks(plan: LayerPlan, *, fh: IO[bytes], prefixes: Prefixes, files: OldFiles,
+                 slices: Literal[False] = False) -> Iterator[bytes]: ...
+@overload
+def layer_chunks(plan: LayerPlan, *, fh: IO[bytes], prefixes: Prefixes, files: OldFiles,
+                 slices: bool) -> Iterator[bytes | FileSlice]: ...
 def layer_chunks(plan: LayerPlan, *, fh: IO[bytes], prefixes: Prefixes,
-                 files: OldFiles) -> Iterator[bytes]:
+                 files: OldFiles, slices: bool = False) -> Iterator[bytes | FileSlice]:
     """A new layer's tar stream in chunks, NOT hashed (the caller checks its diffId), from its
     frame (the next `plan.length` bytes of `fh`): zstd against its reference (waited for),
-    or, for a "tar" plan, its literal bytes between the old files it copies."""
+    or, for a "tar" plan, its literal bytes between the old files it copies (with `slices`,
+    each copied file of `SLICE_MIN` bytes or more as a `FileSlice`, not read)."""
     if plan.kind != "tar":
         prefix = prefixes[plan.ref].result(timeout=_WAIT_S)
         yield from decompress_layer(plan=plan, prefix=prefix, fh=fh)
@@ -104,6 +149,9 @@ def layer_chunks(plan: LayerPlan, *, fh: IO[bytes], prefixes: Prefixes,
             pos += size
             continue
         fd = files.open(diff_id, name, size)
+        if slices and size >= SLICE_MIN:
+            yield FileSlice(fd, 0, size)
+            continue
         try:
             left = size
             while left:

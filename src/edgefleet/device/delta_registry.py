@@ -10,6 +10,12 @@ archive into `POST /images/load` (device/delta.py chooses; bench/delta.py times 
   match is cut short (the connection dropped), the engine never completes it, and any later
   request is refused (404, which the engine does not retry); the supervisor then cancels the
   pull. The engine checks the digest of every blob too before it registers the layer.
+- Large old files (unchanged files a "tar" plan copies, the files of an unchanged layer served
+  again) go from the data root to the socket by sendfile (`FileSlice`s, framed by h11 by their
+  length): only tar headers, literal bytes and small files pass through Python. Each such file
+  is still read once to be hashed (device/delta_blobs.py), so the blob's last chunk still waits
+  for its digest; a file changed between its hash and its send is caught by the engine's own
+  digest check (a failed pull).
 - A pulled image keeps a registry reference, and removing an image's last reference deletes
   it. So the layers come in under a CARRIER image (the target's config with a comment added),
   the target image is then registered by `POST /images/load` of an archive of its config
@@ -29,10 +35,12 @@ import hashlib
 import secrets
 import socket
 import threading
+from typing import cast
 
 import h11
 
 from edgefleet.device.delta_blobs import MANIFEST_TYPE, OK, Blob, Pipe
+from edgefleet.device.delta_layers import FileSlice
 
 REPO_PREFIX = "edgefleet-delta-"
 
@@ -145,30 +153,45 @@ class LocalRegistry:
                                   name=f"delta-blob-{digest[7:19]}")
         self._threads.append((thread, pipe))
         thread.start()
-        pending = b""
+        pending: bytes | FileSlice | None = None
         try:
             while True:
                 item = await pipe.get()
-                if isinstance(item, bytes):
-                    if pending:
-                        writer.writelines(conn.send_with_data_passthrough(
-                            h11.Data(data=pending)) or [])
-                        await writer.drain()
+                if isinstance(item, (bytes, FileSlice)):
+                    if pending is not None:
+                        await _body(conn, writer, pending)
                     pending = item
                 elif item is OK:
                     break
                 elif isinstance(item, BaseException):
                     raise item
-            writer.writelines(conn.send_with_data_passthrough(h11.Data(data=pending)) or [])
+            if pending is not None:
+                await _body(conn, writer, pending, drain=False)
             writer.write(conn.send(h11.EndOfMessage()) or b"")
             await writer.drain()
         except BaseException as exc:
             if self.failed is None:
                 self.failed = exc
             self.broken.set()
+            if isinstance(pending, FileSlice):
+                pending.close()
             raise _Cut from None  # the connection is dropped: the blob ends short
         finally:
-            pipe.stopped.set()
+            pipe.drop()
+
+
+async def _body(conn: h11.Connection, writer: asyncio.StreamWriter, item: bytes | FileSlice,
+                *, drain: bool = True) -> None:
+    """A part of a blob's body: bytes written, a file slice sent by the kernel (sendfile)."""
+    for part in conn.send_with_data_passthrough(h11.Data(data=cast(bytes, item))) or []:
+        if isinstance(part, FileSlice):
+            with part.file:
+                await asyncio.get_running_loop().sendfile(writer.transport, part.file,
+                                                          part.offset, part.count)
+        else:
+            writer.write(part)
+    if drain and not isinstance(item, FileSlice):
+        await writer.drain()
 
 
 _UNKNOWN = b'{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}'
