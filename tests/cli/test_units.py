@@ -8,11 +8,11 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
+from tests.e2e.devices import wait_for
 from tests.support.fleet import free_port
 
 CLI = [sys.executable, "-m", "edgefleet"]
@@ -64,15 +64,8 @@ def test_the_server_units_command_serves(tmp_path: Path) -> None:
     proc = subprocess.Popen(exec_start(out.stdout), stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=1).text == "OK":
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+        wait_for("the server to answer /ping", lambda: proc.poll() is None and httpx.get(
+            f"http://127.0.0.1:{port}/ping", timeout=1).text == "OK", timeout=30, every=0.1)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

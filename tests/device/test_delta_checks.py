@@ -20,6 +20,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -69,6 +70,14 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     for n in range(4):
         blob[1000 + n] ^= 0xFF
         refs.append(images.pushed_with_file(repo, f"v{n}", bytes(blob)))
+    with released(data_dir, refs) as setup:
+        yield setup
+
+
+@contextmanager
+def released(data_dir: Path, refs: list[str]) -> Iterator[Setup]:
+    """A server whose fleet has one release per image of `refs` (service "app"), and a
+    registered device of that fleet."""
     with run_server(data_dir=data_dir, registry=images.REGISTRY) as server:
         tenant = new_tenant(server)
         fleet = new_fleet(tenant)
@@ -81,6 +90,19 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
         finally:
             device.http.close()
             tenant.http.close()
+
+
+def counting_sendfile(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count what `os.sendfile` carries (bytes per call) for the rest of the test."""
+    real, sent = os.sendfile, []
+
+    def counted(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        n = real(out_fd, in_fd, offset, count)
+        sent.append(n)
+        return n
+
+    monkeypatch.setattr(os, "sendfile", counted)
+    return sent
 
 
 def _ready(s: Setup, src: str, dest: str) -> dict[str, object]:

@@ -25,12 +25,9 @@ import pytest
 
 from edgefleet.engine.delta import DeltaError
 from edgefleet.engine.storage import DataRoot
-from tests.device.test_delta_checks import Setup, _engine, _ready
-from tests.server.conftest import new_fleet, new_tenant, register
-from tests.server.helpers import make_release
+from tests.device.test_delta_checks import Setup, _engine, _ready, counting_sendfile, released
 from tests.support import images
 from tests.support.dockerd import Dockerd, new_dockerd
-from tests.support.fleet_server import run_server
 
 pytestmark = [pytest.mark.engine]
 KB = 1 << 10
@@ -85,19 +82,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     contents = {name: os.urandom(size) for name, size in FILES.items()}
     refs = [_pushed(repo, 1, contents, 1_700_000_000),
             _pushed(repo, 2, contents, 1_700_003_600)]  # same bytes, new timestamps
-    with run_server(data_dir=data_dir, registry=images.REGISTRY) as server:
-        tenant = new_tenant(server)
-        fleet = new_fleet(tenant)
-        device = register(server, fleet)
-        for ref in refs:
-            make_release(server, fleet_id=fleet.id, composition={"services": {"app": {}}},
-                         refs={"app": ref})
-        try:
-            yield Built(Setup(server=server, device=device, data_dir=data_dir, refs=refs),
-                        contents)
-        finally:
-            device.http.close()
-            tenant.http.close()
+    with released(data_dir, refs) as setup:
+        yield Built(setup, contents)
 
 
 @pytest.fixture
@@ -110,24 +96,12 @@ def engine_dockerd() -> Iterator[Dockerd]:
         d.cleanup()
 
 
-def _counting_sendfile(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    real, sent = os.sendfile, []
-
-    def counted(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
-        n = real(out_fd, in_fd, offset, count)
-        sent.append(n)
-        return n
-
-    monkeypatch.setattr(os, "sendfile", counted)
-    return sent
-
-
 async def test_a_rebuilt_lower_layer_comes_through_the_registry_by_sendfile(
     built: Built, engine_dockerd: Dockerd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = built.setup.refs
     job = _ready(built.setup, a, b)
-    sent = _counting_sendfile(monkeypatch)
+    sent = counting_sendfile(monkeypatch)
     async for engine in _engine(built.setup, engine_dockerd.sock, tmp_path):
         engine.transports = ("registry",)
         got = await engine.pull(b)

@@ -17,6 +17,7 @@ from edgefleet.device.delta_blobs import OK, Blob, Pipe
 from edgefleet.device.delta_layers import FileSlice
 from edgefleet.device.delta_registry import LocalRegistry
 from edgefleet.engine.delta import DeltaError
+from tests.device.test_delta_checks import counting_sendfile
 
 MB = 1 << 20
 
@@ -62,14 +63,7 @@ async def test_slices_and_bytes_arrive_as_one_exact_stream(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parts = _parts(tmp_path)
-    real, sent = os.sendfile, []
-
-    def counted(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
-        n = real(out_fd, in_fd, offset, count)
-        sent.append(n)
-        return n
-
-    monkeypatch.setattr(os, "sendfile", counted)
+    sent = counting_sendfile(monkeypatch)
     want = _expected(parts)
     digest = "sha256:" + hashlib.sha256(want).hexdigest()
     reg = LocalRegistry(manifest=b"{}", blobs={digest: _blob(parts)})

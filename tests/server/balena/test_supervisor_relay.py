@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import h11
@@ -57,6 +59,23 @@ def post(client: httpx.Client, path: str, body: dict[str, Any]) -> httpx.Respons
     return client.post(path, json=body)
 
 
+@asynccontextmanager
+async def fake_supervisor(server: RunningServer, device: DeviceInfo
+                          ) -> AsyncIterator[list[dict[str, Any]]]:
+    """`device`'s tunnel held open with `supervisor` answering; what it was asked."""
+    seen: list[dict[str, Any]] = []
+    url = server.url.replace("http://", "ws://") + f"/device/v3/{device.uuid}/tunnel"
+    async with websockets.connect(url, additional_headers={
+            "Authorization": f"Bearer {device.api_key}"}) as conn:
+        mux = Mux(WebsocketsTransport(conn), initiator=True, handler=supervisor(seen))
+        runner = asyncio.create_task(mux.run())
+        try:
+            yield seen
+        finally:
+            await mux.close()
+            await runner
+
+
 async def test_the_supervisor_relay_reaches_the_device(server: RunningServer,
                                                        device: DeviceInfo) -> None:
     http = device.fleet.tenant.http
@@ -73,54 +92,45 @@ async def test_the_supervisor_relay_reaches_the_device(server: RunningServer,
         await asyncio.sleep(0.1)
     assert r.status_code == 503 and "not connected to the tunnel" in r.text, r.text
 
-    seen: list[dict[str, Any]] = []
-    url = server.url.replace("http://", "ws://") + f"/device/v3/{device.uuid}/tunnel"
-    async with websockets.connect(url, additional_headers={
-            "Authorization": f"Bearer {device.api_key}"}) as conn:
-        mux = Mux(WebsocketsTransport(conn), initiator=True, handler=supervisor(seen))
-        runner = asyncio.create_task(mux.run())
-        try:
-            while (r := await asyncio.to_thread(post, http, "/supervisor/v1/restart", restart)
-                   ).status_code == 503:
-                assert time.monotonic() < deadline + 10, r.text
-                await asyncio.sleep(0.1)
-            assert r.status_code == 200 and r.json() == {"Data": "OK", "Error": None}, r.text
-            assert seen[-1] == {"port": 48484, "method": "POST", "path": "/v1/restart",
-                                "auth": f"Bearer {SECRET}",
-                                "body": json.dumps({"appId": app_id}).encode()}
+    async with fake_supervisor(server, device) as seen:
+        while (r := await asyncio.to_thread(post, http, "/supervisor/v1/restart", restart)
+               ).status_code == 503:
+            assert time.monotonic() < deadline + 10, r.text
+            await asyncio.sleep(0.1)
+        assert r.status_code == 200 and r.json() == {"Data": "OK", "Error": None}, r.text
+        assert seen[-1] == {"port": 48484, "method": "POST", "path": "/v1/restart",
+                            "auth": f"Bearer {SECRET}",
+                            "body": json.dumps({"appId": app_id}).encode()}
 
-            r = await asyncio.to_thread(post, http, "/supervisor/v1/reboot", {
-                "deviceId": device.id, "data": {"force": False}})
-            assert r.status_code == 423 and r.json() == {"Error": "Updates are locked"}
-            r = await asyncio.to_thread(
-                post, http, f"/supervisor/v2/applications/{app_id}/restart-service",
-                {"uuid": device.uuid, "data": {"appId": app_id, "serviceName": "main"}})
-            assert r.status_code == 200, r.text
-            assert json.loads(seen[-1]["body"]) == {"appId": app_id, "serviceName": "main"}
-            r = await asyncio.to_thread(post, http, "/supervisor/v1/device",
-                                        {"uuid": device.uuid, "method": "GET"})
-            assert r.status_code == 200 and (seen[-1]["method"], seen[-1]["body"]) == \
-                ("GET", b""), seen[-1]
-            calls = len(seen)
+        r = await asyncio.to_thread(post, http, "/supervisor/v1/reboot", {
+            "deviceId": device.id, "data": {"force": False}})
+        assert r.status_code == 423 and r.json() == {"Error": "Updates are locked"}
+        r = await asyncio.to_thread(
+            post, http, f"/supervisor/v2/applications/{app_id}/restart-service",
+            {"uuid": device.uuid, "data": {"appId": app_id, "serviceName": "main"}})
+        assert r.status_code == 200, r.text
+        assert json.loads(seen[-1]["body"]) == {"appId": app_id, "serviceName": "main"}
+        r = await asyncio.to_thread(post, http, "/supervisor/v1/device",
+                                    {"uuid": device.uuid, "method": "GET"})
+        assert r.status_code == 200 and (seen[-1]["method"], seen[-1]["body"]) == \
+            ("GET", b""), seen[-1]
+        calls = len(seen)
 
-            other = new_tenant(server).http
-            r = await asyncio.to_thread(post, other, "/supervisor/v1/restart", restart)
-            assert r.status_code == 404, r.text
-            r = await asyncio.to_thread(httpx.post, f"{server.url}/supervisor/v1/restart",
-                                        json=restart)
-            assert r.status_code == 401, r.text
-            for path, body in (("/supervisor/v3/x", restart),
-                               ("/supervisor/v1/%2e%2e/x", restart),
-                               ("/supervisor/v1/blink", {"data": {}}),
-                               ("/supervisor/v1/blink", {"uuid": device.uuid,
-                                                         "method": "TRACE"}),
-                               ("/supervisor/v1/blink", {"deviceId": "1"})):
-                r = await asyncio.to_thread(post, http, path, body)
-                assert r.status_code in (400, 404), (path, body, r.text)
-            assert len(seen) == calls, "nothing refused reached the device"
-        finally:
-            await mux.close()
-            await runner
+        other = new_tenant(server).http
+        r = await asyncio.to_thread(post, other, "/supervisor/v1/restart", restart)
+        assert r.status_code == 404, r.text
+        r = await asyncio.to_thread(httpx.post, f"{server.url}/supervisor/v1/restart",
+                                    json=restart)
+        assert r.status_code == 401, r.text
+        for path, body in (("/supervisor/v3/x", restart),
+                           ("/supervisor/v1/%2e%2e/x", restart),
+                           ("/supervisor/v1/blink", {"data": {}}),
+                           ("/supervisor/v1/blink", {"uuid": device.uuid,
+                                                     "method": "TRACE"}),
+                           ("/supervisor/v1/blink", {"deviceId": "1"})):
+            r = await asyncio.to_thread(post, http, path, body)
+            assert r.status_code in (400, 404), (path, body, r.text)
+        assert len(seen) == calls, "nothing refused reached the device"
 
     audit = (await asyncio.to_thread(http.get, "/api/v1/audit",
                                      params={"device": device.uuid})).json()
@@ -141,13 +151,8 @@ async def test_fleet_restart_restarts_each_connected_device(server: RunningServe
     spare = register(server, device.fleet)  # never connects nor reports
     await asyncio.to_thread(device.http.patch, "/device/v3/state", json={
         device.uuid: {"api_port": 48484, "api_secret": SECRET}})
-    seen: list[dict[str, Any]] = []
-    url = server.url.replace("http://", "ws://") + f"/device/v3/{device.uuid}/tunnel"
-    async with websockets.connect(url, additional_headers={
-            "Authorization": f"Bearer {device.api_key}"}) as conn:
-        mux = Mux(WebsocketsTransport(conn), initiator=True, handler=supervisor(seen))
-        runner = asyncio.create_task(mux.run())
-        try:
+    try:
+        async with fake_supervisor(server, device) as seen:
             deadline = time.monotonic() + 10
             while True:
                 r = await asyncio.to_thread(http.post, f"/application/{app_id}/restart")
@@ -163,7 +168,5 @@ async def test_fleet_restart_restarts_each_connected_device(server: RunningServe
             r = await asyncio.to_thread(other.post, f"/application/{app_id}/restart")
             assert r.status_code == 404, r.text
             assert len(seen) == 1
-        finally:
-            await mux.close()
-            await runner
-            spare.http.close()
+    finally:
+        spare.http.close()
