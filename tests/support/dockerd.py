@@ -5,6 +5,7 @@ preload into it, run several devices)."""
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import os
 import shutil
 import signal
@@ -72,6 +73,7 @@ class Dockerd:
         # beyond this machine), and no iptables, so instances never fight over host
         # networking. Never `--bridge=none`: dockerd then deletes the host's docker0.
         pool = f"base=172.31.{self.index}.0/24,size=28"
+        _drop_network_bridges(f"172.31.{self.index}.0/24")  # left by a killed engine
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=False,
                        capture_output=True)
         subprocess.run(["ip", "addr", "replace", f"172.30.{self.index}.1/24", "dev",
@@ -162,9 +164,26 @@ class Dockerd:
                        check=False)
         shutil.rmtree(self.root, ignore_errors=True)
         subprocess.run(["ip", "link", "del", self.bridge], check=False, capture_output=True)
+        _drop_network_bridges(f"172.31.{self.index}.0/24")
         if self.index_fd >= 0:
             os.close(self.index_fd)  # releases the index's flock
             self.index_fd = -1
+
+
+def _drop_network_bridges(pool: str) -> None:
+    """Delete the bridges of user networks in `pool` (this index's, held by its flock): an
+    engine killed or stopped with networks left leaves their br-* bridges and routes on the
+    host, and a later engine of the same index then finds no free address pool ("could not
+    find an available, non-overlapping IPv4 address pool": seen to fail test_up once 386 had
+    piled up)."""
+    out = subprocess.run(["ip", "-o", "-4", "addr", "show", "type", "bridge"],
+                         capture_output=True, text=True, check=False).stdout
+    mine = ipaddress.IPv4Network(pool)
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) > 3 and fields[1].startswith("br-") and \
+                ipaddress.IPv4Interface(fields[3]).network.subnet_of(mine):
+            subprocess.run(["ip", "link", "del", fields[1]], check=False, capture_output=True)
 
 
 def _bridge_addresses(name: str) -> list[str]:

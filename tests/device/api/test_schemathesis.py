@@ -120,8 +120,9 @@ def test_stateful_links_reach_the_running_app(
         # The machine's draws depend on the supervisor's replies (links feed `appId` from
         # them), so hypothesis may stop a run with FlakyStrategyDefinition: its own check that
         # generation repeats, not a finding about the API. Such a run is retried with another
-        # seed (at most 3 runs); 5xx answers from every run count.
-        for attempt in range(3):
+        # seed (at most 5 runs; the cases a stopped run made still count, and the assertions
+        # below say whether what was reached is enough); 5xx answers from every run count.
+        for attempt in range(5):
             try:
                 Machine.run(settings=settings(
                     max_examples=STATEFUL_SCENARIOS, stateful_step_count=4, deadline=None,
@@ -130,8 +131,7 @@ def test_stateful_links_reach_the_running_app(
                     suppress_health_check=list(HealthCheck)))
                 break
             except FlakyStrategyDefinition:
-                if attempt == 2:
-                    raise
+                continue
             finally:
                 assert not server_errors, "\n".join(server_errors)
         reached = {p for _m, p, code in followed if code < 300}
