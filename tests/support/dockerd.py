@@ -73,7 +73,8 @@ class Dockerd:
         # beyond this machine), and no iptables, so instances never fight over host
         # networking. Never `--bridge=none`: dockerd then deletes the host's docker0.
         pool = f"base=172.31.{self.index}.0/24,size=28"
-        _drop_network_bridges(f"172.31.{self.index}.0/24")  # left by a killed engine
+        if not any(self.data_root.iterdir()):  # a new engine: bridges in its pool are leftovers
+            _drop_network_bridges(f"172.31.{self.index}.0/24")
         subprocess.run(["ip", "link", "add", self.bridge, "type", "bridge"], check=False,
                        capture_output=True)
         subprocess.run(["ip", "addr", "replace", f"172.30.{self.index}.1/24", "dev",
